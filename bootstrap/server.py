@@ -1,0 +1,188 @@
+"""The bootstrap node on TCP: the pure :class:`~bootstrap.hostcache.HostCache` driven by
+the trio runtime of :mod:`overlay.node`, plus an optional state file.
+
+State file: with ``state`` set, the cache is saved every ``save_period`` seconds
+(when it changed) and on shutdown, and reloaded on start, so a restart loses no
+registered peer.  Saving writes a temporary file in the same directory, fsyncs it
+and renames it over the old one (``os.replace`` is atomic on POSIX), so a crash
+mid-save leaves the previous state intact.
+
+A lease is stored as the time it has *left* (the runtime's clock starts anew in
+each process), together with the wall-clock time of the save; on reload, the
+time the bootstrap was down is taken off every lease, because a peer that did not
+refresh its lease during the downtime may well be gone.  The bootstrap keeps its
+id across restarts too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+import trio
+
+from bootstrap.hostcache import HostCache, HostCacheConfig, HostRecord
+from overlay import PROTOCOL_VERSION, validate
+from overlay.identity import Address, Contact, PeerId, new_peer_id
+from overlay.messages import Handshake
+from overlay.node import Node, NodeConfig, open_listeners
+
+log = logging.getLogger("bootstrap.server")
+
+STATE_FORMAT = 1
+MAX_STATE_BYTES = 256 * 1024 * 1024
+"""A state file larger than this is refused rather than read into memory."""
+
+BOOTSTRAP_NODE_CONFIG = NodeConfig(max_connections=4096, idle_timeout=15.0)
+"""A bootstrap talks to every peer briefly: many connections, short idle timeout."""
+
+
+@attrs.frozen
+class SavedHost:
+    """One host cache entry as saved: its lease as seconds left, not as a clock reading."""
+
+    contact: Contact
+    role: str
+    capacity: int
+    remaining: float = attrs.field(validator=validate.real(0.0, 86400.0 * 365))
+
+
+@attrs.frozen
+class SavedState:
+    format: int
+    saved_at: float
+    """Wall-clock time (``time.time()``) of the save."""
+    id: PeerId
+    hosts: list[SavedHost]
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def save_state(path: Path, cache: HostCache, now: float) -> None:
+    """Write the cache to ``path`` atomically (temporary file, fsync, rename)."""
+    hosts = [
+        SavedHost(r.contact, r.role, r.capacity, max(0.0, r.expires - now))
+        for r in cache.records()
+        if r.expires > now
+    ]
+    state = SavedState(STATE_FORMAT, time.time(), cache.me.id, hosts)
+    data = json.dumps(_converter.unstructure(state), separators=(",", ":")).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_state(path: Path) -> SavedState | None:
+    """Read a saved state; None if there is none.  A damaged file is moved aside
+    (``FILE.damaged``) with one error line, so it is neither trusted nor overwritten."""
+    try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
+        raw: Any = json.loads(path.read_bytes())
+        state = _converter.structure(raw, SavedState)
+        if state.format != STATE_FORMAT:
+            raise ValueError(f"unknown format {state.format}")
+        Contact(state.id, Address("127.0.0.1", 1))  # runs the id validator
+        return state
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, cattrs.BaseValidationError) as error:
+        aside = path.with_name(path.name + ".damaged")
+        log.error("cannot read bootstrap state %s (%s); moved it to %s", path, error, aside)
+        with contextlib.suppress(OSError):
+            os.replace(path, aside)
+        return None
+
+
+def restore_cache(cache: HostCache, state: SavedState, now: float) -> int:
+    """Put saved hosts back with their remaining lease, less the time we were down."""
+    downtime = max(0.0, time.time() - state.saved_at)
+    records = [
+        HostRecord(h.contact, h.role, h.capacity, now + h.remaining - downtime)
+        for h in state.hosts
+        if h.remaining > downtime
+    ]
+    cache.restore(records)
+    return len(records)
+
+
+@attrs.define
+class BootstrapServer:
+    """A running bootstrap node: its address, cache and runtime (for tests and the CLI)."""
+
+    address: Address
+    cache: HostCache
+    node: Node
+
+
+async def serve_bootstrap(
+    host: str = "127.0.0.1",
+    port: int = 7000,
+    *,
+    state: Path | None = None,
+    config: HostCacheConfig | None = None,
+    node_config: NodeConfig | None = None,
+    save_period: float = 5.0,
+    seed: int | None = None,
+    task_status: trio.TaskStatus[BootstrapServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve a host cache on ``host:port`` until cancelled; save it on the way out."""
+    rng = random.Random(seed)
+    saved = load_state(state) if state is not None else None
+    listeners, address = await open_listeners(host, port)
+    contact = Contact(saved.id if saved is not None else new_peer_id(rng), address)
+    cache = HostCache(contact, config or HostCacheConfig(), rng)
+    if saved is not None:
+        restored = restore_cache(cache, saved, trio.current_time())
+        log.info("bootstrap: reloaded %d hosts from %s", restored, state)
+    node = Node(
+        cache,
+        contact,
+        node_config or BOOTSTRAP_NODE_CONFIG,
+        handshake=lambda: Handshake(PROTOCOL_VERSION, contact, "weak", 0),
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.serve, listeners)
+            if state is not None:
+                nursery.start_soon(_save_periodically, state, cache, save_period)
+            task_status.started(BootstrapServer(address, cache, node))
+    finally:
+        if state is not None:
+            try:
+                save_state(state, cache, trio.current_time())
+                log.info("bootstrap: saved %d hosts to %s", len(cache), state)
+            except OSError as error:
+                log.error("bootstrap: cannot save state to %s: %s", state, error)
+
+
+async def _save_periodically(path: Path, cache: HostCache, period: float) -> None:
+    last: list[HostRecord] | None = None
+    while True:
+        await trio.sleep(period)
+        records = cache.records()
+        if records == last:
+            continue
+        try:
+            save_state(path, cache, trio.current_time())
+        except OSError as error:
+            log.error("bootstrap: cannot save state to %s: %s", path, error)
+        last = records

@@ -1,0 +1,167 @@
+"""``overlay bootstrap``, ``overlay peer`` and ``overlay swarm``: the protocol on real TCP.
+
+Each command prints the address it listens on as its first line of output, then
+runs until SIGINT or SIGTERM, when it shuts down gracefully: a peer says goodbye
+to its neighbors and the bootstrap and flushes those messages, a bootstrap saves
+its state; every listening socket is closed before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bootstrap.server import serve_bootstrap
+from overlay.config import PeerConfig
+from overlay.errors import OverlayError
+from overlay.identity import Address
+from overlay.node import NodeConfig, open_listeners, peer_node
+from overlay.peer import Peer
+from overlay.peer_state import load_peer_state, save_peer_state
+from overlay.swarm import register_swarm
+
+log = logging.getLogger("overlay.cli_net")
+
+STATE_SAVE_PERIOD = 5.0
+
+
+def _address(text: str) -> Address:
+    try:
+        return Address.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def register(subparsers: Any) -> None:
+    boot: argparse.ArgumentParser = subparsers.add_parser(
+        "bootstrap",
+        help="run a bootstrap node (the host cache peers join through)",
+        description="Serve the host cache on TCP.  With --state, the cache is saved "
+        "atomically every few seconds and on shutdown, and reloaded on start.",
+    )
+    boot.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    boot.add_argument("--port", type=int, default=7000, help="port (0: any free port)")
+    boot.add_argument("--state", type=Path, default=None, help="state file to keep")
+    boot.set_defaults(run=run_bootstrap)
+
+    peer: argparse.ArgumentParser = subparsers.add_parser(
+        "peer",
+        help="run one peer",
+        description="Run one peer: join through the bootstrap (or --join, any live peer) "
+        "and keep a random neighbor list until SIGINT/SIGTERM, then leave gracefully.",
+    )
+    peer.add_argument("--bootstrap", type=_address, default=None, metavar="HOST:PORT")
+    peer.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    peer.add_argument("--port", type=int, default=0, help="port (0: any free port)")
+    peer.add_argument("--capacity", type=int, default=1, help="capacity (super peer election)")
+    peer.add_argument(
+        "--state", type=Path, default=None, metavar="DIR", help="keep id and known hosts here"
+    )
+    peer.add_argument(
+        "--join", type=_address, default=None, metavar="HOST:PORT", help="join via this peer"
+    )
+    peer.add_argument("--seed", type=int, default=None, help="seed of the peer's random source")
+    peer.set_defaults(run=run_peer)
+
+    register_swarm(subparsers)
+
+
+def run_bootstrap(args: argparse.Namespace) -> int:
+    try:
+        trio.run(_bootstrap_main, args)
+    except OverlayError as error:
+        print(f"overlay bootstrap: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _bootstrap_main(args: argparse.Namespace) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                lambda task_status: serve_bootstrap(
+                    args.host, args.port, state=args.state, task_status=task_status
+                )
+            )
+            print(f"bootstrap {server.cache.me.id} listening on {server.address}", flush=True)
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()  # serve_bootstrap saves the state on its way out
+
+
+def run_peer(args: argparse.Namespace) -> int:
+    if args.bootstrap is None and args.join is None:
+        print("overlay peer: give --bootstrap HOST:PORT or --join HOST:PORT", file=sys.stderr)
+        return 2
+    if not 0 <= args.capacity <= 1_000_000:
+        print("overlay peer: --capacity must be in [0, 1000000]", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_peer_main, args)
+    except OverlayError as error:
+        print(f"overlay peer: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _peer_main(args: argparse.Namespace) -> None:
+    state_dir: Path | None = args.state
+    saved = load_peer_state(state_dir) if state_dir is not None else None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        listeners, address = await open_listeners(args.host, args.port)
+        peer = Peer(
+            address,
+            PeerConfig(capacity=args.capacity),
+            random.Random(args.seed),
+            peer_id=saved.id if saved is not None else None,
+            bootstrap=args.bootstrap,
+            join_via=args.join,
+        )
+        if saved is not None:
+            seed_known_hosts(peer, saved.known_hosts)
+        node = peer_node(peer, NodeConfig())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.serve, listeners)
+            print(f"peer {peer.id} listening on {address}", flush=True)
+            if state_dir is not None:
+                nursery.start_soon(_save_periodically, state_dir, peer)
+            async for _ in signals:
+                break
+            await node.leave()
+            nursery.cancel_scope.cancel()
+        if state_dir is not None:
+            _save(state_dir, peer)
+
+
+def seed_known_hosts(peer: Peer, hosts: list[Any]) -> None:
+    """Put saved known hosts back before start: the membership's repair asks them
+    when the bootstrap cannot be reached."""
+    membership = peer.membership
+    limit = membership.config.known_hosts_size
+    for contact in hosts[-limit:] if limit else []:
+        if contact.id != peer.id:
+            membership.known_hosts[contact.id] = contact
+
+
+def _save(directory: Path, peer: Peer) -> None:
+    try:
+        save_peer_state(directory, peer.id, list(peer.membership.known_hosts.values()))
+    except OSError as error:
+        log.error("cannot save peer state to %s: %s", directory, error)
+
+
+async def _save_periodically(directory: Path, peer: Peer) -> None:
+    last: list[Any] | None = None
+    while True:
+        await trio.sleep(STATE_SAVE_PERIOD)
+        hosts = list(peer.membership.known_hosts.values())
+        if hosts != last:
+            _save(directory, peer)
+            last = hosts

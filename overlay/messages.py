@@ -1,0 +1,364 @@
+"""Every message of the protocol, as frozen attrs classes that validate their fields.
+
+A message is constructed the same way whether our own core made it or the wire
+decoder made it from a remote's bytes, so the validators here are the single
+place where ranges and lengths are checked.  The sender of a message is never a
+field: it is the connection the message arrived on (the runtime's ``sender``), so
+no peer can speak for another.
+
+Limits (``MAX_*``) bound every list and string, because each can come from the
+network.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import attrs
+
+from overlay import validate
+from overlay.identity import Address, Contact, check_peer_id
+
+ROLES: Final = ("weak", "super")
+MAX_SAMPLE: Final = 64
+"""Most contacts in one bootstrap sample."""
+MAX_SHUFFLE: Final = 32
+"""Most contacts in one shuffle message."""
+MAX_DEGREE_FIELD: Final = 1024
+MAX_CAPACITY: Final = 1_000_000
+MAX_REASON: Final = 64
+MAX_AGE: Final = 65535
+
+
+class Message:
+    """Base of every wire message (for typing; carries no state)."""
+
+    __slots__ = ()
+
+
+_contacts = validate.tuple_of  # shorthand, reads as "a tuple of contacts"
+
+
+@attrs.frozen
+class Handshake(Message):
+    """First frame on every connection, in both directions: who I am and what I speak."""
+
+    version: int = attrs.field(validator=validate.integer(0, 65535))
+    contact: Contact = attrs.field(validator=validate.instance(Contact))
+    role: str = attrs.field(default="weak", validator=validate.one_of(*ROLES))
+    capacity: int = attrs.field(default=1, validator=validate.integer(0, MAX_CAPACITY))
+
+
+@attrs.frozen
+class Register(Message):
+    """Peer -> bootstrap: register (or refresh the lease) and ask for ``want`` contacts."""
+
+    want: int = attrs.field(validator=validate.integer(0, MAX_SAMPLE))
+    role: str = attrs.field(default="weak", validator=validate.one_of(*ROLES))
+    capacity: int = attrs.field(default=1, validator=validate.integer(0, MAX_CAPACITY))
+
+
+@attrs.frozen
+class Unregister(Message):
+    """Peer -> bootstrap: I am leaving; forget me now rather than at lease expiry."""
+
+
+@attrs.frozen
+class PeerSample(Message):
+    """Bootstrap -> peer: a uniform sample of live peers, the known super peers, the lease."""
+
+    peers: tuple[Contact, ...] = attrs.field(validator=_contacts(Contact, MAX_SAMPLE))
+    super_peers: tuple[Contact, ...] = attrs.field(
+        default=(), validator=_contacts(Contact, MAX_SAMPLE)
+    )
+    lease: float = attrs.field(default=60.0, validator=validate.real(0.0, 86400.0))
+
+
+@attrs.frozen
+class Join(Message):
+    """Newcomer -> member: let me in.  The member splits one of its links for us.
+
+    Edge splitting (replace a link u-v by u-newcomer and newcomer-v) keeps every
+    member's degree unchanged and hands the newcomer two links per split; it is
+    the classic way to grow a random regular graph (Cooper, Dyer and Greenhill,
+    "Sampling regular graphs and a peer-to-peer network", SODA 2005).
+    """
+
+
+@attrs.frozen
+class Redirect(Message):
+    """u -> v while splitting the link u-v: drop me, take the newcomer instead."""
+
+    newcomer: Contact = attrs.field(validator=validate.instance(Contact))
+
+
+@attrs.frozen
+class NeighborRequest(Message):
+    """Ask to become neighbors.  ``urgent``: I have no neighbor at all (HyParView's rule:
+    an urgent request is accepted even by a full peer, which evicts someone)."""
+
+    urgent: bool = attrs.field(default=False, validator=validate.boolean)
+
+
+@attrs.frozen
+class NeighborAccept(Message):
+    """Yes, we are neighbors now (answer to Join, Redirect or NeighborRequest)."""
+
+    degree: int = attrs.field(default=0, validator=validate.integer(0, MAX_DEGREE_FIELD))
+
+
+@attrs.frozen
+class NeighborReject(Message):
+    """No room for you."""
+
+
+@attrs.frozen
+class Disconnect(Message):
+    """We are not (or no longer) neighbors."""
+
+    reason: str = attrs.field(default="", validator=validate.text(0, MAX_REASON))
+
+
+@attrs.frozen
+class Leave(Message):
+    """Graceful leave: I am going away; forget me."""
+
+
+@attrs.frozen
+class Heartbeat(Message):
+    """Periodic liveness signal to each neighbor; carries my degree for load balancing."""
+
+    degree: int = attrs.field(validator=validate.integer(0, MAX_DEGREE_FIELD))
+
+
+@attrs.frozen
+class ShuffleEntry:
+    """A contact with its Cyclon age: how many shuffle periods since it was fresh.
+
+    Carrying the age matters: a dead peer's entries only grow older wherever
+    they travel, so they are the first to be contacted, and dropped.
+    """
+
+    contact: Contact = attrs.field(validator=validate.instance(Contact))
+    age: int = attrs.field(validator=validate.integer(0, MAX_AGE))
+
+
+@attrs.frozen
+class ShuffleRequest(Message):
+    """Cyclon shuffle: a few entries from my views, myself (age 0) among them."""
+
+    entries: tuple[ShuffleEntry, ...] = attrs.field(
+        validator=_contacts(ShuffleEntry, MAX_SHUFFLE)
+    )
+
+
+@attrs.frozen
+class ShuffleReply(Message):
+    """Cyclon shuffle answer: a few entries from the answerer's views."""
+
+    entries: tuple[ShuffleEntry, ...] = attrs.field(
+        validator=_contacts(ShuffleEntry, MAX_SHUFFLE)
+    )
+
+
+MEMBERSHIP_MESSAGES: Final[tuple[type[Message], ...]] = (
+    Join,
+    Redirect,
+    NeighborRequest,
+    NeighborAccept,
+    NeighborReject,
+    Disconnect,
+    Leave,
+    Heartbeat,
+    ShuffleRequest,
+    ShuffleReply,
+)
+BOOTSTRAP_MESSAGES: Final[tuple[type[Message], ...]] = (Register, Unregister, PeerSample)
+
+
+def all_message_types() -> tuple[type[Message], ...]:
+    """Every message type the wire knows, in a fixed order (the wire tags them by name)."""
+    return (Handshake, *BOOTSTRAP_MESSAGES, *MEMBERSHIP_MESSAGES, *SEARCH_MESSAGES, *STATS_MESSAGES)
+
+
+# --------------------------------------------------------------------------- observability
+
+MAX_STATS_NEIGHBORS: Final = 256
+"""Most neighbor ids in one stats reply (a peer's hard maximum degree is far lower)."""
+MAX_STATS_PASSIVE: Final = 256
+MAX_STATS_COUNTERS: Final = 128
+MAX_COUNTER_NAME: Final = 64
+MAX_COUNTER_VALUE: Final = 2**63 - 1
+
+
+@attrs.frozen
+class StatCounter:
+    """One named counter in a stats reply (a record, so the wire can check it strictly)."""
+
+    name: str = attrs.field(validator=validate.text(1, MAX_COUNTER_NAME))
+    value: int = attrs.field(validator=validate.integer(0, MAX_COUNTER_VALUE))
+
+
+@attrs.frozen
+class StatsRequest(Message):
+    """Anyone -> peer: tell me how you are (the swarm's status line and summary read this).
+
+    Answered by the runtime, not the core, on the connection it arrived on.
+    """
+
+
+@attrs.frozen
+class StatsReply(Message):
+    """Peer -> asker: a snapshot of the peer and its runtime's counters.
+
+    Every field is bounded so the reply fits one frame even for a peer with a
+    long passive view and many counters; a peer with more truncates.
+    """
+
+    id: str = attrs.field(validator=check_peer_id)
+    address: Address = attrs.field(validator=validate.instance(Address))
+    role: str = attrs.field(validator=validate.one_of(*ROLES))
+    joined: bool = attrs.field(validator=validate.boolean)
+    neighbors: tuple[str, ...] = attrs.field(
+        validator=validate.tuple_of(str, MAX_STATS_NEIGHBORS, check_peer_id)
+    )
+    passive: tuple[str, ...] = attrs.field(
+        validator=validate.tuple_of(str, MAX_STATS_PASSIVE, check_peer_id)
+    )
+    known_hosts: int = attrs.field(validator=validate.integer(0, MAX_COUNTER_VALUE))
+    counters: tuple[StatCounter, ...] = attrs.field(
+        validator=validate.tuple_of(StatCounter, MAX_STATS_COUNTERS)
+    )
+
+
+STATS_MESSAGES: Final[tuple[type[Message], ...]] = (StatsRequest, StatsReply)
+
+
+# ---------------------------------------------------------------------- search (issue 4)
+
+MAX_KEY_LENGTH: Final = 64
+"""A content key is the SHA-256 of the value, as 64 lowercase hex digits."""
+MAX_NAME: Final = 255
+MAX_KEYWORD_LENGTH: Final = 64
+MAX_KEYWORDS_FIELD: Final = 32
+"""The wire's bound on a keyword list; the peer's own (smaller) limit is a search setting,
+so that a list between the two is refused *by the peer* and shows in its counters."""
+MAX_FLOOD_TTL_FIELD: Final = 255
+"""A flood TTL as the wire carries it (one byte, as Gnutella's); peers clamp to their cap."""
+MAX_WALK_TTL_FIELD: Final = 65535
+MAX_WALKER: Final = 65535
+MAX_VALUE: Final = 60_000
+"""Largest item value: a fetch reply must fit in one 64 KiB frame with its envelope."""
+_KEY_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def check_key(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a content key, 64 lowercase hex digits."""
+    if type(value) is not str or _KEY_PATTERN.fullmatch(value) is None:
+        raise validate.invalid(attribute, value, "a key of 64 lowercase hex digits")
+
+
+_keywords = validate.tuple_of(str, MAX_KEYWORDS_FIELD, validate.text(1, MAX_KEYWORD_LENGTH))
+
+
+def _check_target(key: str | None, keywords: tuple[str, ...]) -> None:
+    if (key is None) == (not keywords):
+        raise ValueError("a query asks for a key or for keywords, exactly one of them")
+
+
+@attrs.frozen
+class Query(Message):
+    """A flooded query.  ``ttl`` is what the receiver may still use, ``hops`` how far it came.
+
+    ``direct``: hits go straight to ``origin`` instead of back along the reverse path.
+    """
+
+    query_id: str = attrs.field(validator=check_peer_id)
+    origin: Contact = attrs.field(validator=validate.instance(Contact))
+    key: str | None = attrs.field(validator=validate.optional(check_key))
+    keywords: tuple[str, ...] = attrs.field(validator=_keywords)
+    ttl: int = attrs.field(validator=validate.integer(0, MAX_FLOOD_TTL_FIELD))
+    hops: int = attrs.field(default=0, validator=validate.integer(0, MAX_FLOOD_TTL_FIELD))
+    direct: bool = attrs.field(default=False, validator=validate.boolean)
+
+    def __attrs_post_init__(self) -> None:
+        _check_target(self.key, self.keywords)
+
+
+@attrs.frozen
+class QueryHit(Message):
+    """An item matching a query: its key, name and size, and who holds it."""
+
+    query_id: str = attrs.field(validator=check_peer_id)
+    key: str = attrs.field(validator=check_key)
+    name: str | None = attrs.field(validator=validate.optional(validate.text(0, MAX_NAME)))
+    size: int = attrs.field(validator=validate.integer(0, MAX_VALUE))
+    holder: Contact = attrs.field(validator=validate.instance(Contact))
+    hops: int = attrs.field(default=0, validator=validate.integer(0, MAX_WALK_TTL_FIELD))
+    """How far from the origin the holder was reached (for "hops to the first hit")."""
+
+
+@attrs.frozen
+class WalkStep(Message):
+    """One random walker taking one step.  It checks with ``origin`` every ``check`` hops."""
+
+    query_id: str = attrs.field(validator=check_peer_id)
+    origin: Contact = attrs.field(validator=validate.instance(Contact))
+    key: str | None = attrs.field(validator=validate.optional(check_key))
+    keywords: tuple[str, ...] = attrs.field(validator=_keywords)
+    ttl: int = attrs.field(validator=validate.integer(1, MAX_WALK_TTL_FIELD))
+    hops: int = attrs.field(validator=validate.integer(1, MAX_WALK_TTL_FIELD))
+    """Hops taken including this one: the receiver is ``hops`` steps along the walk."""
+    walker: int = attrs.field(validator=validate.integer(0, MAX_WALKER))
+    check: int = attrs.field(default=4, validator=validate.integer(1, MAX_WALK_TTL_FIELD))
+
+    def __attrs_post_init__(self) -> None:
+        _check_target(self.key, self.keywords)
+
+
+@attrs.frozen
+class WalkCheck(Message):
+    """Peer holding a walker -> origin: shall this walker go on?"""
+
+    query_id: str = attrs.field(validator=check_peer_id)
+    walker: int = attrs.field(validator=validate.integer(0, MAX_WALKER))
+    hops: int = attrs.field(validator=validate.integer(1, MAX_WALK_TTL_FIELD))
+
+
+@attrs.frozen
+class WalkVerdict(Message):
+    """Origin -> peer holding a walker: go on (``proceed``) or stop here."""
+
+    query_id: str = attrs.field(validator=check_peer_id)
+    walker: int = attrs.field(validator=validate.integer(0, MAX_WALKER))
+    proceed: bool = attrs.field(validator=validate.boolean)
+
+
+@attrs.frozen
+class Fetch(Message):
+    """Ask a holder for the value of ``key``."""
+
+    request_id: str = attrs.field(validator=check_peer_id)
+    key: str = attrs.field(validator=check_key)
+
+
+@attrs.frozen
+class FetchReply(Message):
+    """The holder's answer; the requester checks ``value`` against ``key`` itself."""
+
+    request_id: str = attrs.field(validator=check_peer_id)
+    key: str = attrs.field(validator=check_key)
+    found: bool = attrs.field(validator=validate.boolean)
+    value: bytes = attrs.field(default=b"", validator=validate.blob(MAX_VALUE))
+
+
+SEARCH_MESSAGES: Final[tuple[type[Message], ...]] = (
+    Query,
+    QueryHit,
+    WalkStep,
+    WalkCheck,
+    WalkVerdict,
+    Fetch,
+    FetchReply,
+)

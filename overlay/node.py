@@ -1,0 +1,786 @@
+"""The trio runtime: one protocol core (a :class:`~overlay.peer.Peer` or the bootstrap's
+:class:`~bootstrap.hostcache.HostCache`) on real TCP.
+
+It is a thin shell, as DESIGN.md asks: it accepts and opens connections, frames
+and unframes messages, keeps time and carries out the core's effects.  Every
+decision about the overlay stays in the core.
+
+How a link works here:
+
+* **Connections.**  The first frame each way is a :class:`Handshake`.  The side
+  that dials sends first; the side that accepts answers.  Both run under
+  ``handshake_timeout``.  The remote's handshake names it, and that
+  :class:`Contact` is the ``sender`` of every message read from the
+  connection, so no message can speak for another peer.  (On an outgoing
+  connection the address is the one we dialled, which we know is real.)
+* **Links are keyed by listen address**, because that is what :class:`Send`
+  names.  An accepted connection is filed under the address its remote claims,
+  so a reply to it goes back on the same connection rather than opening a
+  second one.  Two peers dialling each other at once end up with two
+  connections; both work, and the one that carries nothing is closed by the
+  idle timeout.
+* **Sends are queued** per connection in a bounded memory channel drained by a
+  writer task.  A full queue drops the message and counts it
+  (``queue_full.<Kind>``): a stuck neighbor must not block the peer, and the
+  core already copes with lost messages.
+* **A link opens lazily** on the first send to an address with no connection.
+  A failed dial drops what was queued and reports ``link_lost`` for that peer
+  when we know who listens there.
+* **Close** (from the core) flushes what is queued, then closes.  Closes in one
+  batch of effects run after that batch's sends, because the core emits
+  ``Close`` before the farewell ``Send`` (see ``Membership._remove``).
+* **link_lost** reaches the core when the last connection to a peer dies for a
+  reason the core did not ask for (EOF, reset, bad input, idle timeout).
+* **Timers**: one task sleeps until ``core.next_deadline()``; its cancel scope's
+  deadline is moved after every event, so an earlier deadline wakes it early.
+
+Limits, all from :class:`NodeConfig`: at most ``max_connections`` accepted and
+as many dialled connections; a new connection at the limit evicts the oldest one
+still in its handshake (so idle sockets cannot lock well-behaved peers out), or is
+refused when none is; ``idle_timeout`` closes a connection that sends nothing
+(heartbeats keep neighbor links busy); ``send_timeout`` closes one whose remote
+stops reading.
+
+Bad input (garbage, an oversized length prefix, a truncated frame then silence,
+a wrong handshake) closes that connection with exactly one log line at WARNING
+and nothing else happens: the core never sees it.  trio's and the OS's
+exceptions are turned into the project's errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import attrs
+import trio
+
+from overlay import PROTOCOL_VERSION, validate
+from overlay.effects import Close, Effect, Notify, Send
+from overlay.errors import LocalError, OverlayError, ProtocolError, RemoteError, TransportError
+from overlay.identity import Address, Contact, PeerId
+from overlay.messages import (
+    MAX_COUNTER_NAME,
+    MAX_COUNTER_VALUE,
+    MAX_STATS_COUNTERS,
+    MAX_STATS_NEIGHBORS,
+    MAX_STATS_PASSIVE,
+    Handshake,
+    Message,
+    StatCounter,
+    StatsReply,
+    StatsRequest,
+)
+from overlay.peer import Peer
+from overlay.wire import DEFAULT_FRAME_CAP, FrameDecoder, check_handshake, encode_frame
+
+log = logging.getLogger("overlay.node")
+
+_ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""Accept failures that mean "out of resources for now": wait and retry, as trio does."""
+_WRITE_BATCH = 64
+"""Most queued frames joined into one ``send_all`` (fewer syscalls under load)."""
+
+
+class Core(Protocol):
+    """What the runtime needs of a core; the peer and the host cache both fit."""
+
+    def start(self, now: float) -> list[Effect]: ...
+    def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]: ...
+    def link_lost(self, peer: PeerId, now: float) -> list[Effect]: ...
+    def handle_timer(self, now: float) -> list[Effect]: ...
+    def next_deadline(self) -> float: ...
+
+
+class SilentRemote(RemoteError):
+    """The remote sent nothing, or only part of a frame, for too long."""
+
+
+class IdleConnection(TransportError):
+    """A handshaken connection carried nothing for ``idle_timeout``: an ordinary end."""
+
+
+@attrs.frozen
+class NodeConfig:
+    """Limits and timeouts of the runtime (seconds)."""
+
+    max_connections: int = attrs.field(default=64, validator=validate.integer(1, 100_000))
+    """Accepted connections at once; dialled connections have their own equal budget."""
+    handshake_timeout: float = attrs.field(default=5.0, validator=validate.real(0.01, 600))
+    connect_timeout: float = attrs.field(default=5.0, validator=validate.real(0.01, 600))
+    idle_timeout: float = attrs.field(default=30.0, validator=validate.real(0.01, 86400))
+    """A connection that delivers no byte for this long is closed."""
+    send_timeout: float = attrs.field(default=10.0, validator=validate.real(0.01, 3600))
+    """A write blocked this long means the remote stopped reading: close."""
+    send_queue: int = attrs.field(default=256, validator=validate.integer(1, 1_000_000))
+    """Frames queued per connection before further sends to it are dropped."""
+    frame_cap: int = attrs.field(default=DEFAULT_FRAME_CAP, validator=validate.integer(64, 2**24))
+    read_size: int = attrs.field(default=65536, validator=validate.integer(1, 2**24))
+    remembered_addresses: int = attrs.field(default=4096, validator=validate.integer(0, 10**7))
+    """Who listened where, from past handshakes (to report a failed dial as link_lost)."""
+
+
+class Connection:
+    """One TCP connection and its bounded send queue."""
+
+    __slots__ = (
+        "closing",
+        "counted",
+        "decoder",
+        "error",
+        "inbound",
+        "key",
+        "label",
+        "last_heard",
+        "queue_in",
+        "queue_out",
+        "remote",
+        "scope",
+        "writing_since",
+    )
+
+    def __init__(self, label: str, *, inbound: bool, key: Address | None, queue: int) -> None:
+        self.label = label
+        self.inbound = inbound
+        self.key = key
+        """Listen address this connection is filed under in ``Node.links`` (once known)."""
+        self.remote: Contact | None = None
+        self.closing = False
+        """The core asked for it to close (so its end is not a lost link)."""
+        self.counted = True
+        """Still counted against the connection limit."""
+        self.error: OverlayError | None = None
+        """Why the connection was ended from outside its reader (writer, sweeper)."""
+        self.decoder: FrameDecoder | None = None
+        self.last_heard = trio.current_time()
+        self.writing_since = -1.0
+        """When the blocked write began (negative: not writing)."""
+        self.queue_in, self.queue_out = trio.open_memory_channel[bytes](queue)
+        self.scope = trio.CancelScope()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.label}>"
+
+
+def _transport_error(exc: BaseException) -> TransportError:
+    """trio's and the OS's failures, as the project's one transport error."""
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, trio.TooSlowError):
+        return TransportError("timed out")
+    if isinstance(exc, OSError):
+        return TransportError(exc.strerror or type(exc).__name__)
+    return TransportError(type(exc).__name__)
+
+
+def _peer_label(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "an unknown address"
+    return f"{host}:{port}"
+
+
+class Node:
+    """Drive one core over TCP.
+
+    ``handshake`` builds the handshake we send (the role may change while we
+    run); ``stats`` builds the answer to a :class:`StatsRequest` (None: such a
+    request goes to the core like any message); ``identify`` names the peer that
+    listens on an address, so a failed dial can be reported as ``link_lost``;
+    ``farewell`` gives the effects of a graceful leave.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        contact: Contact,
+        config: NodeConfig | None = None,
+        *,
+        handshake: Callable[[], Handshake] | None = None,
+        stats: Callable[[Node], StatsReply] | None = None,
+        identify: Callable[[Address], PeerId | None] | None = None,
+        farewell: Callable[[float], list[Effect]] | None = None,
+        on_event: Callable[[Notify], None] | None = None,
+    ) -> None:
+        self.core = core
+        self.contact = contact
+        self.config = config or NodeConfig()
+        self._handshake = handshake or (lambda: Handshake(PROTOCOL_VERSION, contact))
+        self._stats = stats
+        self._identify = identify
+        self._farewell = farewell
+        self._on_event = on_event
+        self.links: dict[Address, list[Connection]] = {}
+        self.connections: set[Connection] = set()
+        self.counters: dict[str, int] = {}
+        self.inbound = 0
+        self.outbound = 0
+        self._handshaking: OrderedDict[Connection, None] = OrderedDict()
+        self._who: OrderedDict[Address, PeerId] = OrderedDict()
+        self._nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._accepting: trio.CancelScope = trio.CancelScope()
+        self._timer_scope: trio.CancelScope | None = None
+        self._changed: trio.Event | None = None
+        self._all_closed: trio.Event | None = None
+        self.stopping = False
+        self.stopped = trio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def serve(
+        self,
+        listeners: Sequence[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections and run the core until cancelled, :meth:`stop` or :meth:`leave`."""
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._accept_all, list(listeners))
+                    self._apply(self.core.start(trio.current_time()))
+                    nursery.start_soon(self._timer_loop)
+                    nursery.start_soon(self._sweep_loop)
+                    task_status.started()
+        finally:
+            self.stopping = True
+            for listener in listeners:
+                listener.socket.close()  # synchronous: no port is left listening
+            self.stopped.set()
+
+    def stop(self) -> None:
+        """Stop at once: no goodbyes (what a crash looks like to the others, minus the FINs)."""
+        self.stopping = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def leave(self, flush_timeout: float = 3.0) -> None:
+        """Leave gracefully: stop accepting, carry out the core's farewell, flush every
+        queue (bounded by ``flush_timeout``), then stop."""
+        self._accepting.cancel()
+        if self._farewell is not None and not self.stopping:
+            self._apply(self._farewell(trio.current_time()))
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.closing = True
+            connection.queue_in.close()  # the writer drains what is queued, then closes
+        with trio.move_on_after(flush_timeout):
+            while self.connections:
+                self._all_closed = trio.Event()
+                await self._all_closed.wait()
+        self.stop()
+        await self.stopped.wait()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds; it is re-checked after every event the
+        core handles.  Callers bound it (``trio.fail_after``)."""
+        while not predicate():
+            if self._changed is None:
+                self._changed = trio.Event()
+            await self._changed.wait()
+
+    # ------------------------------------------------------------------ effects
+
+    def _count(self, key: str, amount: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + amount
+
+    def _apply(self, effects: list[Effect]) -> None:
+        if effects and not self.stopping:
+            closes: list[Address] = []
+            last_message: Message | None = None
+            last_frame = b""
+            for effect in effects:
+                kind = type(effect)
+                if kind is Send:
+                    assert isinstance(effect, Send)
+                    message = effect.message
+                    if message is not last_message:
+                        # The core hands every neighbor the same Heartbeat object: encode once.
+                        try:
+                            last_frame = encode_frame(message, self.config.frame_cap)
+                        except LocalError as error:
+                            self._count("send.unencodable")
+                            log.error("%s: cannot send %s: %s", self, type(message).__name__, error)
+                            continue
+                        last_message = message
+                    self._send(effect.to, message, last_frame)
+                elif kind is Close:
+                    assert isinstance(effect, Close)
+                    closes.append(effect.to)
+                else:
+                    assert isinstance(effect, Notify)
+                    self._notify(effect)
+            for address in closes:
+                self._close_link(address)
+        timer = self._timer_scope
+        if timer is not None:
+            # Only ever bring the wake-up forward: moving a deadline costs a heap push in
+            # trio, and a timer that wakes early just sleeps again.
+            deadline = self.core.next_deadline()
+            timer.deadline = min(timer.deadline, deadline)
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+
+    def _notify(self, event: Notify) -> None:
+        self._count(f"event.{event.kind}")
+        if self._on_event is not None:
+            self._on_event(event)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s %s %s", self, event.kind, event.peer or "", event.detail)
+
+    def _send(self, to: Address, message: Message, frame: bytes) -> None:
+        name = type(message).__name__
+        if to == self.contact.address:
+            self._count("send.to_self")
+            return
+        connections = self.links.get(to)
+        if connections:
+            connection = connections[0]
+        else:
+            dialled = self._dial(to)
+            if dialled is None:
+                self._count(f"dropped.no_link.{name}")
+                return
+            connection = dialled
+        try:
+            connection.queue_in.send_nowait(frame)
+        except trio.WouldBlock:
+            self._count(f"queue_full.{name}")
+            return
+        except trio.ClosedResourceError:
+            self._count(f"dropped.closing.{name}")
+            return
+        self._count(f"sent.{name}")
+
+    def _close_link(self, address: Address) -> None:
+        for connection in self.links.pop(address, []):
+            connection.closing = True
+            connection.queue_in.close()  # the writer flushes, then ends the connection
+
+    def _dial(self, to: Address) -> Connection | None:
+        if self.outbound >= self.config.max_connections or self._nursery is None:
+            self._count("dial.refused_limit")
+            return None
+        connection = Connection(str(to), inbound=False, key=to, queue=self.config.send_queue)
+        self.links.setdefault(to, []).append(connection)
+        self.connections.add(connection)
+        self.outbound += 1
+        self._count("dial.started")
+        self._nursery.start_soon(self._run_outbound, connection, to)
+        return connection
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer_loop(self) -> None:
+        core = self.core
+        while True:
+            scope = trio.CancelScope(deadline=core.next_deadline())
+            self._timer_scope = scope
+            with scope:
+                await trio.sleep_forever()
+            now = trio.current_time()
+            if now >= core.next_deadline():
+                self._apply(core.handle_timer(now))
+                if core.next_deadline() <= now:
+                    # A core must move its deadline when handled; never spin if it does not.
+                    await trio.sleep(0.001)
+
+    async def _sweep_loop(self) -> None:
+        """Close connections that went silent or stopped reading.
+
+        One task per node scanning every connection a few times per timeout is far
+        cheaper than a cancel scope around every read and write.
+        """
+        config = self.config
+        period = max(0.005, min(config.idle_timeout, config.send_timeout) / 4)
+        while True:
+            await trio.sleep(period)
+            now = trio.current_time()
+            for connection in list(self.connections):
+                if connection.remote is None or connection.error is not None:
+                    continue  # still in its handshake, which has its own timeout
+                if now - connection.last_heard >= config.idle_timeout:
+                    decoder = connection.decoder
+                    if decoder is not None and decoder.buffered:
+                        connection.error = SilentRemote(
+                            f"truncated frame ({decoder.buffered} bytes of it), then silence"
+                        )
+                    else:
+                        connection.error = IdleConnection(
+                            f"idle for {config.idle_timeout:g} s"
+                        )
+                    connection.scope.cancel()
+                elif (
+                    connection.writing_since >= 0
+                    and now - connection.writing_since >= config.send_timeout
+                ):
+                    connection.error = TransportError(
+                        f"remote stopped reading for {config.send_timeout:g} s"
+                    )
+                    connection.scope.cancel()
+
+    # ------------------------------------------------------------------ accepting
+
+    async def _accept_all(self, listeners: list[trio.SocketListener]) -> None:
+        with self._accepting:
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener)
+
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                if error.errno in _ACCEPT_RETRY_ERRNOS:
+                    self._count("accept.out_of_resources")
+                    log.warning("%s: cannot accept (%s); retrying shortly", self, error.strerror)
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            self._admit(stream)
+
+    def _admit(self, stream: trio.SocketStream) -> None:
+        label = _peer_label(stream)
+        if self.inbound >= self.config.max_connections:
+            if self._handshaking:
+                oldest, _ = self._handshaking.popitem(last=False)
+                oldest.counted = False
+                self.inbound -= 1
+                self._count("connections.evicted")
+                log.warning(
+                    "%s: closing connection from %s: evicted, too many connections "
+                    "still in their handshake",
+                    self,
+                    oldest.label,
+                )
+                oldest.scope.cancel()
+            else:
+                self._count("connections.refused")
+                log.warning(
+                    "%s: refusing connection from %s: %d connections open",
+                    self,
+                    label,
+                    self.inbound,
+                )
+                stream.socket.close()
+                return
+        connection = Connection(label, inbound=True, key=None, queue=self.config.send_queue)
+        self.inbound += 1
+        self.connections.add(connection)
+        self._handshaking[connection] = None
+        self._count("connections.accepted")
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_inbound, connection, stream)
+
+    # ------------------------------------------------------------------ connections
+
+    async def _run_inbound(self, connection: Connection, stream: trio.SocketStream) -> None:
+        decoder = FrameDecoder(self.config.frame_cap)
+        try:
+            with connection.scope:
+                async with stream:
+                    try:
+                        with trio.fail_after(self.config.handshake_timeout):
+                            remote, early = await self._read_handshake(stream, decoder)
+                            await self._send_raw(stream, encode_frame(self._handshake()))
+                    except trio.TooSlowError:
+                        raise self._silence(decoder, "no handshake") from None
+                    self._handshaking.pop(connection, None)
+                    if remote.contact.id == self.contact.id:
+                        raise ProtocolError("the remote claims to be this very peer")
+                    connection.remote = remote.contact
+                    connection.key = remote.contact.address
+                    self.links.setdefault(connection.key, []).append(connection)
+                    self._remember(remote.contact)
+                    await self._pump(connection, stream, decoder, early)
+            if connection.error is not None:
+                raise connection.error
+        except Exception as exc:
+            self._log_end(connection, exc)
+        finally:
+            self._forget(connection)
+
+    async def _run_outbound(self, connection: Connection, to: Address) -> None:
+        decoder = FrameDecoder(self.config.frame_cap)
+        try:
+            with connection.scope:
+                try:
+                    with trio.fail_after(self.config.connect_timeout):
+                        stream = await trio.open_tcp_stream(to.host, to.port)
+                except (OSError, trio.TooSlowError) as exc:
+                    self._count("dial.failed")
+                    raise _transport_error(exc) from None
+                async with stream:
+                    try:
+                        with trio.fail_after(self.config.handshake_timeout):
+                            await self._send_raw(stream, encode_frame(self._handshake()))
+                            remote, early = await self._read_handshake(stream, decoder)
+                    except trio.TooSlowError:
+                        raise self._silence(decoder, "no handshake") from None
+                    if remote.contact.id == self.contact.id:
+                        raise ProtocolError("dialled myself")
+                    # The address we dialled is where it listens, whatever it claims.
+                    connection.remote = Contact(remote.contact.id, to)
+                    self._remember(connection.remote)
+                    await self._pump(connection, stream, decoder, early)
+            if connection.error is not None:
+                raise connection.error
+        except Exception as exc:
+            self._log_end(connection, exc)
+        finally:
+            self._forget(connection)
+
+    async def _send_raw(self, stream: trio.SocketStream, data: bytes) -> None:
+        try:
+            await stream.send_all(data)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise _transport_error(exc) from None
+
+    async def _read_handshake(
+        self, stream: trio.SocketStream, decoder: FrameDecoder
+    ) -> tuple[Handshake, list[Message]]:
+        """Read until the first frame; it must be a handshake in our version."""
+        for _ in range(self.config.frame_cap + 8):  # a frame needs at least one byte per read
+            data = await self._receive(stream)
+            if not data:
+                raise TransportError("closed before the handshake")
+            messages = decoder.feed(data)
+            if messages:
+                return check_handshake(messages[0], PROTOCOL_VERSION), messages[1:]
+        raise ProtocolError("no complete handshake frame")
+
+    async def _receive(self, stream: trio.SocketStream) -> bytes:
+        try:
+            return await stream.receive_some(self.config.read_size)
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise _transport_error(exc) from None
+
+    def _silence(self, decoder: FrameDecoder, what: str) -> SilentRemote:
+        if decoder.buffered:
+            return SilentRemote(f"truncated frame ({decoder.buffered} bytes of it), then silence")
+        return SilentRemote(f"{what} within {self.config.handshake_timeout:g} s")
+
+    async def _pump(
+        self,
+        connection: Connection,
+        stream: trio.SocketStream,
+        decoder: FrameDecoder,
+        early: list[Message],
+    ) -> None:
+        """Read and deliver until EOF; a writer task drains the send queue meanwhile.
+
+        The writer runs in the node's nursery, not a nursery of its own here, so
+        that errors stay plain exceptions (no exception groups) and end up in the
+        one log line of :meth:`_log_end`.
+        """
+        assert self._nursery is not None
+        self._nursery.start_soon(self._writer, connection, stream)
+        self._deliver(connection, early)
+        connection.decoder = decoder
+        receive_some = stream.receive_some
+        size = self.config.read_size
+        while True:
+            # No cancel scope per read (it is the costliest part of a read in trio):
+            # the sweeper cancels connections that stay silent too long.
+            try:
+                data = await receive_some(size)
+            except (OSError, trio.BrokenResourceError) as exc:
+                raise _transport_error(exc) from None
+            connection.last_heard = trio.current_time()
+            if not data:
+                if decoder.buffered:
+                    raise TransportError("closed in the middle of a frame")
+                return
+            self._deliver(connection, decoder.feed(data))
+
+    async def _writer(self, connection: Connection, stream: trio.SocketStream) -> None:
+        queue = connection.queue_out
+        try:
+            async for frame in queue:
+                chunks = [frame]
+                while len(chunks) < _WRITE_BATCH:
+                    try:
+                        chunks.append(queue.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                connection.writing_since = trio.current_time()
+                try:
+                    await stream.send_all(b"".join(chunks) if len(chunks) > 1 else frame)
+                except (OSError, trio.BrokenResourceError) as exc:
+                    raise _transport_error(exc) from None
+                connection.writing_since = -1.0
+        except trio.ClosedResourceError:
+            return  # the reader closed the stream: the connection is over already
+        except TransportError as error:
+            connection.error = error
+        # Queue closed (Close or leave) and flushed, or the write failed: end it.
+        connection.scope.cancel()
+
+    def _deliver(self, connection: Connection, messages: list[Message]) -> None:
+        if not messages:
+            return
+        remote = connection.remote
+        assert remote is not None
+        core = self.core
+        for message in messages:
+            kind = type(message)
+            if kind is StatsRequest and self._stats is not None:
+                self._reply(connection, self._stats(self))
+                continue
+            if kind is Handshake:
+                raise ProtocolError("a second handshake on one connection")
+            if self.stopping:
+                return
+            self._apply(core.receive(message, remote, trio.current_time()))
+
+    def _reply(self, connection: Connection, message: Message) -> None:
+        try:
+            connection.queue_in.send_nowait(encode_frame(message, self.config.frame_cap))
+            self._count(f"sent.{type(message).__name__}")
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            self._count(f"queue_full.{type(message).__name__}")
+
+    # ------------------------------------------------------------------ endings
+
+    def _log_end(self, connection: Connection, exc: BaseException) -> None:
+        """Exactly one line per connection that ends badly; quiet for ordinary ends."""
+        who = connection.label if connection.remote is None else str(connection.remote)
+        direction = "from" if connection.inbound else "to"
+        if isinstance(exc, RemoteError):
+            self._count("connections.bad_input")
+            log.warning("%s: closing connection %s %s: %s", self, direction, who, exc)
+        elif isinstance(exc, IdleConnection):
+            self._count("connections.idle_closed")
+            log.info("%s: closing connection %s %s: %s", self, direction, who, exc)
+        elif isinstance(exc, TransportError):
+            log.debug("%s: connection %s %s ended: %s", self, direction, who, exc)
+        elif isinstance(exc, OverlayError):
+            log.error("%s: connection %s %s failed: %s", self, direction, who, exc)
+        elif isinstance(exc, OSError | trio.BrokenResourceError | trio.ClosedResourceError):
+            log.debug("%s: connection %s %s ended: %s", self, direction, who, exc)
+        elif isinstance(exc, Exception):
+            log.exception("%s: connection %s %s crashed", self, direction, who)
+
+    def _forget(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        self._handshaking.pop(connection, None)
+        if connection.counted:
+            connection.counted = False
+            if connection.inbound:
+                self.inbound -= 1
+            else:
+                self.outbound -= 1
+        connection.queue_in.close()
+        key = connection.key
+        if key is not None:
+            siblings = self.links.get(key)
+            if siblings is not None and connection in siblings:
+                siblings.remove(connection)
+                if not siblings:
+                    del self.links[key]
+        if self._all_closed is not None and not self.connections:
+            self._all_closed.set()
+        if self.stopping or connection.closing:
+            return
+        if key is not None and self.links.get(key):
+            return  # another connection to the same peer is still up
+        peer = connection.remote.id if connection.remote is not None else None
+        if peer is None and key is not None:
+            peer = self._who.get(key)
+            if peer is None and self._identify is not None:
+                peer = self._identify(key)
+        if peer is not None:
+            self._apply(self.core.link_lost(peer, trio.current_time()))
+
+    def _remember(self, contact: Contact) -> None:
+        limit = self.config.remembered_addresses
+        if limit == 0:
+            return
+        who = self._who
+        who.pop(contact.address, None)
+        who[contact.address] = contact.id
+        if len(who) > limit:
+            who.popitem(last=False)
+
+    def __str__(self) -> str:
+        return f"{self.contact.id[:8]}@{self.contact.address}"
+
+
+# ---------------------------------------------------------------------- peers
+
+
+def peer_stats(peer: Peer, node: Node) -> StatsReply:
+    """The answer to a stats request: the core's snapshot plus the runtime's counters."""
+    shot = peer.snapshot()
+    merged = dict(shot.counters)
+    for key, value in node.counters.items():
+        merged[f"node.{key}"] = value
+    merged["node.connections.open"] = len(node.connections)
+    counters = tuple(
+        StatCounter(name[:MAX_COUNTER_NAME], min(max(value, 0), MAX_COUNTER_VALUE))
+        for name, value in sorted(merged.items())[:MAX_STATS_COUNTERS]
+    )
+    return StatsReply(
+        id=shot.id,
+        address=shot.address,
+        role=shot.role,
+        joined=shot.joined,
+        neighbors=shot.neighbors[:MAX_STATS_NEIGHBORS],
+        passive=shot.passive[:MAX_STATS_PASSIVE],
+        known_hosts=min(shot.known_hosts, MAX_COUNTER_VALUE),
+        counters=counters,
+    )
+
+
+def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
+    """Who the peer's views say listens on an address (views are small: a scan is cheap)."""
+    membership = peer.membership
+
+    def identify(address: Address) -> PeerId | None:
+        for peer_id, neighbor in membership.active.items():
+            if neighbor.contact.address == address:
+                return peer_id
+        for peer_id, (contact, _deadline) in membership.pending.items():
+            if contact.address == address:
+                return peer_id
+        for peer_id, entry in membership.passive.items():
+            if entry.contact.address == address:
+                return peer_id
+        return None
+
+    return identify
+
+
+def peer_node(peer: Peer, config: NodeConfig | None = None) -> Node:
+    """A node that runs ``peer``: handshakes with its role, answers stats, leaves politely."""
+    return Node(
+        peer,
+        peer.contact,
+        config,
+        handshake=lambda: Handshake(
+            PROTOCOL_VERSION, peer.contact, peer.role, peer.config.capacity
+        ),
+        stats=lambda node: peer_stats(peer, node),
+        identify=peer_identifier(peer),
+        farewell=peer.leave,
+    )
+
+
+async def open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], Address]:
+    """Listen on ``host:port`` (0: any free port) and return the address others dial."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise _transport_error(exc) from exc
+    bound = listeners[0].socket.getsockname()[1]
+    return listeners, Address(host, int(bound))

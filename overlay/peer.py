@@ -1,0 +1,173 @@
+"""The peer core: one pure state machine that composes the parts of the protocol.
+
+The surface every runtime drives (see DESIGN.md, "One protocol, two worlds")::
+
+    peer = Peer(address, PeerConfig(), random.Random(seed), bootstrap=...)
+    effects = peer.start(now)
+    effects = peer.receive(message, sender_contact, now)
+    effects = peer.link_lost(peer_id, now)
+    effects = peer.handle_timer(now)      # when now >= peer.next_deadline()
+    effects = peer.leave(now)
+
+It never blocks, sleeps, opens a socket, reads a clock or touches the global
+random generator: a test enforces that (tests/overlay/test_purity.py).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from overlay.config import PeerConfig
+from overlay.effects import Effect, Notify
+from overlay.identity import Address, Contact, PeerId, new_peer_id
+from overlay.membership import Membership
+from overlay.messages import (
+    Disconnect,
+    Heartbeat,
+    Join,
+    Leave,
+    Message,
+    NeighborAccept,
+    NeighborReject,
+    NeighborRequest,
+    PeerSample,
+    Redirect,
+    ShuffleReply,
+    ShuffleRequest,
+)
+from search.component import Search
+
+Handler = Callable[[Any, Contact, float, list[Effect]], None]
+
+
+@attrs.frozen
+class PeerSnapshot:
+    """What a peer looks like from outside at one moment (stats reply, view, metrics)."""
+
+    id: PeerId
+    address: Address
+    role: str
+    joined: bool
+    """Has had a neighbor at least once (a peer still joining is not counted in components)."""
+    neighbors: tuple[PeerId, ...]
+    passive: tuple[PeerId, ...]
+    known_hosts: int
+    counters: dict[str, int] = attrs.field(factory=dict, eq=False)
+
+
+class Peer:
+    """A peer of the overlay, as a pure state machine."""
+
+    def __init__(
+        self,
+        address: Address,
+        config: PeerConfig,
+        rng: random.Random,
+        *,
+        peer_id: PeerId | None = None,
+        bootstrap: Address | None = None,
+        join_via: Address | None = None,
+    ) -> None:
+        self.config = config
+        self.rng = rng
+        self.contact = Contact(peer_id if peer_id is not None else new_peer_id(rng), address)
+        self.role = "weak"
+        self.membership = Membership(
+            self.contact,
+            config.membership,
+            rng,
+            role=self.role,
+            capacity=config.capacity,
+            bootstrap=bootstrap,
+            join_via=join_via,
+        )
+        self.received: dict[type[Message], int] = {}
+        self._target_degree = config.membership.target_degree
+        self.dropped: dict[str, int] = {}
+        m = self.membership
+        self._handlers: dict[type[Message], Handler] = {
+            Heartbeat: m.on_heartbeat,
+            ShuffleRequest: m.on_shuffle_request,
+            ShuffleReply: m.on_shuffle_reply,
+            Join: m.on_join,
+            Redirect: m.on_redirect,
+            NeighborRequest: m.on_neighbor_request,
+            NeighborAccept: m.on_neighbor_accept,
+            NeighborReject: m.on_neighbor_reject,
+            Disconnect: m.on_disconnect,
+            Leave: m.on_leave,
+            PeerSample: m.on_peer_sample,
+        }
+        self.search = Search(self.contact, rng, self.membership)
+        self._handlers.update(self.search.handlers())
+
+    @property
+    def id(self) -> PeerId:
+        return self.contact.id
+
+    @property
+    def address(self) -> Address:
+        return self.contact.address
+
+    def start(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        self.membership.start(now, out)
+        return out
+
+    def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]:
+        kind = type(message)
+        received = self.received
+        received[kind] = received.get(kind, 0) + 1
+        out: list[Effect] = []
+        handler = self._handlers.get(kind)
+        if handler is None:
+            name = kind.__name__
+            self.dropped[name] = self.dropped.get(name, 0) + 1
+            out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
+            return out
+        handler(message, sender, now, out)
+        m = self.membership
+        if len(m.active) + len(m.pending) < self._target_degree:
+            m.settle(now, out)
+        return out
+
+    def link_lost(self, peer: PeerId, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        self.membership.link_lost(peer, now, out)
+        self.membership.settle(now, out)
+        return out
+
+    def next_deadline(self) -> float:
+        return min(self.membership.next_deadline(), self.search.next_deadline())
+
+    def handle_timer(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        self.membership.handle_timer(now, out)
+        self.search.handle_timer(now, out)
+        return out
+
+    def leave(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        self.membership.leave(now, out)
+        return out
+
+    def snapshot(self) -> PeerSnapshot:
+        m = self.membership
+        counters = {f"received.{k.__name__}": v for k, v in self.received.items()}
+        counters.update({f"dropped.{k}": v for k, v in self.dropped.items()})
+        counters.update(m.counters)
+        counters.update(self.search.counters)
+        return PeerSnapshot(
+            id=self.id,
+            address=self.address,
+            role=self.role,
+            joined=m.ever_joined,
+            neighbors=tuple(m.active),
+            passive=tuple(m.passive),
+            known_hosts=len(m.known_hosts),
+            counters=counters,
+        )

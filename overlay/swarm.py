@@ -1,0 +1,505 @@
+"""``overlay swarm``: a bootstrap and N peers on loopback, watched live, summarized at the end.
+
+Layout: the parent process runs the bootstrap and the observer; the peers run
+in P worker processes (``python -m overlay.swarm``), many peers per process in
+one ``trio.run`` each, so that every core works.  A worker prints one JSON line
+per peer it started (``{"peer": "HOST:PORT", "id": ...}``), then ``{"ready": n}``;
+it leaves gracefully when its standard input closes (or on SIGINT/SIGTERM) and
+prints ``{"left": n}``.  Standard input as the stop signal means a worker whose
+parent dies (even by SIGKILL) stops too: no orphans.  Workers run in their own
+session, so a Ctrl-C at the terminal reaches only the parent, which first reads
+the final stats and only then tells the workers to leave.
+
+The observer reads every peer through a :class:`StatsRequest` (concurrently,
+each under a timeout) and computes the same summary as ``overlay sim``
+(:func:`overlay.topology.summarize`), plus wall-clock figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import networkx as nx
+import trio
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from bootstrap.server import serve_bootstrap
+from overlay import PROTOCOL_VERSION
+from overlay.cli_sim import print_summary
+from overlay.config import PeerConfig
+from overlay.errors import OverlayError, ProtocolError, TransportError
+from overlay.identity import Address, Contact, new_peer_id
+from overlay.messages import Handshake, StatsReply, StatsRequest
+from overlay.node import NodeConfig, open_listeners, peer_node
+from overlay.peer import Peer, PeerSnapshot
+from overlay.topology import graph_of, summarize
+from overlay.wire import FrameDecoder, check_handshake, encode_frame
+
+log = logging.getLogger("overlay.swarm")
+
+STATS_TIMEOUT = 3.0
+STATS_CONCURRENCY = 128
+"""Stats requests in flight at once (bounded: each holds a socket)."""
+MAX_WORKER_LINE = 4096
+WORKER_START_TIMEOUT = 120.0
+WORKER_EXIT_TIMEOUT = 15.0
+MAX_PEERS = 20_000
+OBSERVER_KINDS = frozenset({"StatsReply"})
+"""Messages the observer itself causes; left out of the protocol's message counts."""
+
+
+def register_swarm(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "swarm",
+        help="run a bootstrap and N peers on loopback, watch them, summarize",
+        description="Start a bootstrap on --port and N peers on 127.0.0.1 spread over P "
+        "worker processes; show joined / components / messages per second while it runs; "
+        "at the end (--duration or Ctrl-C) every peer leaves gracefully and the summary "
+        "of `overlay sim` is printed, read from every peer through a stats request.",
+    )
+    parser.add_argument("--peers", type=int, default=50, help="peers to start (default 50)")
+    parser.add_argument(
+        "--processes", type=int, default=None, help="worker processes (default: one per core)"
+    )
+    parser.add_argument("--port", type=int, default=7000, help="bootstrap port (0: any free)")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds to run (default 60; Ctrl-C ends)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--interval", type=float, default=None, help="seconds between stats polls")
+    parser.set_defaults(run=run_swarm)
+
+
+# ---------------------------------------------------------------------- stats client
+
+
+async def fetch_stats(address: Address, timeout: float = STATS_TIMEOUT) -> StatsReply:
+    """Ask one peer for its stats over a fresh connection (handshake, request, reply)."""
+    decoder = FrameDecoder()
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(address.host, address.port)
+            async with stream:
+                port = int(stream.socket.getsockname()[1])
+                # We listen nowhere; our own ephemeral address is a unique, honest claim.
+                me = Contact(new_peer_id(random.Random()), Address(address.host, port))
+                await stream.send_all(
+                    encode_frame(Handshake(PROTOCOL_VERSION, me)) + encode_frame(StatsRequest())
+                )
+                handshaken = False
+                for _ in range(10_000):  # bounded: each round reads at least one byte
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    for message in decoder.feed(data):
+                        if not handshaken:
+                            check_handshake(message, PROTOCOL_VERSION)
+                            handshaken = True
+                        elif type(message) is StatsReply:
+                            return message
+                raise ProtocolError("connection closed without a stats reply")
+    except trio.TooSlowError:
+        raise TransportError(f"no stats from {address} within {timeout:g} s") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        raise TransportError(f"stats from {address}: {exc}") from None
+
+
+def snapshot_of(reply: StatsReply) -> PeerSnapshot:
+    return PeerSnapshot(
+        id=reply.id,
+        address=reply.address,
+        role=reply.role,
+        joined=reply.joined,
+        neighbors=reply.neighbors,
+        passive=reply.passive,
+        known_hosts=reply.known_hosts,
+        counters={c.name: c.value for c in reply.counters},
+    )
+
+
+async def collect_stats(
+    addresses: Sequence[Address], timeout: float = STATS_TIMEOUT
+) -> tuple[list[StatsReply], int]:
+    """Stats of every peer, asked concurrently; returns the replies and how many failed."""
+    replies: list[StatsReply] = []
+    failed = 0
+    limiter = trio.CapacityLimiter(STATS_CONCURRENCY)
+
+    async def ask(address: Address) -> None:
+        nonlocal failed
+        async with limiter:
+            try:
+                replies.append(await fetch_stats(address, timeout))
+            except OverlayError as error:
+                failed += 1
+                log.debug("stats: %s", error)
+
+    async with trio.open_nursery() as nursery:
+        for address in addresses:
+            nursery.start_soon(ask, address)
+    return replies, failed
+
+
+def sent_by_kind(replies: Sequence[StatsReply]) -> dict[str, int]:
+    """Messages sent by kind over all peers (the runtime counts ``node.sent.<Kind>``)."""
+    totals: dict[str, int] = {}
+    for reply in replies:
+        for counter in reply.counters:
+            if counter.name.startswith("node.sent."):
+                kind = counter.name[len("node.sent.") :]
+                if kind in OBSERVER_KINDS:
+                    continue
+                totals[kind] = totals.get(kind, 0) + counter.value
+    return totals
+
+
+# ---------------------------------------------------------------------- workers
+
+
+@attrs.define
+class Worker:
+    """One worker process and what it told us."""
+
+    index: int
+    count: int
+    process: trio.Process
+    peers: list[Address] = attrs.field(factory=list)
+    ready: trio.Event = attrs.field(factory=trio.Event)
+    left: int | None = None
+
+
+def _rss_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+async def _read_worker(worker: Worker) -> None:
+    """Follow a worker's JSON lines (bounded line length, bounded buffer)."""
+    stream = worker.process.stdout
+    assert stream is not None
+    buffer = b""
+    while True:
+        data = await stream.receive_some(65536)
+        if not data:
+            break
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_WORKER_LINE:
+            log.error("worker %d: overlong output line; ignoring it", worker.index)
+            buffer = b""
+        for line in lines:
+            try:
+                record = json.loads(line)
+                if "peer" in record:
+                    worker.peers.append(Address.parse(record["peer"]))
+                elif "ready" in record:
+                    worker.ready.set()
+                elif "left" in record:
+                    worker.left = int(record["left"])
+            except (ValueError, TypeError, KeyError):
+                log.error("worker %d: unexpected output %r", worker.index, line[:80])
+    worker.ready.set()  # it ended: whoever waits for it must not wait forever
+
+
+async def _stop_worker(worker: Worker) -> None:
+    """Close its stdin (leave gracefully), then escalate to SIGTERM and SIGKILL."""
+    process = worker.process
+    if process.stdin is not None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await process.stdin.aclose()
+    with trio.move_on_after(WORKER_EXIT_TIMEOUT):
+        await process.wait()
+        return
+    log.warning("worker %d did not leave in time; terminating it", worker.index)
+    process.terminate()
+    with trio.move_on_after(3.0):
+        await process.wait()
+        return
+    process.kill()
+    await process.wait()
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+# ---------------------------------------------------------------------- the swarm
+
+
+@attrs.define
+class Progress:
+    """What the live status line shows."""
+
+    started: float
+    joined: int = 0
+    alive: int = 0
+    components: int = 0
+    rate: float = 0.0
+    converged_at: float | None = None
+
+    def line(self, peers: int) -> Text:
+        elapsed = time.monotonic() - self.started
+        return Text(
+            f"swarm {elapsed:6.1f} s  joined {self.joined}/{peers}  answering {self.alive}  "
+            f"components {self.components}  messages/s {self.rate:,.0f}"
+        )
+
+
+def run_swarm(args: argparse.Namespace) -> int:
+    processes = args.processes if args.processes is not None else (os.cpu_count() or 1)
+    if not 1 <= args.peers <= MAX_PEERS:
+        print(f"overlay swarm: --peers must be in [1, {MAX_PEERS}]", file=sys.stderr)
+        return 2
+    if processes < 1 or args.duration < 0:
+        print("overlay swarm: --processes must be >= 1 and --duration >= 0", file=sys.stderr)
+        return 2
+    processes = min(processes, args.peers)
+    try:
+        summary = trio.run(_swarm_main, args, processes)
+    except OverlayError as error:
+        print(f"overlay swarm: {error}", file=sys.stderr)
+        return 1
+    if summary is None:
+        return 1
+    if args.json:
+        print(json.dumps(summary, sort_keys=True), flush=True)
+    else:
+        print_summary(summary, Console())
+    return 0
+
+
+async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any] | None:
+    peers: int = args.peers
+    stderr = Console(stderr=True)
+    interval = args.interval if args.interval is not None else max(1.0, peers / 500)
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    log.info("swarm: %s, shutting down", signal.Signals(signum).name)
+                    stop.set()
+
+            nursery.start_soon(watch_signals)
+            server = await nursery.start(
+                lambda task_status: serve_bootstrap(
+                    "127.0.0.1",
+                    args.port,
+                    node_config=NodeConfig(max_connections=max(4096, 2 * peers), idle_timeout=15.0),
+                    seed=args.seed,
+                    task_status=task_status,
+                )
+            )
+            stderr.print(f"bootstrap listening on {server.address}", highlight=False)
+            started = time.monotonic()
+            workers: list[Worker] = []
+            try:
+                for index, count in enumerate(_split(peers, processes)):
+                    command = [
+                        sys.executable,
+                        "-m",
+                        "overlay.swarm",
+                        "--bootstrap",
+                        str(server.address),
+                        "--count",
+                        str(count),
+                        "--seed",
+                        str(args.seed * 1_000_003 + index),
+                        "--spread",
+                        str(min(5.0, count / 200)),
+                    ]
+                    process = await trio.lowlevel.open_process(
+                        command,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        start_new_session=True,
+                    )
+                    worker = Worker(index, count, process)
+                    workers.append(worker)
+                    nursery.start_soon(_read_worker, worker)
+                with trio.move_on_after(WORKER_START_TIMEOUT):
+                    for worker in workers:
+                        await worker.ready.wait()
+                addresses = [a for w in workers for a in w.peers]
+                if len(addresses) < peers:
+                    log.error("swarm: only %d of %d peers started", len(addresses), peers)
+                summary = await _observe(
+                    args, addresses, stop, interval=interval, started=started, stderr=stderr
+                )
+                summary["worker_rss_bytes"] = [_rss_bytes(w.process.pid) for w in workers]
+                summary["processes"] = processes
+                summary["bootstrap"] = str(server.address)
+                summary["bootstrap_hosts"] = len(server.cache)
+            finally:
+                with trio.CancelScope(shield=True):
+                    async with trio.open_nursery() as stopping:
+                        for worker in workers:
+                            stopping.start_soon(_stop_worker, worker)
+                nursery.cancel_scope.cancel()
+            summary["peers_left_gracefully"] = sum(w.left or 0 for w in workers)
+            summary["wall_seconds"] = time.monotonic() - started
+    return summary
+
+
+async def _observe(
+    args: argparse.Namespace,
+    addresses: list[Address],
+    stop: trio.Event,
+    *,
+    interval: float,
+    started: float,
+    stderr: Console,
+) -> dict[str, Any]:
+    """Poll until the duration passes or a signal arrives; return the final summary."""
+    peers: int = args.peers
+    progress = Progress(started)
+    end = trio.current_time() + args.duration
+    last_total: int | None = None
+    last_time = time.monotonic()
+    rates: list[float] = []
+    with Live(
+        progress.line(peers),
+        console=stderr,
+        transient=True,
+        refresh_per_second=4,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as live:
+        while not stop.is_set() and trio.current_time() < end:
+            replies, _failed = await collect_stats(addresses)
+            now = time.monotonic()
+            shots = [snapshot_of(r) for r in replies]
+            graph = graph_of(shots)
+            progress.alive = len(shots)
+            progress.joined = sum(1 for s in shots if s.joined)
+            progress.components = (
+                nx.number_connected_components(graph) if graph.number_of_nodes() else 0
+            )
+            total = sum(sent_by_kind(replies).values())
+            if last_total is not None and now > last_time:
+                progress.rate = (total - last_total) / (now - last_time)
+                rates.append(progress.rate)
+            last_total, last_time = total, now
+            if (
+                progress.converged_at is None
+                and progress.joined == peers
+                and progress.components == 1
+            ):
+                progress.converged_at = now - started
+            live.update(progress.line(peers))
+            with trio.move_on_at(min(end, trio.current_time() + interval)):
+                await stop.wait()
+    replies, failed = await collect_stats(addresses)
+    shots = [snapshot_of(r) for r in replies]
+    sent = sent_by_kind(replies)
+    summary = summarize(shots, peers=peers, messages=sent, seed=args.seed)
+    elapsed = time.monotonic() - started
+    summary.update(
+        {
+            "seed": args.seed,
+            "duration": args.duration,
+            "stats_unanswered": failed,
+            "converged_seconds": progress.converged_at,
+            "messages_per_wall_second": sum(sent.values()) / elapsed if elapsed > 0 else 0.0,
+            "steady_messages_per_second": (sum(rates[-5:]) / len(rates[-5:])) if rates else None,
+        }
+    )
+    return summary
+
+
+# ---------------------------------------------------------------------- worker process
+
+
+async def _worker_main(bootstrap: Address, count: int, seed: int, spread: float) -> None:
+    rng = random.Random(seed)
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            stop = trio.Event()
+
+            async def until_stdin_closes() -> None:
+                async with stdin:
+                    for _ in range(1_000_000):  # bounded; any input line also means stop
+                        try:
+                            data = await stdin.receive_some(4096)
+                        except (OSError, trio.BrokenResourceError):
+                            break
+                        if not data or b"\n" in data:
+                            break
+                stop.set()
+
+            async def until_signal() -> None:
+                async for _ in signals:
+                    break
+                stop.set()
+
+            nursery.start_soon(until_stdin_closes)
+            nursery.start_soon(until_signal)
+            nodes = []
+            for _ in range(count):
+                if stop.is_set():
+                    break
+                listeners, address = await open_listeners("127.0.0.1", 0)
+                peer = Peer(
+                    address, PeerConfig(), random.Random(rng.getrandbits(64)), bootstrap=bootstrap
+                )
+                node = peer_node(peer, NodeConfig())
+                await nursery.start(node.serve, listeners)
+                nodes.append(node)
+                _emit({"peer": str(address), "id": peer.id})
+                if spread > 0:
+                    await trio.sleep(spread / count)
+            _emit({"ready": len(nodes)})
+            await stop.wait()
+            async with trio.open_nursery() as leaving:
+                for node in nodes:
+                    leaving.start_soon(node.leave)
+            _emit({"left": len(nodes)})
+            nursery.cancel_scope.cancel()
+
+
+def _emit(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def worker_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m overlay.swarm", description=__doc__)
+    parser.add_argument("--bootstrap", type=Address.parse, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spread", type=float, default=0.0, help="seconds to stagger starts")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR, format="worker: %(message)s")
+    try:
+        trio.run(_worker_main, args.bootstrap, args.count, args.seed, args.spread)
+    except OverlayError as error:
+        print(f"overlay swarm worker: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

@@ -1,0 +1,139 @@
+"""Snapshots of who neighbors whom, as networkx graphs, and the figures users read.
+
+The same summary is printed by ``overlay sim`` and ``overlay swarm``: it is
+computed here from :class:`overlay.peer.PeerSnapshot` records, whichever world
+they came from.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+
+from overlay.identity import PeerId
+from overlay.peer import PeerSnapshot
+
+PATH_SAMPLE_SOURCES = 200
+"""Above this many nodes, the average path length is estimated from BFS trees of
+this many random sources (exact below)."""
+CLUSTERING_SAMPLE = 5_000
+"""Above this many nodes, clustering is averaged over this many random nodes."""
+
+
+def graph_of(snapshots: Iterable[PeerSnapshot], alive: set[PeerId] | None = None) -> nx.Graph:
+    """The undirected neighbor graph among live, joined peers.
+
+    A link counts when either end lists the other; links to peers outside
+    ``alive`` (dead peers, if given) are left out, since they carry nothing.
+    """
+    shots = list(snapshots)
+    members = {s.id for s in shots if s.joined} if alive is None else alive
+    graph = nx.Graph()
+    for shot in shots:
+        if shot.id not in members:
+            continue
+        graph.add_node(shot.id, role=shot.role, address=str(shot.address))
+        for other in shot.neighbors:
+            if other in members:
+                graph.add_edge(shot.id, other)
+    return graph
+
+
+def degree_stats(degrees: list[int]) -> dict[str, float]:
+    if not degrees:
+        return {"min": 0, "mean": 0.0, "max": 0}
+    return {"min": min(degrees), "mean": sum(degrees) / len(degrees), "max": max(degrees)}
+
+
+def average_path_length(graph: nx.Graph, rng: random.Random) -> float:
+    """Mean shortest-path length within the largest component (sampled when large)."""
+    if graph.number_of_nodes() < 2:
+        return 0.0
+    largest = max(nx.connected_components(graph), key=len)
+    if len(largest) < 2:
+        return 0.0
+    core = graph.subgraph(largest)
+    nodes = sorted(core.nodes)
+    if len(nodes) <= PATH_SAMPLE_SOURCES:
+        return float(nx.average_shortest_path_length(core))
+    total = 0
+    pairs = 0
+    for source in rng.sample(nodes, PATH_SAMPLE_SOURCES):
+        lengths = nx.single_source_shortest_path_length(core, source)
+        total += sum(lengths.values())
+        pairs += len(lengths) - 1
+    return total / pairs if pairs else 0.0
+
+
+def clustering(graph: nx.Graph, rng: random.Random) -> float:
+    if graph.number_of_nodes() == 0:
+        return 0.0
+    nodes = sorted(graph.nodes)
+    if len(nodes) > CLUSTERING_SAMPLE:
+        nodes = rng.sample(nodes, CLUSTERING_SAMPLE)
+    return float(nx.average_clustering(graph, nodes=nodes))
+
+
+def summarize(
+    snapshots: list[PeerSnapshot],
+    *,
+    peers: int,
+    dead: set[PeerId] | None = None,
+    messages: Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The summary of one moment of an overlay (``--json`` prints exactly this).
+
+    ``peers`` counts every peer the run ever started; ``snapshots`` are the live
+    ones; ``dead`` names peers known to have crashed or left, for counting view
+    entries that still name them (``dangling_entries``: active views;
+    ``dangling_passive_entries``: the passive caches, which Cyclon cleans lazily).
+    """
+    rng = random.Random(seed)
+    alive_ids = {s.id for s in snapshots}
+    graph = graph_of(snapshots)
+    components = list(nx.connected_components(graph)) if graph.number_of_nodes() else []
+    largest = max((len(c) for c in components), default=0)
+    member_shots = [s for s in snapshots if s.joined]
+    degrees = [len(s.neighbors) for s in member_shots]
+    mean_degree = sum(degrees) / len(degrees) if degrees else 0.0
+    dead = dead or set()
+    dangling = sum(1 for s in snapshots for n in s.neighbors if n not in alive_ids)
+    dangling_passive = sum(1 for s in snapshots for n in s.passive if n in dead)
+    asymmetric = 0
+    by_id = {s.id: s for s in snapshots}
+    for shot in snapshots:
+        for other in shot.neighbors:
+            peer = by_id.get(other)
+            if peer is not None and shot.id not in peer.neighbors:
+                asymmetric += 1
+    roles = Counter(s.role for s in snapshots)
+    return {
+        "peers": peers,
+        "alive": len(snapshots),
+        "joining": len(snapshots) - len(member_shots),
+        "components": len(components),
+        "largest_component_fraction": largest / len(member_shots) if member_shots else 0.0,
+        "degree": degree_stats(degrees),
+        "degree_histogram": dict(sorted(Counter(degrees).items())),
+        "clustering": clustering(graph, rng),
+        "avg_path_length": average_path_length(graph, rng),
+        "expected_path_length": expected_path_length(len(member_shots), mean_degree),
+        "dangling_entries": dangling,
+        "dangling_passive_entries": dangling_passive,
+        "asymmetric_links": asymmetric,
+        "roles": dict(sorted(roles.items())),
+        "messages": dict(sorted((messages or {}).items())),
+    }
+
+
+def expected_path_length(nodes: int, mean_degree: float) -> float | None:
+    """ln(N) / ln(d - 1): the path length of a random graph of mean degree d (None if d <= 2)."""
+    if nodes < 2 or mean_degree <= 2.0:
+        return None
+    return math.log(nodes) / math.log(mean_degree - 1.0)

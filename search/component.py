@@ -1,0 +1,174 @@
+"""The search part of a peer core: its items, flooding, walks, the expanding ring and
+fetching, behind one object the peer composes (``peer.search``).
+
+A runtime (or a test) starts a search at its origin with :meth:`Search.start_flood`,
+:meth:`Search.start_walk` or :meth:`Search.start_ring`; each returns the search id
+and the effects to carry out.  When the search is over the peer emits
+``Notify("search_done", ...)`` and the :class:`~search.outcome.SearchResult` waits in
+:attr:`Search.results`.  Fetches work the same way with :attr:`Search.fetches`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from overlay.effects import Effect
+from overlay.identity import Contact
+from overlay.membership import Membership
+from overlay.messages import (
+    Fetch,
+    FetchReply,
+    Message,
+    Query,
+    QueryHit,
+    WalkCheck,
+    WalkStep,
+    WalkVerdict,
+)
+from search.config import SearchConfig
+from search.context import Observer, SearchContext
+from search.fetch import Fetching
+from search.flood import Flooding
+from search.outcome import FetchResult, SearchResult
+from search.store import Criteria, Item, ItemStore
+from search.walk import Walking
+
+Handler = Callable[[Any, Contact, float, list[Effect]], None]
+
+
+def criteria_of(key: str | None = None, keywords: str | tuple[str, ...] | None = None) -> Criteria:
+    """Build what to search for from a key or from keywords (a string is split into words)."""
+    if isinstance(keywords, str):
+        return Criteria.for_words(keywords)
+    return Criteria(key=key, keywords=tuple(keywords) if keywords is not None else ())
+
+
+class Search:
+    """One peer's search component.  Pure: no I/O, no clock, only the peer's random."""
+
+    def __init__(
+        self,
+        me: Contact,
+        rng: random.Random,
+        membership: Membership,
+        config: SearchConfig | None = None,
+    ) -> None:
+        config = config or SearchConfig()
+        self.store = ItemStore(config.store_capacity)
+        self.ctx = SearchContext(me, config, rng, membership, self.store)
+        self.flooding = Flooding(self.ctx)
+        self.walking = Walking(self.ctx, self.flooding)
+        self.fetching = Fetching(self.ctx)
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def config(self) -> SearchConfig:
+        return self.ctx.config
+
+    @config.setter
+    def config(self, config: SearchConfig) -> None:
+        """Replace the settings (the store keeps its items; bounds apply from now on)."""
+        self.ctx.config = config
+        self.store.capacity = config.store_capacity
+
+    @property
+    def observer(self) -> Observer | None:
+        return self.ctx.observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self.ctx.observer = observer
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.ctx.counters
+
+    @property
+    def results(self) -> dict[str, SearchResult]:
+        return self.ctx.results
+
+    @property
+    def fetches(self) -> dict[str, FetchResult]:
+        return self.ctx.fetches
+
+    def handlers(self) -> dict[type[Message], Handler]:
+        return {
+            Query: self.flooding.on_query,
+            QueryHit: self._on_hit,
+            WalkStep: self.walking.on_step,
+            WalkCheck: self.walking.on_check,
+            WalkVerdict: self.walking.on_verdict,
+            Fetch: self.fetching.on_fetch,
+            FetchReply: self.fetching.on_reply,
+        }
+
+    # ------------------------------------------------------------------ content
+
+    def publish(self, value: bytes, name: str | None = None) -> Item:
+        """Hold an item (raises StoreFull, ItemTooLarge)."""
+        item = Item(value, name)
+        self.store.add(item)
+        return item
+
+    # ------------------------------------------------------------------ searches
+
+    def start_flood(
+        self, criteria: Criteria, now: float, *, ttl: int | None = None,
+        direct: bool | None = None, want: int | None = None,
+    ) -> tuple[str, list[Effect]]:
+        out: list[Effect] = []
+        search_id = self.flooding.start_flood(criteria, now, out, ttl=ttl, direct=direct,
+                                              want=want)
+        return search_id, out
+
+    def start_ring(
+        self, criteria: Criteria, now: float, *, ttl: int | None = None,
+        direct: bool | None = None, want: int | None = None,
+    ) -> tuple[str, list[Effect]]:
+        out: list[Effect] = []
+        search_id = self.flooding.start_ring(criteria, now, out, ttl=ttl, direct=direct,
+                                             want=want)
+        return search_id, out
+
+    def start_walk(
+        self, criteria: Criteria, now: float, *, walkers: int | None = None,
+        ttl: int | None = None, check: int | None = None, want: int | None = None,
+    ) -> tuple[str, list[Effect]]:
+        out: list[Effect] = []
+        search_id = self.walking.start_walk(criteria, now, out, walkers=walkers, ttl=ttl,
+                                            check=check, want=want)
+        return search_id, out
+
+    def start(self, mode: str, criteria: Criteria, now: float, **options: Any
+              ) -> tuple[str, list[Effect]]:
+        """Start a search by mode name ("flood", "walk" or "ring")."""
+        if mode == "flood":
+            return self.start_flood(criteria, now, **options)
+        if mode == "walk":
+            return self.start_walk(criteria, now, **options)
+        if mode == "ring":
+            return self.start_ring(criteria, now, **options)
+        raise ValueError(f"unknown search mode {mode!r}")
+
+    def start_fetch(self, key: str, holder: Contact, now: float) -> tuple[str, list[Effect]]:
+        out: list[Effect] = []
+        request_id = self.fetching.start_fetch(key, holder, now, out)
+        return request_id, out
+
+    def _on_hit(self, message: QueryHit, sender: Contact, now: float, out: list[Effect]) -> None:
+        search = self.ctx.origins.get(message.query_id)
+        if search is not None and search.mode == "walk":
+            self.walking.on_hit(search, message, now, out)
+        else:
+            self.flooding.on_hit(message, sender, now, out)
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float:
+        return self.ctx.next_deadline()
+
+    def handle_timer(self, now: float, out: list[Effect]) -> None:
+        self.ctx.handle_timer(now, out)

@@ -1,0 +1,226 @@
+"""State every part of a peer's search shares: who I am, my neighbors, my items, my
+timers, my counters, and the searches I run as their origin.
+
+Flooding, walking and fetching are separate modules; they meet here, not through
+the network, as DESIGN.md asks of the parts of a core.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
+
+import attrs
+
+from overlay.effects import Effect, Notify
+from overlay.identity import Address, Contact, PeerId
+from overlay.membership import Membership
+from search.config import SearchConfig
+from search.errors import TooManySearches
+from search.outcome import FetchResult, Hit, SearchResult
+from search.store import Criteria, ItemStore
+
+Observer = Callable[[str, PeerId, bool], None]
+"""Called on every reception of a query or walker: (wire id, this peer, duplicate?)."""
+TimerCallback = Callable[[float, list[Effect]], None]
+V = TypeVar("V")
+
+
+class SeenCache:
+    """Query ids this peer has seen, with where each came from (the reverse path).
+
+    Bounded and expiring: the oldest entry goes when the cache is full, and every
+    entry goes ``seconds`` after it was made, so a flood of fresh ids can cost a
+    peer at most ``size`` entries and never blocks a later query for good.
+    """
+
+    def __init__(self, size: int, seconds: float) -> None:
+        self.size = size
+        self.seconds = seconds
+        self._entries: dict[str, tuple[Address | None, float]] = {}
+        self._order: deque[tuple[float, str]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, query_id: str, now: float) -> tuple[Address | None, float] | None:
+        entry = self._entries.get(query_id)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry
+
+    def __contains__(self, query_id: object) -> bool:
+        return query_id in self._entries
+
+    def seen(self, query_id: str, now: float) -> bool:
+        return self.get(query_id, now) is not None
+
+    def add(self, query_id: str, upstream: Address | None, now: float) -> None:
+        """Remember ``query_id`` (arrived from ``upstream``; None: it is mine)."""
+        self._prune(now)
+        expires = now + self.seconds
+        self._entries[query_id] = (upstream, expires)
+        self._order.append((expires, query_id))
+        while len(self._entries) > self.size:
+            self._evict_oldest()
+
+    def _prune(self, now: float) -> None:
+        order = self._order
+        while order and order[0][0] <= now:
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        expires, query_id = self._order.popleft()
+        entry = self._entries.get(query_id)
+        if entry is not None and entry[1] == expires:
+            del self._entries[query_id]
+
+
+@attrs.define
+class OriginSearch:
+    """A search this peer runs as its origin (mode-specific state lives in subclasses)."""
+
+    search_id: str
+    mode: str
+    criteria: Criteria
+    started: float
+    want: int
+    wire_ids: list[str] = attrs.field(factory=list)
+    hits: list[Hit] = attrs.field(factory=list)
+    hit_keys: dict[tuple[str, PeerId], None] = attrs.field(factory=dict)
+    done: bool = False
+
+    @property
+    def satisfied(self) -> bool:
+        return len(self.hit_keys) >= self.want
+
+
+class SearchContext:
+    """The shared state of one peer's search component."""
+
+    def __init__(
+        self,
+        me: Contact,
+        config: SearchConfig,
+        rng: random.Random,
+        membership: Membership,
+        store: ItemStore,
+    ) -> None:
+        self.me = me
+        self.config = config
+        self.rng = rng
+        self.membership = membership
+        self.store = store
+        self.counters: dict[str, int] = {}
+        self.observer: Observer | None = None
+        self.origins: dict[str, OriginSearch] = {}
+        """Active searches of mine, by every wire id they use."""
+        self.active: dict[str, OriginSearch] = {}
+        """Active searches of mine, by search id."""
+        self.finished: SeenCache = SeenCache(config.results_size * 4, config.seen_seconds)
+        """Wire ids of my finished searches: a late hit for one is not an unknown one."""
+        self.results: dict[str, SearchResult] = {}
+        self.fetches: dict[str, FetchResult] = {}
+        self._timers: list[tuple[float, int, TimerCallback]] = []
+        self._timer_seq = 0
+
+    # ------------------------------------------------------------------ helpers
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+    def new_id(self) -> str:
+        """A fresh 128-bit id from the peer's own random source."""
+        return f"{self.rng.getrandbits(128):032x}"
+
+    def neighbors(self) -> list[Contact]:
+        return [neighbor.contact for neighbor in self.membership.active.values()]
+
+    def refuse(self, sender: Contact, why: str, counter: str, out: list[Effect]) -> None:
+        """Drop bad input from ``sender``: count it and say so once, then go on."""
+        self.count(counter)
+        out.append(Notify("bad_input", sender.id, why))
+
+    # ------------------------------------------------------------------ timers
+
+    def at(self, time: float, callback: TimerCallback) -> None:
+        """Call ``callback(now, out)`` once ``time`` has come.  Callbacks check themselves
+        whether they still apply, so nothing needs cancelling."""
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (time, self._timer_seq, callback))
+
+    def next_deadline(self) -> float:
+        return self._timers[0][0] if self._timers else math.inf
+
+    def handle_timer(self, now: float, out: list[Effect]) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            heapq.heappop(timers)[2](now, out)
+
+    # ------------------------------------------------------------------ origin side
+
+    def begin(self, search: OriginSearch) -> None:
+        self.active[search.search_id] = search
+
+    def add_wire_id(self, search: OriginSearch, wire_id: str, now: float) -> None:
+        search.wire_ids.append(wire_id)
+        self.origins[wire_id] = search
+
+    def record_hit(self, search: OriginSearch, hit: Hit, out: list[Effect]) -> bool:
+        """Keep ``hit`` if it is new (item and holder); True if it was."""
+        identity = (hit.key, hit.holder.id)
+        if identity in search.hit_keys:
+            self.count("search.hit.repeated")
+            return False
+        search.hit_keys[identity] = None
+        search.hits.append(hit)
+        if len(search.hits) == 1:
+            out.append(Notify("search_hit", hit.holder.id, f"{search.mode} {search.search_id}"))
+        return True
+
+    def finish(self, search: OriginSearch, now: float, out: list[Effect], **extra: object) -> None:
+        """Close a search: keep its result for the runtime and tell the world it is done."""
+        if search.done:
+            return
+        search.done = True
+        del self.active[search.search_id]
+        for wire_id in search.wire_ids:
+            self.origins.pop(wire_id, None)
+            self.finished.add(wire_id, None, now)
+        result = SearchResult(
+            search_id=search.search_id,
+            mode=search.mode,
+            criteria=str(search.criteria),
+            success=search.satisfied,
+            hits=tuple(search.hits),
+            started=search.started,
+            finished=now,
+            wire_ids=tuple(search.wire_ids),
+            **extra,  # type: ignore[arg-type]
+        )
+        self.keep(self.results, search.search_id, result)
+        self.count("search.succeeded" if result.success else "search.failed")
+        out.append(
+            Notify(
+                "search_done",
+                None,
+                f"{search.mode} {search.search_id} success={result.success} "
+                f"hits={len(result.hits)}",
+            )
+        )
+
+    def keep(self, table: dict[str, V], key: str, value: V) -> None:
+        """Store a result in a bounded table (the oldest goes first)."""
+        table[key] = value
+        while len(table) > self.config.results_size:
+            del table[next(iter(table))]
+
+    def check_capacity(self) -> None:
+        if len(self.active) >= self.config.max_searches:
+            raise TooManySearches(
+                f"already running {len(self.active)} searches (max {self.config.max_searches})"
+            )
