@@ -180,7 +180,9 @@ class HostCache:
         return found
 
     def records(self) -> list[HostRecord]:
-        return [HostRecord(e.contact, e.role, e.capacity, e.expires) for e in self._entries.values()]
+        return [
+            HostRecord(e.contact, e.role, e.capacity, e.expires) for e in self._entries.values()
+        ]
 
     def restore(self, records: list[HostRecord]) -> None:
         for record in records:

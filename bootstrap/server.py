@@ -32,8 +32,16 @@ import trio
 
 from bootstrap.hostcache import HostCache, HostCacheConfig, HostRecord
 from overlay import PROTOCOL_VERSION, validate
+from overlay.effects import Effect, Send
 from overlay.identity import Address, Contact, PeerId, new_peer_id
-from overlay.messages import Handshake
+from overlay.messages import (
+    MAX_MEMBERS_PAGE,
+    Handshake,
+    MemberEntry,
+    MembersReply,
+    MembersRequest,
+    Message,
+)
 from overlay.node import Node, NodeConfig, open_listeners
 
 log = logging.getLogger("bootstrap.server")
@@ -124,6 +132,38 @@ def restore_cache(cache: HostCache, state: SavedState, now: float) -> int:
     return len(records)
 
 
+class ListingHostCache:
+    """The host cache as the runtime drives it, plus answers to :class:`MembersRequest`.
+
+    The listing is for observers (``overlay view``, ``overlay members``), not part of
+    the protocol, so it is answered here rather than in the pure cache; everything
+    else goes to the cache unchanged.
+    """
+
+    def __init__(self, cache: HostCache) -> None:
+        self.cache = cache
+
+    def start(self, now: float) -> list[Effect]:
+        return self.cache.start(now)
+
+    def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]:
+        if type(message) is MembersRequest:
+            records = self.cache.records()
+            page = records[message.start : message.start + MAX_MEMBERS_PAGE]
+            members = tuple(MemberEntry(r.contact, r.role) for r in page if r.expires > now)
+            return [Send(sender.address, MembersReply(members, message.start, len(records)))]
+        return self.cache.receive(message, sender, now)
+
+    def link_lost(self, peer: PeerId, now: float) -> list[Effect]:
+        return self.cache.link_lost(peer, now)
+
+    def handle_timer(self, now: float) -> list[Effect]:
+        return self.cache.handle_timer(now)
+
+    def next_deadline(self) -> float:
+        return self.cache.next_deadline()
+
+
 @attrs.define
 class BootstrapServer:
     """A running bootstrap node: its address, cache and runtime (for tests and the CLI)."""
@@ -154,7 +194,7 @@ async def serve_bootstrap(
         restored = restore_cache(cache, saved, trio.current_time())
         log.info("bootstrap: reloaded %d hosts from %s", restored, state)
     node = Node(
-        cache,
+        ListingHostCache(cache),
         contact,
         node_config or BOOTSTRAP_NODE_CONFIG,
         handshake=lambda: Handshake(PROTOCOL_VERSION, contact, "weak", 0),

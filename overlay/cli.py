@@ -9,9 +9,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from rich.console import Console
 from rich.logging import RichHandler
 
-COMMAND_MODULES = ("overlay.cli_sim", "overlay.cli_net", "overlay.cli_search")
+COMMAND_MODULES = ("overlay.cli_sim", "overlay.cli_net", "overlay.cli_view")
 """Modules with a ``register(subparsers)`` function; a missing one is skipped."""
 
 Command = Callable[[argparse.Namespace], int]
@@ -42,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=max(level, logging.DEBUG),
         format="%(message)s",
-        handlers=[RichHandler(console=None, show_path=False, rich_tracebacks=False)],
+        # Logs go to stderr: stdout carries --json output that scripts parse.
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
     command: Command = args.run
     try:

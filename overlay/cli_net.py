@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from rich.console import Console
+from rich.logging import RichHandler
 
 from bootstrap.server import serve_bootstrap
 from overlay.config import PeerConfig
@@ -73,7 +75,16 @@ def register(subparsers: Any) -> None:
     register_swarm(subparsers)
 
 
+def log_to_stderr() -> None:
+    """Keep standard output for what scripts read (the address line, ``--json``): the
+    rich log handler set up by :mod:`overlay.cli` writes to stdout otherwise."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RichHandler):
+            handler.console = Console(stderr=True)
+
+
 def run_bootstrap(args: argparse.Namespace) -> int:
+    log_to_stderr()
     try:
         trio.run(_bootstrap_main, args)
     except OverlayError as error:
@@ -97,6 +108,7 @@ async def _bootstrap_main(args: argparse.Namespace) -> None:
 
 
 def run_peer(args: argparse.Namespace) -> int:
+    log_to_stderr()
     if args.bootstrap is None and args.join is None:
         print("overlay peer: give --bootstrap HOST:PORT or --join HOST:PORT", file=sys.stderr)
         return 2

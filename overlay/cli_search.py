@@ -19,8 +19,9 @@ from search.config import SearchConfig
 from search.outcome import MODES
 
 
-def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+def register_sim_query(sim_subparsers: Any) -> None:
+    """``overlay sim query``: registered under ``overlay sim`` by :mod:`overlay.cli_sim`."""
+    parser: argparse.ArgumentParser = sim_subparsers.add_parser(
         "query",
         help="search a static topology in the simulator (flood, walk or ring)",
         description="Read a graph (networkx edge list of integer node ids) and an item "

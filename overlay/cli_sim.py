@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from overlay.cli_search import register_sim_query
 from overlay.scenario import Scenario, run
 
 
@@ -41,6 +42,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--join-window", type=float, default=None)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run_sim)
+    below = parser.add_subparsers(dest="sim_command", metavar="query", required=False)
+    register_sim_query(below)
 
 
 def scenario_from(args: argparse.Namespace) -> Scenario:

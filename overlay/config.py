@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from overlay import validate
+from search.config import SearchConfig
 
 
 @attrs.frozen
@@ -47,8 +48,66 @@ class MembershipConfig:
 
 
 @attrs.frozen
+class SuperConfig:
+    """Parameters of the super-peer layer (see :mod:`overlay.attachment` and
+    :mod:`overlay.election`).
+
+    Off by default, so a flat overlay (the benchmarks' baseline) pays nothing for it.
+    The defaults follow the issue: 20 weak peers per super peer, each weak peer
+    attached to k = 2 super peers (Yang and Garcia-Molina, "Designing a super-peer
+    network", ICDE 2003, recommend 2-redundancy: it halves the damage of a super
+    peer's failure for little extra load), index leases of 30 s.
+    """
+
+    enabled: bool = attrs.field(default=False, validator=validate.boolean)
+    ratio: int = attrs.field(default=20, validator=validate.integer(1, 10_000))
+    """Target number of weak peers per super peer."""
+    k: int = attrs.field(default=2, validator=validate.integer(1, 8))
+    """Super peers each weak peer attaches to."""
+    period: float = attrs.field(default=2.0, validator=validate.real(0.01, 600))
+    """Beat period of super peers (to their weak peers and super-layer neighbors)."""
+    failure_timeout: float = attrs.field(default=4.5, validator=validate.real(0.01, 3600))
+    """A super peer (or super-layer neighbor) silent this long is declared dead."""
+    lease: float = attrs.field(default=30.0, validator=validate.real(0.1, 86400))
+    """Index lease: a weak peer refreshes it every third of this."""
+    request_timeout: float = attrs.field(default=1.0, validator=validate.real(0.01, 600))
+    super_degree: int = attrs.field(default=5, validator=validate.integer(1, 64))
+    """Target degree of the random graph among super peers."""
+    max_super_degree: int = attrs.field(default=10, validator=validate.integer(1, 128))
+    max_load_factor: float = attrs.field(default=2.0, validator=validate.real(1.0, 100.0))
+    """A super peer serves at most ``max_load_factor * k * ratio`` weak peers."""
+    max_items_per_weak: int = attrs.field(default=128, validator=validate.integer(0, 128))
+    max_index_entries: int = attrs.field(default=65_536, validator=validate.integer(0, 1 << 24))
+    tolerance: float = attrs.field(default=0.15, validator=validate.real(0.0, 1.0))
+    """Hysteresis: the layer's mean load must be this far off target before anyone acts."""
+    settle_periods: int = attrs.field(default=10, validator=validate.integer(1, 100_000))
+    """Periods a super peer waits after acting (or being born) before it acts again."""
+    min_uptime: float = attrs.field(default=5.0, validator=validate.real(0.0, 1e7))
+    min_capacity: int = attrs.field(default=1, validator=validate.integer(0, 1_000_000))
+    seed_wait: float = attrs.field(default=6.0, validator=validate.real(0.0, 3600))
+    """A peer that has heard of no super peer this long after starting may found one."""
+    demotion_backoff: float = attrs.field(default=3600.0, validator=validate.real(0.0, 1e7))
+    """A peer that stepped down may not be promoted again for this long (doubling)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_super_degree < self.super_degree:
+            raise ValueError("max_super_degree must be at least super_degree")
+
+    @property
+    def target_load(self) -> int:
+        """Attachments a super peer serves when the layer is exactly on target."""
+        return self.k * self.ratio
+
+    @property
+    def max_load(self) -> int:
+        return max(1, int(self.max_load_factor * self.k * self.ratio))
+
+
+@attrs.frozen
 class PeerConfig:
     """Everything a peer core needs to know besides its identity and its random source."""
 
     membership: MembershipConfig = attrs.field(factory=MembershipConfig)
+    search: SearchConfig = attrs.field(factory=SearchConfig)
     capacity: int = attrs.field(default=1, validator=validate.integer(0, 1_000_000))
+    supers: SuperConfig = attrs.field(factory=SuperConfig)

@@ -52,6 +52,9 @@ EVENT_KINDS: Final = (
     "isolated",  # lost every neighbor
     "bootstrap_fallback",  # had to ask the bootstrap again for contacts
     "bad_input",  # a peer sent something unacceptable (message dropped)
+    "search_hit",  # a search we started got a hit
+    "search_done",  # a search we started finished (its outcome is ready)
+    "fetch_done",  # a fetch we started finished (verified, or refused)
 )
 
 Effect = Send | Close | Notify

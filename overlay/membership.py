@@ -212,8 +212,8 @@ class Membership:
             victim_id = self._random_key(self.active, exclude=peer)
             if victim_id is not None:
                 victim = self.active[victim_id].contact
-                self._remove(victim_id, "split for a newcomer", out, keep_passive=True)
                 out.append(Send(victim.address, Redirect(sender)))
+                self._remove(victim_id, "split for a newcomer", out, keep_passive=True)
         if len(self.active) >= self.config.max_degree:
             out.append(Send(sender.address, NeighborReject()))
             return
@@ -252,8 +252,8 @@ class Membership:
             victim_id = self._random_key(self.active, exclude=peer)
             if victim_id is not None:
                 victim = self.active[victim_id].contact
-                self._remove(victim_id, "evicted for an isolated peer", out, keep_passive=True)
                 out.append(Send(victim.address, Disconnect("evicted")))
+                self._remove(victim_id, "evicted for an isolated peer", out, keep_passive=True)
         self._add(sender, now, out)
         out.append(Send(sender.address, NeighborAccept(len(self.active))))
 
@@ -412,8 +412,11 @@ class Membership:
         for contact in chosen:
             self.pending[contact.id] = (contact, now + config.request_timeout)
             out.append(Send(contact.address, NeighborRequest(urgent)))
+        # Only an isolated peer goes back to the bootstrap early; one that merely lacks
+        # candidates (a small overlay where it knows everyone already) waits for its
+        # regular lease refresh, which brings a fresh sample anyway.
         if (
-            (urgent or len(chosen) < missing)
+            urgent
             and self.bootstrap is not None
             and now - self.last_bootstrap_ask >= config.bootstrap_retry
         ):
@@ -447,8 +450,8 @@ class Membership:
         if crowded:
             peer = crowded[self.rng.randrange(len(crowded))]
             address = self.active[peer].contact.address
-            self._remove(peer, "shed", out, keep_passive=True)
             out.append(Send(address, Disconnect("shed")))
+            self._remove(peer, "shed", out, keep_passive=True)
 
     def _start_shuffle(self, now: float, out: list[Effect]) -> None:
         config = self.config

@@ -179,7 +179,15 @@ BOOTSTRAP_MESSAGES: Final[tuple[type[Message], ...]] = (Register, Unregister, Pe
 
 def all_message_types() -> tuple[type[Message], ...]:
     """Every message type the wire knows, in a fixed order (the wire tags them by name)."""
-    return (Handshake, *BOOTSTRAP_MESSAGES, *MEMBERSHIP_MESSAGES, *SEARCH_MESSAGES, *STATS_MESSAGES)
+    return (
+        Handshake,
+        *BOOTSTRAP_MESSAGES,
+        *MEMBERSHIP_MESSAGES,
+        *SEARCH_MESSAGES,
+        *STATS_MESSAGES,
+        *LISTING_MESSAGES,
+        *SUPER_MESSAGES,
+    )
 
 
 # --------------------------------------------------------------------------- observability
@@ -361,4 +369,254 @@ SEARCH_MESSAGES: Final[tuple[type[Message], ...]] = (
     WalkVerdict,
     Fetch,
     FetchReply,
+)
+
+
+# ---------------------------------------------------------------------- listing (issue 7)
+
+MAX_MEMBERS_PAGE: Final = 128
+"""Registered peers in one listing page: 128 of the longest possible contacts still fit
+one 64 KiB frame."""
+
+
+@attrs.frozen
+class MemberEntry:
+    """One registered peer in a bootstrap's listing: how to reach it and its role."""
+
+    contact: Contact = attrs.field(validator=validate.instance(Contact))
+    role: str = attrs.field(validator=validate.one_of(*ROLES))
+
+
+@attrs.frozen
+class MembersRequest(Message):
+    """Anyone -> bootstrap: list your registered peers from position ``start`` on.
+
+    The crawler of the live view starts here: a stats reply names neighbors by id
+    only, and the bootstrap is the one place that knows every member's address.
+    Paged, so that a listing of any size fits frames of the usual cap.
+    """
+
+    start: int = attrs.field(default=0, validator=validate.integer(0, MAX_COUNTER_VALUE))
+
+
+@attrs.frozen
+class MembersReply(Message):
+    """Bootstrap -> asker: one page of the listing; ``total`` is the whole listing's size."""
+
+    members: tuple[MemberEntry, ...] = attrs.field(
+        validator=validate.tuple_of(MemberEntry, MAX_MEMBERS_PAGE)
+    )
+    start: int = attrs.field(default=0, validator=validate.integer(0, MAX_COUNTER_VALUE))
+    total: int = attrs.field(default=0, validator=validate.integer(0, MAX_COUNTER_VALUE))
+
+
+LISTING_MESSAGES: Final[tuple[type[Message], ...]] = (MembersRequest, MembersReply)
+
+
+# ------------------------------------------------------------------ super peers (issue 5)
+
+MAX_INDEX_ITEMS: Final = 128
+"""Most items one weak peer may publish in one message (the peer's own bound on a whole
+index is a setting; it may not exceed this).  128 named items fit one 64 KiB frame."""
+MAX_INDEX_REMOVALS: Final = 128
+MAX_SUPER_INFO: Final = 8
+"""Most super peers one beat or one refusal names (enough to find a live one after a crash)."""
+MAX_LOAD: Final = 65535
+MAX_SEQ: Final = 2**31 - 1
+
+
+@attrs.frozen
+class IndexItem:
+    """What a super peer learns of one of a weak peer's items: key, name and size.
+
+    Keywords are derived from the name on the receiving side, as they are in the store,
+    so they cannot disagree with it.
+    """
+
+    key: str = attrs.field(validator=check_key)
+    name: str | None = attrs.field(validator=validate.optional(validate.text(0, MAX_NAME)))
+    size: int = attrs.field(validator=validate.integer(0, MAX_VALUE))
+
+
+@attrs.frozen
+class SuperInfo:
+    """A super peer and how many weak peers it serves (weak peers attach to the least loaded)."""
+
+    contact: Contact = attrs.field(validator=validate.instance(Contact))
+    load: int = attrs.field(validator=validate.integer(0, MAX_LOAD))
+
+
+_items = validate.tuple_of(IndexItem, MAX_INDEX_ITEMS)
+_infos = validate.tuple_of(SuperInfo, MAX_SUPER_INFO)
+
+
+@attrs.frozen
+class Attach(Message):
+    """Weak -> super: take me as one of your weak peers; here is my whole index.
+
+    ``eligible`` says whether I could serve as a super peer (capacity and uptime), which
+    the super peer needs to name its successor.
+    """
+
+    capacity: int = attrs.field(validator=validate.integer(0, MAX_CAPACITY))
+    eligible: bool = attrs.field(validator=validate.boolean)
+    seq: int = attrs.field(validator=validate.integer(0, MAX_SEQ))
+    items: tuple[IndexItem, ...] = attrs.field(validator=_items)
+
+
+@attrs.frozen
+class AttachAccept(Message):
+    """Super -> weak: attached under ``lease_id``; refresh within ``lease`` seconds."""
+
+    lease_id: str = attrs.field(validator=check_peer_id)
+    lease: float = attrs.field(validator=validate.real(0.01, 86400.0))
+    load: int = attrs.field(validator=validate.integer(0, MAX_LOAD))
+
+
+@attrs.frozen
+class AttachReject(Message):
+    """Super (or a peer that is none) -> weak: no; try one of ``alternatives``."""
+
+    reason: str = attrs.field(validator=validate.text(0, MAX_REASON))
+    alternatives: tuple[SuperInfo, ...] = attrs.field(default=(), validator=_infos)
+
+
+@attrs.frozen
+class Detach(Message):
+    """Either way: the attachment is over (weak: drop my entries; super: I serve you no more)."""
+
+    reason: str = attrs.field(default="", validator=validate.text(0, MAX_REASON))
+
+
+@attrs.frozen
+class IndexPublish(Message):
+    """Weak -> super: my whole index, replacing what you hold for me (sent after a gap)."""
+
+    lease_id: str = attrs.field(validator=check_peer_id)
+    seq: int = attrs.field(validator=validate.integer(0, MAX_SEQ))
+    items: tuple[IndexItem, ...] = attrs.field(validator=_items)
+
+
+@attrs.frozen
+class IndexDelta(Message):
+    """Weak -> super: change number ``seq`` of my index (the previous one was ``seq - 1``)."""
+
+    lease_id: str = attrs.field(validator=check_peer_id)
+    seq: int = attrs.field(validator=validate.integer(1, MAX_SEQ))
+    add: tuple[IndexItem, ...] = attrs.field(validator=_items)
+    remove: tuple[str, ...] = attrs.field(
+        validator=validate.tuple_of(str, MAX_INDEX_REMOVALS, check_key)
+    )
+
+
+@attrs.frozen
+class IndexRefresh(Message):
+    """Weak -> super: renew my lease; my index is at change ``seq``."""
+
+    lease_id: str = attrs.field(validator=check_peer_id)
+    seq: int = attrs.field(validator=validate.integer(0, MAX_SEQ))
+    eligible: bool = attrs.field(default=False, validator=validate.boolean)
+
+
+@attrs.frozen
+class IndexResync(Message):
+    """Super -> weak: I missed a change (I hold ``have``); send your whole index."""
+
+    lease_id: str = attrs.field(validator=check_peer_id)
+    have: int = attrs.field(validator=validate.integer(0, MAX_SEQ))
+
+
+@attrs.frozen
+class IndexRefused(Message):
+    """Super -> weak: your index message was refused, and why (unknown lease, over bound)."""
+
+    lease_id: str = attrs.field(validator=check_peer_id)
+    reason: str = attrs.field(validator=validate.text(0, MAX_REASON))
+
+
+@attrs.frozen
+class SuperBeat(Message):
+    """Super -> its weak peers and its super-layer neighbors, every period.
+
+    Carries the sender's load, its estimate of the super layer's mean load (for
+    promotion and demotion), its designated successor (who takes over if it dies)
+    and a few other super peers with their loads (where to go if it dies).
+    """
+
+    load: int = attrs.field(validator=validate.integer(0, MAX_LOAD))
+    estimate: float = attrs.field(validator=validate.real(0.0, float(MAX_LOAD)))
+    successor: Contact | None = attrs.field(validator=validate.optional(validate.instance(Contact)))
+    supers: tuple[SuperInfo, ...] = attrs.field(default=(), validator=_infos)
+
+
+@attrs.frozen
+class SuperLink(Message):
+    """Super -> super: let us be neighbors in the super layer."""
+
+    load: int = attrs.field(default=0, validator=validate.integer(0, MAX_LOAD))
+
+
+@attrs.frozen
+class SuperLinkAccept(Message):
+    """Super -> super: yes, we are super-layer neighbors."""
+
+    load: int = attrs.field(default=0, validator=validate.integer(0, MAX_LOAD))
+
+
+@attrs.frozen
+class SuperUnlink(Message):
+    """Super -> super (or a peer that is none): we are not super-layer neighbors."""
+
+    reason: str = attrs.field(default="", validator=validate.text(0, MAX_REASON))
+
+
+@attrs.frozen
+class Promote(Message):
+    """Super -> its designated successor: the super layer is overloaded, become a super peer."""
+
+
+@attrs.frozen
+class Rehome(Message):
+    """Super -> one of its weak peers: attach to ``to`` instead of me (it was just promoted)."""
+
+    to: Contact = attrs.field(validator=validate.instance(Contact))
+
+
+@attrs.frozen
+class SuperQuery(Message):
+    """A query over the super layer.  A weak peer hands it to one of its super peers,
+    which answers from its index and forwards it among super peers: to all its
+    super-layer neighbors (``walkers == 0``: flood, duplicates dropped) or as
+    ``walkers`` random walkers.  Hits go straight to ``origin``.
+    """
+
+    query_id: str = attrs.field(validator=check_peer_id)
+    origin: Contact = attrs.field(validator=validate.instance(Contact))
+    key: str | None = attrs.field(validator=validate.optional(check_key))
+    keywords: tuple[str, ...] = attrs.field(validator=_keywords)
+    ttl: int = attrs.field(validator=validate.integer(0, MAX_WALK_TTL_FIELD))
+    hops: int = attrs.field(default=0, validator=validate.integer(0, MAX_WALK_TTL_FIELD))
+    walkers: int = attrs.field(default=0, validator=validate.integer(0, MAX_WALKER))
+
+    def __attrs_post_init__(self) -> None:
+        _check_target(self.key, self.keywords)
+
+
+SUPER_MESSAGES: Final[tuple[type[Message], ...]] = (
+    Attach,
+    AttachAccept,
+    AttachReject,
+    Detach,
+    IndexPublish,
+    IndexDelta,
+    IndexRefresh,
+    IndexResync,
+    IndexRefused,
+    SuperBeat,
+    SuperLink,
+    SuperLinkAccept,
+    SuperUnlink,
+    Promote,
+    Rehome,
+    SuperQuery,
 )

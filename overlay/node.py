@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -102,6 +103,10 @@ class SilentRemote(RemoteError):
 class IdleConnection(TransportError):
     """A handshaken connection carried nothing for ``idle_timeout``: an ordinary end."""
 
+    def __init__(self, message: str, *, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
+
 
 @attrs.frozen
 class NodeConfig:
@@ -119,6 +124,9 @@ class NodeConfig:
     """Frames queued per connection before further sends to it are dropped."""
     frame_cap: int = attrs.field(default=DEFAULT_FRAME_CAP, validator=validate.integer(64, 2**24))
     read_size: int = attrs.field(default=65536, validator=validate.integer(1, 2**24))
+    transient_idle_timeout: float = attrs.field(default=3.0, validator=validate.real(0.01, 86400))
+    """Idle timeout of a connection to a peer the core does not keep (a shuffle partner,
+    the bootstrap): such links carry one exchange, and an open socket costs memory."""
     remembered_addresses: int = attrs.field(default=4096, validator=validate.integer(0, 10**7))
     """Who listened where, from past handshakes (to report a failed dial as link_lost)."""
 
@@ -152,7 +160,7 @@ class Connection:
         """The core asked for it to close (so its end is not a lost link)."""
         self.counted = True
         """Still counted against the connection limit."""
-        self.error: OverlayError | None = None
+        self.error: Exception | None = None
         """Why the connection was ended from outside its reader (writer, sweeper)."""
         self.decoder: FrameDecoder | None = None
         self.last_heard = trio.current_time()
@@ -160,6 +168,9 @@ class Connection:
         """When the blocked write began (negative: not writing)."""
         self.queue_in, self.queue_out = trio.open_memory_channel[bytes](queue)
         self.scope = trio.CancelScope()
+
+    def decoder_buffered(self) -> int:
+        return self.decoder.buffered if self.decoder is not None else 0
 
     def __repr__(self) -> str:
         return f"<Connection {self.label}>"
@@ -203,6 +214,7 @@ class Node:
         handshake: Callable[[], Handshake] | None = None,
         stats: Callable[[Node], StatsReply] | None = None,
         identify: Callable[[Address], PeerId | None] | None = None,
+        keeps: Callable[[PeerId], bool] | None = None,
         farewell: Callable[[float], list[Effect]] | None = None,
         on_event: Callable[[Notify], None] | None = None,
     ) -> None:
@@ -213,6 +225,7 @@ class Node:
         self._stats = stats
         self._identify = identify
         self._farewell = farewell
+        self._keeps = keeps
         self._on_event = on_event
         self.links: dict[Address, list[Connection]] = {}
         self.connections: set[Connection] = set()
@@ -401,30 +414,47 @@ class Node:
         cheaper than a cancel scope around every read and write.
         """
         config = self.config
-        period = max(0.005, min(config.idle_timeout, config.send_timeout) / 4)
+        keeps = self._keeps
+        shortest = min(config.idle_timeout, config.send_timeout)
+        if keeps is not None:
+            shortest = min(shortest, config.transient_idle_timeout)
+        period = max(0.005, shortest / 4)
         while True:
             await trio.sleep(period)
             now = trio.current_time()
             for connection in list(self.connections):
-                if connection.remote is None or connection.error is not None:
+                remote = connection.remote
+                if remote is None or connection.error is not None:
                     continue  # still in its handshake, which has its own timeout
-                if now - connection.last_heard >= config.idle_timeout:
+                silent = now - connection.last_heard
+                if (
+                    keeps is not None
+                    and silent >= config.transient_idle_timeout
+                    and not keeps(remote.id)
+                    and connection.writing_since < 0
+                    and not connection.decoder_buffered()
+                ):
+                    self._end(connection, IdleConnection("transient link done", quiet=True))
+                    connection.scope.cancel()
+                elif silent >= config.idle_timeout:
                     decoder = connection.decoder
                     if decoder is not None and decoder.buffered:
-                        connection.error = SilentRemote(
-                            f"truncated frame ({decoder.buffered} bytes of it), then silence"
+                        self._end(
+                            connection,
+                            SilentRemote(
+                                f"truncated frame ({decoder.buffered} bytes of it), then silence"
+                            ),
                         )
                     else:
-                        connection.error = IdleConnection(
-                            f"idle for {config.idle_timeout:g} s"
-                        )
+                        self._end(connection, IdleConnection(f"idle for {config.idle_timeout:g} s"))
                     connection.scope.cancel()
                 elif (
                     connection.writing_since >= 0
                     and now - connection.writing_since >= config.send_timeout
                 ):
-                    connection.error = TransportError(
-                        f"remote stopped reading for {config.send_timeout:g} s"
+                    self._end(
+                        connection,
+                        TransportError(f"remote stopped reading for {config.send_timeout:g} s"),
                     )
                     connection.scope.cancel()
 
@@ -455,6 +485,7 @@ class Node:
             if self._handshaking:
                 oldest, _ = self._handshaking.popitem(last=False)
                 oldest.counted = False
+                oldest.error = TransportError("evicted")
                 self.inbound -= 1
                 self._count("connections.evicted")
                 log.warning(
@@ -490,25 +521,29 @@ class Node:
             with connection.scope:
                 async with stream:
                     try:
-                        with trio.fail_after(self.config.handshake_timeout):
-                            remote, early = await self._read_handshake(stream, decoder)
-                            await self._send_raw(stream, encode_frame(self._handshake()))
-                    except trio.TooSlowError:
-                        raise self._silence(decoder, "no handshake") from None
-                    self._handshaking.pop(connection, None)
-                    if remote.contact.id == self.contact.id:
-                        raise ProtocolError("the remote claims to be this very peer")
-                    connection.remote = remote.contact
-                    connection.key = remote.contact.address
-                    self.links.setdefault(connection.key, []).append(connection)
-                    self._remember(remote.contact)
-                    await self._pump(connection, stream, decoder, early)
-            if connection.error is not None:
-                raise connection.error
-        except Exception as exc:
-            self._log_end(connection, exc)
+                        await self._converse_inbound(connection, stream, decoder)
+                    except Exception as exc:
+                        self._end(connection, exc)  # logged before the stream closes
         finally:
             self._forget(connection)
+
+    async def _converse_inbound(
+        self, connection: Connection, stream: trio.SocketStream, decoder: FrameDecoder
+    ) -> None:
+        try:
+            with trio.fail_after(self.config.handshake_timeout):
+                remote, early = await self._read_handshake(stream, decoder)
+                await self._send_raw(stream, encode_frame(self._handshake()))
+        except trio.TooSlowError:
+            raise self._silence(decoder, "no handshake") from None
+        self._handshaking.pop(connection, None)
+        if remote.contact.id == self.contact.id:
+            raise ProtocolError("the remote claims to be this very peer")
+        connection.remote = remote.contact
+        connection.key = remote.contact.address
+        self.links.setdefault(connection.key, []).append(connection)
+        self._remember(remote.contact)
+        await self._pump(connection, stream, decoder, early)
 
     async def _run_outbound(self, connection: Connection, to: Address) -> None:
         decoder = FrameDecoder(self.config.frame_cap)
@@ -519,26 +554,35 @@ class Node:
                         stream = await trio.open_tcp_stream(to.host, to.port)
                 except (OSError, trio.TooSlowError) as exc:
                     self._count("dial.failed")
-                    raise _transport_error(exc) from None
+                    self._end(connection, _transport_error(exc))
+                    return
                 async with stream:
                     try:
-                        with trio.fail_after(self.config.handshake_timeout):
-                            await self._send_raw(stream, encode_frame(self._handshake()))
-                            remote, early = await self._read_handshake(stream, decoder)
-                    except trio.TooSlowError:
-                        raise self._silence(decoder, "no handshake") from None
-                    if remote.contact.id == self.contact.id:
-                        raise ProtocolError("dialled myself")
-                    # The address we dialled is where it listens, whatever it claims.
-                    connection.remote = Contact(remote.contact.id, to)
-                    self._remember(connection.remote)
-                    await self._pump(connection, stream, decoder, early)
-            if connection.error is not None:
-                raise connection.error
-        except Exception as exc:
-            self._log_end(connection, exc)
+                        await self._converse_outbound(connection, stream, decoder, to)
+                    except Exception as exc:
+                        self._end(connection, exc)  # logged before the stream closes
         finally:
             self._forget(connection)
+
+    async def _converse_outbound(
+        self,
+        connection: Connection,
+        stream: trio.SocketStream,
+        decoder: FrameDecoder,
+        to: Address,
+    ) -> None:
+        try:
+            with trio.fail_after(self.config.handshake_timeout):
+                await self._send_raw(stream, encode_frame(self._handshake()))
+                remote, early = await self._read_handshake(stream, decoder)
+        except trio.TooSlowError:
+            raise self._silence(decoder, "no handshake") from None
+        if remote.contact.id == self.contact.id:
+            raise ProtocolError("dialled myself")
+        # The address we dialled is where it listens, whatever it claims.
+        connection.remote = Contact(remote.contact.id, to)
+        self._remember(connection.remote)
+        await self._pump(connection, stream, decoder, early)
 
     async def _send_raw(self, stream: trio.SocketStream, data: bytes) -> None:
         try:
@@ -622,7 +666,7 @@ class Node:
         except trio.ClosedResourceError:
             return  # the reader closed the stream: the connection is over already
         except TransportError as error:
-            connection.error = error
+            self._end(connection, error)
         # Queue closed (Close or leave) and flushed, or the write failed: end it.
         connection.scope.cancel()
 
@@ -652,6 +696,14 @@ class Node:
 
     # ------------------------------------------------------------------ endings
 
+    def _end(self, connection: Connection, exc: Exception) -> None:
+        """Record why a connection ends and log it, once, before its socket is closed
+        (whoever detects the problem calls this, then cancels the connection)."""
+        if connection.error is not None:
+            return
+        connection.error = exc if isinstance(exc, OverlayError) else TransportError(str(exc))
+        self._log_end(connection, exc)
+
     def _log_end(self, connection: Connection, exc: BaseException) -> None:
         """Exactly one line per connection that ends badly; quiet for ordinary ends."""
         who = connection.label if connection.remote is None else str(connection.remote)
@@ -661,6 +713,9 @@ class Node:
             log.warning("%s: closing connection %s %s: %s", self, direction, who, exc)
         elif isinstance(exc, IdleConnection):
             self._count("connections.idle_closed")
+            if exc.quiet:
+                log.debug("%s: closing connection %s %s: %s", self, direction, who, exc)
+                return
             log.info("%s: closing connection %s %s: %s", self, direction, who, exc)
         elif isinstance(exc, TransportError):
             log.debug("%s: connection %s %s ended: %s", self, direction, who, exc)
@@ -690,8 +745,8 @@ class Node:
                     del self.links[key]
         if self._all_closed is not None and not self.connections:
             self._all_closed.set()
-        if self.stopping or connection.closing:
-            return
+        if self.stopping or connection.closing or trio.current_effective_deadline() == -math.inf:
+            return  # we are shutting down (or being cancelled): nothing was lost
         if key is not None and self.links.get(key):
             return  # another connection to the same peer is still up
         peer = connection.remote.id if connection.remote is not None else None
@@ -772,6 +827,9 @@ def peer_node(peer: Peer, config: NodeConfig | None = None) -> Node:
         ),
         stats=lambda node: peer_stats(peer, node),
         identify=peer_identifier(peer),
+        keeps=lambda peer_id: (
+            peer_id in peer.membership.active or peer_id in peer.membership.pending
+        ),
         farewell=peer.leave,
     )
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from overlay.attachment import Attachment
 from overlay.config import PeerConfig
 from overlay.effects import Effect, Notify
 from overlay.identity import Address, Contact, PeerId, new_peer_id
@@ -57,6 +58,21 @@ class PeerSnapshot:
     passive: tuple[PeerId, ...]
     known_hosts: int
     counters: dict[str, int] = attrs.field(factory=dict, eq=False)
+    super_peers: tuple[PeerId, ...] = ()
+    """A weak peer's super peers (attached, lease granted)."""
+    weak_peers: tuple[PeerId, ...] = ()
+    """A super peer's weak peers (holding a lease)."""
+    super_neighbors: tuple[PeerId, ...] = ()
+    """A super peer's neighbors in the super layer."""
+    index_size: int = 0
+    """Entries in a super peer's index."""
+    role_changes: int = 0
+    super_target: int = 0
+    """k, the super peers a weak peer wants (0: the super-peer layer is off)."""
+    items: tuple[str, ...] = ()
+    """Keys of the items this peer holds and publishes (only with the super layer on)."""
+    index_holdings: dict[PeerId, frozenset[str]] = attrs.field(factory=dict, eq=False)
+    """A super peer's index: the keys it holds for each weak peer (for coverage)."""
 
 
 class Peer:
@@ -75,12 +91,12 @@ class Peer:
         self.config = config
         self.rng = rng
         self.contact = Contact(peer_id if peer_id is not None else new_peer_id(rng), address)
-        self.role = "weak"
+        self._role = "weak"
         self.membership = Membership(
             self.contact,
             config.membership,
             rng,
-            role=self.role,
+            role=self._role,
             capacity=config.capacity,
             bootstrap=bootstrap,
             join_via=join_via,
@@ -102,8 +118,23 @@ class Peer:
             Leave: m.on_leave,
             PeerSample: m.on_peer_sample,
         }
-        self.search = Search(self.contact, rng, self.membership)
+        self.search = Search(self.contact, rng, self.membership, config.search)
         self._handlers.update(self.search.handlers())
+        self.supers: Attachment | None = None
+        """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
+        if config.supers.enabled:
+            supers = self.supers = Attachment(
+                self.contact, config.supers, rng, self.membership,
+                store=self.search.store, capacity=config.capacity,
+            )
+            self._handlers.update(supers.handlers())
+            self.search.super_searching.layer = supers
+            self._handlers[PeerSample] = self._on_peer_sample
+
+    @property
+    def role(self) -> str:
+        """"weak" or "super" (always "weak" while the super-peer layer is off)."""
+        return self.supers.role if self.supers is not None else self._role
 
     @property
     def id(self) -> PeerId:
@@ -116,6 +147,31 @@ class Peer:
     def start(self, now: float) -> list[Effect]:
         out: list[Effect] = []
         self.membership.start(now, out)
+        if self.supers is not None:
+            self.supers.start(now, out)
+        return out
+
+    def _on_peer_sample(
+        self, message: PeerSample, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        self.membership.on_peer_sample(message, sender, now, out)
+        if self.supers is not None:
+            self.supers.on_peer_sample(message, sender, now)
+
+    def publish(self, value: bytes, name: str | None, now: float) -> list[Effect]:
+        """Hold a new item and, with the super layer on, tell my super peers at once."""
+        self.search.publish(value, name)
+        out: list[Effect] = []
+        if self.supers is not None:
+            self.supers.content_changed(now, out)
+        return out
+
+    def unpublish(self, key: str, now: float) -> list[Effect]:
+        """Stop holding an item (and withdraw it from my super peers' indexes)."""
+        self.search.store.remove(key)
+        out: list[Effect] = []
+        if self.supers is not None:
+            self.supers.content_changed(now, out)
         return out
 
     def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]:
@@ -139,19 +195,28 @@ class Peer:
         out: list[Effect] = []
         self.membership.link_lost(peer, now, out)
         self.membership.settle(now, out)
+        if self.supers is not None:
+            self.supers.link_lost(peer, now, out)
         return out
 
     def next_deadline(self) -> float:
-        return min(self.membership.next_deadline(), self.search.next_deadline())
+        deadline = min(self.membership.next_deadline(), self.search.next_deadline())
+        if self.supers is not None:
+            deadline = min(deadline, self.supers.next_deadline())
+        return deadline
 
     def handle_timer(self, now: float) -> list[Effect]:
         out: list[Effect] = []
         self.membership.handle_timer(now, out)
         self.search.handle_timer(now, out)
+        if self.supers is not None:
+            self.supers.handle_timer(now, out)
         return out
 
     def leave(self, now: float) -> list[Effect]:
         out: list[Effect] = []
+        if self.supers is not None:
+            self.supers.stop(now, out)
         self.membership.leave(now, out)
         return out
 
@@ -161,6 +226,29 @@ class Peer:
         counters.update({f"dropped.{k}": v for k, v in self.dropped.items()})
         counters.update(m.counters)
         counters.update(self.search.counters)
+        supers = self.supers
+        if supers is not None:
+            counters.update(supers.counters)
+            role = supers.role
+            is_super = role == "super"
+            return PeerSnapshot(
+                id=self.id,
+                address=self.address,
+                role=role,
+                joined=m.ever_joined,
+                neighbors=tuple(m.active),
+                passive=tuple(m.passive),
+                known_hosts=len(m.known_hosts),
+                counters=counters,
+                super_peers=tuple(supers.attached),
+                weak_peers=tuple(supers.index.by_owner) if is_super else (),
+                super_neighbors=tuple(supers.neighbors) if is_super else (),
+                index_size=supers.index.entries,
+                role_changes=supers.election.role_changes,
+                super_target=supers.config.k,
+                items=tuple(item.key for item in self.search.store),
+                index_holdings=supers.index.holdings() if is_super else {},
+            )
         return PeerSnapshot(
             id=self.id,
             address=self.address,

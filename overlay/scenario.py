@@ -33,6 +33,7 @@ import attrs
 
 from overlay import validate
 from overlay.config import PeerConfig
+from overlay.identity import Address
 from overlay.sim import NetworkModel, Simulator
 
 
@@ -48,14 +49,18 @@ class Scenario:
     leave_fraction: float = attrs.field(default=0.0, validator=validate.real(0.0, 1.0))
     """Of the peers that churn away, the fraction that leave gracefully (rest crash)."""
     crash_fraction: float = attrs.field(default=0.0, validator=validate.real(0.0, 1.0))
-    crash_at: float | None = attrs.field(default=None, validator=validate.optional(validate.real(0, 1e7)))
+    crash_at: float | None = attrs.field(
+        default=None, validator=validate.optional(validate.real(0, 1e7))
+    )
     recover_after: float | None = attrs.field(
         default=None, validator=validate.optional(validate.real(0, 1e7))
     )
     partition_at: float | None = attrs.field(
         default=None, validator=validate.optional(validate.real(0, 1e7))
     )
-    heal_at: float | None = attrs.field(default=None, validator=validate.optional(validate.real(0, 1e7)))
+    heal_at: float | None = attrs.field(
+        default=None, validator=validate.optional(validate.real(0, 1e7))
+    )
     join_window: float | None = attrs.field(
         default=None, validator=validate.optional(validate.real(0, 1e7))
     )
@@ -83,7 +88,7 @@ def build(scenario: Scenario) -> Simulator:
     )
     window = scenario.window
     for index in range(scenario.peers):
-        sim.at(window * index / scenario.peers, lambda: sim.add_peer())
+        sim.at(window * index / scenario.peers, sim.add_peer)
     if scenario.crash_at is not None and scenario.crash_fraction > 0:
         sim.at(scenario.crash_at, lambda: _mass_crash(sim, scenario))
     if scenario.partition_at is not None:
@@ -105,7 +110,11 @@ def _mass_crash(sim: Simulator, scenario: Scenario) -> None:
     for address in victims:
         sim.crash(address)
         if scenario.recover_after is not None:
-            sim.at(sim.now + scenario.recover_after, lambda a=address: sim.add_peer(address=a))
+            sim.at(sim.now + scenario.recover_after, _recover(sim, address))
+
+
+def _recover(sim: Simulator, address: Address) -> Callable[[], object]:
+    return lambda: sim.add_peer(address=address)
 
 
 def _partition(sim: Simulator) -> None:
@@ -145,7 +154,7 @@ def run(
     if measure_memory:
         tracemalloc.start()
     started = time.perf_counter()
-    second = 0
+    second = 0.0
     while second < scenario.duration:
         second = min(second + 1, scenario.duration)
         sim.run_until(second)

@@ -95,6 +95,7 @@ class Simulator:
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        self._peers_rng = random.Random(self.rng.getrandbits(64))
         self.network = network or NetworkModel()
         self.peer_config = peer_config or PeerConfig()
         self.tick = 0
@@ -110,7 +111,7 @@ class Simulator:
         self.on_effect: Callable[[float, Address, Effect], None] | None = None
         self._buckets: dict[int, list[tuple[_Node, Contact | None, Any]]] = {}
         self._ticks: list[int] = []
-        self._actions: list[tuple[int, int, Callable[[], None]]] = []
+        self._actions: list[tuple[int, int, Callable[[], object]]] = []
         self._action_seq = 0
         self._side: dict[Address, int] = {}
         self._next_index = 0
@@ -132,6 +133,16 @@ class Simulator:
 
     def _child_rng(self) -> random.Random:
         return random.Random(self.rng.getrandbits(64))
+
+    def _peer_rng(self) -> random.Random:
+        """The random source handed to a new peer core.
+
+        All peers of a run share one generator, seeded from the run's seed: the run
+        is single-threaded and its event order is deterministic, so determinism
+        holds, and one Mersenne Twister state (2.5 KB) per peer would cost 250 MB at
+        100,000 peers.  The network's own draws (loss, jitter) stay on ``self.rng``.
+        """
+        return self._peers_rng
 
     @property
     def sent(self) -> dict[str, int]:
@@ -157,7 +168,7 @@ class Simulator:
         peer = Peer(
             address,
             config or self.peer_config,
-            self._child_rng(),
+            self._peer_rng(),
             bootstrap=BOOTSTRAP_ADDRESS if self.bootstrap is not None else None,
             join_via=join_via,
         )
@@ -190,12 +201,20 @@ class Simulator:
     def heal(self) -> None:
         self._side = {}
 
-    def at(self, time: float, action: Callable[[], None]) -> None:
+    def at(self, time: float, action: Callable[[], object]) -> None:
         """Run ``action`` at simulated time ``time`` (before that tick's deliveries)."""
         self._action_seq += 1
         tick = max(self.tick, math.ceil(time * TICKS_PER_SECOND - 1e-9))
         heapq.heappush(self._actions, (tick, self._action_seq, action))
         self._schedule_tick(tick)
+
+    def apply(self, address: Address, effects: list[Effect]) -> None:
+        """Carry out effects a core returned outside the loop (e.g. a search a test or a
+        benchmark started by calling the core directly), as if from an event now."""
+        node = self.nodes.get(address)
+        if node is None:
+            raise KeyError(f"no live core at {address}")
+        self._handle(node, effects)
 
     def alive_peers(self) -> list[Peer]:
         return list(self.peers.values())

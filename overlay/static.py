@@ -182,7 +182,7 @@ class StaticNetwork:
         The simulator has no public call for this yet (asked of the lead); this is
         the one place that reaches into it.
         """
-        self.sim._handle(self.sim.nodes[peer.address], effects)
+        self.sim.apply(peer.address, effects)
 
     def _in_flight(self) -> int:
         sim = self.sim

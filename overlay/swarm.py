@@ -35,6 +35,7 @@ import networkx as nx
 import trio
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.text import Text
 
 from bootstrap.server import serve_bootstrap
@@ -267,6 +268,9 @@ class Progress:
 
 
 def run_swarm(args: argparse.Namespace) -> int:
+    for handler in logging.getLogger().handlers:  # stdout is for the summary
+        if isinstance(handler, RichHandler):
+            handler.console = Console(stderr=True)
     processes = args.processes if args.processes is not None else (os.cpu_count() or 1)
     if not 1 <= args.peers <= MAX_PEERS:
         print(f"overlay swarm: --peers must be in [1, {MAX_PEERS}]", file=sys.stderr)

@@ -112,7 +112,9 @@ def summarize(
             peer = by_id.get(other)
             if peer is not None and shot.id not in peer.neighbors:
                 asymmetric += 1
-    roles = Counter(s.role for s in snapshots)
+    roles = Counter({"super": 0, "weak": 0})
+    roles.update(s.role for s in snapshots)
+    supers = super_layer_figures(snapshots, alive_ids)
     return {
         "peers": peers,
         "alive": len(snapshots),
@@ -128,7 +130,65 @@ def summarize(
         "dangling_passive_entries": dangling_passive,
         "asymmetric_links": asymmetric,
         "roles": dict(sorted(roles.items())),
+        **supers,
         "messages": dict(sorted((messages or {}).items())),
+    }
+
+
+def super_layer_figures(
+    snapshots: list[PeerSnapshot], alive: set[PeerId]
+) -> dict[str, Any]:
+    """The super-peer figures of issue 5, from snapshots alone.
+
+    * ``unattached_weak``: live weak peers attached to fewer than k live super peers;
+    * ``index_coverage``: of the (live weak peer, item) pairs, the fraction present in
+      the index of at least one of that weak peer's live super peers (None when no
+      peer runs the super layer);
+    * ``stale_index_entries``: index entries, at live super peers, naming dead peers;
+    * ``role_changes``: role changes of the live peers, in all and at most per peer;
+    * ``super_components``: connected components of the graph among live super peers.
+    """
+    by_id = {s.id: s for s in snapshots}
+    live_supers = {s.id for s in snapshots if s.role == "super"}
+    unattached = 0
+    pairs = 0
+    covered = 0
+    layered = False
+    for shot in snapshots:
+        if shot.super_target == 0:
+            continue
+        layered = True
+        if shot.role != "weak":
+            continue
+        mine = [p for p in shot.super_peers if p in live_supers]
+        if len(mine) < shot.super_target:
+            unattached += 1
+        if not shot.items:
+            continue
+        held: set[str] = set()
+        for peer in mine:
+            held.update(by_id[peer].index_holdings.get(shot.id, ()))
+        pairs += len(shot.items)
+        covered += sum(1 for key in shot.items if key in held)
+    stale = 0
+    graph = nx.Graph()
+    for peer in live_supers:
+        shot = by_id[peer]
+        graph.add_node(peer)
+        for owner, keys in shot.index_holdings.items():
+            if owner not in alive:
+                stale += len(keys)
+        for other in shot.super_neighbors:
+            if other in live_supers:
+                graph.add_edge(peer, other)
+    changes = [s.role_changes for s in snapshots]
+    return {
+        "unattached_weak": unattached,
+        "index_coverage": (covered / pairs if pairs else 1.0) if layered else None,
+        "stale_index_entries": stale,
+        "role_changes": sum(changes),
+        "max_role_changes": max(changes, default=0),
+        "super_components": nx.number_connected_components(graph) if live_supers else 0,
     }
 
 

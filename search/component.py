@@ -23,6 +23,7 @@ from overlay.messages import (
     Message,
     Query,
     QueryHit,
+    SuperQuery,
     WalkCheck,
     WalkStep,
     WalkVerdict,
@@ -33,6 +34,7 @@ from search.fetch import Fetching
 from search.flood import Flooding
 from search.outcome import FetchResult, SearchResult
 from search.store import Criteria, Item, ItemStore
+from search.superlayer import SuperSearching
 from search.walk import Walking
 
 Handler = Callable[[Any, Contact, float, list[Effect]], None]
@@ -61,6 +63,8 @@ class Search:
         self.flooding = Flooding(self.ctx)
         self.walking = Walking(self.ctx, self.flooding)
         self.fetching = Fetching(self.ctx)
+        self.super_searching = SuperSearching(self.ctx, self.flooding)
+        """Super-layer search; the peer plugs its attachment component in as ``layer``."""
 
     # ------------------------------------------------------------------ settings
 
@@ -103,6 +107,7 @@ class Search:
             WalkVerdict: self.walking.on_verdict,
             Fetch: self.fetching.on_fetch,
             FetchReply: self.fetching.on_reply,
+            SuperQuery: self.super_searching.on_query,
         }
 
     # ------------------------------------------------------------------ content
@@ -142,9 +147,25 @@ class Search:
                                             check=check, want=want)
         return search_id, out
 
+    def start_super(
+        self, criteria: Criteria, now: float, *, walkers: int = 0,
+        ttl: int | None = None, want: int | None = None,
+    ) -> tuple[str, list[Effect]]:
+        """Search over the super layer: by flood (``walkers == 0``) or by walkers."""
+        out: list[Effect] = []
+        search_id = self.super_searching.start_super(criteria, now, out, walkers=walkers,
+                                                     ttl=ttl, want=want)
+        return search_id, out
+
     def start(self, mode: str, criteria: Criteria, now: float, **options: Any
               ) -> tuple[str, list[Effect]]:
-        """Start a search by mode name ("flood", "walk" or "ring")."""
+        """Start a search by mode name ("flood", "walk", "ring", "super-flood" or
+        "super-walk")."""
+        if mode == "super-flood":
+            return self.start_super(criteria, now, walkers=0, **options)
+        if mode == "super-walk":
+            options.setdefault("walkers", self.config.walkers)
+            return self.start_super(criteria, now, **options)
         if mode == "flood":
             return self.start_flood(criteria, now, **options)
         if mode == "walk":
@@ -162,6 +183,8 @@ class Search:
         search = self.ctx.origins.get(message.query_id)
         if search is not None and search.mode == "walk":
             self.walking.on_hit(search, message, now, out)
+        elif search is not None and search.mode.startswith("super-"):
+            self.super_searching.on_hit(search, message, now, out)
         else:
             self.flooding.on_hit(message, sender, now, out)
 

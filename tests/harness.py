@@ -117,9 +117,10 @@ class Hand:
                 due_bootstrap = False
             if not due and not due_bootstrap:
                 break
-            moment = min([p.next_deadline() for p in due] + (
-                [self.bootstrap.next_deadline()] if due_bootstrap and self.bootstrap else []
-            ))
+            moment = min(
+                [p.next_deadline() for p in due]
+                + ([self.bootstrap.next_deadline()] if due_bootstrap and self.bootstrap else [])
+            )
             self.now = max(self.now, moment)
             for peer in list(self.peers.values()):
                 if peer.next_deadline() <= self.now:
@@ -132,8 +133,9 @@ class Hand:
 
     def sent_by(self, address: Address, kind: type[Message]) -> list[Send]:
         return [
-            e for a, e in self.effects if a == address and isinstance(e, Send)
-            and isinstance(e.message, kind)
+            e
+            for a, e in self.effects
+            if a == address and isinstance(e, Send) and isinstance(e.message, kind)
         ]
 
     def crash(self, address: Address) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,7 +25,7 @@ def cache(**kwargs: float) -> HostCache:
     return HostCache(ME, HostCacheConfig(**kwargs), random.Random(7))  # type: ignore[arg-type]
 
 
-def sample_of(effects: list[object]) -> PeerSample:
+def sample_of(effects: Sequence[object]) -> PeerSample:
     assert len(effects) == 1
     effect = effects[0]
     assert isinstance(effect, Send) and isinstance(effect.message, PeerSample)

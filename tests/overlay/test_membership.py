@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from overlay.config import MembershipConfig, PeerConfig
 from overlay.effects import Close, Notify, Send
@@ -37,7 +38,7 @@ def lone_peer(config: PeerConfig = SMALL, seed: int = 1) -> Peer:
     return Peer(Address("127.0.0.1", 8000), config, random.Random(seed), bootstrap=BOOTSTRAP)
 
 
-def sends(effects: list[object]) -> list[Send]:
+def sends(effects: Sequence[object]) -> list[Send]:
     return [e for e in effects if isinstance(e, Send)]
 
 
@@ -252,9 +253,7 @@ def test_an_isolated_peer_goes_back_to_the_bootstrap() -> None:
     now = 0.0
     while now < 6.0:
         now = peer.next_deadline()
-        registered += [
-            s for s in sends(peer.handle_timer(now)) if isinstance(s.message, Register)
-        ]
+        registered += [s for s in sends(peer.handle_timer(now)) if isinstance(s.message, Register)]
     assert not peer.membership.active
     assert registered, "an isolated peer with empty caches must ask the bootstrap again"
 

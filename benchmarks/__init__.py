@@ -1,0 +1,1 @@
+"""Benchmarks of the overlay: the sweeps behind the README's tables and plots."""

@@ -1,0 +1,305 @@
+"""One task of the flood-vs-walk sweep: a topology, a loss rate, modes, queries.
+
+A task builds its graph and one :class:`~overlay.static.StaticNetwork` and sends
+every query of every configuration through it, one after another: building a
+network of 10,000 peer cores costs a second (62,586: ten), a query costs
+milliseconds, so reuse is what makes 1,000 queries per configuration affordable.
+Items of every (placement, ratio) it needs are placed under distinct labels in
+the same network, and each configuration searches the same seeded query stream.
+
+Tasks run in worker processes (the sweep is CPU-bound Python and the machine has
+two cores); they report progress through a queue the parent turns into rich
+progress bars.
+
+Metrics (per configuration, over its queries):
+
+* success rate: the origin got at least one hit;
+* hops to the first hit (mean, 95th percentile, histogram), successes only;
+* messages per query, by kind: ``query`` (flood copies and walk steps), ``check``
+  (walk checks and verdicts), ``hit``; *search messages* are query + check, the
+  cost Lv et al. count; lost messages count too, they were sent;
+* messages per peer per query: messages per query / peers in the graph;
+* duplicate ratio: receptions of a query by a peer that already had it, per query
+  message sent;
+* load: messages addressed to each peer; peak load is the most one peer got in
+  one query (mean and max over queries); the distribution over peers of the
+  whole run is kept as percentiles for the load plot;
+* visited: distinct peers that received the query;
+* the simulator's delivered messages per wall-clock second while the
+  configuration ran (its speed, reported for every run).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import multiprocessing.queues
+import random
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+import networkx as nx
+
+from benchmarks.placement import QueryStream, place, zipf_popularity
+from benchmarks.topologies import TopologySpec, build_topology
+from overlay.effects import Effect, Send
+from overlay.identity import Address
+from overlay.sim import NetworkModel
+from overlay.static import StaticNetwork
+from search.config import SearchConfig
+
+WALK_TTL = 1024
+"""Walker TTL in hops (Lv et al.'s): long enough that a lone walker finds a 0.1% item."""
+FLOOD_STOP = 0.99
+"""Flood TTLs stop at the first one whose success rate reaches this: larger TTLs
+only cost more (a flood's ball grows with its TTL) and they are what makes a
+sweep of 10,000-peer floods slow (a TTL-5 flood of p2p-Gnutella04 sends ~47,000
+messages, a TTL-7 flood of p2p-Gnutella31 ~220,000)."""
+
+
+@attrs.frozen
+class ModeSpec:
+    """A search mode with its parameters, e.g. flood TTL 3 or 32 walkers checking every 4."""
+
+    mode: str
+    ttl: int | None = None
+    walkers: int | None = None
+    check: int | None = None
+
+    @property
+    def name(self) -> str:
+        if self.mode == "flood":
+            return f"flood ttl={self.ttl}"
+        if self.mode == "walk":
+            return f"walk k={self.walkers}"
+        return "expanding ring"
+
+
+@attrs.frozen
+class Task:
+    """A unit of work for one worker process (one network, one loss rate)."""
+
+    table: str
+    topology: TopologySpec
+    loss: float
+    configs: tuple[tuple[str, float], ...]
+    """(placement strategy, replication ratio) pairs, each run with every mode."""
+    modes: tuple[ModeSpec, ...]
+    queries: int
+    seed: int
+    data_dir: Path | None = None
+
+    @property
+    def label(self) -> str:
+        kinds = sorted({mode.mode for mode in self.modes})
+        return f"{self.table}: {self.topology.name} loss={self.loss:g} {'+'.join(kinds)}"
+
+    def planned_queries(self) -> int:
+        return len(self.configs) * len(self.modes) * self.queries
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed from names, the same in every process and on every machine (unlike hash())."""
+    return zlib.crc32("/".join(str(part) for part in parts).encode())
+
+
+_progress: multiprocessing.queues.Queue[tuple[Any, ...]] | None = None
+
+
+def init_worker(queue: multiprocessing.queues.Queue[tuple[Any, ...]] | None) -> None:
+    global _progress  # noqa: PLW0603  (set once per worker process by the pool)
+    _progress = queue
+
+
+def _report(*message: Any) -> None:
+    if _progress is not None:
+        _progress.put(message)
+
+
+class LoadMeter:
+    """Counts messages per destination peer, per query, on top of the tracker's counts.
+
+    It replaces the static network's effect hook with one that feeds the query
+    tracker exactly as the network's own hook does and also counts destinations.
+    """
+
+    def __init__(self, net: StaticNetwork) -> None:
+        self.tracker = net.tracker
+        self.load: dict[Address, int] = {}
+        net.sim.on_effect = self.on_effect
+
+    def on_effect(self, _now: float, _source: Address, effect: Effect) -> None:
+        if type(effect) is Send:
+            self.tracker.on_message(effect.message)
+            load = self.load
+            to = effect.to
+            load[to] = load.get(to, 0) + 1
+
+    def take(self) -> dict[Address, int]:
+        load, self.load = self.load, {}
+        return load
+
+
+def percentile(values: list[int] | list[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values`` (sorted or not)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+@attrs.define
+class Meter:
+    """Accumulates one configuration's queries into one row."""
+
+    success: int = 0
+    hops: list[int] = attrs.field(factory=list)
+    messages: dict[str, int] = attrs.field(factory=dict)
+    duplicates: int = 0
+    visited: int = 0
+    peaks: list[int] = attrs.field(factory=list)
+    per_peer: dict[Address, int] = attrs.field(factory=dict)
+    queries: int = 0
+
+    def add(self, outcome_success: bool, first_hops: int | None, messages: dict[str, int],
+            duplicates: int, visited: int, load: dict[Address, int]) -> None:
+        self.queries += 1
+        if outcome_success:
+            self.success += 1
+            if first_hops is not None:
+                self.hops.append(first_hops)
+        for kind, count in messages.items():
+            self.messages[kind] = self.messages.get(kind, 0) + count
+        self.duplicates += duplicates
+        self.visited += visited
+        self.peaks.append(max(load.values(), default=0))
+        per_peer = self.per_peer
+        for peer, count in load.items():
+            per_peer[peer] = per_peer.get(peer, 0) + count
+
+    def row(self, peers: int) -> dict[str, Any]:
+        n = max(1, self.queries)
+        kinds = {kind: self.messages.get(kind, 0) / n for kind in ("query", "check", "hit")}
+        total = sum(self.messages.values()) / n
+        histogram: dict[str, int] = {}
+        for hops in self.hops:
+            histogram[str(hops)] = histogram.get(str(hops), 0) + 1
+        loads = [count / n for count in self.per_peer.values()]
+        loads.extend([0.0] * (peers - len(loads)))
+        loads.sort()
+        quantiles = [loads[min(len(loads) - 1, round(q / 100 * (len(loads) - 1)))]
+                     for q in range(101)] if loads else []
+        return {
+            "queries": self.queries,
+            "success_rate": self.success / n,
+            "hops_mean": sum(self.hops) / len(self.hops) if self.hops else None,
+            "hops_p95": percentile(self.hops, 0.95) if self.hops else None,
+            "messages_per_query": total,
+            "search_messages_per_query": kinds["query"] + kinds["check"],
+            "query_messages_per_query": kinds["query"],
+            "check_messages_per_query": kinds["check"],
+            "hit_messages_per_query": kinds["hit"],
+            "messages_per_peer_per_query": total / peers,
+            "duplicate_ratio": (self.duplicates / self.messages["query"]
+                                if self.messages.get("query") else 0.0),
+            "peak_load_mean": sum(self.peaks) / n,
+            "peak_load_max": max(self.peaks, default=0),
+            "visited_mean": self.visited / n,
+            "hops_histogram": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
+            "load_percentiles": [round(value, 4) for value in quantiles],
+        }
+
+
+def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
+    """Run every configuration of ``task``; return one row per configuration run."""
+    started = time.perf_counter()
+    graph: nx.Graph = build_topology(task.topology, task.data_dir)
+    nodes = sorted(graph.nodes)
+    peers = len(nodes)
+    search_config = SearchConfig(walk_ttl=WALK_TTL)
+    net = StaticNetwork(
+        graph,
+        seed=stable_seed(task.seed, task.topology.name, "network", task.loss),
+        loss=task.loss,
+        search_config=search_config,
+    )
+    meter_hook = LoadMeter(net)
+    popularity = zipf_popularity()
+    labels: dict[tuple[str, float], list[str]] = {}
+    for strategy, ratio in task.configs:
+        rng_seed = stable_seed(task.seed, task.topology.name, "placement", strategy, ratio)
+        holders = place(strategy, popularity, nodes, ratio, random.Random(rng_seed))
+        names = []
+        for index, held in enumerate(holders):
+            label = f"{strategy}/{ratio:g}/item{index}"
+            net.place(label, held)
+            names.append(label)
+        labels[(strategy, ratio)] = names
+    # The network's objects live for the whole task: keep the cyclic collector off
+    # them (it would rescan 10^5-10^6 long-lived objects over and over; ~10% faster).
+    gc.collect()
+    gc.freeze()
+    build_seconds = time.perf_counter() - started
+    _report("start", task_id, task.label, task.planned_queries())
+    rows: list[dict[str, Any]] = []
+    base = {
+        "table": task.table,
+        "topology": task.topology.name,
+        "topology_source": task.topology.describe(),
+        "nodes": peers,
+        "edges": graph.number_of_edges(),
+        "mean_degree": 2 * graph.number_of_edges() / peers,
+        "max_degree": max(degree for _, degree in graph.degree),
+        "loss": task.loss,
+        "build_seconds": round(build_seconds, 3),
+    }
+    sim = net.sim
+    for strategy, ratio in task.configs:
+        stream_seed = stable_seed(task.seed, task.topology.name, "queries", strategy, ratio)
+        stream = QueryStream(nodes, popularity, stream_seed).take(task.queries)
+        names = labels[(strategy, ratio)]
+        flood_done = False
+        for spec in task.modes:
+            if spec.mode == "flood" and flood_done:
+                _report("skip", task_id, task.queries)
+                continue
+            meter = Meter()
+            delivered = sim.delivered
+            sent = sum(sim.sent.values())
+            lost = sim.lost
+            wall = time.perf_counter()
+            for done, (source, item) in enumerate(stream, 1):
+                outcome = net.query(source, spec.mode, key=names[item], ttl=spec.ttl,
+                                    walkers=spec.walkers, check=spec.check)
+                first = outcome.result.first_hit
+                meter.add(outcome.success, first.hops if first is not None else None,
+                          outcome.messages, outcome.duplicates, len(outcome.visited),
+                          meter_hook.take())
+                if done % 25 == 0:
+                    _report("advance", task_id, 25)
+            _report("advance", task_id, task.queries % 25)
+            wall = time.perf_counter() - wall
+            row = {
+                **base,
+                "placement": strategy,
+                "replication_ratio": ratio,
+                "mode": spec.mode,
+                "mode_name": spec.name,
+                "ttl": spec.ttl,
+                "walkers": spec.walkers,
+                "check_every": spec.check,
+                **meter.row(peers),
+                "wall_seconds": round(wall, 3),
+                "sim_delivered": sim.delivered - delivered,
+                "sim_sent": sum(sim.sent.values()) - sent,
+                "sim_lost": sim.lost - lost,
+                "delivered_per_second": round((sim.delivered - delivered) / wall, 1),
+            }
+            rows.append(row)
+            if spec.mode == "flood" and row["success_rate"] >= FLOOD_STOP:
+                flood_done = True
+    _report("done", task_id)
+    gc.unfreeze()
+    return rows

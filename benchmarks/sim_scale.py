@@ -1,0 +1,94 @@
+"""How far the simulator scales on one core: N peers for D simulated seconds.
+
+    python benchmarks/sim_scale.py [--peers 100000] [--duration 60] [--seed 1] [--out DIR]
+
+Records wall time, peak resident memory of the process (``ru_maxrss``), delivered
+messages per wall second and the topology summary in
+``benchmarks/results/sim_<N>.json``.  The issue's goal for 100,000 peers and 60 s:
+at least 300,000 delivered messages per wall second and at most 2 GiB peak memory.
+This is a benchmark, not a test: it asserts nothing, it records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from overlay.scenario import Scenario, build
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def measure(peers: int, duration: float, seed: int) -> dict[str, Any]:
+    scenario = Scenario(peers=peers, seed=seed, duration=duration)
+    built_at = time.perf_counter()
+    sim = build(scenario)
+    started = time.perf_counter()
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn(f"{peers:,} peers"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} simulated s"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("sim", total=duration)
+        second = 0.0
+        while second < duration:
+            second = min(duration, second + 1.0)
+            sim.run_until(second)
+            progress.update(task, completed=second)
+    wall = time.perf_counter() - started
+    summary_started = time.perf_counter()
+    summary = sim.summary()
+    summary_wall = time.perf_counter() - summary_started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    summary.pop("degree_histogram", None)
+    return {
+        "peers": peers,
+        "sim_seconds": duration,
+        "seed": seed,
+        "build_seconds": started - built_at,
+        "wall_seconds": wall,
+        "summary_seconds": summary_wall,
+        "delivered_messages": sim.delivered,
+        "messages_per_wall_second": sim.delivered / wall,
+        "peak_rss_bytes": peak_kib * 1024,
+        "goal_messages_per_wall_second": 300_000,
+        "goal_peak_rss_bytes": 2 * 1024**3,
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "summary": summary,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers", type=int, default=100_000)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    result = measure(args.peers, args.duration, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"sim_{args.peers}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "summary"}, indent=2))
+    print(f"written to {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""The crawler behind ``overlay view`` and ``overlay members``: who is in a running overlay.
+
+A crawl starts at the bootstrap, which lists its registered peers with their
+addresses (:class:`~overlay.messages.MembersRequest`; a stats reply names
+neighbors by id only, so the bootstrap's listing is the address book), then asks
+every peer for its stats (:class:`~overlay.messages.StatsRequest`), many at once,
+each under its own timeout.  Every peer a reply names (neighbors, super and weak
+peers) whose address the crawl knows and has not asked yet is asked too, so the
+crawl is a breadth-first search that also reaches peers the bootstrap forgot.
+
+Nothing waits on a dead peer for longer than ``timeout``: it is marked and the
+crawl goes on.  Statuses, as ``overlay members`` prints them:
+
+* ``alive``: answered its stats request;
+* ``unreachable``: we had its address and asked, and got no answer in time (refused,
+  reset, silent, or a reply that was not a stats reply);
+* ``suspect``: a live peer names it (as neighbor, super peer or weak peer) but we
+  know no address to ask it at, so nobody has checked it is there.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final
+
+import attrs
+import networkx as nx
+import trio
+
+from overlay import PROTOCOL_VERSION
+from overlay.errors import OverlayError, ProtocolError, TransportError
+from overlay.identity import Address, Contact, PeerId, new_peer_id
+from overlay.messages import (
+    Handshake,
+    MemberEntry,
+    MembersReply,
+    MembersRequest,
+    Message,
+    StatsReply,
+    StatsRequest,
+)
+from overlay.peer import PeerSnapshot
+from overlay.topology import graph_of
+from overlay.wire import FrameDecoder, check_handshake, encode_frame
+
+log = logging.getLogger("overlay.crawl")
+
+STATUSES: Final = ("alive", "suspect", "unreachable")
+DEFAULT_TIMEOUT: Final = 1.0
+"""Per request.  Loopback answers in milliseconds; a peer that needs a second is as good
+as gone for a view refreshed every second."""
+DEFAULT_CONCURRENCY: Final = 256
+"""Requests in flight at once (each holds a socket)."""
+MAX_LISTING: Final = 100_000
+"""Most registered peers read from one bootstrap (the listing is paged)."""
+MAX_READS: Final = 10_000
+"""Reads on one connection before giving up (each read brings at least one byte)."""
+
+StatsFetcher = Callable[[Address, float], Awaitable[StatsReply]]
+
+
+# ---------------------------------------------------------------------- records
+
+
+@attrs.frozen
+class Member:
+    """One peer as the crawl found it: one row of ``overlay members``."""
+
+    id: PeerId | None
+    address: Address | None
+    role: str
+    status: str
+    degree: int = 0
+    super_peers: tuple[PeerId, ...] = ()
+    weak_peers: tuple[PeerId, ...] = ()
+    registered: bool = False
+    """Listed by the bootstrap."""
+    error: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "address": str(self.address) if self.address is not None else None,
+            "role": self.role,
+            "status": self.status,
+            "degree": self.degree,
+            "super_peers": list(self.super_peers),
+            "weak_peers": list(self.weak_peers),
+            "registered": self.registered,
+            "error": self.error,
+        }
+
+
+@attrs.frozen
+class Crawl:
+    """The result of one crawl: the snapshots of the peers that answered, and everyone."""
+
+    snapshots: tuple[PeerSnapshot, ...]
+    members: tuple[Member, ...]
+    registered: int
+    """How many peers the bootstrap lists (0 without a bootstrap)."""
+    started: float
+    """``time.monotonic()`` when the crawl began (rates are taken between crawls)."""
+    elapsed: float
+    bootstrap_error: str | None = None
+
+    def graph(self) -> nx.Graph:
+        return graph_of(self.snapshots)
+
+    def count(self, status: str) -> int:
+        return sum(1 for member in self.members if member.status == status)
+
+
+def super_peers_of(shot: object) -> tuple[PeerId, ...]:
+    """A weak peer's super peers; () for snapshots from before super peers existed."""
+    return tuple(getattr(shot, "super_peers", ()) or ())
+
+
+def weak_peers_of(shot: object) -> tuple[PeerId, ...]:
+    return tuple(getattr(shot, "weak_peers", ()) or ())
+
+
+def index_size_of(shot: object) -> int:
+    return int(getattr(shot, "index_size", 0) or 0)
+
+
+_SNAPSHOT_FIELDS = tuple(field.name for field in attrs.fields(PeerSnapshot))
+
+
+def snapshot_from(reply: StatsReply) -> PeerSnapshot:
+    """A stats reply as a snapshot: every field the two records share is copied by name,
+    so fields added to both (super peers, index size) arrive without a change here."""
+    values: dict[str, Any] = {}
+    for name in _SNAPSHOT_FIELDS:
+        if name == "counters":
+            values[name] = {c.name: c.value for c in reply.counters}
+        elif hasattr(reply, name):
+            values[name] = getattr(reply, name)
+    return PeerSnapshot(**values)
+
+
+# ---------------------------------------------------------------------- clients
+
+
+async def _exchange(
+    address: Address,
+    requests: Sequence[Message],
+    accept: Callable[[Message], bool],
+    timeout: float,
+) -> None:
+    """Connect, handshake, send ``requests``, and feed every later message to ``accept``
+    until it returns True.  Everything under one ``timeout``."""
+    decoder = FrameDecoder()
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(address.host, address.port)
+            async with stream:
+                port = int(stream.socket.getsockname()[1])
+                # We listen nowhere; our own ephemeral address is a unique, honest claim.
+                me = Contact(new_peer_id(random.Random()), Address(address.host, port))
+                frames = [encode_frame(Handshake(PROTOCOL_VERSION, me))]
+                frames.extend(encode_frame(request) for request in requests)
+                await stream.send_all(b"".join(frames))
+                handshaken = False
+                for _ in range(MAX_READS):
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    for message in decoder.feed(data):
+                        if not handshaken:
+                            check_handshake(message, PROTOCOL_VERSION)
+                            handshaken = True
+                        elif accept(message):
+                            return
+                raise ProtocolError("connection closed before the answer came")
+    except trio.TooSlowError:
+        raise TransportError(f"no answer from {address} within {timeout:g} s") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        raise TransportError(f"{address}: {exc}") from None
+
+
+async def fetch_stats(address: Address, timeout: float = DEFAULT_TIMEOUT) -> StatsReply:
+    """One peer's stats, over a fresh connection."""
+    found: list[StatsReply] = []
+
+    def accept(message: Message) -> bool:
+        if type(message) is StatsReply:
+            found.append(message)
+            return True
+        return False
+
+    await _exchange(address, [StatsRequest()], accept, timeout)
+    return found[0]
+
+
+async def list_members(bootstrap: Address, timeout: float = DEFAULT_TIMEOUT) -> list[MemberEntry]:
+    """Every peer the bootstrap lists, page by page over one connection.
+
+    Pages are asked one at a time (the next start is known only from the reply);
+    a listing that changes meanwhile may skip or repeat a peer, which the crawl's
+    breadth-first search makes good.
+    """
+    members: dict[PeerId, MemberEntry] = {}
+    decoder = FrameDecoder()
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(bootstrap.host, bootstrap.port)
+            async with stream:
+                port = int(stream.socket.getsockname()[1])
+                me = Contact(new_peer_id(random.Random()), Address(bootstrap.host, port))
+                await stream.send_all(
+                    encode_frame(Handshake(PROTOCOL_VERSION, me)) + encode_frame(MembersRequest())
+                )
+                handshaken = False
+                for _ in range(MAX_READS):
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        raise ProtocolError("the bootstrap closed the connection mid-listing")
+                    for message in decoder.feed(data):
+                        if not handshaken:
+                            check_handshake(message, PROTOCOL_VERSION)
+                            handshaken = True
+                            continue
+                        if type(message) is not MembersReply:
+                            continue
+                        for entry in message.members:
+                            members[entry.contact.id] = entry
+                        following = message.start + max(len(message.members), 1)
+                        if following >= min(message.total, MAX_LISTING) or not message.members:
+                            return list(members.values())
+                        await stream.send_all(encode_frame(MembersRequest(following)))
+                raise ProtocolError("the bootstrap's listing never ended")
+    except trio.TooSlowError:
+        raise TransportError(f"no listing from {bootstrap} within {timeout:g} s") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        raise TransportError(f"listing from {bootstrap}: {exc}") from None
+
+
+# ---------------------------------------------------------------------- the crawl
+
+
+async def crawl(
+    bootstrap: Address | None,
+    seeds: Iterable[Address] = (),
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    fetch: StatsFetcher = fetch_stats,
+) -> Crawl:
+    """Crawl the overlay from the bootstrap's listing (and any ``seeds``).
+
+    Bounded: every request has ``timeout``; each address is asked at most once; the
+    whole crawl takes at most (breadth-first depth + 1) x ``timeout``, and in practice
+    one round, since the listing names nearly everyone.
+    """
+    started = time.monotonic()
+    book: dict[PeerId, Address] = {}
+    roles: dict[PeerId, str] = {}
+    registered: set[PeerId] = set()
+    bootstrap_error: str | None = None
+    listing = 0
+    if bootstrap is not None:
+        try:
+            entries = await list_members(bootstrap, max(timeout, 2.0))
+        except OverlayError as error:
+            bootstrap_error = str(error)
+            log.warning("crawl: %s", error)
+        else:
+            listing = len(entries)
+            for entry in entries:
+                book[entry.contact.id] = entry.contact.address
+                roles[entry.contact.id] = entry.role
+                registered.add(entry.contact.id)
+
+    asked: set[Address] = set()
+    replies: dict[PeerId, StatsReply] = {}
+    failures: dict[Address, str] = {}
+    limiter = trio.CapacityLimiter(max(1, concurrency))
+
+    async def ask(address: Address, nursery: trio.Nursery) -> None:
+        async with limiter:
+            try:
+                reply = await fetch(address, timeout)
+            except OverlayError as error:
+                failures[address] = str(error)
+                return
+        if reply.id in replies:
+            return  # two addresses for one id (a restart): the first answer stands
+        replies[reply.id] = reply
+        book.setdefault(reply.id, reply.address)
+        for other in _named_by(reply):
+            where = book.get(other)
+            if where is not None and where not in asked:
+                asked.add(where)
+                nursery.start_soon(ask, where, nursery)
+
+    async with trio.open_nursery() as nursery:
+        for address in [*book.values(), *seeds]:
+            if address not in asked:
+                asked.add(address)
+                nursery.start_soon(ask, address, nursery)
+
+    snapshots = tuple(snapshot_from(reply) for reply in replies.values())
+    members = _members(snapshots, book, roles, registered, failures)
+    return Crawl(
+        snapshots=snapshots,
+        members=members,
+        registered=listing,
+        started=started,
+        elapsed=time.monotonic() - started,
+        bootstrap_error=bootstrap_error,
+    )
+
+
+def _named_by(shot: object) -> list[PeerId]:
+    neighbors: tuple[PeerId, ...] = getattr(shot, "neighbors", ())
+    return [*neighbors, *super_peers_of(shot), *weak_peers_of(shot)]
+
+
+def _members(
+    snapshots: Sequence[PeerSnapshot],
+    book: dict[PeerId, Address],
+    roles: dict[PeerId, str],
+    registered: set[PeerId],
+    failures: dict[Address, str],
+) -> tuple[Member, ...]:
+    rows: list[Member] = []
+    seen: set[PeerId] = set()
+    for shot in snapshots:
+        seen.add(shot.id)
+        rows.append(
+            Member(
+                id=shot.id,
+                address=shot.address,
+                role=shot.role,
+                status="alive",
+                degree=len(shot.neighbors),
+                super_peers=super_peers_of(shot),
+                weak_peers=weak_peers_of(shot),
+                registered=shot.id in registered,
+            )
+        )
+    by_address = {address: peer for peer, address in book.items()}
+    for address, error in failures.items():
+        peer = by_address.get(address)
+        if peer is not None and peer in seen:
+            continue
+        if peer is not None:
+            seen.add(peer)
+        rows.append(
+            Member(
+                id=peer,
+                address=address,
+                role=roles.get(peer, "weak") if peer is not None else "weak",
+                status="unreachable",
+                registered=peer in registered,
+                error=error,
+            )
+        )
+    named: dict[PeerId, None] = {}
+    for shot in snapshots:
+        for other in _named_by(shot):
+            if other not in seen:
+                named[other] = None
+    for peer in named:
+        rows.append(
+            Member(
+                id=peer,
+                address=book.get(peer),
+                role=roles.get(peer, "weak"),
+                status="suspect",
+                registered=peer in registered,
+                error="named by a live peer; no address to ask",
+            )
+        )
+    rows.sort(key=lambda m: (STATUSES.index(m.status), m.role != "super", m.id or ""))
+    return tuple(rows)

@@ -1,0 +1,197 @@
+"""Shared helpers for the runtime tests: real sockets on 127.0.0.1, port 0.
+
+Peers run in-process on fast timers (a tenth of a second per heartbeat) so that
+joins, shuffles and failures happen within a test's few seconds; a peer that
+must talk to an ``overlay peer`` subprocess (default timers: a heartbeat per
+second) uses :data:`COMPATIBLE` so that it does not declare the subprocess dead.
+Waiting is always on a condition, bounded by ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import attrs
+import trio
+
+from bootstrap.server import BootstrapServer, serve_bootstrap
+from overlay import PROTOCOL_VERSION
+from overlay.config import MembershipConfig, PeerConfig
+from overlay.identity import Address, Contact, PeerId, new_peer_id
+from overlay.messages import Handshake, Message
+from overlay.node import Node, NodeConfig, open_listeners, peer_node
+from overlay.peer import Peer
+from overlay.wire import FrameDecoder, check_handshake, encode_frame
+
+FAST = MembershipConfig(
+    target_degree=3,
+    max_degree=6,
+    shuffle_period=0.3,
+    shuffle_timeout=0.3,
+    heartbeat_period=0.1,
+    failure_timeout=1.0,
+    request_timeout=0.3,
+    bootstrap_retry=0.3,
+)
+COMPATIBLE = attrs.evolve(FAST, heartbeat_period=0.2, failure_timeout=3.0)
+"""Fast, yet patient enough for a subprocess peer that heartbeats once a second."""
+FAST_NODE = NodeConfig(handshake_timeout=0.5, idle_timeout=2.0, transient_idle_timeout=1.0)
+
+REPO = Path(__file__).resolve().parent.parent
+OVERLAY = [sys.executable, "-m", "overlay.cli"]
+
+
+async def start_bootstrap(
+    nursery: trio.Nursery, *, state: Path | None = None, node_config: NodeConfig | None = None
+) -> BootstrapServer:
+    server: BootstrapServer = await nursery.start(
+        lambda task_status: serve_bootstrap(
+            "127.0.0.1",
+            0,
+            state=state,
+            node_config=node_config or NodeConfig(handshake_timeout=0.5),
+            seed=0,
+            task_status=task_status,
+        )
+    )
+    return server
+
+
+async def start_peer(
+    nursery: trio.Nursery,
+    *,
+    bootstrap: Address | None,
+    membership: MembershipConfig = FAST,
+    node_config: NodeConfig = FAST_NODE,
+    join_via: Address | None = None,
+    seed: int = 0,
+) -> tuple[Peer, Node]:
+    listeners, address = await open_listeners("127.0.0.1", 0)
+    peer = Peer(
+        address,
+        PeerConfig(membership=membership),
+        random.Random(1000 + seed),  # never the bootstrap's seed: ids would collide
+        bootstrap=bootstrap,
+        join_via=join_via,
+    )
+    node = peer_node(peer, node_config)
+    await nursery.start(node.serve, listeners)
+    return peer, node
+
+
+async def wait_for(node: Node, predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait until ``predicate`` holds (re-checked after each event at ``node``)."""
+    with trio.fail_after(seconds):
+        await node.wait_until(predicate)
+
+
+def neighbors(peer: Peer) -> set[PeerId]:
+    return set(peer.membership.active)
+
+
+# ---------------------------------------------------------------------- raw clients
+
+
+@attrs.define
+class RawClient:
+    """A hand-driven connection: send any bytes, read whole messages."""
+
+    stream: trio.SocketStream
+    decoder: FrameDecoder = attrs.field(factory=FrameDecoder)
+    inbox: list[Message] = attrs.field(factory=list)
+
+    @property
+    def local_port(self) -> int:
+        return int(self.stream.socket.getsockname()[1])
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def send_message(self, message: Message) -> None:
+        await self.stream.send_all(encode_frame(message))
+
+    async def receive(self) -> Message:
+        """The next message; raises EOFError when the remote closes."""
+        while not self.inbox:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise EOFError
+            self.inbox.extend(self.decoder.feed(data))
+        return self.inbox.pop(0)
+
+    async def closed_by_remote(self) -> bool:
+        """Read (and drop) until EOF; True once the remote has closed."""
+        try:
+            while await self.stream.receive_some(65536):
+                pass
+        except (trio.BrokenResourceError, OSError):
+            pass
+        return True
+
+
+async def connect(address: Address) -> RawClient:
+    return RawClient(await trio.open_tcp_stream(address.host, address.port))
+
+
+async def handshaken(address: Address, claim: Contact | None = None) -> tuple[RawClient, Contact]:
+    """Connect and do the handshake as a well-behaved (listening nowhere) client."""
+    client = await connect(address)
+    me = claim or Contact(new_peer_id(random.Random()), Address("127.0.0.1", client.local_port))
+    await client.send_message(Handshake(PROTOCOL_VERSION, me))
+    check_handshake(await client.receive(), PROTOCOL_VERSION)
+    return client, me
+
+
+# ---------------------------------------------------------------------- subprocesses
+
+
+@attrs.define
+class Child:
+    """An ``overlay`` subprocess whose first output line we have read."""
+
+    process: trio.Process
+    first_line: str
+
+    @property
+    def address(self) -> Address:
+        return Address.parse(self.first_line.split()[-1])
+
+    @property
+    def id(self) -> PeerId:
+        return self.first_line.split()[1]
+
+
+async def spawn_overlay(args: Sequence[str], seconds: float = 30.0) -> Child:
+    """Start ``overlay ARGS`` and wait for its first line ("... listening on HOST:PORT")."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = await trio.lowlevel.open_process(
+        [*OVERLAY, *args], stdout=subprocess.PIPE, stderr=None, cwd=str(REPO), env=env
+    )
+    assert process.stdout is not None
+    data = b""
+    try:
+        with trio.fail_after(seconds):
+            while b"\n" not in data:
+                chunk = await process.stdout.receive_some(4096)
+                if not chunk:
+                    raise AssertionError(f"overlay {' '.join(args)} exited: {data!r}")
+                data += chunk
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return Child(process, data.split(b"\n", 1)[0].decode())
+
+
+async def finish(child: Child, seconds: float = 15.0) -> int:
+    """Wait for a child to exit (kill it if it overstays); its exit code."""
+    with trio.move_on_after(seconds):
+        return await child.process.wait()
+    child.process.kill()
+    await child.process.wait()
+    raise AssertionError("the subprocess did not exit in time")
