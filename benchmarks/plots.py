@@ -14,7 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: the benchmark runs headless (CI, ssh)
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 Row = dict[str, Any]
 WALK_COLORS = {1: "tab:olive", 16: "tab:green", 32: "tab:blue", 64: "tab:purple"}
@@ -28,6 +28,11 @@ def _topologies(rows: Iterable[Row]) -> list[str]:
         if row["topology"] not in names:
             names.append(row["topology"])
     return names
+
+
+def _share(rows: Sequence[Row]) -> str:
+    """The main table's replication ratio as text (1% in the full run, 5% with --quick)."""
+    return f"{100 * rows[0]['replication_ratio']:g}%" if rows else "?"
 
 
 def _grid(count: int) -> tuple[Any, list[Any]]:
@@ -96,8 +101,8 @@ def cost_vs_success(rows: Sequence[Row], path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_xlabel("search messages per query (query + check)")
         ax.set_ylabel("success rate")
-        nodes = mine[0]["nodes"] if mine else 0
-        ax.set_title(f"{name} ({nodes} peers), 1% uniform replication")
+        nodes = next(r["nodes"] for r in main if r["topology"] == name)
+        ax.set_title(f"{name} ({nodes} peers), {_share(main)} uniform replication")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6, loc="lower right")
     return _save(figure, path)
@@ -158,12 +163,15 @@ def hops_cdf(rows: Sequence[Row], path: Path) -> Path:
             if row is None:
                 continue
             xs, ys = _cdf(row)
-            ax.step(xs, ys, where="post", color=color, label=row["mode_name"])
+            # The ring finds what the flood finds, at the same distance: dash it so
+            # that the flood's line stays visible underneath.
+            ax.step(xs, ys, where="post", color=color, label=row["mode_name"],
+                    linestyle="--" if row["mode"] == "ring" else "-")
         ax.set_xscale("symlog", linthresh=1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("hops to the first hit")
         ax.set_ylabel("fraction of queries")
-        ax.set_title(f"{name}, 1% uniform, loss 0")
+        ax.set_title(f"{name}, {_share(main)} uniform, loss 0")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     return _save(figure, path)
@@ -185,7 +193,7 @@ def load_distribution(rows: Sequence[Row], path: Path) -> Path:
         ax.set_yscale("symlog", linthresh=1e-3)
         ax.set_xlabel("peers, most loaded first (percent of peers)")
         ax.set_ylabel("messages handled per query (mean over queries)")
-        ax.set_title(f"{name}, 1% uniform, loss 0")
+        ax.set_title(f"{name}, {_share(main)} uniform, loss 0")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     return _save(figure, path)

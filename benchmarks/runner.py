@@ -26,7 +26,8 @@ Metrics (per configuration, over its queries):
   whole run is kept as percentiles for the load plot;
 * visited: distinct peers that received the query;
 * the simulator's delivered messages per wall-clock second while the
-  configuration ran (its speed, reported for every run).
+  configuration ran (its speed, reported for every run), and per CPU second of the
+  worker (the same figure without the other programs sharing the machine).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ from benchmarks.placement import QueryStream, place, zipf_popularity
 from benchmarks.topologies import TopologySpec, build_topology
 from overlay.effects import Effect, Send
 from overlay.identity import Address
-from overlay.sim import NetworkModel
 from overlay.static import StaticNetwork
 from search.config import SearchConfig
+from search.outcome import QueryOutcome
 
 WALK_TTL = 1024
 """Walker TTL in hops (Lv et al.'s): long enough that a lone walker finds a 0.1% item."""
@@ -163,17 +164,17 @@ class Meter:
     per_peer: dict[Address, int] = attrs.field(factory=dict)
     queries: int = 0
 
-    def add(self, outcome_success: bool, first_hops: int | None, messages: dict[str, int],
-            duplicates: int, visited: int, load: dict[Address, int]) -> None:
+    def add(self, outcome: QueryOutcome, load: dict[Address, int]) -> None:
         self.queries += 1
-        if outcome_success:
+        if outcome.success:
             self.success += 1
-            if first_hops is not None:
-                self.hops.append(first_hops)
-        for kind, count in messages.items():
+            first = outcome.result.first_hit
+            if first is not None:
+                self.hops.append(first.hops)
+        for kind, count in outcome.messages.items():
             self.messages[kind] = self.messages.get(kind, 0) + count
-        self.duplicates += duplicates
-        self.visited += visited
+        self.duplicates += outcome.duplicates
+        self.visited += len(outcome.visited)
         self.peaks.append(max(load.values(), default=0))
         per_peer = self.per_peer
         for peer, count in load.items():
@@ -212,6 +213,37 @@ class Meter:
         }
 
 
+def lossless_flood_ttl(graph: nx.Graph, holders: list[list[int]],
+                       stream: list[tuple[int, int]], top: int = 7) -> int:
+    """The smallest TTL at which a lossless flood would answer FLOOD_STOP of ``stream``.
+
+    Without loss and with equal latencies a flood of TTL t reaches exactly the peers
+    within t hops (the static-mode tests check this against networkx), so a query
+    succeeds iff a holder is that close: one breadth-first search per item answers
+    for every TTL at once.  Lossy floods run TTLs 1..this one, so that they are
+    compared with the lossless ones at the same TTLs and never run the 60,000- to
+    220,000-message TTLs a lossy flood could only use to cover its losses.
+    """
+    distance: dict[int, dict[int, int]] = {}
+    for item in {item for _, item in stream}:
+        seen = dict.fromkeys(holders[item], 0)
+        frontier = list(seen)
+        for depth in range(1, top + 1):
+            following = []
+            for node in frontier:
+                for other in graph.adj[node]:
+                    if other not in seen:
+                        seen[other] = depth
+                        following.append(other)
+            frontier = following
+        distance[item] = seen
+    for ttl in range(1, top + 1):
+        found = sum(1 for source, item in stream if distance[item].get(source, top + 1) <= ttl)
+        if found >= FLOOD_STOP * len(stream):
+            return ttl
+    return top
+
+
 def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
     """Run every configuration of ``task``; return one row per configuration run."""
     started = time.perf_counter()
@@ -228,6 +260,7 @@ def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
     meter_hook = LoadMeter(net)
     popularity = zipf_popularity()
     labels: dict[tuple[str, float], list[str]] = {}
+    placed: dict[tuple[str, float], list[list[int]]] = {}
     for strategy, ratio in task.configs:
         rng_seed = stable_seed(task.seed, task.topology.name, "placement", strategy, ratio)
         holders = place(strategy, popularity, nodes, ratio, random.Random(rng_seed))
@@ -237,6 +270,7 @@ def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
             net.place(label, held)
             names.append(label)
         labels[(strategy, ratio)] = names
+        placed[(strategy, ratio)] = holders
     # The network's objects live for the whole task: keep the cyclic collector off
     # them (it would rescan 10^5-10^6 long-lived objects over and over; ~10% faster).
     gc.collect()
@@ -261,8 +295,11 @@ def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
         stream = QueryStream(nodes, popularity, stream_seed).take(task.queries)
         names = labels[(strategy, ratio)]
         flood_done = False
+        flood_cap = 99
+        if task.loss > 0 and any(spec.mode == "flood" for spec in task.modes):
+            flood_cap = lossless_flood_ttl(graph, placed[(strategy, ratio)], stream)
         for spec in task.modes:
-            if spec.mode == "flood" and flood_done:
+            if spec.mode == "flood" and (flood_done or (spec.ttl or 0) > flood_cap):
                 _report("skip", task_id, task.queries)
                 continue
             meter = Meter()
@@ -270,17 +307,16 @@ def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
             sent = sum(sim.sent.values())
             lost = sim.lost
             wall = time.perf_counter()
+            cpu = time.process_time()
             for done, (source, item) in enumerate(stream, 1):
                 outcome = net.query(source, spec.mode, key=names[item], ttl=spec.ttl,
                                     walkers=spec.walkers, check=spec.check)
-                first = outcome.result.first_hit
-                meter.add(outcome.success, first.hops if first is not None else None,
-                          outcome.messages, outcome.duplicates, len(outcome.visited),
-                          meter_hook.take())
+                meter.add(outcome, meter_hook.take())
                 if done % 25 == 0:
                     _report("advance", task_id, 25)
             _report("advance", task_id, task.queries % 25)
             wall = time.perf_counter() - wall
+            cpu = time.process_time() - cpu
             row = {
                 **base,
                 "placement": strategy,
@@ -295,7 +331,10 @@ def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
                 "sim_delivered": sim.delivered - delivered,
                 "sim_sent": sum(sim.sent.values()) - sent,
                 "sim_lost": sim.lost - lost,
+                "cpu_seconds": round(cpu, 3),
                 "delivered_per_second": round((sim.delivered - delivered) / wall, 1),
+                "delivered_per_cpu_second": round((sim.delivered - delivered) / max(cpu, 1e-9),
+                                                  1),
             }
             rows.append(row)
             if spec.mode == "flood" and row["success_rate"] >= FLOOD_STOP:

@@ -21,6 +21,7 @@ a missing file is a clear :class:`DataMissing` error, never a silent skip.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from pathlib import Path
 
@@ -81,10 +82,10 @@ FULL_TOPOLOGIES = (
 )
 
 QUICK_TOPOLOGIES = (
-    TopologySpec("random", "random", nodes=400, mean_degree=4.0),
-    TopologySpec("power-law", "power-law", nodes=600, mean_degree=3.5, exponent=2.1),
-    TopologySpec("gnutella04", "crawl", sample=400),
-    TopologySpec("gnutella31", "crawl", sample=400),
+    TopologySpec("random", "random", nodes=200, mean_degree=4.0),
+    TopologySpec("power-law", "power-law", nodes=300, mean_degree=3.5, exponent=2.1),
+    TopologySpec("gnutella04", "crawl", sample=200),
+    TopologySpec("gnutella31", "crawl", sample=200),
 )
 
 
@@ -141,12 +142,16 @@ def bfs_sample(graph: nx.Graph, size: int) -> nx.Graph:
     return largest_component(graph.subgraph(seen))
 
 
+@functools.lru_cache(maxsize=2)
 def build_topology(spec: TopologySpec, data_dir: Path | None = None) -> nx.Graph:
+    """The graph of ``spec`` (cached: a worker running several tasks on one graph
+    builds it once; callers must not modify it)."""
     if spec.kind == "random":
         return random_graph(spec.nodes, spec.mean_degree, spec.seed)
     if spec.kind == "power-law":
         return power_law_graph(spec.nodes, spec.exponent, spec.mean_degree, spec.seed)
     if spec.kind == "crawl":
-        graph = largest_component(read_topology(crawl_path(spec.name, data_dir)))
-        return bfs_sample(graph, spec.sample) if spec.sample else graph
+        graph = read_topology(crawl_path(spec.name, data_dir))
+        # A BFS stays inside one component: a sample needs no component pass first.
+        return bfs_sample(graph, spec.sample) if spec.sample else largest_component(graph)
     raise ValueError(f"unknown topology kind {spec.kind!r}")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -74,6 +74,8 @@ Handler = Callable[[object, Contact, float, list[Effect]], None]
 _NEVER = math.inf
 MAX_CANDIDATES = 32
 SPARES = 2
+INFO_EVERY = 4
+FORGET_AFTER = 3
 """Extra attach requests sent in parallel when short of super peers (see the module doc)."""
 
 
@@ -103,6 +105,7 @@ class Known:
     contact: Contact
     load: int
     heard: float
+    failures: int = 0
 
 
 @attrs.define(slots=True)
@@ -146,10 +149,15 @@ class Attachment:
         self.estimate = 0.0
         self.starved = False
         self.promoting: PeerId | None = None
+        self.beats = 0
         self.tick_at = _NEVER
         self.seed_at = _NEVER
         self.seed_asked = False
         self.heard_any = False
+        self.heir: Contact | None = None
+        """The successor a dead super peer of mine named: tried first until attached to
+        (its promotion and my Attach may cross, so one refusal is not the end)."""
+        self.heir_until = 0.0
         self.running = False
 
     # ------------------------------------------------------------------ surface
@@ -208,6 +216,8 @@ class Attachment:
         for attached in self.attached.values():
             due = attached.last_heard + self.config.failure_timeout
             deadline = min(deadline, due)
+        for pending in self.pending.values():
+            deadline = min(deadline, pending.deadline)
         return deadline
 
     def handle_timer(self, now: float, out: list[Effect]) -> None:
@@ -215,6 +225,20 @@ class Attachment:
             return
         if self.attached:
             self._check_supers(now, out)
+        if self.pending:
+            expired = [p for p, pending in self.pending.items() if pending.deadline <= now]
+            for peer in expired:
+                del self.pending[peer]
+                # No answer: lost, or dead.  Try others first, this one again later,
+                # and forget it after a few silences in a row.
+                known = self.known.get(peer)
+                if known is not None:
+                    known.failures += 1
+                    if known.failures >= FORGET_AFTER:
+                        del self.known[peer]
+                self.dead[peer] = now + self.config.period
+            if expired:
+                self._fill(now, out)
         if now >= self.tick_at:
             self.tick_at = now + self.config.period
             if self.election.is_super:
@@ -231,8 +255,17 @@ class Attachment:
         """Learn super peers from the bootstrap's sample (it advertises; it decides nothing)."""
         if sender.address != self.membership.bootstrap:
             return
-        for contact in message.super_peers:
+        self.on_peer_sample_contacts(message.super_peers, now)
+
+    def on_peer_sample_contacts(self, contacts: Iterable[Contact], now: float) -> None:
+        """Learn of super peers (from the bootstrap, or a runtime's host cache)."""
+        for contact in contacts:
             self._learn(contact, 0, now)
+
+    def promote(self, now: float, out: list[Effect], why: str = "by hand") -> None:
+        """Become a super peer now (an operator's or a test's decision; the rules of
+        :mod:`overlay.election` make it otherwise)."""
+        self._promote(now, out, why)
 
     def content_changed(self, now: float, out: list[Effect]) -> None:
         """My items changed: send the change, numbered, to each of my super peers."""
@@ -261,9 +294,6 @@ class Attachment:
 
     def _weak_tick(self, now: float, out: list[Effect]) -> None:
         config = self.config
-        for peer in [p for p, pending in self.pending.items() if pending.deadline <= now]:
-            del self.pending[peer]
-            self._bury(peer, now)
         if self.dead:
             for peer in [p for p, until in self.dead.items() if until <= now]:
                 del self.dead[peer]
@@ -284,6 +314,11 @@ class Attachment:
         if missing <= 0:
             return
         chosen: list[Contact] = []
+        if prefer is None and self.heir is not None:
+            if self.heir.id in self.attached or now >= self.heir_until:
+                self.heir = None
+            else:
+                prefer = self.heir
         if prefer is not None and self._attachable(prefer.id, now):
             chosen.append(prefer)
         pool = [k for p, k in self.known.items() if self._attachable(p, now)
@@ -310,7 +345,7 @@ class Attachment:
             peer != self.me.id
             and peer not in self.attached
             and peer not in self.pending
-            and peer not in self.dead
+            and self.dead.get(peer, -_NEVER) <= now
         )
 
     def _send_attach(
@@ -358,15 +393,21 @@ class Attachment:
             self._count("role.replacement")
             self._promote(now, out, f"replacing {peer[:8]}")
             return
+        if successor is not None and successor.id != self.me.id:
+            self.heir = successor
+            self.heir_until = now + self.config.lease
         self._fill(now, out, prefer=successor)
 
     def _bury(self, peer: PeerId, now: float) -> None:
-        self.known.pop(peer, None)
-        self.dead[peer] = now + self.config.lease
+        """Do not try ``peer`` again for a while.  Not for long, and it stays known: under
+        loss a live super peer is sometimes taken for dead, and a weak peer that knows few
+        super peers must be able to come back to it; a dead one fails one more request
+        and is forgotten then."""
+        self.dead[peer] = now + self.config.failure_timeout
 
     def _learn(self, contact: Contact, load: int, now: float) -> None:
         peer = contact.id
-        if peer == self.me.id or peer in self.dead:
+        if peer == self.me.id or self.dead.get(peer, -_NEVER) > now:
             return
         self.heard_any = True
         known = self.known.get(peer)
@@ -389,8 +430,9 @@ class Attachment:
         self.attached[sender.id] = Attached(
             sender, message.lease_id, now, now + message.lease / 3.0, message.load
         )
-        self._learn(sender, message.load, now)
         self.dead.pop(sender.id, None)
+        self._learn(sender, message.load, now)
+        self.known[sender.id].failures = 0
         if pending.replaces is not None and pending.replaces in self.attached:
             old = self.attached.pop(pending.replaces)
             out.append(Send(old.contact.address, Detach("rehomed")))
@@ -505,9 +547,15 @@ class Attachment:
 
     def _beat(self, now: float, out: list[Effect]) -> None:
         successor = self.election.successor
-        infos = [SuperInfo(n.contact, min(n.load, MAX_LOAD)) for n in self.neighbors.values()]
-        if len(infos) > MAX_SUPER_INFO:
-            infos = self.rng.sample(infos, MAX_SUPER_INFO)
+        self.beats += 1
+        infos: list[SuperInfo] = []
+        if self.beats % INFO_EVERY == 1:
+            # Other super peers ride on every few beats only: weak peers need a few
+            # fresh candidates, not the same ones every period (learning them is
+            # most of what a weak peer does with a beat).
+            infos = [SuperInfo(n.contact, min(n.load, MAX_LOAD)) for n in self.neighbors.values()]
+            if len(infos) > MAX_SUPER_INFO:
+                infos = self.rng.sample(infos, MAX_SUPER_INFO)
         beat = SuperBeat(
             min(self.load, MAX_LOAD),
             self.estimate,
@@ -525,7 +573,8 @@ class Attachment:
             return
         pool = [
             k.contact for p, k in self.known.items()
-            if p not in self.neighbors and p not in self.linking and p not in self.dead
+            if p not in self.neighbors and p not in self.linking
+            and self.dead.get(p, -_NEVER) <= now
         ]
         for contact in self.rng.sample(pool, min(missing, len(pool))):
             self.linking[contact.id] = now + self.config.request_timeout

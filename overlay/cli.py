@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.logging import RichHandler
 
-COMMAND_MODULES = ("overlay.cli_sim", "overlay.cli_net", "overlay.cli_view")
+COMMAND_MODULES = ("overlay.cli_sim", "overlay.cli_net", "overlay.cli_view", "overlay.cli_search")
 """Modules with a ``register(subparsers)`` function; a missing one is skipped."""
 
 Command = Callable[[argparse.Namespace], int]

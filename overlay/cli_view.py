@@ -24,7 +24,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -34,9 +34,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from overlay.cli_search import search_via
 from overlay.crawl import DEFAULT_TIMEOUT, Crawl, crawl
+from overlay.errors import OverlayError
 from overlay.identity import Address
-from overlay.view import FeedEvent, Frame, ViewModel, export_graph, render, short
+from overlay.node import Node
+from overlay.view import FeedEvent, Frame, ViewModel, export_graph, render, short, sim_frames
 
 CrawlSource = Callable[[], Awaitable[Crawl]]
 KeyAction = Callable[[], Awaitable[str]]
@@ -340,12 +343,115 @@ class SwarmControl(Protocol):
         ...
 
     async def add(self) -> str:
-        """Start one more peer; say where."""
+        """Start one more peer; say so."""
         ...
 
-    async def search(self, mode: str) -> str:
-        """Search for a random published item by ``mode`` (flood or walk); say how it went."""
+    async def search(self, mode: str, origin: Address) -> str:
+        """Search from ``origin`` by ``mode`` (flood or walk) for a random published item;
+        say how it went (found or not, messages, hops)."""
         ...
+
+
+class WorkerStdin(Protocol):
+    async def send_all(self, data: bytes) -> None: ...
+
+
+class WorkerProcess(Protocol):
+    @property
+    def stdin(self) -> WorkerStdin | None: ...
+
+
+class Workers(Protocol):
+    """A swarm worker as :class:`WorkerControl` needs it (``overlay.swarm.Worker`` fits)."""
+
+    peers: list[Address]
+
+    @property
+    def process(self) -> WorkerProcess: ...
+
+
+CONTROL_CRASH: Final = b"crash "
+CONTROL_ADD: Final = b"add"
+CONTROL_STOP: Final = b"stop"
+SEARCH_TIMEOUT: Final = 10.0
+
+
+class WorkerControl:
+    """:class:`SwarmControl` for ``overlay swarm``: a line to the worker that runs the peer
+    (``crash HOST:PORT``, ``add``; see :func:`handle_control_line` for the worker's side),
+    and searches through the client protocol (:func:`overlay.cli_search.search_via`)
+    for one of ``keys``, the items the swarm seeded."""
+
+    def __init__(
+        self,
+        workers: Sequence[Workers],
+        keys: Sequence[str],
+        rng: random.Random,
+        *,
+        search_timeout: float = SEARCH_TIMEOUT,
+    ) -> None:
+        self.workers = workers
+        self.keys = list(keys)
+        self.rng = rng
+        self.search_timeout = search_timeout
+
+    async def _tell(self, worker: Workers, line: bytes) -> None:
+        stdin = worker.process.stdin
+        if stdin is None:
+            raise OverlayError("the worker's input is closed")
+        await stdin.send_all(line + b"\n")
+
+    async def crash(self, address: Address) -> str:
+        for worker in self.workers:
+            if address in worker.peers:
+                await self._tell(worker, CONTROL_CRASH + str(address).encode())
+                worker.peers.remove(address)
+                return f"k: crashed the peer at {address}"
+        return f"k: no worker runs {address}"
+
+    async def add(self) -> str:
+        if not self.workers:
+            return "a: no worker to add a peer to"
+        worker = min(self.workers, key=lambda w: len(w.peers))
+        await self._tell(worker, CONTROL_ADD)
+        return "a: a new peer is joining"
+
+    async def search(self, mode: str, origin: Address) -> str:
+        if not self.keys:
+            return f"{mode}: nothing to search for (start the swarm with --items)"
+        key = self.rng.choice(self.keys)
+        result = await search_via(origin, mode, key=key, timeout=self.search_timeout)
+        if result.error:
+            return f"{mode} from {origin}: {result.error}"
+        sent = sum(c.value for c in result.messages)
+        hops = "-" if result.first_hit_hops is None else str(result.first_hit_hops)
+        outcome = "found" if result.success else "not found"
+        return (
+            f"{mode} {key[:8]} from {origin}: {outcome}, {len(result.hits)} hits, "
+            f"first hit {hops} hops, {sent} msgs at origin, {result.duration:.2f} s"
+        )
+
+
+async def handle_control_line(
+    line: bytes, nodes: Sequence[Node], add_peer: Callable[[], Awaitable[object]]
+) -> bool:
+    """A swarm worker's side of :class:`WorkerControl`: carry out one line from the
+    parent; False when the worker should stop (``stop`` or an unknown line, as before
+    the control lines existed, when any line meant stop)."""
+    line = line.strip()
+    if line.startswith(CONTROL_CRASH):
+        try:
+            address = Address.parse(line[len(CONTROL_CRASH) :].decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return True
+        for node in nodes:
+            if node.contact.address == address and not node.stopping:
+                node.stop()  # no goodbye: to the others, a crash
+        return True
+    if line == CONTROL_ADD:
+        await add_peer()
+        return True
+    return False
 
 
 SWARM_KEYS: Final = {
@@ -385,11 +491,17 @@ def swarm_actions(
             return "K: no super peer to crash"
         return await control.crash(rng.choice(targets))
 
+    async def search(mode: str) -> str:
+        origins = alive(None)
+        if not origins:
+            return f"{mode}: no live peer to search from"
+        return await control.search(mode, rng.choice(origins))
+
     async def flood() -> str:
-        return await control.search("flood")
+        return await search("flood")
 
     async def walk() -> str:
-        return await control.search("walk")
+        return await search("walk")
 
     return {"k": crash_any, "K": crash_super, "a": control.add, "f": flood, "w": walk}
 
@@ -425,3 +537,45 @@ async def swarm_view(
         title=f"overlay swarm {bootstrap}",
         stop=stop,
     )
+
+
+# ---------------------------------------------------------------------- overlay sim --view
+
+
+def replay_sim(
+    sim: Any,
+    *,
+    until: float,
+    console: Console,
+    step: float = 1.0,
+    pace: float = 1.0,
+    once: bool = False,
+) -> Frame | None:
+    """Show a simulator run in the live view, one frame per ``step`` simulated seconds,
+    ``pace`` wall seconds apart (0: as fast as it runs); with ``once``, run to ``until``
+    and print only the last frame.  For ``overlay sim ... --view``; returns the last frame.
+    """
+    frames = sim_frames(sim, until, step)
+    last: Frame | None = None
+    rows = feed_rows_for(console)
+    if once or not console.is_terminal:
+        for frame in frames:
+            last = frame
+        if last is not None:
+            height = drawing_height(console, rows) if console.is_terminal else 24
+            console.print(render(last, height=height, feed_rows=rows, width=console.width))
+        return last
+    with Live(console=console, screen=True, auto_refresh=False, transient=True) as live:
+        for frame in frames:
+            began = time.monotonic()
+            last = frame
+            live.update(
+                render(
+                    frame, height=drawing_height(console, rows), feed_rows=rows, width=console.width
+                ),
+                refresh=True,
+            )
+            time.sleep(max(0.0, pace - (time.monotonic() - began)))
+    if last is not None:
+        console.print(render(last, height=24, feed_rows=rows, width=console.width))
+    return last

@@ -28,7 +28,9 @@ class MembershipConfig:
     """A neighbor silent this long is declared dead: two heartbeats missed, and half a
     period of slack for latency.  Heartbeats are most of an idle overlay's traffic, so
     their period is the main knob between detection speed and cost."""
-    request_timeout: float = attrs.field(default=2.0, validator=validate.real(0.01, 600))
+    request_timeout: float = attrs.field(default=1.0, validator=validate.real(0.01, 600))
+    """An unanswered Join or NeighborRequest is given up (and its peer dropped from the
+    cache) after this long: dozens of round trips on a LAN, several on the Internet."""
     known_hosts_size: int = attrs.field(default=64, validator=validate.integer(0, 4096))
     explore_probability: float = attrs.field(default=0.2, validator=validate.real(0.0, 1.0))
     """Chance per shuffle of opening one extra link to a random cached peer.
@@ -70,7 +72,8 @@ class SuperConfig:
     """A super peer (or super-layer neighbor) silent this long is declared dead."""
     lease: float = attrs.field(default=30.0, validator=validate.real(0.1, 86400))
     """Index lease: a weak peer refreshes it every third of this."""
-    request_timeout: float = attrs.field(default=1.0, validator=validate.real(0.01, 600))
+    request_timeout: float = attrs.field(default=0.5, validator=validate.real(0.01, 600))
+    """How long to wait for an answer to Attach or SuperLink (many round trips)."""
     super_degree: int = attrs.field(default=5, validator=validate.integer(1, 64))
     """Target degree of the random graph among super peers."""
     max_super_degree: int = attrs.field(default=10, validator=validate.integer(1, 128))

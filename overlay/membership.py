@@ -137,6 +137,7 @@ class Membership:
         self.tick_at = _NEVER
         self.shuffle_at = _NEVER
         self.register_at = _NEVER
+        self.expire_at = _NEVER
         self.counters: dict[str, int] = {}
         self._heartbeats: dict[int, Heartbeat] = {}
 
@@ -165,7 +166,7 @@ class Membership:
         for contact in neighbors:
             self.active[contact.id] = Neighbor(contact, now)
         self.joined = self.ever_joined = bool(self.active)
-        self.tick_at = self.shuffle_at = self.register_at = _NEVER
+        self.tick_at = self.shuffle_at = self.register_at = self.expire_at = _NEVER
 
     def leave(self, now: float, out: list[Effect]) -> None:
         """Say goodbye to every neighbor and to the bootstrap, then forget everything."""
@@ -177,12 +178,19 @@ class Membership:
         self.active.clear()
         self.pending.clear()
         self.shuffle = None
-        self.tick_at = self.shuffle_at = self.register_at = _NEVER
+        self.tick_at = self.shuffle_at = self.register_at = self.expire_at = _NEVER
 
     def next_deadline(self) -> float:
-        return min(self.tick_at, self.shuffle_at, self.register_at)
+        return min(self.tick_at, self.shuffle_at, self.register_at, self.expire_at)
 
     def handle_timer(self, now: float, out: list[Effect]) -> None:
+        if now >= self.expire_at:
+            # An unanswered request: try another peer now rather than at the next tick,
+            # or a newcomer whose sample named dead peers would wait a whole period.
+            self.expire_at = _NEVER
+            self._expire_pending(now)
+            if not self.static and self.tick_at != _NEVER:
+                self._repair(now, out)
         if now >= self.tick_at:
             self.tick_at = now + self.config.heartbeat_period
             self._tick(now, out)
@@ -346,8 +354,7 @@ class Membership:
         if not self.joined and not self.active and not self.pending:
             wanted = max(1, math.ceil(self.config.target_degree / 2))
             for contact in self.rng.sample(fresh, min(wanted, len(fresh))):
-                self.pending[contact.id] = (contact, now + self.config.request_timeout)
-                out.append(Send(contact.address, Join()))
+                self._ask(contact, Join(), now, out)
 
     # ------------------------------------------------------------------ periodic work
 
@@ -370,11 +377,7 @@ class Membership:
             self.passive.pop(peer, None)
             self._bury(peer, now)
             self._remove(peer, "declared dead", out, keep_passive=False)
-        if self.pending:
-            expired = [p for p, (_c, deadline) in self.pending.items() if deadline <= now]
-            for peer in expired:
-                del self.pending[peer]
-                self.passive.pop(peer, None)  # did not answer: probably gone
+        self._expire_pending(now)
         shuffle = self.shuffle
         if shuffle is not None and shuffle.deadline <= now:
             self.shuffle = None  # the partner did not answer; it was not put back
@@ -410,8 +413,7 @@ class Membership:
             )
         chosen = self.rng.sample(candidates, min(missing, len(candidates)))
         for contact in chosen:
-            self.pending[contact.id] = (contact, now + config.request_timeout)
-            out.append(Send(contact.address, NeighborRequest(urgent)))
+            self._ask(contact, NeighborRequest(urgent), now, out)
         # Only an isolated peer goes back to the bootstrap early; one that merely lacks
         # candidates (a small overlay where it knows everyone already) waits for its
         # regular lease refresh, which brings a fresh sample anyway.
@@ -483,8 +485,24 @@ class Membership:
             candidates = [p for p in self.passive if p not in self.active and p not in self.pending]
             if candidates:
                 contact = self.passive[candidates[self.rng.randrange(len(candidates))]].contact
-                self.pending[contact.id] = (contact, now + config.request_timeout)
-                out.append(Send(contact.address, NeighborRequest(False)))
+                self._ask(contact, NeighborRequest(False), now, out)
+
+    def _ask(self, contact: Contact, request: Join | NeighborRequest, now: float,
+             out: list[Effect]) -> None:  # fmt: skip
+        deadline = now + self.config.request_timeout
+        self.pending[contact.id] = (contact, deadline)
+        self.expire_at = min(self.expire_at, deadline)
+        out.append(Send(contact.address, request))
+
+    def _expire_pending(self, now: float) -> None:
+        if not self.pending:
+            return
+        expired = [p for p, (_c, deadline) in self.pending.items() if deadline <= now]
+        for peer in expired:
+            del self.pending[peer]
+            self.passive.pop(peer, None)  # did not answer: probably gone
+        if self.pending:
+            self.expire_at = min(self.expire_at, *(d for _c, d in self.pending.values()))
 
     def _ask_bootstrap(self, now: float, out: list[Effect]) -> None:
         if self.bootstrap is None:

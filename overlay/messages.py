@@ -187,6 +187,7 @@ def all_message_types() -> tuple[type[Message], ...]:
         *STATS_MESSAGES,
         *LISTING_MESSAGES,
         *SUPER_MESSAGES,
+        *CLIENT_MESSAGES,
     )
 
 
@@ -619,4 +620,163 @@ SUPER_MESSAGES: Final[tuple[type[Message], ...]] = (
     Promote,
     Rehome,
     SuperQuery,
+)
+
+
+# ------------------------------------------------------- client requests (issue 4, item 9)
+#
+# ``overlay publish``, ``overlay search`` and ``overlay fetch`` connect to one peer (the
+# ``--via`` peer), handshake like anyone, and ask it to act on their behalf.  The peer's
+# runtime answers on the same connection (the client listens nowhere).  The peer's core
+# does the work; these messages only carry the request in and the outcome out, and every
+# field is bounded like any other input from the network.
+
+MAX_MODE_NAME: Final = 16
+"""Search mode names ("flood", "walk", "ring") as the wire carries them; the peer refuses
+an unknown mode with an error reply, so the wire only bounds the length."""
+MAX_CLIENT_HITS: Final = 64
+"""Most hits one search result carries back to a client (the search may have more)."""
+MAX_CLIENT_ERROR: Final = 200
+MAX_CLIENT_KINDS: Final = 8
+"""Message kinds in a search result's tally (query, hit, check, fetch)."""
+MAX_FETCH_FAILURES: Final = 4
+"""Holders a fetch tries before giving up; a result names each one that failed.  Four
+keeps the largest result (a full value and four failures) inside one 64 KiB frame."""
+MAX_CLIENT_SECONDS: Final = 86400.0
+
+
+@attrs.frozen
+class ClientPublish(Message):
+    """Client -> peer: hold this value (its key is its SHA-256) under an optional name."""
+
+    value: bytes = attrs.field(validator=validate.blob(MAX_VALUE))
+    name: str | None = attrs.field(
+        default=None, validator=validate.optional(validate.text(0, MAX_NAME))
+    )
+
+
+@attrs.frozen
+class ClientPublished(Message):
+    """Peer -> client: the key it now holds the value under, or why it does not."""
+
+    key: str | None = attrs.field(validator=validate.optional(check_key))
+    error: str = attrs.field(default="", validator=validate.text(0, MAX_CLIENT_ERROR))
+
+
+@attrs.frozen
+class ClientSearch(Message):
+    """Client -> peer: search from you, by ``mode``, for a key or for keywords.
+
+    ``ttl``, ``walkers`` and ``want`` left out (None) mean the peer's own defaults; a
+    TTL over the peer's cap is clamped by the peer, as any query's is.
+    """
+
+    mode: str = attrs.field(validator=validate.text(1, MAX_MODE_NAME))
+    key: str | None = attrs.field(validator=validate.optional(check_key))
+    keywords: tuple[str, ...] = attrs.field(validator=_keywords)
+    ttl: int | None = attrs.field(
+        default=None, validator=validate.optional(validate.integer(1, MAX_WALK_TTL_FIELD))
+    )
+    walkers: int | None = attrs.field(
+        default=None, validator=validate.optional(validate.integer(1, MAX_WALKER))
+    )
+    want: int | None = attrs.field(
+        default=None, validator=validate.optional(validate.integer(1, MAX_CLIENT_HITS))
+    )
+
+    def __attrs_post_init__(self) -> None:
+        _check_target(self.key, self.keywords)
+
+
+@attrs.frozen
+class ClientHit:
+    """One hit of a search result: the item, its holder, how far and how soon."""
+
+    key: str = attrs.field(validator=check_key)
+    name: str | None = attrs.field(validator=validate.optional(validate.text(0, MAX_NAME)))
+    size: int = attrs.field(validator=validate.integer(0, MAX_VALUE))
+    holder: Contact = attrs.field(validator=validate.instance(Contact))
+    hops: int = attrs.field(validator=validate.integer(0, MAX_WALK_TTL_FIELD))
+    time: float = attrs.field(validator=validate.real(0.0, MAX_CLIENT_SECONDS))
+
+
+@attrs.frozen
+class ClientSearchResult(Message):
+    """Peer -> client: the outcome of a :class:`ClientSearch`, as its origin saw it.
+
+    ``messages`` tallies, by kind (query, hit, check, fetch), the search's messages the
+    origin sent and received: over TCP no single peer sees the rest of the network's
+    share (the simulator's outcome counts every peer's).  ``search_id`` is None and
+    ``error`` says why when the search was refused or did not finish in time.
+    """
+
+    search_id: str | None = attrs.field(validator=validate.optional(check_peer_id))
+    mode: str = attrs.field(validator=validate.text(0, MAX_MODE_NAME))
+    success: bool = attrs.field(validator=validate.boolean)
+    hits: tuple[ClientHit, ...] = attrs.field(
+        default=(), validator=validate.tuple_of(ClientHit, MAX_CLIENT_HITS)
+    )
+    messages: tuple[StatCounter, ...] = attrs.field(
+        default=(), validator=validate.tuple_of(StatCounter, MAX_CLIENT_KINDS)
+    )
+    first_hit_hops: int | None = attrs.field(
+        default=None, validator=validate.optional(validate.integer(0, MAX_WALK_TTL_FIELD))
+    )
+    first_hit_time: float | None = attrs.field(
+        default=None, validator=validate.optional(validate.real(0.0, MAX_CLIENT_SECONDS))
+    )
+    duration: float = attrs.field(default=0.0, validator=validate.real(0.0, MAX_CLIENT_SECONDS))
+    error: str = attrs.field(default="", validator=validate.text(0, MAX_CLIENT_ERROR))
+
+
+@attrs.frozen
+class ClientFetch(Message):
+    """Client -> peer: get me the value of ``key``, verified against the key.
+
+    With ``holder`` the peer asks that holder only; without, it looks for holders by a
+    search of ``mode`` (default the expanding ring: cheapest when the item is near) and
+    tries them in the order their hits came, up to :data:`MAX_FETCH_FAILURES`.
+    """
+
+    key: str = attrs.field(validator=check_key)
+    holder: Contact | None = attrs.field(
+        default=None, validator=validate.optional(validate.instance(Contact))
+    )
+    mode: str = attrs.field(default="ring", validator=validate.text(1, MAX_MODE_NAME))
+
+
+@attrs.frozen
+class FetchFailure:
+    """One holder a fetch was refused by, or refused: who, why, and a short ``kind``
+    ("mismatch", "not_found", "timeout"); ``actual`` is the served bytes' SHA-256 when
+    they did not match the key."""
+
+    holder: Contact = attrs.field(validator=validate.instance(Contact))
+    kind: str = attrs.field(validator=validate.text(0, MAX_MODE_NAME))
+    error: str = attrs.field(validator=validate.text(0, MAX_CLIENT_ERROR))
+    actual: str | None = attrs.field(default=None, validator=validate.optional(check_key))
+
+
+@attrs.frozen
+class ClientFetchResult(Message):
+    """Peer -> client: the verified value and who served it, or ``error``; every holder
+    that failed first is named in ``failures``."""
+
+    key: str = attrs.field(validator=check_key)
+    value: bytes | None = attrs.field(validator=validate.optional(validate.blob(MAX_VALUE)))
+    holder: Contact | None = attrs.field(
+        default=None, validator=validate.optional(validate.instance(Contact))
+    )
+    failures: tuple[FetchFailure, ...] = attrs.field(
+        default=(), validator=validate.tuple_of(FetchFailure, MAX_FETCH_FAILURES)
+    )
+    error: str = attrs.field(default="", validator=validate.text(0, MAX_CLIENT_ERROR))
+
+
+CLIENT_REQUESTS: Final[tuple[type[Message], ...]] = (ClientPublish, ClientSearch, ClientFetch)
+CLIENT_MESSAGES: Final[tuple[type[Message], ...]] = (
+    *CLIENT_REQUESTS,
+    ClientPublished,
+    ClientSearchResult,
+    ClientFetchResult,
 )

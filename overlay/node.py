@@ -60,10 +60,12 @@ import attrs
 import trio
 
 from overlay import PROTOCOL_VERSION, validate
+from overlay.client_requests import ClientRequests
 from overlay.effects import Close, Effect, Notify, Send
 from overlay.errors import LocalError, OverlayError, ProtocolError, RemoteError, TransportError
 from overlay.identity import Address, Contact, PeerId
 from overlay.messages import (
+    CLIENT_REQUESTS,
     MAX_COUNTER_NAME,
     MAX_COUNTER_VALUE,
     MAX_STATS_COUNTERS,
@@ -217,6 +219,7 @@ class Node:
         keeps: Callable[[PeerId], bool] | None = None,
         farewell: Callable[[float], list[Effect]] | None = None,
         on_event: Callable[[Notify], None] | None = None,
+        client: ClientRequests | None = None,
     ) -> None:
         self.core = core
         self.contact = contact
@@ -227,6 +230,8 @@ class Node:
         self._farewell = farewell
         self._keeps = keeps
         self._on_event = on_event
+        self.client = client
+        """Answers client requests (publish, search, fetch) on the core's behalf, if set."""
         self.links: dict[Address, list[Connection]] = {}
         self.connections: set[Connection] = set()
         self.counters: dict[str, int] = {}
@@ -309,11 +314,15 @@ class Node:
             closes: list[Address] = []
             last_message: Message | None = None
             last_frame = b""
+            client = self.client
+            watch = client.observe if client is not None and client.tallies else None
             for effect in effects:
                 kind = type(effect)
                 if kind is Send:
                     assert isinstance(effect, Send)
                     message = effect.message
+                    if watch is not None:
+                        watch(message)
                     if message is not last_message:
                         # The core hands every neighbor the same Heartbeat object: encode once.
                         try:
@@ -345,6 +354,8 @@ class Node:
 
     def _notify(self, event: Notify) -> None:
         self._count(f"event.{event.kind}")
+        if self.client is not None:
+            self.client.on_event(event)
         if self._on_event is not None:
             self._on_event(event)
         elif log.isEnabledFor(logging.DEBUG):
@@ -685,6 +696,13 @@ class Node:
                 raise ProtocolError("a second handshake on one connection")
             if self.stopping:
                 return
+            client = self.client
+            if client is not None:
+                if kind in CLIENT_REQUESTS:
+                    client.handle(self, connection, message)
+                    continue
+                if client.tallies:
+                    client.observe(message)
             self._apply(core.receive(message, remote, trio.current_time()))
 
     def _reply(self, connection: Connection, message: Message) -> None:
@@ -693,6 +711,9 @@ class Node:
             self._count(f"sent.{type(message).__name__}")
         except (trio.WouldBlock, trio.ClosedResourceError):
             self._count(f"queue_full.{type(message).__name__}")
+        except LocalError as error:
+            self._count("send.unencodable")
+            log.error("%s: cannot reply %s: %s", self, type(message).__name__, error)
 
     # ------------------------------------------------------------------ endings
 
@@ -817,7 +838,9 @@ def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
 
 
 def peer_node(peer: Peer, config: NodeConfig | None = None) -> Node:
-    """A node that runs ``peer``: handshakes with its role, answers stats, leaves politely."""
+    """A node that runs ``peer``: handshakes with its role, answers stats and client
+    requests, leaves politely."""
+    client = ClientRequests(peer)
     return Node(
         peer,
         peer.contact,
@@ -828,9 +851,12 @@ def peer_node(peer: Peer, config: NodeConfig | None = None) -> Node:
         stats=lambda node: peer_stats(peer, node),
         identify=peer_identifier(peer),
         keeps=lambda peer_id: (
-            peer_id in peer.membership.active or peer_id in peer.membership.pending
+            peer_id in peer.membership.active
+            or peer_id in peer.membership.pending
+            or client.keeps(peer_id)
         ),
         farewell=peer.leave,
+        client=client,
     )
 
 

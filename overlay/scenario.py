@@ -24,6 +24,7 @@ Choices where the issue is silent, written down here:
 from __future__ import annotations
 
 import math
+import random
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -34,6 +35,7 @@ import attrs
 from overlay import validate
 from overlay.config import PeerConfig
 from overlay.identity import Address
+from overlay.peer import Peer
 from overlay.sim import NetworkModel, Simulator
 
 
@@ -66,6 +68,16 @@ class Scenario:
     )
     settle: float = attrs.field(default=10.0, validator=validate.real(0.0, 1e7))
     peer_config: PeerConfig = attrs.field(factory=PeerConfig)
+    super_peers: bool = attrs.field(default=False, validator=validate.boolean)
+    """Run the super-peer layer (same as ``peer_config.supers.enabled``).  With it on,
+    each peer gets a capacity drawn from a heavy-tailed distribution and
+    ``items_per_peer`` items of its own, so that roles and index coverage mean something."""
+    items_per_peer: int = attrs.field(default=3, validator=validate.integer(0, 128))
+    crash_super_fraction: float = attrs.field(default=0.0, validator=validate.real(0.0, 1.0))
+    """Crash this fraction of the live super peers at once, at ``crash_super_at``."""
+    crash_super_at: float | None = attrs.field(
+        default=None, validator=validate.optional(validate.real(0, 1e7))
+    )
 
     @property
     def window(self) -> float:
@@ -87,10 +99,13 @@ def build(scenario: Scenario) -> Simulator:
         peer_config=scenario.peer_config,
     )
     window = scenario.window
+    spawn = Spawner(sim, scenario)
     for index in range(scenario.peers):
-        sim.at(window * index / scenario.peers, sim.add_peer)
+        sim.at(window * index / scenario.peers, spawn)
     if scenario.crash_at is not None and scenario.crash_fraction > 0:
-        sim.at(scenario.crash_at, lambda: _mass_crash(sim, scenario))
+        sim.at(scenario.crash_at, lambda: _mass_crash(sim, scenario, spawn))
+    if scenario.crash_super_at is not None and scenario.crash_super_fraction > 0:
+        sim.at(scenario.crash_super_at, lambda: _crash_supers(sim, scenario))
     if scenario.partition_at is not None:
         sim.at(scenario.partition_at, lambda: _partition(sim))
         if scenario.heal_at is not None:
@@ -100,21 +115,64 @@ def build(scenario: Scenario) -> Simulator:
         stop = scenario.duration - scenario.settle
         second = start
         while second < stop:
-            sim.at(second, lambda: _churn_step(sim, scenario))
+            sim.at(second, lambda: _churn_step(sim, scenario, spawn))
             second += 1
     return sim
 
 
-def _mass_crash(sim: Simulator, scenario: Scenario) -> None:
+def pareto_capacity(rng: random.Random) -> int:
+    """A heavy-tailed capacity (Pareto, shape 1.2, at least 10): most peers are modest,
+    a few are very strong, as measured in deployed P2P systems (Saroiu, Gummadi and
+    Gribble, MMCN 2002)."""
+    return min(1_000_000, round(10 * rng.paretovariate(1.2)))
+
+
+class Spawner:
+    """Starts the scenario's peers.  With the super layer on, draws each one's capacity
+    and gives it items, from a random source of its own so that the network's and the
+    peers' random streams are the same as in a flat run of the same seed."""
+
+    def __init__(self, sim: Simulator, scenario: Scenario) -> None:
+        self.sim = sim
+        self.scenario = scenario
+        self.rng = random.Random(scenario.seed * 7919 + 17)
+        self.spawned = 0
+        config = scenario.peer_config
+        if scenario.super_peers and not config.supers.enabled:
+            config = attrs.evolve(config, supers=attrs.evolve(config.supers, enabled=True))
+        self.config = config
+        self.layered = config.supers.enabled
+
+    def __call__(self, address: Address | None = None) -> Peer:
+        sim = self.sim
+        if not self.layered:
+            return sim.add_peer(address=address)
+        config = attrs.evolve(self.config, capacity=pareto_capacity(self.rng))
+        peer = sim.add_peer(address=address, config=config)
+        number = self.spawned
+        self.spawned += 1
+        for item in range(self.scenario.items_per_peer):
+            peer.search.publish(f"scenario item {number}.{item}".encode(),
+                                f"item {number} {item}")
+        return peer
+
+
+def _mass_crash(sim: Simulator, scenario: Scenario, spawn: Spawner) -> None:
     victims = sim.rng.sample(sorted(sim.peers), round(len(sim.peers) * scenario.crash_fraction))
     for address in victims:
         sim.crash(address)
         if scenario.recover_after is not None:
-            sim.at(sim.now + scenario.recover_after, _recover(sim, address))
+            sim.at(sim.now + scenario.recover_after, _recover(spawn, address))
 
 
-def _recover(sim: Simulator, address: Address) -> Callable[[], object]:
-    return lambda: sim.add_peer(address=address)
+def _crash_supers(sim: Simulator, scenario: Scenario) -> None:
+    supers = sorted(address for address, peer in sim.peers.items() if peer.role == "super")
+    for address in sim.rng.sample(supers, round(len(supers) * scenario.crash_super_fraction)):
+        sim.crash(address)
+
+
+def _recover(spawn: Spawner, address: Address) -> Callable[[], object]:
+    return lambda: spawn(address)
 
 
 def _partition(sim: Simulator) -> None:
@@ -124,7 +182,7 @@ def _partition(sim: Simulator) -> None:
     sim.partition({address: 1 for address in addresses[:half]})
 
 
-def _churn_step(sim: Simulator, scenario: Scenario) -> None:
+def _churn_step(sim: Simulator, scenario: Scenario, spawn: Spawner) -> None:
     count = int(scenario.churn)
     if sim.rng.random() < scenario.churn - count:
         count += 1
@@ -135,7 +193,7 @@ def _churn_step(sim: Simulator, scenario: Scenario) -> None:
         else:
             sim.crash(address)
     for _ in range(count):
-        sim.add_peer()
+        spawn()
 
 
 def run(
@@ -154,15 +212,18 @@ def run(
     if measure_memory:
         tracemalloc.start()
     started = time.perf_counter()
+    watching = 0.0  # time spent in the observer, not in the simulation
     second = 0.0
     while second < scenario.duration:
         second = min(second + 1, scenario.duration)
         sim.run_until(second)
         if observer is not None:
+            before = time.perf_counter()
             observer(sim, second)
+            watching += time.perf_counter() - before
         if progress is not None:
             progress(second)
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - started - watching
     peak = tracemalloc.get_traced_memory()[1] if measure_memory else None
     if measure_memory:
         tracemalloc.stop()

@@ -13,6 +13,12 @@ the final stats and only then tells the workers to leave.
 The observer reads every peer through a :class:`StatsRequest` (concurrently,
 each under a timeout) and computes the same summary as ``overlay sim``
 (:func:`overlay.topology.summarize`), plus wall-clock figures.
+
+Content (``--items M --replication R``): M items, each held by a random fraction R of
+the peers (at least one).  The plan is a pure function of (M, R, peers, seed)
+(:func:`seed_plan`), so each worker computes it itself and publishes its own share
+locally before its peers start, and a test or benchmark that knows the arguments knows
+every key (:func:`seeded_items`) without asking anyone.  The summary lists the keys.
 """
 
 from __future__ import annotations
@@ -42,13 +48,14 @@ from bootstrap.server import serve_bootstrap
 from overlay import PROTOCOL_VERSION
 from overlay.cli_sim import print_summary
 from overlay.config import PeerConfig
-from overlay.errors import OverlayError, ProtocolError, TransportError
+from overlay.errors import LocalError, OverlayError, ProtocolError, TransportError
 from overlay.identity import Address, Contact, new_peer_id
 from overlay.messages import Handshake, StatsReply, StatsRequest
 from overlay.node import NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer, PeerSnapshot
 from overlay.topology import graph_of, summarize
 from overlay.wire import FrameDecoder, check_handshake, encode_frame
+from search.store import content_key
 
 log = logging.getLogger("overlay.swarm")
 
@@ -59,8 +66,11 @@ MAX_WORKER_LINE = 4096
 WORKER_START_TIMEOUT = 120.0
 WORKER_EXIT_TIMEOUT = 15.0
 MAX_PEERS = 20_000
-OBSERVER_KINDS = frozenset({"StatsReply"})
-"""Messages the observer itself causes; left out of the protocol's message counts."""
+OBSERVER_KINDS = frozenset(
+    {"StatsReply", "ClientPublished", "ClientSearchResult", "ClientFetchResult"}
+)
+"""Messages the observer and clients cause; left out of the protocol's message counts."""
+MAX_ITEMS = 100_000
 
 
 def register_swarm(subparsers: Any) -> None:
@@ -83,7 +93,40 @@ def register_swarm(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--interval", type=float, default=None, help="seconds between stats polls")
+    parser.add_argument(
+        "--items", type=int, default=0, help="items to seed (default 0; see --replication)"
+    )
+    parser.add_argument(
+        "--replication",
+        type=float,
+        default=0.01,
+        help="fraction of the peers holding each seeded item (default 0.01, at least one)",
+    )
     parser.set_defaults(run=run_swarm)
+
+
+# ---------------------------------------------------------------------- seeded content
+
+
+def seeded_items(count: int, seed: int) -> list[tuple[bytes, str]]:
+    """The (value, name) of the items ``overlay swarm --items COUNT --seed SEED`` seeds.
+
+    Item i's name has the word ``item<i>``, unique to it, so it can be searched for by
+    keywords as well as by key.
+    """
+    return [
+        (f"overlay swarm item {i} of {count}, seed {seed}\n".encode(), f"swarm item{i} seed{seed}")
+        for i in range(count)
+    ]
+
+
+def seed_plan(count: int, replication: float, peers: int, seed: int) -> list[list[int]]:
+    """For each seeded item, the indices (in start order) of the peers that hold it:
+    ``max(1, round(replication * peers))`` distinct peers, drawn from their own seeded
+    random source."""
+    rng = random.Random(f"swarm items {seed}")
+    holders = min(peers, max(1, round(replication * peers)))
+    return [sorted(rng.sample(range(peers), holders)) for _ in range(count)]
 
 
 # ---------------------------------------------------------------------- stats client
@@ -278,6 +321,12 @@ def run_swarm(args: argparse.Namespace) -> int:
     if processes < 1 or args.duration < 0:
         print("overlay swarm: --processes must be >= 1 and --duration >= 0", file=sys.stderr)
         return 2
+    if not 0 <= args.items <= MAX_ITEMS or not 0.0 < args.replication <= 1.0:
+        print(
+            f"overlay swarm: --items must be in [0, {MAX_ITEMS}] and --replication in (0, 1]",
+            file=sys.stderr,
+        )
+        return 2
     processes = min(processes, args.peers)
     try:
         summary = trio.run(_swarm_main, args, processes)
@@ -319,6 +368,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
             stderr.print(f"bootstrap listening on {server.address}", highlight=False)
             started = time.monotonic()
             workers: list[Worker] = []
+            offset = 0
             try:
                 for index, count in enumerate(_split(peers, processes)):
                     command = [
@@ -334,6 +384,20 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                         "--spread",
                         str(min(5.0, count / 200)),
                     ]
+                    if args.items:
+                        command += [
+                            "--items",
+                            str(args.items),
+                            "--replication",
+                            repr(args.replication),
+                            "--items-seed",
+                            str(args.seed),
+                            "--total",
+                            str(peers),
+                            "--offset",
+                            str(offset),
+                        ]
+                    offset += count
                     process = await trio.lowlevel.open_process(
                         command,
                         stdin=subprocess.PIPE,
@@ -356,6 +420,16 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                 summary["processes"] = processes
                 summary["bootstrap"] = str(server.address)
                 summary["bootstrap_hosts"] = len(server.cache)
+                if args.items:
+                    plan = seed_plan(args.items, args.replication, peers, args.seed)
+                    summary["items"] = {
+                        "count": args.items,
+                        "replication": args.replication,
+                        "holders_per_item": len(plan[0]),
+                        "keys": [
+                            content_key(value) for value, _ in seeded_items(args.items, args.seed)
+                        ],
+                    }
             finally:
                 with trio.CancelScope(shield=True):
                     async with trio.open_nursery() as stopping:
@@ -436,8 +510,34 @@ async def _observe(
 # ---------------------------------------------------------------------- worker process
 
 
-async def _worker_main(bootstrap: Address, count: int, seed: int, spread: float) -> None:
+@attrs.frozen
+class Seeding:
+    """What a worker's share of ``--items`` is computed from (see :func:`seed_plan`)."""
+
+    items: int
+    replication: float
+    seed: int
+    total: int
+    offset: int
+
+    def holdings(self, count: int) -> dict[int, list[tuple[bytes, str]]]:
+        """Items to publish, by local peer index."""
+        items = seeded_items(self.items, self.seed)
+        mine: dict[int, list[tuple[bytes, str]]] = {}
+        for item, holders in zip(
+            items, seed_plan(self.items, self.replication, self.total, self.seed), strict=True
+        ):
+            for index in holders:
+                if self.offset <= index < self.offset + count:
+                    mine.setdefault(index - self.offset, []).append(item)
+        return mine
+
+
+async def _worker_main(
+    bootstrap: Address, count: int, seed: int, spread: float, seeding: Seeding | None = None
+) -> None:
     rng = random.Random(seed)
+    holdings = seeding.holdings(count) if seeding is not None else {}
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -462,13 +562,18 @@ async def _worker_main(bootstrap: Address, count: int, seed: int, spread: float)
             nursery.start_soon(until_stdin_closes)
             nursery.start_soon(until_signal)
             nodes = []
-            for _ in range(count):
+            for index in range(count):
                 if stop.is_set():
                     break
                 listeners, address = await open_listeners("127.0.0.1", 0)
                 peer = Peer(
                     address, PeerConfig(), random.Random(rng.getrandbits(64)), bootstrap=bootstrap
                 )
+                for value, name in holdings.get(index, ()):
+                    try:
+                        peer.search.publish(value, name)  # before it starts: no one to tell
+                    except LocalError as error:  # its store is full: it holds fewer
+                        log.error("peer %s: not seeding %s: %s", peer.id, name, error)
                 node = peer_node(peer, NodeConfig())
                 await nursery.start(node.serve, listeners)
                 nodes.append(node)
@@ -495,10 +600,20 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spread", type=float, default=0.0, help="seconds to stagger starts")
+    parser.add_argument("--items", type=int, default=0, help="items the swarm seeds")
+    parser.add_argument("--replication", type=float, default=0.01)
+    parser.add_argument("--items-seed", type=int, default=1, help="the swarm's --seed")
+    parser.add_argument("--total", type=int, default=0, help="peers in the whole swarm")
+    parser.add_argument("--offset", type=int, default=0, help="index of this worker's first peer")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="worker: %(message)s")
+    seeding = (
+        Seeding(args.items, args.replication, args.items_seed, args.total, args.offset)
+        if args.items
+        else None
+    )
     try:
-        trio.run(_worker_main, args.bootstrap, args.count, args.seed, args.spread)
+        trio.run(_worker_main, args.bootstrap, args.count, args.seed, args.spread, seeding)
     except OverlayError as error:
         print(f"overlay swarm worker: {error}", file=sys.stderr)
         return 1

@@ -145,6 +145,8 @@ class Frame:
     loads: Mapping[PeerId, float] = attrs.field(factory=dict)
     """Messages received per second, per peer (empty on the first frame)."""
     positions: Mapping[str, tuple[float, float]] = attrs.field(factory=dict)
+    drawn: nx.Graph | None = attrs.field(default=None, eq=False)
+    """What the drawing shows (see :func:`drawn_graph`); computed from the snapshots if None."""
     title: str = "overlay view"
     clock: float = 0.0
     note: str = ""
@@ -383,6 +385,7 @@ class ViewModel:
             events=tuple(self.events),
             loads=loads,
             positions=positions,
+            drawn=drawn,
             title=self.title,
             clock=at,
             note=note,
@@ -720,7 +723,9 @@ def render(
     Narrower than :data:`SIDE_BY_SIDE` columns (``width``), the tables go under the
     drawing instead of beside it, so that the drawing keeps a usable width.
     """
-    drawn = drawn_graph(graph_of(frame.snapshots), frame.snapshots)
+    drawn = frame.drawn
+    if drawn is None:
+        drawn = drawn_graph(graph_of(frame.snapshots), frame.snapshots)
     positions = frame.positions or normalize(
         {n: (float(p[0]), float(p[1])) for n, p in nx.spring_layout(drawn, seed=0).items()}
         if drawn.number_of_nodes() and drawn.number_of_nodes() < 500

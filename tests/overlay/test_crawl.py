@@ -7,18 +7,22 @@ the truth, read from the cores themselves before and after the crawl.
 
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 
 import attrs
 import networkx as nx
 import pytest
 import trio
+from rich.console import Console
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
+from overlay.cli_view import WorkerControl, handle_control_line, live_view, swarm_actions
 from overlay.config import MembershipConfig, PeerConfig
-from overlay.crawl import Crawl, crawl, fetch_stats, list_members
+from overlay.crawl import Crawl, StatsClient, crawl, fetch_stats, list_members
 from overlay.errors import TransportError
 from overlay.identity import Address
 from overlay.messages import MembersReply, MembersRequest
@@ -148,3 +152,143 @@ def test_listing_pages_are_bounded() -> None:
     with pytest.raises(ValueError):
         MembersReply(members=tuple([None] * 129), start=0, total=0)  # type: ignore[list-item]
     assert MembersRequest().start == 0
+
+
+async def test_stats_client_reuses_its_connections(swarm: Swarm) -> None:
+    client = StatsClient()
+    try:
+        first = await crawl(swarm.server.address, timeout=2.0, fetch=client.fetch)
+        opened = len(client)
+        second = await crawl(swarm.server.address, timeout=2.0, fetch=client.fetch)
+    finally:
+        await client.aclose()
+    assert first.count("alive") == second.count("alive") == PEERS
+    assert opened == PEERS
+    accepted = [n.counters.get("connections.accepted", 0) for n in swarm.nodes]
+    again = await crawl(swarm.server.address, timeout=2.0)  # fresh connections
+    assert again.count("alive") == PEERS
+    after = [n.counters.get("connections.accepted", 0) for n in swarm.nodes]
+    # The two client crawls opened one connection per peer; a plain crawl opens one more.
+    assert [b - a for a, b in zip(accepted, after, strict=True)] == [1] * PEERS
+
+
+# ---------------------------------------------------------------------- swarm control
+
+
+async def test_control_lines_crash_and_add_peers(swarm: Swarm, nursery: trio.Nursery) -> None:
+    victim = swarm.peers[1]
+    added: list[Peer] = []
+
+    async def add_peer() -> None:
+        listeners, address = await open_listeners("127.0.0.1", 0)
+        peer = Peer(address, STEADY, random.Random(5), bootstrap=swarm.server.address)
+        node = peer_node(peer, NodeConfig())
+        await nursery.start(node.serve, listeners)
+        added.append(peer)
+        swarm.peers.append(peer)
+        swarm.nodes.append(node)
+
+    line = f"crash {victim.address}\n".encode()
+    assert await handle_control_line(line, swarm.nodes, add_peer)
+    assert swarm.nodes[1].stopping
+    assert await handle_control_line(b"add\n", swarm.nodes, add_peer)
+    assert len(added) == 1
+    assert not await handle_control_line(b"stop\n", swarm.nodes, add_peer)
+    with trio.fail_after(20):
+        await swarm.server.node.wait_until(lambda: added[0].id in swarm.server.cache)
+        result = await crawl(swarm.server.address, timeout=2.0)
+    statuses = {m.id: m.status for m in result.members}
+    assert statuses[victim.id] == "unreachable"
+    assert statuses[added[0].id] == "alive"
+
+
+@attrs.define
+class FakeStdin:
+    lines: list[bytes] = attrs.field(factory=list)
+
+    async def send_all(self, data: bytes) -> None:
+        self.lines.append(data)
+
+
+@attrs.define
+class FakeProcess:
+    stdin: FakeStdin = attrs.field(factory=FakeStdin)
+
+
+@attrs.define
+class FakeWorker:
+    peers: list[Address]
+    process: FakeProcess = attrs.field(factory=FakeProcess)
+
+
+async def test_worker_control_tells_the_worker_that_runs_the_peer() -> None:
+    a, b, c = (Address("127.0.0.1", port) for port in (1001, 1002, 1003))
+    first, second = FakeWorker([a, b]), FakeWorker([c])
+    control = WorkerControl([first, second], [], random.Random(1))
+    said = await control.crash(b)
+    assert first.process.stdin.lines == [f"crash {b}\n".encode()]
+    assert second.process.stdin.lines == []
+    assert first.peers == [a] and "crashed" in said
+    assert "no worker" in await control.crash(Address("127.0.0.1", 9))
+    await control.add()  # both run one peer now: the first of them gets it
+    assert first.process.stdin.lines[-1] == b"add\n"
+    assert "--items" in await control.search("flood", a)
+
+
+async def test_swarm_keys_pick_live_targets_of_the_right_role(swarm: Swarm) -> None:
+    result = await crawl(swarm.server.address, timeout=2.0)
+    crashed: list[Address] = []
+
+    class Control:
+        async def crash(self, address: Address) -> str:
+            crashed.append(address)
+            return "ok"
+
+        async def add(self) -> str:
+            return "added"
+
+        async def search(self, mode: str, origin: Address) -> str:
+            return f"{mode} from {origin}"
+
+    actions = swarm_actions(Control(), lambda: result, random.Random(3))
+    assert set(actions) == {"k", "K", "a", "f", "w"}
+    assert await actions["k"]() == "ok"
+    assert crashed[0] in {p.address for p in swarm.peers}
+    assert await actions["K"]() == "K: no super peer to crash"  # nobody is super here
+    assert (await actions["w"]()).startswith("walk from 127.0.0.1:")
+    assert await actions["a"]() == "added"
+
+
+async def test_live_view_without_a_terminal_prints_each_refresh(swarm: Swarm) -> None:
+    stop = trio.Event()
+    calls = 0
+
+    async def source() -> Crawl:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            stop.set()
+        return await crawl(swarm.server.address, timeout=2.0)
+
+    out = io.StringIO()
+    console = Console(file=out, width=140, force_terminal=False)
+    with trio.fail_after(20):
+        last = await live_view(source, console=console, interval=0.05, stop=stop)
+    assert last is not None and last.count("alive") == PEERS
+    shown = out.getvalue()
+    assert shown.count(f"peers {PEERS}") >= 1
+    assert calls >= 2
+
+
+async def test_view_once_prints_one_frame_and_exports(swarm: Swarm, tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=140, force_terminal=False)
+    export = tmp_path / "overlay.graphml"
+    result = await live_view(
+        lambda: crawl(swarm.server.address, timeout=2.0), console=console, once=True, export=export
+    )
+    assert result is not None
+    assert out.getvalue().count("╭") >= 2  # header and drawing panels
+    assert f"peers {PEERS}" in out.getvalue()
+    graph = nx.read_graphml(export)
+    assert set(graph.nodes) == {p.id for p in swarm.peers}

@@ -29,7 +29,7 @@ def core_modules() -> list[Path]:
         ROOT / "overlay" / name
         for name in (
             "peer.py", "membership.py", "messages.py", "identity.py", "config.py",
-            "effects.py", "validate.py", "errors.py",
+            "effects.py", "validate.py", "errors.py", "election.py", "attachment.py",
         )
     ]  # fmt: skip
     modules.append(ROOT / "bootstrap" / "hostcache.py")

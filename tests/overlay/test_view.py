@@ -10,6 +10,7 @@ import networkx as nx
 import pytest
 from rich.console import Console
 
+from overlay.cli_view import replay_sim
 from overlay.effects import Notify
 from overlay.identity import Address, PeerId
 from overlay.peer import PeerSnapshot
@@ -282,3 +283,15 @@ def test_a_frame_renders_with_no_peers() -> None:
     shown = text_of(render(frame, height=6))
     assert "peers 0" in shown
     assert "none yet" in shown
+
+
+def test_a_simulator_run_replays_into_the_view() -> None:
+    sim = build(Scenario(peers=12, seed=2, duration=10))
+    out = io.StringIO()
+    console = Console(file=out, width=140, force_terminal=False)
+    last = replay_sim(sim, until=4.0, console=console, step=2.0, once=True)
+    assert last is not None and last.clock == 4.0
+    assert sim.now == pytest.approx(4.0)
+    shown = out.getvalue()
+    assert shown.count("peers 12") == 1  # one frame printed: the last
+    assert "overlay sim" in shown

@@ -1,0 +1,132 @@
+"""The super peer's index: leases, numbered deltas, bounds, and refusals that harm nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from overlay.identity import Address, Contact
+from overlay.messages import IndexItem
+from search.index import (
+    ForeignLease,
+    IndexFull,
+    IndexOverBound,
+    SequenceGap,
+    SuperIndex,
+    UnknownLease,
+)
+from search.store import content_key
+
+ALICE = Contact("a" * 32, Address("10.0.0.1", 7000))
+BOB = Contact("b" * 32, Address("10.0.0.2", 7000))
+LEASE_A = "1" * 32
+LEASE_B = "2" * 32
+
+
+def item(n: int, name: str | None = None) -> IndexItem:
+    value = f"value {n}".encode()
+    return IndexItem(content_key(value), name if name is not None else f"song {n}", len(value))
+
+
+def index(max_items: int = 4, max_entries: int = 100) -> SuperIndex:
+    return SuperIndex(max_items, max_entries, lease_seconds=30.0)
+
+
+def state(ix: SuperIndex) -> tuple[object, ...]:
+    return (ix.entries, ix.holdings(), {k: (v.seq, v.expires) for k, v in ix.leases.items()})
+
+
+def test_grant_delta_and_lookup_by_key_and_keywords() -> None:
+    ix = index()
+    ix.grant(LEASE_A, ALICE, capacity=5, eligible=True, seq=0, items=[item(1), item(2)], now=0.0)
+    assert ix.entries == 2
+    assert ix.matching(item(1).key, (), 8) == [(ALICE, item(1))]
+    ix.apply_delta(LEASE_A, ALICE.id, 1, add=[item(3, "blue moon")], remove=[item(1).key],
+                   now=1.0)
+    assert ix.matching(item(1).key, (), 8) == []
+    assert ix.matching(None, ("moon", "blue"), 8) == [(ALICE, item(3, "blue moon"))]
+    assert ix.matching(None, ("moon", "red"), 8) == []
+    assert ix.by_owner[ALICE.id].seq == 1
+    # A repeated (or overtaken) change is harmless.
+    ix.apply_delta(LEASE_A, ALICE.id, 1, add=[item(1)], remove=[], now=2.0)
+    assert item(1).key not in ix.holdings()[ALICE.id]
+
+
+def test_a_lost_delta_is_noticed_and_a_full_resend_repairs_it() -> None:
+    ix = index()
+    ix.grant(LEASE_A, ALICE, capacity=5, eligible=True, seq=0, items=[item(1)], now=0.0)
+    before = state(ix)
+    with pytest.raises(SequenceGap) as gap:
+        ix.apply_delta(LEASE_A, ALICE.id, 2, add=[item(2)], remove=[], now=1.0)
+    assert gap.value.have == 0
+    assert state(ix) == before
+    with pytest.raises(SequenceGap):
+        ix.refresh(LEASE_A, ALICE.id, 2, True, now=1.0)  # the refresh says we missed one
+    ix.replace(LEASE_A, ALICE.id, 2, [item(2), item(3)], now=2.0)
+    assert ix.holdings()[ALICE.id] == {item(2).key, item(3).key}
+    assert ix.by_owner[ALICE.id].seq == 2
+    ix.refresh(LEASE_A, ALICE.id, 2, True, now=3.0)
+
+
+def test_nobody_publishes_under_another_peers_lease() -> None:
+    ix = index()
+    ix.grant(LEASE_A, ALICE, capacity=5, eligible=True, seq=0, items=[item(1)], now=0.0)
+    before = state(ix)
+    with pytest.raises(ForeignLease, match="belongs to"):
+        ix.apply_delta(LEASE_A, BOB.id, 1, add=[item(9)], remove=[item(1).key], now=1.0)
+    with pytest.raises(ForeignLease):
+        ix.replace(LEASE_A, BOB.id, 5, [], now=1.0)
+    with pytest.raises(ForeignLease):
+        ix.refresh(LEASE_A, BOB.id, 0, False, now=1.0)
+    assert state(ix) == before
+
+
+def test_unknown_leases_are_refused() -> None:
+    ix = index()
+    with pytest.raises(UnknownLease, match="no lease"):
+        ix.apply_delta(LEASE_B, BOB.id, 1, add=[item(1)], remove=[], now=0.0)
+    with pytest.raises(UnknownLease):
+        ix.refresh(LEASE_B, BOB.id, 0, False, now=0.0)
+    assert ix.entries == 0 and not ix.leases
+
+
+def test_publishes_over_the_bounds_are_refused_whole() -> None:
+    ix = index(max_items=2, max_entries=3)
+    with pytest.raises(IndexOverBound, match="max 2"):
+        ix.grant(LEASE_A, ALICE, capacity=1, eligible=False, seq=0,
+                 items=[item(1), item(2), item(3)], now=0.0)
+    assert ix.entries == 0 and not ix.leases
+    ix.grant(LEASE_A, ALICE, capacity=1, eligible=False, seq=0, items=[item(1), item(2)], now=0.0)
+    before = state(ix)
+    with pytest.raises(IndexOverBound):
+        ix.apply_delta(LEASE_A, ALICE.id, 1, add=[item(3)], remove=[], now=1.0)
+    with pytest.raises(IndexOverBound):
+        ix.replace(LEASE_A, ALICE.id, 1, [item(4), item(5), item(6)], now=1.0)
+    assert state(ix) == before
+    with pytest.raises(IndexFull, match="bound of 3"):
+        ix.grant(LEASE_B, BOB, capacity=1, eligible=False, seq=0, items=[item(7), item(8)],
+                 now=0.0)
+    assert state(ix) == before
+
+
+def test_leases_expire_and_detach_drops_entries() -> None:
+    ix = index()
+    ix.grant(LEASE_A, ALICE, capacity=1, eligible=False, seq=0, items=[item(1)], now=0.0)
+    ix.grant(LEASE_B, BOB, capacity=1, eligible=False, seq=0, items=[item(1)], now=20.0)
+    assert {c.id for c, _ in ix.matching(item(1).key, (), 8)} == {ALICE.id, BOB.id}
+    gone = ix.expire(31.0)
+    assert [lease.owner for lease in gone] == [ALICE]
+    assert ix.matching(item(1).key, (), 8) == [(BOB, item(1))]
+    ix.refresh(LEASE_B, BOB.id, 0, False, now=45.0)
+    assert ix.expire(60.0) == []  # refreshed in time
+    ix.drop(BOB.id)
+    assert ix.entries == 0 and not ix.leases and ix.matching(item(1).key, (), 8) == []
+
+
+def test_re_attaching_replaces_the_old_lease() -> None:
+    ix = index()
+    ix.grant(LEASE_A, ALICE, capacity=1, eligible=False, seq=3, items=[item(1)], now=0.0)
+    ix.grant(LEASE_B, ALICE, capacity=1, eligible=False, seq=0, items=[item(2)], now=1.0)
+    assert set(ix.leases) == {LEASE_B}
+    assert ix.holdings() == {ALICE.id: frozenset({item(2).key})}
+    with pytest.raises(UnknownLease):
+        ix.refresh(LEASE_A, ALICE.id, 3, False, now=2.0)
