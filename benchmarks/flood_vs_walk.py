@@ -208,9 +208,15 @@ def run_all(tasks: list[Task], workers: int, console: Console) -> tuple[list[Row
                 for future in done:
                     task = pending.pop(future)
                     try:
-                        rows.extend(future.result())
+                        result = future.result()
                     except Exception as error:
                         raise RuntimeError(f"task {task.label} failed: {error}") from error
+                    rows.extend(result)
+                    # One plain line per task as well: when stderr is a log file the
+                    # bars are drawn only at the end, and this shows how far it got.
+                    progress.console.log(
+                        f"finished {task.label}: {len(result)} rows, "
+                        f"{sum(r['cpu_seconds'] for r in result):.0f} CPU s")
             pool.shutdown()
             # Workers' last reports may still be in the queue's pipe: take them all.
             deadline = time.monotonic() + 10.0

@@ -33,6 +33,7 @@ def measure(peers: int, duration: float, seed: int) -> dict[str, Any]:
     built_at = time.perf_counter()
     sim = build(scenario)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     console = Console(stderr=True)
     with Progress(
         TextColumn(f"{peers:,} peers"),
@@ -48,6 +49,7 @@ def measure(peers: int, duration: float, seed: int) -> dict[str, Any]:
             sim.run_until(second)
             progress.update(task, completed=second)
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     summary_started = time.perf_counter()
     summary = sim.summary()
     summary_wall = time.perf_counter() - summary_started
@@ -62,6 +64,8 @@ def measure(peers: int, duration: float, seed: int) -> dict[str, Any]:
         "summary_seconds": summary_wall,
         "delivered_messages": sim.delivered,
         "messages_per_wall_second": sim.delivered / wall,
+        "cpu_seconds": cpu,
+        "messages_per_cpu_second": sim.delivered / cpu,
         "peak_rss_bytes": peak_kib * 1024,
         "goal_messages_per_wall_second": 300_000,
         "goal_peak_rss_bytes": 2 * 1024**3,

@@ -1,19 +1,39 @@
-"""Benchmark: ``overlay swarm --peers 1000`` on this machine.
+"""Benchmark: ``overlay swarm --peers 1000`` on this machine, idle and forwarding floods.
 
 Records, in ``benchmarks/results/swarm_1000.json``:
 
-* ``converged_seconds``: from the first worker's start until a stats poll finds all
-  1,000 peers joined in one component (polls are about two seconds apart, so this
-  is an upper bound by up to one poll period);
+* ``converged_seconds``: from the swarm's launch until a stats poll (by this script,
+  every two seconds) finds all 1,000 peers joined in one component; an upper bound by
+  up to one poll period, and it includes the interpreters' start-up;
 * ``rss_per_peer_kib``: the worker processes' resident memory, summed, over the
-  number of peers (interpreter and libraries included);
-* ``messages_per_second_per_process``: protocol messages sent per second by all
-  peers, over the worker processes, in the last polls of the run.  Search is not
-  wired into the peer core yet, so this is membership traffic (heartbeats,
-  shuffles, joins) and not flood forwarding; the field
-  ``flood_forwarding_measured`` says so.
+  number of peers (interpreter and libraries included), read at the end of the run;
+* ``messages_per_second_per_process``: membership traffic (heartbeats, shuffles,
+  joins) sent per second over the worker processes, in an idle window after
+  convergence;
+* ``flood``: **forwarded flood messages per second that one peer process sustains over
+  loopback**.  The script keeps ``--concurrency`` flood searches in flight, each asked
+  of a random peer through the client protocol (``overlay search --mode flood``) for
+  one of the swarm's seeded items (``--items``, 1% replication), for ``--window``
+  seconds.  The count is the ``node.sent.Query`` counters of every peer (the runtime
+  counts a message when it queues it on a connection) read by a stats request before
+  and after the window, over the window's length, over the worker processes.
 
-Run: ``python benchmarks/swarm_1000.py [--peers N] [--duration S]``.
+Caveats, written into the result too: the peers' worker processes share the machine
+with the swarm's parent (bootstrap), this script (the flood clients) and, on a shared
+machine, whatever else runs; the per-process figure is the total over the number of
+worker processes, which assumes the load spreads evenly (peers are split evenly and
+flood origins are drawn uniformly).  So the result also gives the CPU time the workers
+actually got in the window (``worker_cpu_share``: 1.0 is a whole core each) and the
+forwarded messages per CPU-second of a worker, which is what one process would sustain
+with a core to itself.
+
+A swarm that does not converge within ``--join-timeout`` is recorded as such
+(``converged_seconds`` null, ``not_converged`` with what the last poll saw) and gets no
+flood figure: floods over a swarm that is falling apart measure nothing.  On a machine
+too busy for 1,000 peers, measure the flood on a smaller swarm (``--peers 400 --output
+...``); the committed result says which it did.
+
+Run: ``python benchmarks/swarm_1000.py [--peers N] [--window S] [--concurrency K]``.
 """
 
 from __future__ import annotations
@@ -22,57 +42,291 @@ import argparse
 import json
 import os
 import platform
+import random
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
+import trio
+
+from overlay.cli_search import search_via
+from overlay.crawl import list_members
+from overlay.errors import OverlayError
+from overlay.identity import Address
+from overlay.messages import StatsReply
+from overlay.swarm import collect_stats, seeded_items, sent_by_kind, snapshot_of
+from overlay.topology import graph_of
+from search.store import content_key
+
 RESULTS = Path(__file__).resolve().parent / "results" / "swarm_1000.json"
+SEED = 1
+POLL = 2.0
+STATS_TIMEOUT = 15.0
+"""Generous: on a loaded machine a peer may take seconds to answer, and a stats poll that
+misses a peer cannot tell that the swarm converged, nor count that peer's messages."""
+GOAL_FORWARDED = 20_000
 
 
-def run(peers: int, duration: float, processes: int | None) -> dict[str, Any]:
+def _total(replies: Sequence[StatsReply], name: str) -> int:
+    return sum(c.value for r in replies for c in r.counters if c.name == name)
+
+
+def _workers(swarm: int) -> list[int]:
+    """The swarm's worker processes (its children)."""
+    try:
+        with open(f"/proc/{swarm}/task/{swarm}/children", encoding="ascii") as file:
+            return [int(pid) for pid in file.read().split()]
+    except OSError:
+        return []
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
+def _progress(text: str) -> None:
+    """One status line per phase on stderr (stdout carries the JSON)."""
+    print(f"swarm_1000: {text}", file=sys.stderr, flush=True)
+
+
+def _state(replies: Sequence[StatsReply]) -> dict[str, int]:
+    shots = [snapshot_of(r) for r in replies]
+    graph = graph_of(shots)
+    return {
+        "answered": len(shots),
+        "joined": sum(1 for s in shots if s.joined),
+        "components": nx.number_connected_components(graph) if graph.number_of_nodes() else 0,
+    }
+
+
+def _converged(state: dict[str, int], peers: int) -> bool:
+    return state["answered"] == state["joined"] == peers and state["components"] == 1
+
+
+async def _bootstrap_of(process: trio.Process) -> tuple[Address, bytearray]:
+    assert process.stderr is not None
+    err = bytearray()
+    with trio.fail_after(60):
+        while b"bootstrap listening on " not in err or not err.split(
+            b"bootstrap listening on ", 1
+        )[1].count(b"\n"):
+            chunk = await process.stderr.receive_some(4096)
+            if not chunk:
+                raise RuntimeError(f"the swarm exited: {bytes(err)!r}")
+            err += chunk
+    text = err.split(b"bootstrap listening on ", 1)[1].split()[0].decode()
+    return Address.parse(text), err
+
+
+async def _drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
+    while chunk := await stream.receive_some(65536):
+        into += chunk
+
+
+async def _measure(
+    args: argparse.Namespace, process: trio.Process, launched: float
+) -> dict[str, Any]:
+    peers: int = args.peers
+    bootstrap, err = await _bootstrap_of(process)
+    out = bytearray()
+    result: dict[str, Any] = {}
+    async with trio.open_nursery() as nursery:
+        assert process.stdout is not None and process.stderr is not None
+        nursery.start_soon(_drain, process.stdout, out)
+        nursery.start_soon(_drain, process.stderr, err)
+
+        # Every peer registered, then every peer joined in one component.
+        members: list[Any] = []
+        state: dict[str, int] = {}
+        with trio.move_on_after(args.join_timeout) as joining:
+            while len(members := await list_members(bootstrap)) < peers:
+                _progress(f"{len(members)} of {peers} peers registered")
+                await trio.sleep(POLL)
+            addresses = [m.contact.address for m in members]
+            while True:
+                replies = (await collect_stats(addresses, STATS_TIMEOUT))[0]
+                state = _state(replies)
+                _progress(f"stats: {state}")
+                if _converged(state, peers):
+                    break
+                await trio.sleep(POLL)
+        if joining.cancelled_caught:
+            # Record what was seen rather than nothing: on a starved machine a swarm of
+            # this size may not settle, and that is a result too.
+            result["converged_seconds"] = None
+            result["not_converged"] = {"registered": len(members), **state}
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(120):
+                await process.wait()
+            nursery.cancel_scope.cancel()
+            result["summary"] = json.loads(bytes(out)) if out.strip() else {}
+            return result
+        result["converged_seconds"] = time.monotonic() - launched
+        _progress(f"converged after {result['converged_seconds']:.1f} s")
+
+        # Idle: membership traffic only.
+        idle_start = time.monotonic()
+        idle_before = sum(sent_by_kind(replies).values())
+        await trio.sleep(args.idle)
+        replies, _ = await collect_stats(addresses, STATS_TIMEOUT)
+        idle_seconds = time.monotonic() - idle_start
+        result["messages_per_second"] = (
+            sum(sent_by_kind(replies).values()) - idle_before
+        ) / idle_seconds
+
+        # Floods: keep `concurrency` in flight for `window` seconds.
+        keys = [content_key(value) for value, _ in seeded_items(args.items, SEED)]
+        sent_before = _total(replies, "node.sent.Query")
+        received_before = _total(replies, "received.Query")
+        rng = random.Random(SEED)
+        done = {"floods": 0, "found": 0, "errors": 0}
+        _progress(f"flooding for {args.window:g} s, {args.concurrency} floods in flight")
+        workers = _workers(process.pid)
+        cpu_before = _cpu_seconds(workers)
+        flood_start = time.monotonic()
+        stop_at = flood_start + args.window
+
+        async def flooder() -> None:
+            while time.monotonic() < stop_at:
+                via = rng.choice(addresses)
+                try:
+                    found = await search_via(via, "flood", key=rng.choice(keys), ttl=7)
+                except OverlayError:
+                    done["errors"] += 1
+                    continue
+                done["floods"] += 1
+                done["found"] += found.success
+
+        async with trio.open_nursery() as floods:
+            for _ in range(args.concurrency):
+                floods.start_soon(flooder)
+        flood_seconds = time.monotonic() - flood_start  # the last floods have ended here
+        cpu_used = _cpu_seconds(workers) - cpu_before
+        replies, unanswered = await collect_stats(addresses, STATS_TIMEOUT)
+        sent = _total(replies, "node.sent.Query") - sent_before
+        received = _total(replies, "received.Query") - received_before
+        processes = args.processes or (os.cpu_count() or 1)
+        per_process = sent / flood_seconds / processes
+        result["flood"] = {
+            "window_seconds": flood_seconds,
+            "concurrency": args.concurrency,
+            "floods_completed": done["floods"],
+            "floods_found_item": done["found"],
+            "client_errors": done["errors"],
+            "ttl": 7,
+            "items": args.items,
+            "replication": 0.01,
+            "queries_forwarded": sent,
+            "queries_received": received,
+            "forwarded_per_second": sent / flood_seconds,
+            "forwarded_per_second_per_process": per_process,
+            "goal_forwarded_per_second_per_process": GOAL_FORWARDED,
+            "meets_goal": per_process >= GOAL_FORWARDED,
+            "stats_unanswered": unanswered,
+            "worker_cpu_seconds": cpu_used,
+            "worker_cpu_share": cpu_used / flood_seconds / max(len(workers), 1),
+            "forwarded_per_worker_cpu_second": sent / cpu_used if cpu_used > 0 else None,
+        }
+        final = _state(replies)
+        result["after_floods"] = final
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(120):
+            await process.wait()
+        nursery.cancel_scope.cancel()
+    result["summary"] = json.loads(bytes(out))
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
         "overlay.cli",
         "swarm",
         "--peers",
-        str(peers),
+        str(args.peers),
         "--duration",
-        str(duration),
+        "3600",
+        "--interval",
+        "3600",  # this script polls; the swarm's own polls would load the peers
         "--port",
         "0",
+        "--seed",
+        str(SEED),
+        "--items",
+        str(args.items),
+        "--replication",
+        "0.01",
         "--json",
     ]
-    if processes is not None:
-        command += ["--processes", str(processes)]
+    if args.processes is not None:
+        command += ["--processes", str(args.processes)]
+
+    async def main() -> dict[str, Any]:
+        launched = time.monotonic()
+        process = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            return await _measure(args, process, launched)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, check=True, timeout=duration + 600)
-    summary: dict[str, Any] = json.loads(done.stdout)
-    workers = [rss for rss in summary["worker_rss_bytes"] if rss is not None]
-    steady = summary.get("steady_messages_per_second") or 0.0
+    load_at_start = os.getloadavg()
+    measured = trio.run(main)
+    summary = measured.pop("summary")
+    workers = [rss for rss in summary.get("worker_rss_bytes", []) if rss is not None]
+    processes = summary.get("processes") or args.processes or (os.cpu_count() or 1)
+    idle_rate = measured.get("messages_per_second")
     return {
         "command": " ".join(["overlay", *command[3:]]),
-        "machine": {"arch": platform.machine(), "cores": os.cpu_count(), "python": sys.version},
-        "peers": peers,
-        "processes": summary["processes"],
-        "duration": duration,
-        "alive": summary["alive"],
-        "components": summary["components"],
-        "degree": summary["degree"],
-        "converged_seconds": summary["converged_seconds"],
+        "machine": {
+            "arch": platform.machine(),
+            "cores": os.cpu_count(),
+            "python": sys.version,
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": os.getloadavg(),
+        },
+        "peers": args.peers,
+        "processes": processes,
+        "alive": summary.get("alive"),
+        "components": summary.get("components"),
+        "degree": summary.get("degree"),
+        "converged_seconds": measured["converged_seconds"],
+        "not_converged": measured.get("not_converged"),
+        "after_floods": measured.get("after_floods"),
         "goal_converged_seconds": 30,
-        "rss_per_peer_kib": sum(workers) / peers / 1024 if workers else None,
+        "rss_per_peer_kib": sum(workers) / args.peers / 1024 if workers else None,
         "goal_rss_per_peer_kib": 150,
-        "worker_rss_bytes": summary["worker_rss_bytes"],
-        "messages_per_second": steady,
-        "messages_per_second_per_process": steady / summary["processes"],
-        "flood_forwarding_measured": False,
-        "note": "search is not wired into the peer core yet: the rate is membership "
-        "traffic sent per second per worker process, not flood forwarding",
-        "messages": summary["messages"],
-        "peers_left_gracefully": summary["peers_left_gracefully"],
+        "worker_rss_bytes": summary.get("worker_rss_bytes"),
+        "messages_per_second": idle_rate,
+        "messages_per_second_per_process": idle_rate / processes if idle_rate else None,
+        "flood_forwarding_measured": "flood" in measured,
+        "flood": measured.get("flood"),
+        "note": "messages_per_second is membership traffic in an idle window; flood is "
+        "Query messages forwarded per second while the script kept floods in flight. "
+        "The machine is shared: the swarm's parent, this script's flood clients and other "
+        "users' jobs ran on the same cores (see load_average_at_end).",
+        "messages": summary.get("messages"),
+        "peers_left_gracefully": summary.get("peers_left_gracefully"),
         "wall_seconds": time.monotonic() - started,
     }
 
@@ -80,11 +334,15 @@ def run(peers: int, duration: float, processes: int | None) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--peers", type=int, default=1000)
-    parser.add_argument("--duration", type=float, default=40.0)
     parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--items", type=int, default=20, help="seeded items (1%% each)")
+    parser.add_argument("--idle", type=float, default=10.0, help="idle window, seconds")
+    parser.add_argument("--window", type=float, default=20.0, help="flood window, seconds")
+    parser.add_argument("--concurrency", type=int, default=32, help="floods in flight")
+    parser.add_argument("--join-timeout", type=float, default=300.0)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    result = run(args.peers, args.duration, args.processes)
+    result = run(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))

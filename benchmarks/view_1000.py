@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,14 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from overlay.crawl import StatsClient, crawl, fetch_stats, list_members
+from overlay.crawl import StatsClient, crawl, fetch_stats, list_members, snapshot_from
 from overlay.errors import OverlayError
 from overlay.identity import Address
+from overlay.messages import StatsReply
+from overlay.node import NodeConfig, peer_node, peer_stats
 from overlay.scenario import Scenario, build
 from overlay.view import ViewModel, render, sim_frames
+from overlay.wire import FrameDecoder, encode_frame
 
 RESULTS = Path(__file__).parent / "results" / "view_1000.json"
 START_TIMEOUT = 300.0
@@ -68,7 +72,12 @@ async def wait_for_peers(bootstrap: Address, peers: int) -> tuple[float, int]:
 
 
 async def measure(
-    bootstrap: Address, refreshes: int, timeout: float, *, reuse: bool
+    bootstrap: Address | None,
+    refreshes: int,
+    timeout: float,
+    *,
+    reuse: bool,
+    seeds: Sequence[Address] = (),
 ) -> dict[str, Any]:
     """``refreshes`` refreshes as the view does them; ``reuse``: keep connections open
     between crawls (what ``overlay view`` does) or open one per request."""
@@ -80,7 +89,7 @@ async def measure(
     sizes: list[int] = []
     for _ in range(refreshes):
         began = time.perf_counter()
-        result = await crawl(bootstrap, timeout=timeout, fetch=fetch)
+        result = await crawl(bootstrap, seeds, timeout=timeout, fetch=fetch)
         crawled = time.perf_counter()
         frame = model.update_from_crawl(result, time.monotonic())
         modelled = time.perf_counter()
@@ -128,6 +137,14 @@ def render_only(peers: int) -> dict[str, Any]:
         console.print(render(frame, height=30, feed_rows=10, width=160))
         console.export_text()
         times.append(time.perf_counter() - began)
+    # The crawler's own share of a crawl: decoding every reply into a snapshot.
+    wire = [encode_frame(peer_stats(p, peer_node(p, NodeConfig()))) for p in sim.alive_peers()]
+    began = time.perf_counter()
+    for data in wire:
+        for message in FrameDecoder().feed(data):
+            assert isinstance(message, StatsReply)
+            snapshot_from(message)
+    decode = time.perf_counter() - began
     model = ViewModel()
     shots = sim.snapshots()
     began = time.perf_counter()
@@ -138,7 +155,64 @@ def render_only(peers: int) -> dict[str, Any]:
         "render_seconds_median": statistics.median(times),
         "render_seconds_max": max(times),
         "model_update_seconds_mean": (time.perf_counter() - began) / 5,
+        "decode_all_replies_seconds": decode,
+        "reply_bytes_mean": sum(map(len, wire)) / len(wire),
     }
+
+
+def start_direct(peers: int, port: int) -> tuple[list[subprocess.Popen[bytes]], list[Address]]:
+    """A bootstrap process and two worker processes of ``overlay swarm`` (its own worker
+    entry point), started by hand so that the peers' addresses come from the workers
+    and the crawl does not depend on the bootstrap keeping up with 1,000 leases."""
+    boot = subprocess.Popen(
+        [sys.executable, "-m", "overlay.cli", "bootstrap", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    processes = [boot]
+    addresses: list[Address] = []
+    for index, count in enumerate((peers // 2, peers - peers // 2)):
+        command = [
+            sys.executable, "-m", "overlay.swarm", "--bootstrap", f"127.0.0.1:{port}",
+            "--count", str(count), "--seed", str(1_000_003 + index), "--spread", "2.5",
+        ]  # fmt: skip
+        processes.append(
+            subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+    for worker in processes[1:]:
+        assert worker.stdout is not None
+        for line in worker.stdout:  # ends at {"ready": n} (or when the worker dies)
+            record = json.loads(line)
+            if "peer" in record:
+                addresses.append(Address.parse(record["peer"]))
+            if "ready" in record:
+                break
+    return processes, addresses
+
+
+def stop_direct(processes: list[subprocess.Popen[bytes]]) -> None:
+    for worker in processes[1:]:
+        if worker.stdin is not None:
+            worker.stdin.close()  # the workers' signal to leave
+    for process in processes[1:]:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    processes[0].send_signal(signal.SIGINT)
+    try:
+        processes[0].wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(processes[0].pid, signal.SIGKILL)
+        processes[0].wait()
 
 
 def main() -> int:
@@ -147,32 +221,55 @@ def main() -> int:
     parser.add_argument("--refreshes", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="start the bootstrap and workers by hand and crawl the addresses the workers "
+        "report (no listing), instead of `overlay swarm` and the bootstrap's listing",
+    )
     args = parser.parse_args()
     port = free_port()
     bootstrap = Address("127.0.0.1", port)
-    command = [
-        sys.executable, "-m", "overlay.cli", "swarm", "--peers", str(args.peers),
-        "--port", str(port), "--duration", "3600", "--json", "--interval", "3600",
-    ]  # fmt: skip
-    swarm = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    seeds: list[Address] = []
+    began = time.monotonic()
+    if args.direct:
+        processes, seeds = start_direct(args.peers, port)
+        swarm = None
+        started, listed = time.monotonic() - began, len(seeds)
+    else:
+        command = [
+            sys.executable, "-m", "overlay.cli", "swarm", "--peers", str(args.peers),
+            "--port", str(port), "--duration", "3600", "--json", "--interval", "3600",
+        ]  # fmt: skip
+        swarm = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+    source = None if args.direct else bootstrap
     try:
-        started, listed = trio.run(wait_for_peers, bootstrap, args.peers)
+        if swarm is not None:
+            started, listed = trio.run(wait_for_peers, bootstrap, args.peers)
         load_before = os.getloadavg()
-        reused = trio.run(partial(measure, bootstrap, args.refreshes, args.timeout, reuse=True))
-        fresh = trio.run(partial(measure, bootstrap, args.refreshes, args.timeout, reuse=False))
+        reused = trio.run(
+            partial(measure, source, args.refreshes, args.timeout, reuse=True, seeds=seeds)
+        )
+        fresh = trio.run(
+            partial(measure, source, args.refreshes, args.timeout, reuse=False, seeds=seeds)
+        )
         load_after = os.getloadavg()
         offline = render_only(args.peers)
     finally:
-        swarm.send_signal(signal.SIGINT)  # the swarm leaves gracefully and reaps its workers
-        try:
-            swarm.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(swarm.pid, signal.SIGKILL)
-            swarm.wait()
+        if swarm is None:
+            stop_direct(processes)
+        else:
+            swarm.send_signal(signal.SIGINT)  # the swarm leaves gracefully, reaps its workers
+            try:
+                swarm.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(swarm.pid, signal.SIGKILL)
+                swarm.wait()
     record = {
         "benchmark": "view_1000",
+        "mode": "direct (worker-reported addresses)" if args.direct else "overlay swarm + listing",
         "peers": args.peers,
         "refreshes": args.refreshes,
         "per_peer_timeout": args.timeout,

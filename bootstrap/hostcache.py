@@ -27,7 +27,7 @@ from overlay.messages import MAX_SAMPLE, Message, PeerSample, Register, Unregist
 
 @attrs.frozen
 class HostCacheConfig:
-    lease: float = attrs.field(default=30.0, validator=validate.real(0.01, 86400))
+    lease: float = attrs.field(default=60.0, validator=validate.real(0.01, 86400))
     """Peers refresh every third of it; a crashed peer stays in samples at most this long,
     so under heavy churn a shorter lease means fewer dead contacts handed to newcomers."""
     max_entries: int = attrs.field(default=200_000, validator=validate.integer(1, 10_000_000))

@@ -150,7 +150,8 @@ class ListingHostCache:
         if type(message) is MembersRequest:
             records = self.cache.records()
             page = records[message.start : message.start + MAX_MEMBERS_PAGE]
-            members = tuple(MemberEntry(r.contact, r.role) for r in page if r.expires > now)
+            # Expired entries stay until the cache's next sweep, as they do in samples.
+            members = tuple(MemberEntry(r.contact, r.role) for r in page)
             return [Send(sender.address, MembersReply(members, message.start, len(records)))]
         return self.cache.receive(message, sender, now)
 

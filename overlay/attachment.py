@@ -323,7 +323,7 @@ class Attachment:
             chosen.append(prefer)
         pool = [k for p, k in self.known.items() if self._attachable(p, now)
                 and (prefer is None or p != prefer.id)]
-        wanted = missing + (SPARES if self.attached or self.published else 0)
+        wanted = missing + (SPARES if self.attached else SPARES + 1)
         while len(chosen) < wanted and pool:
             # Power of two choices: the less loaded of two random candidates, so
             # that weak peers spread out instead of herding onto one new super peer.
@@ -497,6 +497,12 @@ class Attachment:
                          "role.rehome_from_stranger", out)
             return
         target = message.to
+        if target.id in self.attached:
+            # Already attached there: the sender is simply let go of.
+            del self.attached[sender.id]
+            out.append(Send(sender.address, Detach("rehomed")))
+            self._fill(now, out)
+            return
         if target.id == self.me.id or target.id in self.attached or target.id in self.pending:
             return
         self._learn(target, 0, now)
@@ -768,8 +774,15 @@ class Attachment:
             return
         self._count("role.demoted")
         self.membership.role = WEAK
-        for lease in self.index.by_owner.values():
-            out.append(Send(lease.owner.address, Detach("demoted")))
+        # Hand my weak peers over to my super-layer neighbors, least loaded first, so
+        # that none of them is ever short of a super peer; without neighbors, let go.
+        heirs = sorted(self.neighbors.values(), key=lambda n: (n.load, n.contact.id))
+        for number, lease in enumerate(self.index.by_owner.values()):
+            if heirs:
+                heir = heirs[number % len(heirs)].contact
+                out.append(Send(lease.owner.address, Rehome(heir)))
+            else:
+                out.append(Send(lease.owner.address, Detach("demoted")))
         for neighbor in self.neighbors.values():
             out.append(Send(neighbor.contact.address, SuperUnlink("demoted")))
             self._learn(neighbor.contact, neighbor.load, now)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from overlay.cli_search import register_sim_query
-from overlay.scenario import Scenario, run
+from overlay.scenario import Scenario, build, run
 
 
 def register(subparsers: Any) -> None:
@@ -41,6 +41,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--heal-at", type=float, default=None)
     parser.add_argument("--join-window", type=float, default=None)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="replay the run in the live topology view, one frame per simulated second",
+    )
+    parser.add_argument(
+        "--pace", type=float, default=1.0, help="with --view: wall seconds per frame (0: fast)"
+    )
     parser.set_defaults(run=run_sim)
     below = parser.add_subparsers(dest="sim_command", metavar="query", required=False)
     register_sim_query(below)
@@ -71,6 +79,8 @@ def run_sim(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"overlay sim: {error}", file=sys.stderr)
         return 2
+    if args.view:
+        return replay(scenario, args)
     stderr = Console(stderr=True)
     with Progress(
         TextColumn("simulating"),
@@ -87,6 +97,21 @@ def run_sim(args: argparse.Namespace) -> int:
         print(json.dumps(summary, sort_keys=True))
     else:
         print_summary(summary, Console())
+    return 0
+
+
+def replay(scenario: Scenario, args: argparse.Namespace) -> int:
+    """``overlay sim --view``: the same live view as a real swarm, fed by the simulator."""
+    from overlay.cli_view import replay_sim  # the view pulls in layout code: load it on demand
+
+    sim = build(scenario)
+    console = Console()
+    replay_sim(sim, until=scenario.duration, console=console, step=1.0, pace=args.pace)
+    summary = sim.summary()
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print_summary(summary, console)
     return 0
 
 

@@ -35,7 +35,7 @@ from rich.live import Live
 from rich.table import Table
 
 from overlay.cli_search import search_via
-from overlay.crawl import DEFAULT_TIMEOUT, Crawl, crawl
+from overlay.crawl import DEFAULT_TIMEOUT, Crawl, StatsClient, crawl
 from overlay.errors import OverlayError
 from overlay.identity import Address
 from overlay.node import Node
@@ -277,14 +277,24 @@ def run_view(args: argparse.Namespace) -> int:
         print("overlay view: --export takes FILE.graphml or FILE.png", file=sys.stderr)
         return 2
 
-    async def source() -> Crawl:
-        return await crawl(args.bootstrap, args.peer, timeout=args.timeout)
-
     target = str(args.bootstrap) if args.bootstrap is not None else "peers"
     console = Console()
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(
-            lambda: live_view(
+
+    async def main() -> None:
+        client = StatsClient()  # one connection per peer, kept between refreshes
+        known: dict[str, Address] = {}
+
+        async def source() -> Crawl:
+            result = await crawl(
+                args.bootstrap, args.peer, timeout=args.timeout, fetch=client.fetch, fallback=known
+            )
+            if result.snapshots:
+                known.clear()
+                known.update(result.alive_addresses())
+            return result
+
+        try:
+            await live_view(
                 source,
                 console=console,
                 interval=args.interval,
@@ -292,7 +302,11 @@ def run_view(args: argparse.Namespace) -> int:
                 export=args.export,
                 title=f"overlay view {target}",
             )
-        )
+        finally:
+            await client.aclose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main)
     if args.export is not None:
         Console(stderr=True).print(f"wrote {args.export}", highlight=False)
     return 0
@@ -522,21 +536,26 @@ async def swarm_view(
     the user presses ``q`` (or ``stop`` is set), with the last crawl.
     """
     last: list[Crawl] = []
+    client = StatsClient()
 
     async def source() -> Crawl:
-        result = await crawl(bootstrap, timeout=timeout)
+        fallback = last[0].alive_addresses() if last else None
+        result = await crawl(bootstrap, timeout=timeout, fetch=client.fetch, fallback=fallback)
         last[:] = [result]
         return result
 
     actions = swarm_actions(control, lambda: last[0] if last else None, random.Random(seed))
-    return await live_view(
-        source,
-        console=console,
-        interval=interval,
-        actions=actions,
-        title=f"overlay swarm {bootstrap}",
-        stop=stop,
-    )
+    try:
+        return await live_view(
+            source,
+            console=console,
+            interval=interval,
+            actions=actions,
+            title=f"overlay swarm {bootstrap}",
+            stop=stop,
+        )
+    finally:
+        await client.aclose()
 
 
 # ---------------------------------------------------------------------- overlay sim --view

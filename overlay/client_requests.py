@@ -9,8 +9,9 @@ the node, waits for the core's ``search_done`` / ``fetch_done`` event for that i
 core stays pure and has no notion of clients.
 
 Each request runs in its own task in the node's nursery, so a slow walk never holds
-up the peer or other requests.  While a client waits, its connection counts as one
-the peer keeps (otherwise the sweeper would close it as a finished transient link).
+up the peer or other requests.  While a client waits, the node's sweeper leaves its
+connection alone (:attr:`ClientRequests.serving`): the client is silent by design, and
+would otherwise be closed as idle before a long search ends.
 At most :data:`MAX_PENDING` requests wait at once per peer; more are refused with an
 error reply, because each holds a task and a socket.
 """
@@ -115,18 +116,11 @@ class ClientRequests:
         """Search and fetch ids a request waits for; set when the core reports them done."""
         self.tallies: dict[str, dict[str, int]] = {}
         """Messages by kind that this peer sent and received, per client search id."""
-        self.clients: dict[PeerId, int] = {}
-        """Requests pending per client (their connections are kept open meanwhile)."""
+        self.serving: dict[Connection, int] = {}
+        """Requests pending per client connection (kept open meanwhile)."""
         self.pending = 0
-        self.counters: dict[str, int] = {}
-
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
 
     # ------------------------------------------------------------------ hooks of the node
-
-    def keeps(self, peer_id: PeerId) -> bool:
-        return peer_id in self.clients
 
     def on_event(self, event: Notify) -> None:
         if event.kind not in ("search_done", "fetch_done") or not self.waiting:
@@ -152,21 +146,18 @@ class ClientRequests:
 
     def handle(self, node: Node, connection: Connection, message: Message) -> None:
         """A request arrived: serve it in its own task (or refuse it at once when full)."""
-        remote = connection.remote
-        assert remote is not None and node._nursery is not None
+        assert node._nursery is not None
         if self.pending >= MAX_PENDING:
-            self._count("client.refused_busy")
+            node._count("client.refused_busy")  # in the stats reply as node.client.*
             node._reply(connection, self._refusal(message, "the peer is busy; try later"))
             return
         self.pending += 1
-        self.clients[remote.id] = self.clients.get(remote.id, 0) + 1
-        node._nursery.start_soon(self._serve, node, connection, remote, message)
+        self.serving[connection] = self.serving.get(connection, 0) + 1
+        node._nursery.start_soon(self._serve, node, connection, message)
 
     # ------------------------------------------------------------------ requests
 
-    async def _serve(
-        self, node: Node, connection: Connection, remote: Contact, message: Message
-    ) -> None:
+    async def _serve(self, node: Node, connection: Connection, message: Message) -> None:
         try:
             if type(message) is ClientPublish:
                 assert isinstance(message, ClientPublish)
@@ -179,12 +170,12 @@ class ClientRequests:
                 reply = await self._fetch(node, message)
         finally:
             self.pending -= 1
-            left = self.clients.get(remote.id, 1) - 1
+            left = self.serving.get(connection, 1) - 1
             if left:
-                self.clients[remote.id] = left
+                self.serving[connection] = left
             else:
-                self.clients.pop(remote.id, None)
-        self._count(f"client.{type(message).__name__}")
+                self.serving.pop(connection, None)
+        node._count(f"client.{type(message).__name__}")
         node._reply(connection, reply)
 
     def _refusal(self, message: Message, why: str) -> Message:
@@ -291,6 +282,8 @@ class ClientRequests:
                 if result is None:
                     return ClientFetchResult(key, None, failures=tuple(failures), error=error)
                 holders = [hit.holder for hit in result.hits]
+                if not holders:
+                    break  # nobody holds it within reach: a wider search would not help
             for holder in holders:
                 if holder.id in tried or len(failures) >= MAX_FETCH_FAILURES:
                     continue
@@ -300,8 +293,8 @@ class ClientRequests:
                     failures.append(fetched)
                     continue
                 return ClientFetchResult(key, fetched, holder, tuple(failures))
-            if message.holder is not None:
-                break
+            if message.holder is not None or message.mode == "flood":
+                break  # one named holder; or a flood, which already brought every hit
         why = "every holder failed" if failures else "no holder found"
         return ClientFetchResult(key, None, failures=tuple(failures), error=why)
 

@@ -28,7 +28,7 @@ class MembershipConfig:
     """A neighbor silent this long is declared dead: two heartbeats missed, and half a
     period of slack for latency.  Heartbeats are most of an idle overlay's traffic, so
     their period is the main knob between detection speed and cost."""
-    request_timeout: float = attrs.field(default=1.0, validator=validate.real(0.01, 600))
+    request_timeout: float = attrs.field(default=2.0, validator=validate.real(0.01, 600))
     """An unanswered Join or NeighborRequest is given up (and its peer dropped from the
     cache) after this long: dozens of round trips on a LAN, several on the Internet."""
     known_hosts_size: int = attrs.field(default=64, validator=validate.integer(0, 4096))

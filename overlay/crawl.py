@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -112,6 +112,14 @@ class Crawl:
 
     def count(self, status: str) -> int:
         return sum(1 for member in self.members if member.status == status)
+
+    def alive_addresses(self) -> dict[PeerId, Address]:
+        """Who answered, and where: the next crawl's fallback address book."""
+        return {
+            m.id: m.address
+            for m in self.members
+            if m.status == "alive" and m.id is not None and m.address is not None
+        }
 
 
 def super_peers_of(shot: object) -> tuple[PeerId, ...]:
@@ -341,8 +349,13 @@ async def crawl(
     timeout: float = DEFAULT_TIMEOUT,
     concurrency: int = DEFAULT_CONCURRENCY,
     fetch: StatsFetcher = fetch_stats,
+    fallback: Mapping[PeerId, Address] | None = None,
 ) -> Crawl:
     """Crawl the overlay from the bootstrap's listing (and any ``seeds``).
+
+    ``fallback`` is an address book to start from when the bootstrap does not answer
+    (a live view passes the peers its previous crawl found alive), so that a slow or
+    dead bootstrap blanks the picture only if it was never reached at all.
 
     Bounded: every request has ``timeout``; each address is asked at most once; the
     whole crawl takes at most (breadth-first depth + 1) x ``timeout``, and in practice
@@ -359,7 +372,8 @@ async def crawl(
             entries = await list_members(bootstrap, max(timeout, 2.0))
         except OverlayError as error:
             bootstrap_error = str(error)
-            log.warning("crawl: %s", error)
+            log.info("crawl: %s", error)  # the caller reports it (the view shows it)
+            book.update(fallback or {})
         else:
             listing = len(entries)
             for entry in entries:

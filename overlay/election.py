@@ -91,6 +91,8 @@ class Election:
         self.quiet_until = 0.0
         """A super peer takes no load decision before this (settling after the last)."""
         self.successor: Candidate | None = None
+        self.low_since: float | None = None
+        """Since when the layer has looked underloaded without a break."""
 
     @property
     def is_super(self) -> bool:
@@ -126,6 +128,7 @@ class Election:
         self.role_changes += 1
         self.demotions += 1
         self.successor = None
+        self.low_since = None
         self.backoff_until = now + self.config.demotion_backoff * 2 ** (self.demotions - 1)
         return True
 
@@ -148,10 +151,22 @@ class Election:
         target = config.target_load
         error = 1.0 if starved else (estimate - target) / target
         decision: str | None = None
+        if -error > config.tolerance:
+            if self.low_since is None:
+                self.low_since = now
+        else:
+            self.low_since = None
+        # Stepping down needs the layer to look underloaded for a whole settling time:
+        # right after a crash the survivors' estimates dip while replacements, still
+        # nearly empty, fill up, and a demotion then would only cost another re-homing.
+        sustained = (
+            self.low_since is not None
+            and now - self.low_since >= config.settle_periods * config.period
+        )
         if error > config.tolerance:
             if self.successor is not None and self.rng.random() < min(1.0, error):
                 decision = "promote"
-        elif -error > config.tolerance and supers_known > 0 and self.rng.random() < -error:
+        elif sustained and supers_known > 0 and self.rng.random() < -error:
             decision = "demote"
         if decision is not None:
             self.quiet_until = now + config.settle_periods * config.period

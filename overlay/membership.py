@@ -217,11 +217,7 @@ class Membership:
             return
         if len(self.active) >= self.config.target_degree:
             # Split a random link u-v: v gets the newcomer instead of me.
-            victim_id = self._random_key(self.active, exclude=peer)
-            if victim_id is not None:
-                victim = self.active[victim_id].contact
-                out.append(Send(victim.address, Redirect(sender)))
-                self._remove(victim_id, "split for a newcomer", out, keep_passive=True)
+            self._drop_random(peer, Redirect(sender), "split for a newcomer", out)
         if len(self.active) >= self.config.max_degree:
             out.append(Send(sender.address, NeighborReject()))
             return
@@ -257,11 +253,7 @@ class Membership:
             if not message.urgent:
                 out.append(Send(sender.address, NeighborReject()))
                 return
-            victim_id = self._random_key(self.active, exclude=peer)
-            if victim_id is not None:
-                victim = self.active[victim_id].contact
-                out.append(Send(victim.address, Disconnect("evicted")))
-                self._remove(victim_id, "evicted for an isolated peer", out, keep_passive=True)
+            self._drop_random(peer, Disconnect("evicted"), "evicted for an isolated peer", out)
         self._add(sender, now, out)
         out.append(Send(sender.address, NeighborAccept(len(self.active))))
 
@@ -540,6 +532,15 @@ class Membership:
         out.append(Close(neighbor.contact.address))
         if keep_passive and len(self.passive) < self.config.passive_size:
             self.passive[peer] = PassiveEntry(neighbor.contact)
+
+    def _drop_random(
+        self, keep: PeerId, farewell: Redirect | Disconnect, why: str, out: list[Effect]
+    ) -> None:
+        """Drop a random neighbor other than ``keep``, telling it why first."""
+        victim = self._random_key(self.active, exclude=keep)
+        if victim is not None:
+            out.append(Send(self.active[victim].contact.address, farewell))
+            self._remove(victim, why, out, keep_passive=True)
 
     def _bury(self, peer: PeerId, now: float) -> None:
         config = self.config

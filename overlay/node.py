@@ -433,10 +433,13 @@ class Node:
         while True:
             await trio.sleep(period)
             now = trio.current_time()
+            serving = self.client.serving if self.client is not None else None
             for connection in list(self.connections):
                 remote = connection.remote
                 if remote is None or connection.error is not None:
                     continue  # still in its handshake, which has its own timeout
+                if serving and connection in serving:
+                    continue  # a client waits for our answer (bounded by its own timeout)
                 silent = now - connection.last_heard
                 if (
                     keeps is not None
@@ -851,9 +854,7 @@ def peer_node(peer: Peer, config: NodeConfig | None = None) -> Node:
         stats=lambda node: peer_stats(peer, node),
         identify=peer_identifier(peer),
         keeps=lambda peer_id: (
-            peer_id in peer.membership.active
-            or peer_id in peer.membership.pending
-            or client.keeps(peer_id)
+            peer_id in peer.membership.active or peer_id in peer.membership.pending
         ),
         farewell=peer.leave,
         client=client,

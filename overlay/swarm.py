@@ -47,11 +47,12 @@ from rich.text import Text
 from bootstrap.server import serve_bootstrap
 from overlay import PROTOCOL_VERSION
 from overlay.cli_sim import print_summary
+from overlay.cli_view import WorkerControl, handle_control_line, swarm_view
 from overlay.config import PeerConfig
 from overlay.errors import LocalError, OverlayError, ProtocolError, TransportError
 from overlay.identity import Address, Contact, new_peer_id
 from overlay.messages import Handshake, StatsReply, StatsRequest
-from overlay.node import NodeConfig, open_listeners, peer_node
+from overlay.node import Node, NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer, PeerSnapshot
 from overlay.topology import graph_of, summarize
 from overlay.wire import FrameDecoder, check_handshake, encode_frame
@@ -92,6 +93,12 @@ def register_swarm(subparsers: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="show the live topology view until q (keys: k crash, K crash super, a add, "
+        "f flood, w walk); --duration is then ignored",
+    )
     parser.add_argument("--interval", type=float, default=None, help="seconds between stats polls")
     parser.add_argument(
         "--items", type=int, default=0, help="items to seed (default 0; see --replication)"
@@ -413,6 +420,19 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                 addresses = [a for w in workers for a in w.peers]
                 if len(addresses) < peers:
                     log.error("swarm: only %d of %d peers started", len(addresses), peers)
+                if args.view:
+                    keys = [content_key(value) for value, _ in seeded_items(args.items, args.seed)]
+                    control = WorkerControl(workers, keys, random.Random(args.seed))
+                    await swarm_view(
+                        server.address,
+                        control,
+                        console=Console(),
+                        interval=args.interval or 1.0,
+                        stop=stop,
+                        seed=args.seed,
+                    )
+                    stop.set()  # q: go straight to the final summary
+                    addresses = [a for w in workers for a in w.peers]  # after k and a
                 summary = await _observe(
                     args, addresses, stop, interval=interval, started=started, stderr=stderr
                 )
@@ -543,15 +563,30 @@ async def _worker_main(
         async with trio.open_nursery() as nursery:
             stop = trio.Event()
 
+            nodes: list[Node] = []
+
+            async def add_peer() -> None:
+                await start_peer(len(nodes))
+
             async def until_stdin_closes() -> None:
+                # Lines are control lines (overlay.cli_view.handle_control_line): crash a
+                # peer, add one; anything else, or the end of input, means stop.
+                buffer = b""
                 async with stdin:
-                    for _ in range(1_000_000):  # bounded; any input line also means stop
+                    for _ in range(1_000_000):  # bounded
                         try:
                             data = await stdin.receive_some(4096)
                         except (OSError, trio.BrokenResourceError):
                             break
-                        if not data or b"\n" in data:
+                        if not data:
                             break
+                        *lines, buffer = (buffer + data).split(b"\n")
+                        if len(buffer) > MAX_WORKER_LINE:
+                            break
+                        for line in lines:
+                            if not await handle_control_line(line, nodes, add_peer):
+                                stop.set()
+                                return
                 stop.set()
 
             async def until_signal() -> None:
@@ -561,10 +596,8 @@ async def _worker_main(
 
             nursery.start_soon(until_stdin_closes)
             nursery.start_soon(until_signal)
-            nodes = []
-            for index in range(count):
-                if stop.is_set():
-                    break
+
+            async def start_peer(index: int) -> None:
                 listeners, address = await open_listeners("127.0.0.1", 0)
                 peer = Peer(
                     address, PeerConfig(), random.Random(rng.getrandbits(64)), bootstrap=bootstrap
@@ -578,6 +611,11 @@ async def _worker_main(
                 await nursery.start(node.serve, listeners)
                 nodes.append(node)
                 _emit({"peer": str(address), "id": peer.id})
+
+            for index in range(count):
+                if stop.is_set():
+                    break
+                await start_peer(index)
                 if spread > 0:
                     await trio.sleep(spread / count)
             _emit({"ready": len(nodes)})

@@ -18,7 +18,9 @@ Choices, written down:
   short id.
 * **Above** :data:`LARGE` **peers** the picture would be a solid block, so it shows
   the super-peer layer: one node per super peer, labelled with the size of its
-  cluster (itself and the weak peers attached to it), an edge where the two
+  cluster (itself and the weak peers whose first super peer it is: with k super
+  peers per weak peer, each weak peer is counted once, so the sizes add up to the
+  overlay; the table's "weak" column counts every attachment), an edge where the two
   clusters are linked (a super-super link, or any link between their members).
   With no super peers yet, it shows a *sample*: the :data:`LARGE` peers nearest,
   breadth-first, to the best-connected peer, with every link among them; the
@@ -63,6 +65,9 @@ LABEL_LIMIT: Final = 40
 PATH_SOURCES: Final = 32
 """Breadth-first searches the header's average path length is estimated from (the view
 must refresh every second at 1,000 peers; the final summary of a run is exact-er)."""
+CLUSTERING_SAMPLE: Final = 300
+"""Above this many peers the header's clustering is averaged over a sample this size
+(about a thousandth of standard error on a random overlay: enough for a header)."""
 FEED_SIZE: Final = 200
 """Events kept (the feed shows the newest that fit)."""
 SHORT_ID: Final = 6
@@ -184,19 +189,30 @@ def figures_of(
 
 
 def _path_length(graph: nx.Graph, components: list[set[Any]], rng: random.Random) -> float:
+    """Mean hop distance in the largest component, from breadth-first searches of up to
+    :data:`PATH_SOURCES` sources over plain adjacency lists (networkx's subgraph views
+    cost ten times as much, and this runs every refresh)."""
     if not components:
         return 0.0
     largest = max(components, key=len)
     if len(largest) < 2:
         return 0.0
-    core = graph.subgraph(largest)
+    adjacency = {node: list(graph.adj[node]) for node in largest}
     nodes = sorted(largest)
     sources = nodes if len(nodes) <= PATH_SOURCES else rng.sample(nodes, PATH_SOURCES)
     total = pairs = 0
     for source in sources:
-        lengths = nx.single_source_shortest_path_length(core, source)
-        total += sum(lengths.values())
-        pairs += len(lengths) - 1
+        distance = {source: 0}
+        queue = deque([source])
+        while queue:
+            node = queue.popleft()
+            step = distance[node] + 1
+            for other in adjacency[node]:
+                if other not in distance:
+                    distance[other] = step
+                    queue.append(other)
+        total += sum(distance.values())
+        pairs += len(distance) - 1
     return total / pairs if pairs else 0.0
 
 
@@ -204,8 +220,8 @@ def _clustering(graph: nx.Graph, rng: random.Random) -> float:
     if graph.number_of_nodes() == 0:
         return 0.0
     nodes = sorted(graph.nodes)
-    if len(nodes) > 1000:
-        nodes = rng.sample(nodes, 1000)
+    if len(nodes) > CLUSTERING_SAMPLE:
+        nodes = rng.sample(nodes, CLUSTERING_SAMPLE)
     return float(nx.average_clustering(graph, nodes=nodes))
 
 
@@ -551,7 +567,7 @@ class TopologyDrawing:
     def cell_of(self, node: Any, width: int) -> tuple[int, int]:
         """Where a node's glyph goes: (column, row)."""
         x, y = self.positions.get(node, (0.5, 0.5))
-        usable = max(1, width - SHORT_ID - 2)  # leave room for a label on the right
+        usable = max(1, width - SHORT_ID - 6)  # room on the right for "id·size"
         return round(x * (usable - 1)), round((1.0 - y) * (self.height - 1))
 
     def lines(self, width: int) -> Iterator[Text]:

@@ -35,6 +35,11 @@ from search.store import Criteria
 
 SUPER_MODES = ("super-flood", "super-walk")
 DEFAULT_SUPER_WALK_TTL = 32
+DEFAULT_SUPER_FLOOD_TTL = 2
+"""Hops beyond the entry super peer.  Each super peer answers for some 2 x ratio weak
+peers, so two hops (the entry's neighbors and theirs, a few dozen super peers) already
+see about a thousand peers' indexes; flooding the whole layer would mostly cost
+duplicates."""
 
 
 class SuperLayer(Protocol):
@@ -76,7 +81,7 @@ class SuperSearching:
         ctx.check_capacity()
         config = ctx.config
         if ttl is None:
-            ttl = config.flood_ttl if walkers == 0 else DEFAULT_SUPER_WALK_TTL
+            ttl = DEFAULT_SUPER_FLOOD_TTL if walkers == 0 else DEFAULT_SUPER_WALK_TTL
         ttl = max(1, min(ttl, config.max_ttl if walkers == 0 else config.max_walk_ttl))
         search = SuperSearch(
             search_id=ctx.new_id(),

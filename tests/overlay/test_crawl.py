@@ -20,12 +20,18 @@ import trio
 from rich.console import Console
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
-from overlay.cli_view import WorkerControl, handle_control_line, live_view, swarm_actions
+from overlay.cli_view import (
+    WorkerControl,
+    handle_control_line,
+    live_view,
+    swarm_actions,
+    swarm_view,
+)
 from overlay.config import MembershipConfig, PeerConfig
 from overlay.crawl import Crawl, StatsClient, crawl, fetch_stats, list_members
 from overlay.errors import TransportError
-from overlay.identity import Address
-from overlay.messages import MembersReply, MembersRequest
+from overlay.identity import Address, Contact
+from overlay.messages import MAX_MEMBERS_PAGE, MembersReply, MembersRequest
 from overlay.node import Node, NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.topology import graph_of
@@ -292,3 +298,61 @@ async def test_view_once_prints_one_frame_and_exports(swarm: Swarm, tmp_path: Pa
     assert f"peers {PEERS}" in out.getvalue()
     graph = nx.read_graphml(export)
     assert set(graph.nodes) == {p.id for p in swarm.peers}
+
+
+async def test_swarm_view_runs_until_stopped_and_acts_on_keys(swarm: Swarm) -> None:
+    stop = trio.Event()
+
+    class Control:
+        async def crash(self, address: Address) -> str:
+            return "crashed"
+
+        async def add(self) -> str:
+            return "added"
+
+        async def search(self, mode: str, origin: Address) -> str:
+            return mode
+
+    class Screen(io.StringIO):
+        """Sets ``stop`` once two frames have been printed: the test waits on output."""
+
+        def write(self, text: str) -> int:
+            written = super().write(text)
+            if self.getvalue().count(f"peers {PEERS}") >= 2:
+                stop.set()
+            return written
+
+    out = Screen()
+    console = Console(file=out, width=140, force_terminal=False)
+    with trio.fail_after(20):
+        last = await swarm_view(
+            swarm.server.address, Control(), console=console, interval=0.05, stop=stop
+        )
+    assert last is not None and last.count("alive") == PEERS
+    assert "k crash" in out.getvalue()  # the keys are listed under the header
+
+
+async def test_without_the_bootstrap_a_crawl_starts_from_the_last_one(swarm: Swarm) -> None:
+    first = await crawl(swarm.server.address, timeout=2.0)
+    listeners, dead = await open_listeners("127.0.0.1", 0)
+    for listener in listeners:
+        await listener.aclose()
+    blind = await crawl(dead, timeout=1.0)
+    assert blind.bootstrap_error is not None and blind.count("alive") == 0
+    again = await crawl(dead, timeout=1.0, fallback=first.alive_addresses())
+    assert again.bootstrap_error is not None
+    assert again.count("alive") == PEERS
+
+
+async def test_a_long_listing_comes_in_pages(swarm: Swarm) -> None:
+    extra = [
+        Contact(f"{i:032x}", Address("127.0.0.1", 20000 + i))
+        for i in range(2 * MAX_MEMBERS_PAGE + 17)
+    ]
+    for contact in extra:
+        swarm.server.cache.add(contact, "weak", 1, trio.current_time() + 600)
+    with trio.fail_after(10):
+        entries = await list_members(swarm.server.address, timeout=5.0)
+    listed = {e.contact for e in entries}
+    assert len(entries) == len(listed) == len(extra) + PEERS
+    assert set(extra) <= listed

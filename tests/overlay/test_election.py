@@ -17,13 +17,13 @@ from overlay.identity import Address, Contact
 from overlay.messages import (
     Attach,
     AttachReject,
-    Detach,
     IndexDelta,
     IndexItem,
     IndexRefresh,
     IndexRefused,
     Message,
     Promote,
+    Rehome,
     SuperBeat,
     SuperLink,
     SuperQuery,
@@ -272,6 +272,6 @@ def test_a_weak_peer_follows_a_demoted_super_peer_elsewhere() -> None:
         assert peer.supers is not None
         assert list(peer.supers.attached) == [second.id]
     told = {to for sender, to, message in router.sent
-            if sender == chief.contact and message == Detach("demoted")}
+            if sender == chief.contact and message == Rehome(second.contact)}
     assert told == {peer.address for peer in weak}
     assert (chief.contact, second.address, SuperUnlink("demoted")) in router.sent

@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from overlay.cli_view import replay_sim
+from overlay.config import PeerConfig, SuperConfig
 from overlay.effects import Notify
 from overlay.identity import Address, PeerId
 from overlay.peer import PeerSnapshot
@@ -295,3 +296,30 @@ def test_a_simulator_run_replays_into_the_view() -> None:
     shown = out.getvalue()
     assert shown.count("peers 12") == 1  # one frame printed: the last
     assert "overlay sim" in shown
+
+
+def test_header_path_length_and_clustering_agree_with_networkx() -> None:
+    # A 4-cycle with one chord: small enough for the exact figures.
+    shots = [shot("a", "bdc"), shot("b", "ac"), shot("c", "bda"), shot("d", "ca")]
+    frame = ViewModel().update(shots, 0.0)
+    graph = nx.Graph([(pid(x), pid(y)) for x, y in ("ab", "bc", "cd", "da", "ac")])
+    assert frame.figures.avg_path_length == pytest.approx(nx.average_shortest_path_length(graph))
+    assert frame.figures.clustering == pytest.approx(nx.average_clustering(graph))
+    assert frame.figures.components == 1 and frame.figures.largest == 4
+
+
+def test_promotions_in_a_simulated_super_peer_overlay_reach_the_feed() -> None:
+    config = PeerConfig(supers=SuperConfig(enabled=True))
+    sim = build(Scenario(peers=60, seed=3, duration=40, peer_config=config))
+    last = list(sim_frames(sim, 30.0, 10.0))[-1]
+    assert last.figures.super_peers > 0
+    assert last.figures.super_peers + last.figures.weak_peers == 60
+    promoted = {e.peer for e in last.events if e.kind == "promoted"}
+    joined_super = {e.peer for e in last.events if e.kind == "joined" and e.detail[:5] == "super"}
+    supers = {s.id for s in last.snapshots if s.role == "super"}
+    assert promoted  # the election ran between two frames, and the diff saw it
+    # Every super peer now was seen becoming one (or was one at its first frame).
+    assert supers <= promoted | joined_super
+    shown = text_of(render(last, height=12))
+    assert "promoted" in shown
+    assert any(short_id in shown for short_id in (s[:6] for s in supers))
