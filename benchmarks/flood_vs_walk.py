@@ -98,17 +98,26 @@ SWEEP_RATIOS = (0.001, 0.005, 0.01, 0.02, 0.05)
 QUICK_SWEEP_RATIOS = (0.02, 0.05)
 SWEEP_TOPOLOGIES = ("gnutella04",)
 SWEEP_WALKERS = 16
-NOT_MEASURED = ("super-layer flood and super-layer walk: the overlay has no super peers "
-                "yet (DESIGN.md: election and index are still to come)")
+NOT_MEASURED = (
+    "super-layer flood and super-layer walk: the overlay has no super peers "
+    "yet (DESIGN.md: election and index are still to come)"
+)
 PRIORITY = (
-    ("main", 0.0, "power-law", "flood"), ("main", 0.0, "gnutella04", "flood"),
-    ("main", 0.0, "power-law", "search"), ("main", 0.0, "gnutella04", "search"),
-    ("main", 0.0, "gnutella31", "search"), ("main", 0.0, "random", "flood"),
-    ("main", 0.0, "random", "search"), ("main", 0.0, "gnutella31", "flood"),
+    ("main", 0.0, "power-law", "flood"),
+    ("main", 0.0, "gnutella04", "flood"),
+    ("main", 0.0, "power-law", "search"),
+    ("main", 0.0, "gnutella04", "search"),
+    ("main", 0.0, "gnutella31", "search"),
+    ("main", 0.0, "random", "flood"),
+    ("main", 0.0, "random", "search"),
+    ("main", 0.0, "gnutella31", "flood"),
     ("replication", 0.0, "gnutella04", "search"),
-    ("main", 0.1, "gnutella04", "flood"), ("main", 0.1, "gnutella04", "search"),
-    ("main", 0.1, "random", "flood"), ("main", 0.1, "random", "search"),
-    ("main", 0.1, "gnutella31", "flood"), ("main", 0.1, "gnutella31", "search"),
+    ("main", 0.1, "gnutella04", "flood"),
+    ("main", 0.1, "gnutella04", "search"),
+    ("main", 0.1, "random", "flood"),
+    ("main", 0.1, "random", "search"),
+    ("main", 0.1, "gnutella31", "flood"),
+    ("main", 0.1, "gnutella31", "search"),
 )
 """The order tasks start in: what the issue's claims need first (the lossless main
 table; the power-law floods, the longest tasks, at the very start so that the
@@ -129,8 +138,7 @@ def modes_flood() -> tuple[ModeSpec, ...]:
 
 def modes_search() -> tuple[ModeSpec, ...]:
     """The ring and the walkers (one task; the floods are another, run in parallel)."""
-    return (ModeSpec("ring"),
-            *(ModeSpec("walk", walkers=k, check=CHECK_EVERY) for k in WALKERS))
+    return (ModeSpec("ring"), *(ModeSpec("walk", walkers=k, check=CHECK_EVERY) for k in WALKERS))
 
 
 def plan(quick: bool, queries: int, seed: int, data_dir: Path | None) -> list[Task]:
@@ -143,8 +151,9 @@ def plan(quick: bool, queries: int, seed: int, data_dir: Path | None) -> list[Ta
                 continue
             for modes in (modes_flood(), modes_search()):
                 ratio = QUICK_MAIN_RATIO if quick else MAIN_RATIO
-                task = Task("main", spec, loss, (("uniform", ratio),), modes, queries, seed,
-                            data_dir)
+                task = Task(
+                    "main", spec, loss, (("uniform", ratio),), modes, queries, seed, data_dir
+                )
                 tasks.append(task)
     ratios = QUICK_SWEEP_RATIOS if quick else SWEEP_RATIOS
     sweep_modes = (ModeSpec("walk", walkers=SWEEP_WALKERS, check=CHECK_EVERY),)
@@ -153,8 +162,9 @@ def plan(quick: bool, queries: int, seed: int, data_dir: Path | None) -> list[Ta
             continue
         for strategy in STRATEGIES:
             configs = tuple((strategy, ratio) for ratio in ratios)
-            tasks.append(Task("replication", spec, 0.0, configs, sweep_modes, queries, seed,
-                              data_dir))
+            tasks.append(
+                Task("replication", spec, 0.0, configs, sweep_modes, queries, seed, data_dir)
+            )
     return sorted(tasks, key=_priority)
 
 
@@ -168,9 +178,17 @@ def _mode_order(row: Row) -> tuple[int, int]:
 
 def sort_rows(rows: list[Row], topology_order: Sequence[str]) -> list[Row]:
     place = {name: i for i, name in enumerate(topology_order)}
-    return sorted(rows, key=lambda r: (
-        r["table"] != "main", place.get(r["topology"], 99), r["loss"],
-        STRATEGIES.index(r["placement"]), r["replication_ratio"], _mode_order(r)))
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["table"] != "main",
+            place.get(r["topology"], 99),
+            r["loss"],
+            STRATEGIES.index(r["placement"]),
+            r["replication_ratio"],
+            _mode_order(r),
+        ),
+    )
 
 
 def _stop_on_sigterm(_signum: int, _frame: object) -> None:
@@ -188,22 +206,26 @@ def run_all(tasks: list[Task], workers: int, console: Console) -> tuple[list[Row
     progress_queue: Any = context.Queue()
     rows: list[Row] = []
     total = sum(task.planned_queries() for task in tasks)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    pool = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                                       initargs=(progress_queue,))
+    pool = futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=init_worker, initargs=(progress_queue,)
+    )
     pending: dict[futures.Future[list[Row]], Task] = {}
     try:
         with Progress(*columns, console=console, transient=False) as progress:
             overall = progress.add_task("all queries", total=total)
             bars: dict[int, TaskID] = {}
             finished = 0
-            pending = {pool.submit(run_task, task, index): task
-                       for index, task in enumerate(tasks)}
+            pending = {pool.submit(run_task, task, index): task for index, task in enumerate(tasks)}
             while pending:
-                done, _ = futures.wait(pending, timeout=0.2,
-                                       return_when=futures.FIRST_COMPLETED)
+                done, _ = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
                 finished += _drain(progress_queue, progress, overall, bars)
                 for future in done:
                     task = pending.pop(future)
@@ -216,7 +238,8 @@ def run_all(tasks: list[Task], workers: int, console: Console) -> tuple[list[Row
                     # bars are drawn only at the end, and this shows how far it got.
                     progress.console.log(
                         f"finished {task.label}: {len(result)} rows, "
-                        f"{sum(r['cpu_seconds'] for r in result):.0f} CPU s")
+                        f"{sum(r['cpu_seconds'] for r in result):.0f} CPU s"
+                    )
             pool.shutdown()
             # Workers' last reports may still be in the queue's pipe: take them all.
             deadline = time.monotonic() + 10.0
@@ -224,8 +247,10 @@ def run_all(tasks: list[Task], workers: int, console: Console) -> tuple[list[Row
                 finished += _drain(progress_queue, progress, overall, bars)
                 time.sleep(0.05)
     except KeyboardInterrupt:
-        console.print(f"[yellow]stopped: writing the {len(rows)} rows of finished tasks; "
-                      f"{len(pending)} tasks unfinished[/]")
+        console.print(
+            f"[yellow]stopped: writing the {len(rows)} rows of finished tasks; "
+            f"{len(pending)} tasks unfinished[/]"
+        )
         pool.shutdown(wait=False, cancel_futures=True)
         for child in multiprocessing.active_children():
             child.terminate()  # our own pool workers, mid-task
@@ -265,13 +290,16 @@ def _drain(source: Any, progress: Progress, overall: TaskID, bars: dict[int, Tas
 
 # ---------------------------------------------------------------------- claims
 
+
 def _main_rows(rows: Sequence[Row], topology: str, loss: float) -> list[Row]:
-    return [r for r in rows if r["table"] == "main" and r["topology"] == topology
-            and r["loss"] == loss]
+    return [
+        r for r in rows if r["table"] == "main" and r["topology"] == topology and r["loss"] == loss
+    ]
 
 
-def compare(rows: Sequence[Row], topology: str, loss: float = 0.0,
-            walkers: int = 32) -> dict[str, Any] | None:
+def compare(
+    rows: Sequence[Row], topology: str, loss: float = 0.0, walkers: int = 32
+) -> dict[str, Any] | None:
     """Walkers against the cheapest flood reaching 99% success, and the ring, on one graph."""
     mine = _main_rows(rows, topology, loss)
     walk = next((r for r in mine if r["mode"] == "walk" and r["walkers"] == walkers), None)
@@ -293,12 +321,18 @@ def compare(rows: Sequence[Row], topology: str, loss: float = 0.0,
         "flood_success": flood["success_rate"] if flood else None,
         "flood_messages": flood["search_messages_per_query"] if flood else None,
         "flood_as_good_ttl": as_good["ttl"] if as_good else None,
-        "ratio": (flood["search_messages_per_query"] / walk["search_messages_per_query"]
-                  if flood and walk["search_messages_per_query"] else None),
+        "ratio": (
+            flood["search_messages_per_query"] / walk["search_messages_per_query"]
+            if flood and walk["search_messages_per_query"]
+            else None
+        ),
     }
     result["ring_between"] = bool(
-        flood and walk["search_messages_per_query"] < ring["search_messages_per_query"]
-        < flood["search_messages_per_query"])
+        flood
+        and walk["search_messages_per_query"]
+        < ring["search_messages_per_query"]
+        < flood["search_messages_per_query"]
+    )
     return result
 
 
@@ -315,25 +349,38 @@ def claims(rows: Sequence[Row]) -> dict[str, Any]:
                 out["comparisons"].append(found)
     for name in ("gnutella04", "power-law"):
         found = compare(rows, name, 0.0)
-        holds = bool(found and found["walk_success"] >= 0.99 and found["ratio"] is not None
-                     and found["ratio"] >= 30 and found["ring_between"])
-        out["checks"].append({
-            "claim": f"{name}, {share} uniform, loss 0: 32 walkers >= 99% success with >= 30x "
-                     "fewer search messages than the smallest flood TTL reaching 99%; "
-                     "the expanding ring in between",
-            "holds": holds, **(found or {})})
-    walk16 = next((r for r in _main_rows(rows, "random", 0.0)
-                   if r["mode"] == "walk" and r["walkers"] == 16), None)
+        holds = bool(
+            found
+            and found["walk_success"] >= 0.99
+            and found["ratio"] is not None
+            and found["ratio"] >= 30
+            and found["ring_between"]
+        )
+        out["checks"].append(
+            {
+                "claim": f"{name}, {share} uniform, loss 0: 32 walkers >= 99% success with >= 30x "
+                "fewer search messages than the smallest flood TTL reaching 99%; "
+                "the expanding ring in between",
+                "holds": holds,
+                **(found or {}),
+            }
+        )
+    walk16 = next(
+        (r for r in _main_rows(rows, "random", 0.0) if r["mode"] == "walk" and r["walkers"] == 16),
+        None,
+    )
     if walk16 is not None:
         bound = 2.5 / walk16["replication_ratio"]
-        out["checks"].append({
-            "claim": f"random graph, {share} uniform, loss 0: 16 walkers with checking use at most "
-                     "2.5/r search messages (steps + checks) per query",
-            "holds": walk16["search_messages_per_query"] <= bound,
-            "messages": walk16["search_messages_per_query"],
-            "bound": bound,
-            "success": walk16["success_rate"],
-        })
+        out["checks"].append(
+            {
+                "claim": f"random graph, {share} uniform, loss 0: 16 walkers with checking "
+                "use at most 2.5/r search messages (steps + checks) per query",
+                "holds": walk16["search_messages_per_query"] <= bound,
+                "messages": walk16["search_messages_per_query"],
+                "bound": bound,
+                "success": walk16["success_rate"],
+            }
+        )
     return out
 
 
@@ -359,40 +406,80 @@ def _num(value: Any, digits: int = 1) -> str:
 
 
 def main_table(rows: Sequence[Row]) -> Table:
-    table = Table(title="Flood vs walk: 100 items each on 1% of the peers (uniform), "
-                        "Zipf(1.2) queries", header_style="bold")
-    for title in ("topology", "loss", "mode", "success", "hops mean", "hops p95",
-                  "search msgs/q", "all msgs/q", "msgs/peer/q", "dup ratio", "peak load",
-                  "visited", "deliv/s", "deliv/cpu-s"):
+    table = Table(
+        title="Flood vs walk: 100 items each on 1% of the peers (uniform), Zipf(1.2) queries",
+        header_style="bold",
+    )
+    for title in (
+        "topology",
+        "loss",
+        "mode",
+        "success",
+        "hops mean",
+        "hops p95",
+        "search msgs/q",
+        "all msgs/q",
+        "msgs/peer/q",
+        "dup ratio",
+        "peak load",
+        "visited",
+        "deliv/s",
+        "deliv/cpu-s",
+    ):
         table.add_column(title, justify="left" if title in ("topology", "mode") else "right")
     for r in rows:
         if r["table"] != "main":
             continue
         table.add_row(
-            f"{r['topology']} ({r['nodes']:,})", f"{r['loss']:g}", r["mode_name"],
-            f"{100 * r['success_rate']:.1f}%", _num(r["hops_mean"], 2), _num(r["hops_p95"], 0),
-            _num(r["search_messages_per_query"]), _num(r["messages_per_query"]),
-            _num(r["messages_per_peer_per_query"], 4), _num(r["duplicate_ratio"], 3),
-            _num(r["peak_load_mean"]), _num(r["visited_mean"]),
-            _num(r["delivered_per_second"], 0), _num(r["delivered_per_cpu_second"], 0))
+            f"{r['topology']} ({r['nodes']:,})",
+            f"{r['loss']:g}",
+            r["mode_name"],
+            f"{100 * r['success_rate']:.1f}%",
+            _num(r["hops_mean"], 2),
+            _num(r["hops_p95"], 0),
+            _num(r["search_messages_per_query"]),
+            _num(r["messages_per_query"]),
+            _num(r["messages_per_peer_per_query"], 4),
+            _num(r["duplicate_ratio"], 3),
+            _num(r["peak_load_mean"]),
+            _num(r["visited_mean"]),
+            _num(r["delivered_per_second"], 0),
+            _num(r["delivered_per_cpu_second"], 0),
+        )
     return table
 
 
 def sweep_table(rows: Sequence[Row]) -> Table:
-    table = Table(title=f"Replication sweep: {SWEEP_WALKERS} walkers checking every "
-                        f"{CHECK_EVERY}, loss 0", header_style="bold")
-    for title in ("topology", "placement", "ratio", "success", "hops mean", "search msgs/q",
-                  "1/r", "visited", "deliv/s"):
-        table.add_column(title, justify="left" if title in ("topology", "placement")
-                         else "right")
+    table = Table(
+        title=f"Replication sweep: {SWEEP_WALKERS} walkers checking every {CHECK_EVERY}, loss 0",
+        header_style="bold",
+    )
+    for title in (
+        "topology",
+        "placement",
+        "ratio",
+        "success",
+        "hops mean",
+        "search msgs/q",
+        "1/r",
+        "visited",
+        "deliv/s",
+    ):
+        table.add_column(title, justify="left" if title in ("topology", "placement") else "right")
     for r in rows:
         if r["table"] != "replication":
             continue
-        table.add_row(r["topology"], r["placement"], f"{100 * r['replication_ratio']:g}%",
-                      f"{100 * r['success_rate']:.1f}%", _num(r["hops_mean"], 2),
-                      _num(r["search_messages_per_query"]),
-                      _num(1 / r["replication_ratio"], 0), _num(r["visited_mean"]),
-                      _num(r["delivered_per_second"], 0))
+        table.add_row(
+            r["topology"],
+            r["placement"],
+            f"{100 * r['replication_ratio']:g}%",
+            f"{100 * r['success_rate']:.1f}%",
+            _num(r["hops_mean"], 2),
+            _num(r["search_messages_per_query"]),
+            _num(1 / r["replication_ratio"], 0),
+            _num(r["visited_mean"]),
+            _num(r["delivered_per_second"], 0),
+        )
     return table
 
 
@@ -403,7 +490,8 @@ def print_claims(found: dict[str, Any], console: Console) -> None:
             f"{c['topology']} loss {c['loss']:g}: walk k=32 {100 * c['walk_success']:.1f}% "
             f"at {c['walk_messages']:,.0f} msgs; ring {100 * c['ring_success']:.1f}% at "
             f"{c['ring_messages']:,.0f}; flood TTL {c['flood_ttl']} "
-            f"{_pct(c['flood_success'])} at {_num(c['flood_messages'], 0)}: ratio {ratio}")
+            f"{_pct(c['flood_success'])} at {_num(c['flood_messages'], 0)}: ratio {ratio}"
+        )
     for check in found["checks"]:
         mark = "[green]holds[/]" if check["holds"] else "[red]does not hold[/]"
         console.print(f"{mark}: {check['claim']}")
@@ -416,23 +504,44 @@ def _pct(value: float | None) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Flood vs random walks (Lv et al. 2002) on the static-topology simulator.")
-    parser.add_argument("--quick", action="store_true",
-                        help="small graphs and 50 queries: seconds, for tests")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"output directory (default {DEFAULT_OUT})")
-    parser.add_argument("--queries", type=int, default=None,
-                        help="queries per configuration (default 1000, --quick 50)")
-    parser.add_argument("--json", action="store_true",
-                        help="print rows and claims as JSON on stdout instead of tables")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="worker processes (default: 2, or fewer cores)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="directory of the Gnutella crawls (default ../shared/data/gnutella "
-                             "beside the repository)")
+        description="Flood vs random walks (Lv et al. 2002) on the static-topology simulator."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small graphs and 50 queries: seconds, for tests"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help="queries per configuration (default 1000, --quick 50)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print rows and claims as JSON on stdout instead of tables",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (default: 2, or fewer cores)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="directory of the Gnutella crawls (default ../shared/data/gnutella "
+        "beside the repository)",
+    )
     parser.add_argument("--seed", type=int, default=2002)
-    parser.add_argument("--replot", action="store_true",
-                        help="run nothing: redraw the figures and tables from the JSON in --out")
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="run nothing: redraw the figures and tables from the JSON in --out",
+    )
     args = parser.parse_args(argv)
     if args.queries is None:
         args.queries = 50 if args.quick else 1000
@@ -451,9 +560,11 @@ def show(report: dict[str, Any], figures: list[Path], out: Path, as_json: bool) 
     console.print(sweep_table(rows))
     print_claims(report["claims"], console)
     meta = report["meta"]
-    console.print(f"{len(rows)} rows in {meta['wall_seconds']:.0f} s with {meta['workers']} "
-                  f"workers; wrote {out / 'flood_vs_walk.json'}, .csv and "
-                  f"{', '.join(f.name for f in figures)}")
+    console.print(
+        f"{len(rows)} rows in {meta['wall_seconds']:.0f} s with {meta['workers']} "
+        f"workers; wrote {out / 'flood_vs_walk.json'}, .csv and "
+        f"{', '.join(f.name for f in figures)}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -480,8 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     found = claims(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "command": "python benchmarks/flood_vs_walk.py " + shlex.join(
-            sys.argv[1:] if argv is None else list(argv)),
+        "command": "python benchmarks/flood_vs_walk.py "
+        + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "queries_per_config": args.queries,
@@ -498,15 +609,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "topologies": {spec.name: spec.describe() for spec in topologies},
         "design": {
             "main": f"every topology x flood TTL {FLOOD_TTLS[0]}..{FLOOD_TTLS[-1]}, expanding "
-                    f"ring, walks k in {list(WALKERS)} checking every {CHECK_EVERY} x loss "
-                    f"{list(LOSSES)} (loss > 0 on {list(LOSSY_TOPOLOGIES)} only), 100 items "
-                    f"each on {QUICK_MAIN_RATIO if args.quick else MAIN_RATIO:.0%} of the peers",
+            f"ring, walks k in {list(WALKERS)} checking every {CHECK_EVERY} x loss "
+            f"{list(LOSSES)} (loss > 0 on {list(LOSSY_TOPOLOGIES)} only), 100 items "
+            f"each on {QUICK_MAIN_RATIO if args.quick else MAIN_RATIO:.0%} of the peers",
             "replication": f"{SWEEP_WALKERS} walkers on {list(SWEEP_TOPOLOGIES)} x "
-                           f"{list(STRATEGIES)} x ratios "
-                           f"{list(QUICK_SWEEP_RATIOS if args.quick else SWEEP_RATIOS)}, loss 0",
+            f"{list(STRATEGIES)} x ratios "
+            f"{list(QUICK_SWEEP_RATIOS if args.quick else SWEEP_RATIOS)}, loss 0",
             "queries": f"Zipf({ZIPF_ALPHA}) over 100 items, sources uniform over peers",
             "flood_stop": f"flood TTLs stop at the first with success >= {FLOOD_STOP:.0%}; "
-                          "lossy floods run at most the TTLs the lossless flood needed",
+            "lossy floods run at most the TTLs the lossless flood needed",
             "walk_ttl": WALK_TTL,
             "not_measured": NOT_MEASURED,
         },

@@ -47,7 +47,8 @@ def main_table(rows: Sequence[Row], loss: float) -> str:
             f"| {_f(r['search_messages_per_query'])} | {_f(r['messages_per_query'])} "
             f"| {_f(r['messages_per_peer_per_query'], 4)} | {_f(r['duplicate_ratio'], 3)} "
             f"| {_f(r['peak_load_mean'])} | {_f(r['visited_mean'])} "
-            f"| {_f(r['delivered_per_second'], 0)} / {_f(r['delivered_per_cpu_second'], 0)} |")
+            f"| {_f(r['delivered_per_second'], 0)} / {_f(r['delivered_per_cpu_second'], 0)} |"
+        )
     return "\n".join(lines)
 
 
@@ -64,7 +65,8 @@ def sweep_table(rows: Sequence[Row]) -> str:
             f"| {r['topology']} | {r['placement']} | {100 * r['replication_ratio']:g}% "
             f"| {1 / r['replication_ratio']:,.0f} | {_pct(r['success_rate'])} "
             f"| {_f(r['hops_mean'], 2)} | {_f(r['search_messages_per_query'])} "
-            f"| {_f(r['visited_mean'])} |")
+            f"| {_f(r['visited_mean'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -75,34 +77,61 @@ def comparisons(found: dict[str, Any]) -> str:
         "|---|---:|---|---|---|---:|",
     ]
     for c in found["comparisons"]:
-        flood = (f"TTL {c['flood_ttl']}: {_pct(c['flood_success'])}, "
-                 f"{_f(c['flood_messages'], 0)}" if c["flood_ttl"] else "none measured")
+        flood = (
+            f"TTL {c['flood_ttl']}: {_pct(c['flood_success'])}, {_f(c['flood_messages'], 0)}"
+            if c["flood_ttl"]
+            else "none measured"
+        )
         ratio = f"{c['ratio']:.1f}x" if c["ratio"] else "-"
         lines.append(
             f"| {c['topology']} | {c['loss']:g} | {_pct(c['walk_success'])}, "
             f"{_f(c['walk_messages'], 0)} | {_pct(c['ring_success'])}, "
-            f"{_f(c['ring_messages'], 0)} | {flood} | {ratio} |")
+            f"{_f(c['ring_messages'], 0)} | {flood} | {ratio} |"
+        )
     return "\n".join(lines)
 
 
 def checks(found: dict[str, Any]) -> str:
     return "\n".join(
-        f"- **{'holds' if c['holds'] else 'does not hold'}**: {c['claim']}" for c in
-        found["checks"])
+        f"- **{'holds' if c['holds'] else 'does not hold'}**: {c['claim']}" for c in found["checks"]
+    )
 
 
 def render(report: dict[str, Any]) -> str:
     meta, rows, found = report["meta"], report["rows"], report["claims"]
     parts = [
-        "### Main table, no loss", main_table(rows, 0.0),
-        "### Main table, 10% message loss", main_table(rows, 0.1),
-        "### Replication sweep", sweep_table(rows),
-        "### Walkers against floods", comparisons(found),
-        "### The issue's claims, computed from the rows", checks(found),
-        "### Run", "```\n" + json.dumps({k: meta[k] for k in (
-            "command", "date", "wall_seconds", "cpu_seconds", "workers", "complete",
-            "unfinished_tasks", "python", "machine", "load_average_before",
-            "load_average_after")}, indent=1) + "\n```",
+        "### Main table, no loss",
+        main_table(rows, 0.0),
+        "### Main table, 10% message loss",
+        main_table(rows, 0.1),
+        "### Replication sweep",
+        sweep_table(rows),
+        "### Walkers against floods",
+        comparisons(found),
+        "### The issue's claims, computed from the rows",
+        checks(found),
+        "### Run",
+        "```\n"
+        + json.dumps(
+            {
+                k: meta[k]
+                for k in (
+                    "command",
+                    "date",
+                    "wall_seconds",
+                    "cpu_seconds",
+                    "workers",
+                    "complete",
+                    "unfinished_tasks",
+                    "python",
+                    "machine",
+                    "load_average_before",
+                    "load_average_after",
+                )
+            },
+            indent=1,
+        )
+        + "\n```",
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -59,8 +59,9 @@ def _allocate(weights: Sequence[float], total: float, low: int, high: int) -> li
             return [fixed[i] if i in fixed else share[i] for i in range(len(weights))]
 
 
-def copies_per_item(strategy: str, popularity: Sequence[float], nodes: int,
-                    ratio: float) -> list[int]:
+def copies_per_item(
+    strategy: str, popularity: Sequence[float], nodes: int, ratio: float
+) -> list[int]:
     """How many peers hold each item, at average replication ratio ``ratio``."""
     items = len(popularity)
     if strategy == "uniform":
@@ -86,8 +87,13 @@ def copies_per_item(strategy: str, popularity: Sequence[float], nodes: int,
     return copies
 
 
-def place(strategy: str, popularity: Sequence[float], nodes: Sequence[int], ratio: float,
-          rng: random.Random) -> list[list[int]]:
+def place(
+    strategy: str,
+    popularity: Sequence[float],
+    nodes: Sequence[int],
+    ratio: float,
+    rng: random.Random,
+) -> list[list[int]]:
     """The holders of each item: distinct peers drawn uniformly at random."""
     counts = copies_per_item(strategy, popularity, len(nodes), ratio)
     return [sorted(rng.sample(nodes, count)) for count in counts]
@@ -110,7 +116,9 @@ class QueryStream:
         last = len(self._cumulative) - 1
         top = self._cumulative[-1]
         return [
-            (rng.choice(self._nodes),
-             min(last, bisect.bisect_right(self._cumulative, rng.random() * top)))
+            (
+                rng.choice(self._nodes),
+                min(last, bisect.bisect_right(self._cumulative, rng.random() * top)),
+            )
             for _ in range(count)
         ]

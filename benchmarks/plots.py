@@ -18,8 +18,7 @@ import matplotlib.pyplot as plt
 
 Row = dict[str, Any]
 WALK_COLORS = {1: "tab:olive", 16: "tab:green", 32: "tab:blue", 64: "tab:purple"}
-PLACEMENT_COLORS = {"uniform": "tab:blue", "proportional": "tab:red",
-                    "square-root": "tab:green"}
+PLACEMENT_COLORS = {"uniform": "tab:blue", "proportional": "tab:red", "square-root": "tab:green"}
 
 
 def _topologies(rows: Iterable[Row]) -> list[str]:
@@ -38,8 +37,7 @@ def _share(rows: Sequence[Row]) -> str:
 def _grid(count: int) -> tuple[Any, list[Any]]:
     columns = 2 if count > 1 else 1
     lines = (count + columns - 1) // columns
-    figure, axes = plt.subplots(lines, columns, figsize=(6.4 * columns, 4.6 * lines),
-                                squeeze=False)
+    figure, axes = plt.subplots(lines, columns, figsize=(6.4 * columns, 4.6 * lines), squeeze=False)
     flat = [ax for line in axes for ax in line]
     for ax in flat[count:]:
         ax.set_visible(False)
@@ -55,16 +53,28 @@ def _save(figure: Any, path: Path) -> Path:
 
 def flood_at_stop(rows: Sequence[Row], topology: str, loss: float) -> Row | None:
     """The largest-TTL flood measured (the first reaching the stop success rate)."""
-    floods = [r for r in rows if r["table"] == "main" and r["topology"] == topology
-              and r["loss"] == loss and r["mode"] == "flood"]
+    floods = [
+        r
+        for r in rows
+        if r["table"] == "main"
+        and r["topology"] == topology
+        and r["loss"] == loss
+        and r["mode"] == "flood"
+    ]
     return max(floods, key=lambda r: r["ttl"], default=None)
 
 
-def _pick(rows: Sequence[Row], topology: str, loss: float, mode: str,
-          walkers: int | None = None) -> Row | None:
+def _pick(
+    rows: Sequence[Row], topology: str, loss: float, mode: str, walkers: int | None = None
+) -> Row | None:
     for row in rows:
-        if (row["table"] == "main" and row["topology"] == topology and row["loss"] == loss
-                and row["mode"] == mode and (walkers is None or row["walkers"] == walkers)):
+        if (
+            row["table"] == "main"
+            and row["topology"] == topology
+            and row["loss"] == loss
+            and row["mode"] == mode
+            and (walkers is None or row["walkers"] == walkers)
+        ):
             return row
     return None
 
@@ -81,23 +91,43 @@ def cost_vs_success(rows: Sequence[Row], path: Path) -> Path:
                 continue
             hollow = loss > 0
             floods = sorted((r for r in mine if r["mode"] == "flood"), key=lambda r: r["ttl"])
-            ax.plot([r["search_messages_per_query"] for r in floods],
-                    [r["success_rate"] for r in floods], style, marker="o", color="tab:red",
-                    mfc="white" if hollow else "tab:red",
-                    label=f"flood TTL 1..{floods[-1]['ttl']}, loss {loss:g}" if floods else None)
+            ax.plot(
+                [r["search_messages_per_query"] for r in floods],
+                [r["success_rate"] for r in floods],
+                style,
+                marker="o",
+                color="tab:red",
+                mfc="white" if hollow else "tab:red",
+                label=f"flood TTL 1..{floods[-1]['ttl']}, loss {loss:g}" if floods else None,
+            )
             for r in floods:
-                ax.annotate(str(r["ttl"]), (r["search_messages_per_query"], r["success_rate"]),
-                            textcoords="offset points", xytext=(3, -10), fontsize=7)
+                ax.annotate(
+                    str(r["ttl"]),
+                    (r["search_messages_per_query"], r["success_rate"]),
+                    textcoords="offset points",
+                    xytext=(3, -10),
+                    fontsize=7,
+                )
             for r in mine:
                 if r["mode"] == "ring":
-                    ax.plot(r["search_messages_per_query"], r["success_rate"], "s",
-                            color="tab:orange", mfc="white" if hollow else "tab:orange",
-                            label=f"expanding ring, loss {loss:g}")
+                    ax.plot(
+                        r["search_messages_per_query"],
+                        r["success_rate"],
+                        "s",
+                        color="tab:orange",
+                        mfc="white" if hollow else "tab:orange",
+                        label=f"expanding ring, loss {loss:g}",
+                    )
                 elif r["mode"] == "walk":
                     color = WALK_COLORS.get(r["walkers"], "black")
-                    ax.plot(r["search_messages_per_query"], r["success_rate"], "^",
-                            color=color, mfc="white" if hollow else color,
-                            label=f"walk k={r['walkers']}, loss {loss:g}")
+                    ax.plot(
+                        r["search_messages_per_query"],
+                        r["success_rate"],
+                        "^",
+                        color=color,
+                        mfc="white" if hollow else color,
+                        label=f"walk k={r['walkers']}, loss {loss:g}",
+                    )
         ax.set_xscale("log")
         ax.set_xlabel("search messages per query (query + check)")
         ax.set_ylabel("success rate")
@@ -117,12 +147,18 @@ def messages_vs_ratio(rows: Sequence[Row], path: Path) -> Path:
         mine = [r for r in sweep if r["topology"] == name]
         ratios = sorted({r["replication_ratio"] for r in mine})
         for strategy, color in PLACEMENT_COLORS.items():
-            line = sorted((r for r in mine if r["placement"] == strategy),
-                          key=lambda r: r["replication_ratio"])
+            line = sorted(
+                (r for r in mine if r["placement"] == strategy),
+                key=lambda r: r["replication_ratio"],
+            )
             if line:
-                ax.plot([r["replication_ratio"] for r in line],
-                        [r["search_messages_per_query"] for r in line], "o-", color=color,
-                        label=f"{strategy} ({line[0]['mode_name']})")
+                ax.plot(
+                    [r["replication_ratio"] for r in line],
+                    [r["search_messages_per_query"] for r in line],
+                    "o-",
+                    color=color,
+                    label=f"{strategy} ({line[0]['mode_name']})",
+                )
         if ratios:
             ax.plot(ratios, [1 / r for r in ratios], "k--", lw=0.8, label="1/r probes")
             ax.plot(ratios, [2.5 / r for r in ratios], "k:", lw=0.8, label="2.5/r")
@@ -165,8 +201,14 @@ def hops_cdf(rows: Sequence[Row], path: Path) -> Path:
             xs, ys = _cdf(row)
             # The ring finds what the flood finds, at the same distance: dash it so
             # that the flood's line stays visible underneath.
-            ax.step(xs, ys, where="post", color=color, label=row["mode_name"],
-                    linestyle="--" if row["mode"] == "ring" else "-")
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                color=color,
+                label=row["mode_name"],
+                linestyle="--" if row["mode"] == "ring" else "-",
+            )
         ax.set_xscale("symlog", linthresh=1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("hops to the first hit")
@@ -183,8 +225,11 @@ def load_distribution(rows: Sequence[Row], path: Path) -> Path:
     names = _topologies(main)
     figure, axes = _grid(len(names))
     for ax, name in zip(axes, names, strict=True):
-        picks = [flood_at_stop(main, name, 0.0), _pick(main, name, 0.0, "ring"),
-                 _pick(main, name, 0.0, "walk", 32)]
+        picks = [
+            flood_at_stop(main, name, 0.0),
+            _pick(main, name, 0.0, "ring"),
+            _pick(main, name, 0.0, "walk", 32),
+        ]
         for row, color in zip(picks, ("tab:red", "tab:orange", "tab:blue"), strict=True):
             if row is None or not row["load_percentiles"]:
                 continue

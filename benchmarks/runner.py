@@ -190,8 +190,11 @@ class Meter:
         loads = [count / n for count in self.per_peer.values()]
         loads.extend([0.0] * (peers - len(loads)))
         loads.sort()
-        quantiles = [loads[min(len(loads) - 1, round(q / 100 * (len(loads) - 1)))]
-                     for q in range(101)] if loads else []
+        quantiles = (
+            [loads[min(len(loads) - 1, round(q / 100 * (len(loads) - 1)))] for q in range(101)]
+            if loads
+            else []
+        )
         return {
             "queries": self.queries,
             "success_rate": self.success / n,
@@ -203,8 +206,9 @@ class Meter:
             "check_messages_per_query": kinds["check"],
             "hit_messages_per_query": kinds["hit"],
             "messages_per_peer_per_query": total / peers,
-            "duplicate_ratio": (self.duplicates / self.messages["query"]
-                                if self.messages.get("query") else 0.0),
+            "duplicate_ratio": (
+                self.duplicates / self.messages["query"] if self.messages.get("query") else 0.0
+            ),
             "peak_load_mean": sum(self.peaks) / n,
             "peak_load_max": max(self.peaks, default=0),
             "visited_mean": self.visited / n,
@@ -213,8 +217,9 @@ class Meter:
         }
 
 
-def lossless_flood_ttl(graph: nx.Graph, holders: list[list[int]],
-                       stream: list[tuple[int, int]], top: int = 7) -> int:
+def lossless_flood_ttl(
+    graph: nx.Graph, holders: list[list[int]], stream: list[tuple[int, int]], top: int = 7
+) -> int:
     """The smallest TTL at which a lossless flood would answer FLOOD_STOP of ``stream``.
 
     Without loss and with equal latencies a flood of TTL t reaches exactly the peers
@@ -309,8 +314,14 @@ def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
             wall = time.perf_counter()
             cpu = time.process_time()
             for done, (source, item) in enumerate(stream, 1):
-                outcome = net.query(source, spec.mode, key=names[item], ttl=spec.ttl,
-                                    walkers=spec.walkers, check=spec.check)
+                outcome = net.query(
+                    source,
+                    spec.mode,
+                    key=names[item],
+                    ttl=spec.ttl,
+                    walkers=spec.walkers,
+                    check=spec.check,
+                )
                 meter.add(outcome, meter_hook.take())
                 if done % 25 == 0:
                     _report("advance", task_id, 25)
@@ -333,8 +344,7 @@ def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
                 "sim_lost": sim.lost - lost,
                 "cpu_seconds": round(cpu, 3),
                 "delivered_per_second": round((sim.delivered - delivered) / wall, 1),
-                "delivered_per_cpu_second": round((sim.delivered - delivered) / max(cpu, 1e-9),
-                                                  1),
+                "delivered_per_cpu_second": round((sim.delivered - delivered) / max(cpu, 1e-9), 1),
             }
             rows.append(row)
             if spec.mode == "flood" and row["success_rate"] >= FLOOD_STOP:

@@ -54,9 +54,14 @@ def first_time(series: list[dict[str, Any]], after: float, test: Any) -> float |
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     scenario = Scenario(
-        peers=args.peers, seed=args.seed, duration=args.duration, super_peers=True,
-        crash_super_fraction=args.crash_super_fraction, crash_super_at=args.crash_super_at,
-        crash_fraction=args.crash_fraction, crash_at=args.crash_at,
+        peers=args.peers,
+        seed=args.seed,
+        duration=args.duration,
+        super_peers=True,
+        crash_super_fraction=args.crash_super_fraction,
+        crash_super_at=args.crash_super_at,
+        crash_fraction=args.crash_fraction,
+        crash_at=args.crash_at,
     )
     config = scenario.peer_config.supers
     period = scenario.peer_config.membership.heartbeat_period

@@ -30,7 +30,11 @@ QUERY_KINDS = ("Query", "WalkStep", "SuperQuery")
 
 
 def batch(
-    sim: Simulator, rng: random.Random, keys: list[str], queries: int, mode: str,
+    sim: Simulator,
+    rng: random.Random,
+    keys: list[str],
+    queries: int,
+    mode: str,
     **options: Any,
 ) -> dict[str, Any]:
     weak = sorted(a for a, p in sim.peers.items() if p.role == "weak")
@@ -58,8 +62,9 @@ def batch(
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    scenario = Scenario(peers=args.peers, seed=args.seed, duration=args.settle,
-                        super_peers=True, items_per_peer=1)
+    scenario = Scenario(
+        peers=args.peers, seed=args.seed, duration=args.settle, super_peers=True, items_per_peer=1
+    )
     sim = build(scenario)
     sim.run_until(args.settle)
     rng = random.Random(args.seed)
@@ -91,7 +96,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "flat_flood_reaching_same_success": cheapest,
         "super_flood_cost_ratio": (
             rows[0]["query_messages_per_query"] / cheapest["query_messages_per_query"]
-            if cheapest else None
+            if cheapest
+            else None
         ),
     }
 

@@ -122,9 +122,9 @@ async def _bootstrap_of(process: trio.Process) -> tuple[Address, bytearray]:
     assert process.stderr is not None
     err = bytearray()
     with trio.fail_after(60):
-        while b"bootstrap listening on " not in err or not err.split(
-            b"bootstrap listening on ", 1
-        )[1].count(b"\n"):
+        while b"bootstrap listening on " not in err or not err.split(b"bootstrap listening on ", 1)[
+            1
+        ].count(b"\n"):
             chunk = await process.stderr.receive_some(4096)
             if not chunk:
                 raise RuntimeError(f"the swarm exited: {bytes(err)!r}")

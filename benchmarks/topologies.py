@@ -66,8 +66,10 @@ class TopologySpec:
         if self.kind == "random":
             return f"G(n, m), n={self.nodes}, mean degree {self.mean_degree:g}"
         if self.kind == "power-law":
-            return (f"Chung-Lu, n={self.nodes}, exponent {self.exponent:g}, "
-                    f"mean expected degree {self.mean_degree:g}")
+            return (
+                f"Chung-Lu, n={self.nodes}, exponent {self.exponent:g}, "
+                f"mean expected degree {self.mean_degree:g}"
+            )
         sampled = f", BFS sample of {self.sample}" if self.sample else ""
         return f"{CRAWL_FILES[self.name]}, undirected{sampled}"
 

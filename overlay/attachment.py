@@ -277,8 +277,9 @@ class Attachment:
         self.published = items
         self.seq += 1
         for attached in self.attached.values():
-            out.append(Send(attached.contact.address, IndexDelta(
-                attached.lease_id, self.seq, add, remove)))
+            out.append(
+                Send(attached.contact.address, IndexDelta(attached.lease_id, self.seq, add, remove))
+            )
 
     # ------------------------------------------------------------------ weak side
 
@@ -302,8 +303,12 @@ class Attachment:
         for attached in self.attached.values():
             if now >= attached.refresh_at:
                 attached.refresh_at = now + config.lease / 3.0
-                out.append(Send(attached.contact.address, IndexRefresh(
-                    attached.lease_id, self.seq, self.election.eligible(now))))
+                out.append(
+                    Send(
+                        attached.contact.address,
+                        IndexRefresh(attached.lease_id, self.seq, self.election.eligible(now)),
+                    )
+                )
         self._fill(now, out)
 
     def _fill(self, now: float, out: list[Effect], prefer: Contact | None = None) -> None:
@@ -321,8 +326,11 @@ class Attachment:
                 prefer = self.heir
         if prefer is not None and self._attachable(prefer.id, now):
             chosen.append(prefer)
-        pool = [k for p, k in self.known.items() if self._attachable(p, now)
-                and (prefer is None or p != prefer.id)]
+        pool = [
+            k
+            for p, k in self.known.items()
+            if self._attachable(p, now) and (prefer is None or p != prefer.id)
+        ]
         wanted = missing + (SPARES if self.attached else SPARES + 1)
         while len(chosen) < wanted and pool:
             # Power of two choices: the less loaded of two random candidates, so
@@ -355,8 +363,17 @@ class Attachment:
             contact, now + self.config.request_timeout, replaces
         )
         items = self.published = self._my_items()
-        out.append(Send(contact.address, Attach(
-            self.election.capacity, self.election.eligible(now), self.seq, tuple(items.values()))))
+        out.append(
+            Send(
+                contact.address,
+                Attach(
+                    self.election.capacity,
+                    self.election.eligible(now),
+                    self.seq,
+                    tuple(items.values()),
+                ),
+            )
+        )
 
     def _maybe_found(self, now: float, out: list[Effect]) -> None:
         """Nobody has heard of a super peer: ask the bootstrap once, then maybe found one."""
@@ -381,15 +398,14 @@ class Attachment:
             self._lose_super(peer, "missed beats", now, out)
 
     def _lose_super(self, peer: PeerId, why: str, now: float, out: list[Effect]) -> None:
-        attached = self.attached.pop(peer)
+        # Several may die at once, and replacing the first (a promotion) clears the rest.
+        attached = self.attached.pop(peer, None)
+        if attached is None:
+            return
         self._bury(peer, now)
         out.append(Notify("suspect", peer, f"super peer: {why}"))
         successor = attached.successor
-        if (
-            successor is not None
-            and successor.id == self.me.id
-            and self.election.eligible(now)
-        ):
+        if successor is not None and successor.id == self.me.id and self.election.eligible(now):
             self._count("role.replacement")
             self._promote(now, out, f"replacing {peer[:8]}")
             return
@@ -465,8 +481,9 @@ class Attachment:
             return
         self._count("index.full_resends")
         items = self.published = self._my_items()
-        out.append(Send(sender.address, IndexPublish(
-            attached.lease_id, self.seq, tuple(items.values()))))
+        out.append(
+            Send(sender.address, IndexPublish(attached.lease_id, self.seq, tuple(items.values())))
+        )
 
     def on_refused(
         self, message: IndexRefused, sender: Contact, now: float, out: list[Effect]
@@ -480,11 +497,14 @@ class Attachment:
         out.append(Send(sender.address, Detach("refused")))
         self._fill(now, out)
 
-    def on_promote(self, _message: Promote, sender: Contact, now: float,
-                   out: list[Effect]) -> None:
+    def on_promote(self, _message: Promote, sender: Contact, now: float, out: list[Effect]) -> None:
         if sender.id not in self.attached:
-            self._refuse(sender, "Promote from a peer that is not my super peer",
-                         "role.promote_from_stranger", out)
+            self._refuse(
+                sender,
+                "Promote from a peer that is not my super peer",
+                "role.promote_from_stranger",
+                out,
+            )
             return
         if self.election.is_super or not self.election.eligible(now):
             self._count("role.promote_declined")
@@ -493,8 +513,12 @@ class Attachment:
 
     def on_rehome(self, message: Rehome, sender: Contact, now: float, out: list[Effect]) -> None:
         if sender.id not in self.attached:
-            self._refuse(sender, "Rehome from a peer that is not my super peer",
-                         "role.rehome_from_stranger", out)
+            self._refuse(
+                sender,
+                "Rehome from a peer that is not my super peer",
+                "role.rehome_from_stranger",
+                out,
+            )
             return
         target = message.to
         if target.id in self.attached:
@@ -578,8 +602,10 @@ class Attachment:
         if missing <= 0:
             return
         pool = [
-            k.contact for p, k in self.known.items()
-            if p not in self.neighbors and p not in self.linking
+            k.contact
+            for p, k in self.known.items()
+            if p not in self.neighbors
+            and p not in self.linking
             and self.dead.get(p, -_NEVER) <= now
         ]
         for contact in self.rng.sample(pool, min(missing, len(pool))):
@@ -600,8 +626,9 @@ class Attachment:
 
     def on_attach(self, message: Attach, sender: Contact, now: float, out: list[Effect]) -> None:
         if not self.election.is_super:
-            self._refuse(sender, "Attach to a peer that is not a super peer",
-                         "role.attach_to_weak", out)
+            self._refuse(
+                sender, "Attach to a peer that is not a super peer", "role.attach_to_weak", out
+            )
             out.append(Send(sender.address, AttachReject("not a super peer", self._known_infos())))
             return
         if sender.id in self.neighbors:
@@ -615,26 +642,40 @@ class Attachment:
             return
         lease_id = f"{self.rng.getrandbits(128):032x}"
         try:
-            self.index.grant(lease_id, sender, capacity=message.capacity,
-                             eligible=message.eligible, seq=message.seq, items=message.items,
-                             now=now)
+            self.index.grant(
+                lease_id,
+                sender,
+                capacity=message.capacity,
+                eligible=message.eligible,
+                seq=message.seq,
+                items=message.items,
+                now=now,
+            )
         except IndexRefusal as refusal:
             self._refuse(sender, str(refusal), f"index.refused.{refusal.code}", out)
             out.append(Send(sender.address, AttachReject(refusal.code)))
             return
         self._count("attach.accepted")
-        out.append(Send(sender.address, AttachAccept(
-            lease_id, self.config.lease, min(self.load, MAX_LOAD))))
+        out.append(
+            Send(
+                sender.address, AttachAccept(lease_id, self.config.lease, min(self.load, MAX_LOAD))
+            )
+        )
 
     def _known_infos(self) -> tuple[SuperInfo, ...]:
         known = sorted(self.known.values(), key=lambda k: -k.heard)[:MAX_SUPER_INFO]
         return tuple(SuperInfo(k.contact, min(k.load, MAX_LOAD)) for k in known)
 
-    def _index_call(self, sender: Contact, lease_id: str, out: list[Effect],
-                    call: Callable[[], object]) -> None:
+    def _index_call(
+        self, sender: Contact, lease_id: str, out: list[Effect], call: Callable[[], object]
+    ) -> None:
         if not self.election.is_super:
-            self._refuse(sender, "index message to a peer that is not a super peer",
-                         "role.index_to_weak", out)
+            self._refuse(
+                sender,
+                "index message to a peer that is not a super peer",
+                "role.index_to_weak",
+                out,
+            )
             out.append(Send(sender.address, IndexRefused(lease_id, "not a super peer")))
             return
         try:
@@ -646,21 +687,44 @@ class Attachment:
             self._refuse(sender, str(refusal), f"index.refused.{refusal.code}", out)
             out.append(Send(sender.address, IndexRefused(lease_id, refusal.code)))
 
-    def on_publish(self, message: IndexPublish, sender: Contact, now: float,
-                   out: list[Effect]) -> None:
-        self._index_call(sender, message.lease_id, out, lambda: self.index.replace(
-            message.lease_id, sender.id, message.seq, message.items, now))
+    def on_publish(
+        self, message: IndexPublish, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        self._index_call(
+            sender,
+            message.lease_id,
+            out,
+            lambda: self.index.replace(
+                message.lease_id, sender.id, message.seq, message.items, now
+            ),
+        )
 
-    def on_delta(self, message: IndexDelta, sender: Contact, now: float,
-                 out: list[Effect]) -> None:
-        self._index_call(sender, message.lease_id, out, lambda: self.index.apply_delta(
-            message.lease_id, sender.id, message.seq, add=message.add, remove=message.remove,
-            now=now))
+    def on_delta(self, message: IndexDelta, sender: Contact, now: float, out: list[Effect]) -> None:
+        self._index_call(
+            sender,
+            message.lease_id,
+            out,
+            lambda: self.index.apply_delta(
+                message.lease_id,
+                sender.id,
+                message.seq,
+                add=message.add,
+                remove=message.remove,
+                now=now,
+            ),
+        )
 
-    def on_refresh(self, message: IndexRefresh, sender: Contact, now: float,
-                   out: list[Effect]) -> None:
-        self._index_call(sender, message.lease_id, out, lambda: self.index.refresh(
-            message.lease_id, sender.id, message.seq, message.eligible, now))
+    def on_refresh(
+        self, message: IndexRefresh, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        self._index_call(
+            sender,
+            message.lease_id,
+            out,
+            lambda: self.index.refresh(
+                message.lease_id, sender.id, message.seq, message.eligible, now
+            ),
+        )
 
     def on_detach(self, message: Detach, sender: Contact, now: float, out: list[Effect]) -> None:
         peer = sender.id
@@ -711,8 +775,9 @@ class Attachment:
 
     def on_link(self, message: SuperLink, sender: Contact, now: float, out: list[Effect]) -> None:
         if not self.election.is_super:
-            self._refuse(sender, "SuperLink to a peer that is not a super peer",
-                         "role.link_to_weak", out)
+            self._refuse(
+                sender, "SuperLink to a peer that is not a super peer", "role.link_to_weak", out
+            )
             out.append(Send(sender.address, SuperUnlink("not a super peer")))
             return
         peer = sender.id
@@ -725,8 +790,9 @@ class Attachment:
         self._learn(sender, message.load, now)
         out.append(Send(sender.address, SuperLinkAccept(min(self.load, MAX_LOAD))))
 
-    def on_link_accept(self, message: SuperLinkAccept, sender: Contact, now: float,
-                       out: list[Effect]) -> None:
+    def on_link_accept(
+        self, message: SuperLinkAccept, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
         peer = sender.id
         if self.linking.pop(peer, None) is None or not self.election.is_super:
             if peer not in self.neighbors:
@@ -738,8 +804,9 @@ class Attachment:
         self.neighbors[peer] = SuperNeighbor(sender, now, message.load, float(message.load))
         self._learn(sender, message.load, now)
 
-    def on_unlink(self, message: SuperUnlink, sender: Contact, now: float,
-                  out: list[Effect]) -> None:
+    def on_unlink(
+        self, message: SuperUnlink, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
         peer = sender.id
         self.linking.pop(peer, None)
         self.neighbors.pop(peer, None)

@@ -57,7 +57,7 @@ def register_sim_query(sim_subparsers: Any) -> None:
         "query",
         help="search a static topology in the simulator (flood, walk or ring)",
         description="Read a graph (networkx edge list of integer node ids) and an item "
-        "placement (JSON {\"KEY\": [node, ...]}), run one search from SOURCE in the "
+        'placement (JSON {"KEY": [node, ...]}), run one search from SOURCE in the '
         "simulator and print its outcome.",
     )
     add_query_arguments(parser)
@@ -72,17 +72,28 @@ def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--key", help="a placement KEY or a 64-hex content key")
     target.add_argument("--keywords", help="words that must all be in the item's name")
-    parser.add_argument("--ttl", type=int, default=None,
-                        help="flood TTL (default 7, cap 10), largest ring, or walk hops "
-                        "(default 256)")
+    parser.add_argument(
+        "--ttl",
+        type=int,
+        default=None,
+        help="flood TTL (default 7, cap 10), largest ring, or walk hops (default 256)",
+    )
     parser.add_argument("--walkers", type=int, default=None, help="walkers (default 16)")
-    parser.add_argument("--check", type=int, default=None,
-                        help="walkers check with the origin every C hops (default 4)")
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=None,
+        help="walkers check with the origin every C hops (default 4)",
+    )
     parser.add_argument("--want", type=int, default=None, help="hits wanted (default 1)")
-    parser.add_argument("--direct", action="store_true",
-                        help="flood hits go straight to the origin, not back along the path")
-    parser.add_argument("--fetch", action="store_true",
-                        help="also fetch the first hit's value and verify it")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="flood hits go straight to the origin, not back along the path",
+    )
+    parser.add_argument(
+        "--fetch", action="store_true", help="also fetch the first hit's value and verify it"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--loss", type=float, default=0.0, help="message loss probability")
     parser.add_argument("--latency", type=float, default=0.02, help="link latency, seconds")
@@ -133,8 +144,10 @@ def print_outcome(report: dict[str, Any], console: Console) -> None:
         ("success", report["success"]),
         ("hits", len(report["hits"])),
         ("holders", ", ".join(str(hit["holder"]) for hit in report["hits"][:8])),
-        ("messages: query / hit / check / fetch",
-         f"{messages['query']} / {messages['hit']} / {messages['check']} / {messages['fetch']}"),
+        (
+            "messages: query / hit / check / fetch",
+            f"{messages['query']} / {messages['hit']} / {messages['check']} / {messages['fetch']}",
+        ),
         ("messages in all", messages["total"]),
         ("duplicate receptions", report["duplicates"]),
         ("peers visited", report["visited_count"]),
@@ -281,8 +294,7 @@ def register(subparsers: Any) -> None:
         "and answers queries for it.  Prints the key.  The name (default: the file's "
         "name) gives the item its keywords.",
     )
-    publish.add_argument("--via", type=_address, required=True, metavar="HOST:PORT",
-                         help=via_help)
+    publish.add_argument("--via", type=_address, required=True, metavar="HOST:PORT", help=via_help)
     what = publish.add_mutually_exclusive_group(required=True)
     what.add_argument("file", nargs="?", type=Path, default=None, metavar="FILE")
     what.add_argument("--text", help="publish this text (UTF-8) instead of a file")
@@ -299,14 +311,17 @@ def register(subparsers: Any) -> None:
         "received by kind, hops and time to the first hit.  Exit status 0 when found, "
         "1 when not.",
     )
-    search.add_argument("--via", type=_address, required=True, metavar="HOST:PORT",
-                        help=via_help)
+    search.add_argument("--via", type=_address, required=True, metavar="HOST:PORT", help=via_help)
     search.add_argument("--mode", required=True, choices=MODES)
     target = search.add_mutually_exclusive_group(required=True)
     target.add_argument("key", nargs="?", default=None, metavar="KEY", help="a 64-hex key")
     target.add_argument("--keywords", help="words that must all be in the item's name")
-    search.add_argument("--ttl", type=int, default=None,
-                        help="flood TTL (default 7, cap 10), largest ring, or walk hops")
+    search.add_argument(
+        "--ttl",
+        type=int,
+        default=None,
+        help="flood TTL (default 7, cap 10), largest ring, or walk hops",
+    )
     search.add_argument("--walkers", type=int, default=None, help="walkers (default 16)")
     search.add_argument("--want", type=int, default=None, help="hits wanted (default 1)")
     search.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
@@ -320,12 +335,16 @@ def register(subparsers: Any) -> None:
         "--mode, default ring) unless --holder names one, fetches, and checks the bytes "
         "against the key; so does this command.  Writes FILE only when verified.",
     )
-    fetch.add_argument("--via", type=_address, required=True, metavar="HOST:PORT",
-                       help=via_help)
+    fetch.add_argument("--via", type=_address, required=True, metavar="HOST:PORT", help=via_help)
     fetch.add_argument("key", metavar="KEY")
     fetch.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
-    fetch.add_argument("--holder", type=_holder, default=None, metavar="ID@HOST:PORT",
-                       help="fetch from this holder only")
+    fetch.add_argument(
+        "--holder",
+        type=_holder,
+        default=None,
+        metavar="ID@HOST:PORT",
+        help="fetch from this holder only",
+    )
     fetch.add_argument("--mode", choices=MODES, default="ring", help="how to find holders")
     fetch.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
     fetch.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -402,8 +421,14 @@ def run_search(args: argparse.Namespace) -> int:
     try:
         result = trio.run(
             lambda: search_via(
-                args.via, args.mode, key=key, keywords=args.keywords, ttl=args.ttl,
-                walkers=args.walkers, want=args.want, timeout=args.timeout,
+                args.via,
+                args.mode,
+                key=key,
+                keywords=args.keywords,
+                ttl=args.ttl,
+                walkers=args.walkers,
+                want=args.want,
+                timeout=args.timeout,
             )
         )
     except (OverlayError, ValueError) as error:
@@ -426,8 +451,10 @@ def _print_search(report: dict[str, Any], console: Console) -> None:
     rows: list[tuple[str, object]] = [
         ("success", report["success"]),
         ("hits", len(report["hits"])),
-        ("messages at the origin: query / hit / check",
-         f"{messages.get('query', 0)} / {messages.get('hit', 0)} / {messages.get('check', 0)}"),
+        (
+            "messages at the origin: query / hit / check",
+            f"{messages.get('query', 0)} / {messages.get('hit', 0)} / {messages.get('check', 0)}",
+        ),
         ("hops to first hit", report["first_hit_hops"]),
         ("time to first hit (s)", report["first_hit_time"]),
         ("duration (s)", report["duration"]),
@@ -450,26 +477,32 @@ def run_fetch(args: argparse.Namespace) -> int:
         return _fail("fetch", "KEY is 64 hex digits (the SHA-256 of the value)", 2)
     try:
         result = trio.run(
-            lambda: fetch_via(args.via, key, holder=args.holder, mode=args.mode,
-                              timeout=args.timeout)
+            lambda: fetch_via(
+                args.via, key, holder=args.holder, mode=args.mode, timeout=args.timeout
+            )
         )
     except OverlayError as error:
         return _fail("fetch", error)
     for failure in result.failures:
         print(f"overlay fetch: refused {failure.holder}: {failure.error}", file=sys.stderr)
     if args.json:
-        print(json.dumps({
-            "key": key,
-            "ok": result.value is not None,
-            "size": len(result.value) if result.value is not None else None,
-            "holder": str(result.holder) if result.holder is not None else None,
-            "failures": [
-                {"holder": str(f.holder), "kind": f.kind, "error": f.error}
-                for f in result.failures
-            ],
-            "error": result.error or None,
-            "output": str(args.output) if result.value is not None else None,
-        }, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "key": key,
+                    "ok": result.value is not None,
+                    "size": len(result.value) if result.value is not None else None,
+                    "holder": str(result.holder) if result.holder is not None else None,
+                    "failures": [
+                        {"holder": str(f.holder), "kind": f.kind, "error": f.error}
+                        for f in result.failures
+                    ],
+                    "error": result.error or None,
+                    "output": str(args.output) if result.value is not None else None,
+                },
+                sort_keys=True,
+            )
+        )
     if result.value is None:
         refusal = fetch_error(result)
         return _fail("fetch", refusal if refusal is not None else result.error)
@@ -478,6 +511,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     except OSError as error:
         return _fail("fetch", f"cannot write {args.output}: {error.strerror}")
     if not args.json:
-        print(f"{len(result.value)} bytes from {result.holder}, verified, written to "
-              f"{args.output}", file=sys.stderr)
+        print(
+            f"{len(result.value)} bytes from {result.holder}, verified, written to {args.output}",
+            file=sys.stderr,
+        )
     return 0

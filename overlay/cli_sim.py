@@ -40,6 +40,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--partition-at", type=float, default=None)
     parser.add_argument("--heal-at", type=float, default=None)
     parser.add_argument("--join-window", type=float, default=None)
+    parser.add_argument(
+        "--super-peers", action="store_true", help="elect super peers and keep their index"
+    )
+    parser.add_argument("--items-per-peer", type=int, default=3, help="items each peer holds")
+    parser.add_argument("--crash-super-fraction", type=float, default=0.0)
+    parser.add_argument("--crash-super-at", type=float, default=None)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
         "--view",
@@ -70,6 +76,10 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         partition_at=args.partition_at,
         heal_at=args.heal_at,
         join_window=args.join_window,
+        super_peers=args.super_peers,
+        items_per_peer=args.items_per_peer,
+        crash_super_fraction=args.crash_super_fraction,
+        crash_super_at=args.crash_super_at,
     )
 
 
@@ -102,7 +112,7 @@ def run_sim(args: argparse.Namespace) -> int:
 
 def replay(scenario: Scenario, args: argparse.Namespace) -> int:
     """``overlay sim --view``: the same live view as a real swarm, fed by the simulator."""
-    from overlay.cli_view import replay_sim  # the view pulls in layout code: load it on demand
+    from overlay.cli_view import replay_sim  # noqa: PLC0415 - the view is loaded on demand
 
     sim = build(scenario)
     console = Console()
@@ -120,6 +130,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     degree = summary["degree"]
+    roles = summary.get("roles", {})
     rows = [
         ("peers started", summary["peers"]),
         ("alive", summary["alive"]),
@@ -130,8 +141,16 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         ("clustering", f"{summary['clustering']:.4f}"),
         ("average path length", f"{summary['avg_path_length']:.2f}"),
         ("dangling view entries", summary["dangling_entries"]),
+        ("roles (super / weak)", f"{roles.get('super', 0)} / {roles.get('weak', 0)}"),
         ("messages sent", sum(summary["messages"].values())),
     ]
+    if summary.get("index_coverage") is not None:
+        rows += [
+            ("weak peers short of super peers", summary["unattached_weak"]),
+            ("index coverage", f"{summary['index_coverage']:.4f}"),
+            ("stale index entries", summary["stale_index_entries"]),
+            ("role changes", summary["role_changes"]),
+        ]
     for key, label in (
         ("sim_seconds", "simulated seconds"),
         ("wall_seconds", "wall seconds"),

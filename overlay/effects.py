@@ -55,6 +55,7 @@ EVENT_KINDS: Final = (
     "search_hit",  # a search we started got a hit
     "search_done",  # a search we started finished (its outcome is ready)
     "fetch_done",  # a fetch we started finished (verified, or refused)
+    "role_changed",  # this peer promoted itself to super peer, or stepped down
 )
 
 Effect = Send | Close | Notify

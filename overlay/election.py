@@ -76,9 +76,7 @@ def elect(candidates: Iterable[Candidate]) -> Candidate | None:
 class Election:
     """A peer's role and the rules that change it.  Pure: the caller passes ``now``."""
 
-    def __init__(
-        self, me: PeerId, capacity: int, config: SuperConfig, rng: random.Random
-    ) -> None:
+    def __init__(self, me: PeerId, capacity: int, config: SuperConfig, rng: random.Random) -> None:
         self.me = me
         self.capacity = capacity
         self.config = config

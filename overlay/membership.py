@@ -560,9 +560,7 @@ class Membership:
         return keys[self.rng.randrange(len(keys))] if keys else None
 
     def _sample_views(self, count: int, exclude: PeerId) -> list[ShuffleEntry]:
-        pool: list[PassiveEntry | Neighbor] = [
-            e for p, e in self.passive.items() if p != exclude
-        ]
+        pool: list[PassiveEntry | Neighbor] = [e for p, e in self.passive.items() if p != exclude]
         pool.extend(nb for p, nb in self.active.items() if p != exclude)
         return [
             # Neighbors answered a heartbeat within the last period: they are fresh.

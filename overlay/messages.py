@@ -148,18 +148,14 @@ class ShuffleEntry:
 class ShuffleRequest(Message):
     """Cyclon shuffle: a few entries from my views, myself (age 0) among them."""
 
-    entries: tuple[ShuffleEntry, ...] = attrs.field(
-        validator=_contacts(ShuffleEntry, MAX_SHUFFLE)
-    )
+    entries: tuple[ShuffleEntry, ...] = attrs.field(validator=_contacts(ShuffleEntry, MAX_SHUFFLE))
 
 
 @attrs.frozen
 class ShuffleReply(Message):
     """Cyclon shuffle answer: a few entries from the answerer's views."""
 
-    entries: tuple[ShuffleEntry, ...] = attrs.field(
-        validator=_contacts(ShuffleEntry, MAX_SHUFFLE)
-    )
+    entries: tuple[ShuffleEntry, ...] = attrs.field(validator=_contacts(ShuffleEntry, MAX_SHUFFLE))
 
 
 MEMBERSHIP_MESSAGES: Final[tuple[type[Message], ...]] = (

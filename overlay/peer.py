@@ -124,8 +124,12 @@ class Peer:
         """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
         if config.supers.enabled:
             supers = self.supers = Attachment(
-                self.contact, config.supers, rng, self.membership,
-                store=self.search.store, capacity=config.capacity,
+                self.contact,
+                config.supers,
+                rng,
+                self.membership,
+                store=self.search.store,
+                capacity=config.capacity,
             )
             self._handlers.update(supers.handlers())
             self.search.super_searching.layer = supers
@@ -133,7 +137,7 @@ class Peer:
 
     @property
     def role(self) -> str:
-        """"weak" or "super" (always "weak" while the super-peer layer is off)."""
+        """ "weak" or "super" (always "weak" while the super-peer layer is off)."""
         return self.supers.role if self.supers is not None else self._role
 
     @property

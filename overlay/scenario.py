@@ -93,9 +93,7 @@ def build(scenario: Scenario) -> Simulator:
     """A simulator with the scenario's population and faults scheduled, not yet run."""
     sim = Simulator(
         seed=scenario.seed,
-        network=NetworkModel(
-            latency=scenario.latency, jitter=scenario.jitter, loss=scenario.loss
-        ),
+        network=NetworkModel(latency=scenario.latency, jitter=scenario.jitter, loss=scenario.loss),
         peer_config=scenario.peer_config,
     )
     window = scenario.window
@@ -152,8 +150,7 @@ class Spawner:
         number = self.spawned
         self.spawned += 1
         for item in range(self.scenario.items_per_peer):
-            peer.search.publish(f"scenario item {number}.{item}".encode(),
-                                f"item {number} {item}")
+            peer.search.publish(f"scenario item {number}.{item}".encode(), f"item {number} {item}")
         return peer
 
 

@@ -139,11 +139,11 @@ class StaticNetwork:
             self.place(label, holders)
 
     @classmethod
-    def from_files(cls, topology: str | Path, placement: str | Path | None = None,
-                   **options: Any) -> StaticNetwork:
+    def from_files(
+        cls, topology: str | Path, placement: str | Path | None = None, **options: Any
+    ) -> StaticNetwork:
         graph = read_topology(topology)
-        return cls(graph, placement=read_placement(placement) if placement else None,
-                   **options)
+        return cls(graph, placement=read_placement(placement) if placement else None, **options)
 
     # ------------------------------------------------------------------ content
 

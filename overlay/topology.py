@@ -135,9 +135,7 @@ def summarize(
     }
 
 
-def super_layer_figures(
-    snapshots: list[PeerSnapshot], alive: set[PeerId]
-) -> dict[str, Any]:
+def super_layer_figures(snapshots: list[PeerSnapshot], alive: set[PeerId]) -> dict[str, Any]:
     """The super-peer figures of issue 5, from snapshots alone.
 
     * ``unattached_weak``: live weak peers attached to fewer than k live super peers;

@@ -38,11 +38,7 @@ def real(low: float, high: float) -> Validator:
     """A finite float (or int, not bool) in ``[low, high]``."""
 
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if (
-            type(value) not in (float, int)
-            or not math.isfinite(value)
-            or not low <= value <= high
-        ):
+        if type(value) not in (float, int) or not math.isfinite(value) or not low <= value <= high:
             raise invalid(attribute, value, f"a finite number in [{low}, {high}]")
 
     return check

@@ -121,44 +121,66 @@ class Search:
     # ------------------------------------------------------------------ searches
 
     def start_flood(
-        self, criteria: Criteria, now: float, *, ttl: int | None = None,
-        direct: bool | None = None, want: int | None = None,
+        self,
+        criteria: Criteria,
+        now: float,
+        *,
+        ttl: int | None = None,
+        direct: bool | None = None,
+        want: int | None = None,
     ) -> tuple[str, list[Effect]]:
         out: list[Effect] = []
-        search_id = self.flooding.start_flood(criteria, now, out, ttl=ttl, direct=direct,
-                                              want=want)
+        search_id = self.flooding.start_flood(criteria, now, out, ttl=ttl, direct=direct, want=want)
         return search_id, out
 
     def start_ring(
-        self, criteria: Criteria, now: float, *, ttl: int | None = None,
-        direct: bool | None = None, want: int | None = None,
+        self,
+        criteria: Criteria,
+        now: float,
+        *,
+        ttl: int | None = None,
+        direct: bool | None = None,
+        want: int | None = None,
     ) -> tuple[str, list[Effect]]:
         out: list[Effect] = []
-        search_id = self.flooding.start_ring(criteria, now, out, ttl=ttl, direct=direct,
-                                             want=want)
+        search_id = self.flooding.start_ring(criteria, now, out, ttl=ttl, direct=direct, want=want)
         return search_id, out
 
     def start_walk(
-        self, criteria: Criteria, now: float, *, walkers: int | None = None,
-        ttl: int | None = None, check: int | None = None, want: int | None = None,
+        self,
+        criteria: Criteria,
+        now: float,
+        *,
+        walkers: int | None = None,
+        ttl: int | None = None,
+        check: int | None = None,
+        want: int | None = None,
     ) -> tuple[str, list[Effect]]:
         out: list[Effect] = []
-        search_id = self.walking.start_walk(criteria, now, out, walkers=walkers, ttl=ttl,
-                                            check=check, want=want)
+        search_id = self.walking.start_walk(
+            criteria, now, out, walkers=walkers, ttl=ttl, check=check, want=want
+        )
         return search_id, out
 
     def start_super(
-        self, criteria: Criteria, now: float, *, walkers: int = 0,
-        ttl: int | None = None, want: int | None = None,
+        self,
+        criteria: Criteria,
+        now: float,
+        *,
+        walkers: int = 0,
+        ttl: int | None = None,
+        want: int | None = None,
     ) -> tuple[str, list[Effect]]:
         """Search over the super layer: by flood (``walkers == 0``) or by walkers."""
         out: list[Effect] = []
-        search_id = self.super_searching.start_super(criteria, now, out, walkers=walkers,
-                                                     ttl=ttl, want=want)
+        search_id = self.super_searching.start_super(
+            criteria, now, out, walkers=walkers, ttl=ttl, want=want
+        )
         return search_id, out
 
-    def start(self, mode: str, criteria: Criteria, now: float, **options: Any
-              ) -> tuple[str, list[Effect]]:
+    def start(
+        self, mode: str, criteria: Criteria, now: float, **options: Any
+    ) -> tuple[str, list[Effect]]:
         """Start a search by mode name ("flood", "walk", "ring", "super-flood" or
         "super-walk")."""
         if mode == "super-flood":

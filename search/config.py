@@ -25,9 +25,7 @@ class SearchConfig:
     """Flood hits go straight to the origin instead of back along the reverse path."""
     walkers: int = attrs.field(default=16, validator=validate.integer(1, 4096))
     walk_ttl: int = attrs.field(default=256, validator=validate.integer(1, MAX_WALK_TTL_FIELD))
-    max_walk_ttl: int = attrs.field(
-        default=4096, validator=validate.integer(1, MAX_WALK_TTL_FIELD)
-    )
+    max_walk_ttl: int = attrs.field(default=4096, validator=validate.integer(1, MAX_WALK_TTL_FIELD))
     check_every: int = attrs.field(default=4, validator=validate.integer(1, MAX_WALK_TTL_FIELD))
     want_hits: int = attrs.field(default=1, validator=validate.integer(1, 4096))
     """Distinct hits (item and holder) after which walks and rings stop."""
@@ -37,9 +35,7 @@ class SearchConfig:
     hop_allowance: float = attrs.field(default=0.1, validator=validate.real(0.001, 60.0))
     """Time allowed per hop: a flood of TTL t or a ring waits ``2 t`` of these for hits,
     a walker silent for ``check_every + 2`` of them is presumed lost."""
-    max_keywords: int = attrs.field(
-        default=8, validator=validate.integer(1, MAX_KEYWORDS_FIELD)
-    )
+    max_keywords: int = attrs.field(default=8, validator=validate.integer(1, MAX_KEYWORDS_FIELD))
     """Longer keyword lists from the network are refused (and counted)."""
     max_hits_per_query: int = attrs.field(default=8, validator=validate.integer(1, 1024))
     """Most hits one peer answers one query with (a keyword query can match many items)."""

@@ -69,23 +69,35 @@ class Fetching:
         )
         out.append(Send(sender.address, reply))
 
-    def on_reply(self, message: FetchReply, sender: Contact, now: float,
-                 out: list[Effect]) -> None:
+    def on_reply(self, message: FetchReply, sender: Contact, now: float, out: list[Effect]) -> None:
         ctx = self.ctx
         waiting = self.pending.get(message.request_id)
         if waiting is None:
-            ctx.refuse(sender, f"fetch reply for unknown request {message.request_id}",
-                       "search.fetch.unknown_reply", out)
+            ctx.refuse(
+                sender,
+                f"fetch reply for unknown request {message.request_id}",
+                "search.fetch.unknown_reply",
+                out,
+            )
             return
         if sender.id != waiting.holder.id or message.key != waiting.key:
-            ctx.refuse(sender, "fetch reply from the wrong peer or for the wrong key",
-                       "search.fetch.wrong_reply", out)
+            ctx.refuse(
+                sender,
+                "fetch reply from the wrong peer or for the wrong key",
+                "search.fetch.wrong_reply",
+                out,
+            )
             return
         del self.pending[message.request_id]
         if not message.found:
             ctx.count("search.fetch.not_found")
-            self._done(message.request_id, waiting, None,
-                       ItemNotFound(holder=waiting.holder, key=waiting.key), out)
+            self._done(
+                message.request_id,
+                waiting,
+                None,
+                ItemNotFound(holder=waiting.holder, key=waiting.key),
+                out,
+            )
             return
         actual = content_key(message.value)
         if actual != waiting.key:
@@ -96,9 +108,18 @@ class Fetching:
         ctx.count("search.fetch.ok")
         self._done(message.request_id, waiting, message.value, None, out)
 
-    def _done(self, request_id: str, waiting: PendingFetch, value: bytes | None,
-              error: FetchError | None, out: list[Effect]) -> None:
+    def _done(
+        self,
+        request_id: str,
+        waiting: PendingFetch,
+        value: bytes | None,
+        error: FetchError | None,
+        out: list[Effect],
+    ) -> None:
         result = FetchResult(request_id, waiting.key, waiting.holder, value, error)
         self.ctx.keep(self.ctx.fetches, request_id, result)
-        out.append(Notify("fetch_done", waiting.holder.id,
-                          f"{waiting.key} {'ok' if error is None else error}"))
+        out.append(
+            Notify(
+                "fetch_done", waiting.holder.id, f"{waiting.key} {'ok' if error is None else error}"
+            )
+        )

@@ -54,8 +54,14 @@ class Flooding:
         return ttl
 
     def start_flood(
-        self, criteria: Criteria, now: float, out: list[Effect], *,
-        ttl: int | None = None, direct: bool | None = None, want: int | None = None,
+        self,
+        criteria: Criteria,
+        now: float,
+        out: list[Effect],
+        *,
+        ttl: int | None = None,
+        direct: bool | None = None,
+        want: int | None = None,
     ) -> str:
         ctx = self.ctx
         ctx.check_capacity()
@@ -81,8 +87,14 @@ class Flooding:
         return search.search_id
 
     def start_ring(
-        self, criteria: Criteria, now: float, out: list[Effect], *,
-        ttl: int | None = None, direct: bool | None = None, want: int | None = None,
+        self,
+        criteria: Criteria,
+        now: float,
+        out: list[Effect],
+        *,
+        ttl: int | None = None,
+        direct: bool | None = None,
+        want: int | None = None,
     ) -> str:
         """Expanding ring: ``ttl`` (default: the cap) is the largest ring tried."""
         ctx = self.ctx
@@ -156,7 +168,11 @@ class Flooding:
         """A hit reached the origin (by the reverse path, directly, or from a walker)."""
         ctx = self.ctx
         hit = Hit(
-            message.key, message.name, message.size, message.holder, message.hops,
+            message.key,
+            message.name,
+            message.size,
+            message.holder,
+            message.hops,
             now - search.started,
         )
         criteria = search.criteria
@@ -202,14 +218,30 @@ class Flooding:
         if matches:
             back = message.origin.address if message.direct else sender.address
             for item in matches[: config.max_hits_per_query]:
-                out.append(Send(back, QueryHit(
-                    query_id=query_id, key=item.key, name=item.name, size=item.size,
-                    holder=ctx.me, hops=hops,
-                )))
+                out.append(
+                    Send(
+                        back,
+                        QueryHit(
+                            query_id=query_id,
+                            key=item.key,
+                            name=item.name,
+                            size=item.size,
+                            holder=ctx.me,
+                            hops=hops,
+                        ),
+                    )
+                )
             ctx.count("search.hits_answered")
         if ttl > 1:
-            forward = Query(query_id, message.origin, message.key, message.keywords,
-                            ttl - 1, hops, message.direct)
+            forward = Query(
+                query_id,
+                message.origin,
+                message.key,
+                message.keywords,
+                ttl - 1,
+                hops,
+                message.direct,
+            )
             came_from = sender.id
             for neighbor in ctx.membership.active.values():
                 contact = neighbor.contact

@@ -145,9 +145,7 @@ class SuperIndex:
             )
         return lease
 
-    def refresh(
-        self, lease_id: str, sender: PeerId, seq: int, eligible: bool, now: float
-    ) -> Lease:
+    def refresh(self, lease_id: str, sender: PeerId, seq: int, eligible: bool, now: float) -> Lease:
         """Renew a lease.  Raises SequenceGap (after renewing) if changes were missed."""
         lease = self.lease_of(lease_id, sender)
         lease.expires = now + self.lease_seconds

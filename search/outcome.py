@@ -135,8 +135,10 @@ class QueryOutcome:
                 }
                 for hit in result.hits
             ],
-            "messages": {**{kind: self.messages.get(kind, 0) for kind in KINDS},
-                         "total": sum(self.messages.values())},
+            "messages": {
+                **{kind: self.messages.get(kind, 0) for kind in KINDS},
+                "total": sum(self.messages.values()),
+            },
             "duplicates": self.duplicates,
             "visited_count": len(self.visited),
             "first_hit_hops": first.hops if first is not None else None,

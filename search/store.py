@@ -160,8 +160,13 @@ class ItemStore:
         rarest, rest = postings[0], postings[1:]
         return [self._items[key] for key in rarest if all(key in other for other in rest)]
 
-    def matching(self, criteria: Criteria | None = None, *, key: str | None = None,
-                 keywords: tuple[str, ...] = ()) -> list[Item]:
+    def matching(
+        self,
+        criteria: Criteria | None = None,
+        *,
+        key: str | None = None,
+        keywords: tuple[str, ...] = (),
+    ) -> list[Item]:
         """Items that answer a query (by ``criteria`` or by its key/keywords)."""
         if criteria is not None:
             key, keywords = criteria.key, criteria.keywords

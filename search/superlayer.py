@@ -73,8 +73,14 @@ class SuperSearching:
     # ------------------------------------------------------------------ origin side
 
     def start_super(
-        self, criteria: Criteria, now: float, out: list[Effect], *,
-        walkers: int = 0, ttl: int | None = None, want: int | None = None,
+        self,
+        criteria: Criteria,
+        now: float,
+        out: list[Effect],
+        *,
+        walkers: int = 0,
+        ttl: int | None = None,
+        want: int | None = None,
     ) -> str:
         """Start a super-layer search: a flood (``walkers == 0``) or ``walkers`` walkers."""
         ctx = self.ctx
@@ -99,8 +105,12 @@ class SuperSearching:
             ctx.finish(search, now, out)
             return search.search_id
         query = SuperQuery(
-            query_id=search.search_id, origin=ctx.me, key=criteria.key,
-            keywords=criteria.keywords, ttl=min(ttl, MAX_WALK_TTL_FIELD), hops=0,
+            query_id=search.search_id,
+            origin=ctx.me,
+            key=criteria.key,
+            keywords=criteria.keywords,
+            ttl=min(ttl, MAX_WALK_TTL_FIELD),
+            hops=0,
             walkers=walkers,
         )
         layer = self.layer
@@ -123,35 +133,48 @@ class SuperSearching:
         ctx.at(deadline, expire)
         return search.search_id
 
-    def on_hit(self, search: OriginSearch, message: QueryHit, now: float,
-               out: list[Effect]) -> None:
+    def on_hit(
+        self, search: OriginSearch, message: QueryHit, now: float, out: list[Effect]
+    ) -> None:
         self.flooding.on_hit_for_me(search, message, now, out)
         if search.satisfied and search.mode == "super-walk":
             self.ctx.finish(search, now, out)
 
     # ------------------------------------------------------------------ relay side
 
-    def on_query(self, message: SuperQuery, sender: Contact, now: float,
-                 out: list[Effect]) -> None:
+    def on_query(self, message: SuperQuery, sender: Contact, now: float, out: list[Effect]) -> None:
         ctx = self.ctx
         layer = self.layer
         if layer is None or layer.role != "super":
-            ctx.refuse(sender, "SuperQuery to a weak peer (weak peers never forward)",
-                       "role.query_to_weak", out)
+            ctx.refuse(
+                sender,
+                "SuperQuery to a weak peer (weak peers never forward)",
+                "role.query_to_weak",
+                out,
+            )
             return
         if not layer.serves(sender.id):
-            ctx.refuse(sender, "SuperQuery from a peer I neither serve nor link to",
-                       "role.query_from_stranger", out)
+            ctx.refuse(
+                sender,
+                "SuperQuery from a peer I neither serve nor link to",
+                "role.query_from_stranger",
+                out,
+            )
             return
         if len(message.keywords) > ctx.config.max_keywords:
-            ctx.refuse(sender, f"query with {len(message.keywords)} keywords "
-                       f"(max {ctx.config.max_keywords})", "search.refused.keywords", out)
+            ctx.refuse(
+                sender,
+                f"query with {len(message.keywords)} keywords (max {ctx.config.max_keywords})",
+                "search.refused.keywords",
+                out,
+            )
             return
         entry = sender.id in layer.index.by_owner
         self._relay(message, sender, entry, now, out)
 
-    def _relay(self, message: SuperQuery, sender: Contact, entry: bool, now: float,
-               out: list[Effect]) -> None:
+    def _relay(
+        self, message: SuperQuery, sender: Contact, entry: bool, now: float, out: list[Effect]
+    ) -> None:
         ctx = self.ctx
         layer = self.layer
         assert layer is not None
@@ -192,8 +215,9 @@ class SuperSearching:
         if answered:
             ctx.count("search.super.walker_stopped")
             return
-        out.append(Send(ctx.rng.choice(neighbors).address,
-                        attrs.evolve(message, ttl=next_ttl, hops=hops)))
+        out.append(
+            Send(ctx.rng.choice(neighbors).address, attrs.evolve(message, ttl=next_ttl, hops=hops))
+        )
 
     def _answer(self, message: SuperQuery, now: float, out: list[Effect]) -> bool:
         ctx = self.ctx
@@ -205,16 +229,36 @@ class SuperSearching:
         count = 0
         for item in ctx.store.matching(key=message.key, keywords=message.keywords)[:limit]:
             if origin.id != ctx.me.id:
-                out.append(Send(origin.address, QueryHit(
-                    query_id=message.query_id, key=item.key, name=item.name, size=item.size,
-                    holder=ctx.me, hops=hops)))
+                out.append(
+                    Send(
+                        origin.address,
+                        QueryHit(
+                            query_id=message.query_id,
+                            key=item.key,
+                            name=item.name,
+                            size=item.size,
+                            holder=ctx.me,
+                            hops=hops,
+                        ),
+                    )
+                )
             count += 1
         for holder, entry in layer.index.matching(message.key, message.keywords, limit - count):
             if holder.id == origin.id:
                 continue
-            out.append(Send(origin.address, QueryHit(
-                query_id=message.query_id, key=entry.key, name=entry.name, size=entry.size,
-                holder=holder, hops=hops)))
+            out.append(
+                Send(
+                    origin.address,
+                    QueryHit(
+                        query_id=message.query_id,
+                        key=entry.key,
+                        name=entry.name,
+                        size=entry.size,
+                        holder=holder,
+                        hops=hops,
+                    ),
+                )
+            )
             count += 1
         if count:
             ctx.count("search.super.answered")

@@ -71,8 +71,14 @@ class Walking:
     # ------------------------------------------------------------------ origin side
 
     def start_walk(
-        self, criteria: Criteria, now: float, out: list[Effect], *,
-        walkers: int | None = None, ttl: int | None = None, check: int | None = None,
+        self,
+        criteria: Criteria,
+        now: float,
+        out: list[Effect],
+        *,
+        walkers: int | None = None,
+        ttl: int | None = None,
+        check: int | None = None,
         want: int | None = None,
     ) -> str:
         ctx = self.ctx
@@ -171,9 +177,7 @@ class Walking:
                 self._launch(search, now, out)
 
     def _finish(self, search: WalkSearch, now: float, out: list[Effect]) -> None:
-        self.ctx.finish(
-            search, now, out, walkers=search.launched, relaunched=search.relaunched
-        )
+        self.ctx.finish(search, now, out, walkers=search.launched, relaunched=search.relaunched)
 
     def _verdict(self, search: WalkSearch | None, walker: int, hops: int, now: float) -> bool:
         """The origin's answer to a check; also notes that the walker is alive."""
@@ -187,14 +191,14 @@ class Walking:
         state.hops = hops
         return True
 
-    def on_hit(self, search: OriginSearch, message: QueryHit, now: float,
-               out: list[Effect]) -> None:
+    def on_hit(
+        self, search: OriginSearch, message: QueryHit, now: float, out: list[Effect]
+    ) -> None:
         self.flooding.on_hit_for_me(search, message, now, out)
         if isinstance(search, WalkSearch) and search.satisfied:
             self._finish(search, now, out)
 
-    def on_check(self, message: WalkCheck, sender: Contact, now: float,
-                 out: list[Effect]) -> None:
+    def on_check(self, message: WalkCheck, sender: Contact, now: float, out: list[Effect]) -> None:
         ctx = self.ctx
         found = ctx.origins.get(message.query_id)
         search = found if isinstance(found, WalkSearch) else None
@@ -237,10 +241,19 @@ class Walking:
         if not mine:
             matches = ctx.store.matching(key=step.key, keywords=step.keywords)
             for item in matches[: config.max_hits_per_query]:
-                out.append(Send(step.origin.address, QueryHit(
-                    query_id=query_id, key=item.key, name=item.name, size=item.size,
-                    holder=ctx.me, hops=step.hops,
-                )))
+                out.append(
+                    Send(
+                        step.origin.address,
+                        QueryHit(
+                            query_id=query_id,
+                            key=item.key,
+                            name=item.name,
+                            size=item.size,
+                            holder=ctx.me,
+                            hops=step.hops,
+                        ),
+                    )
+                )
         if step.hops >= step.ttl:
             ctx.count("search.walk.expired")
             return
@@ -286,8 +299,9 @@ class Walking:
 
         ctx.at(deadline, give_up)
 
-    def on_verdict(self, message: WalkVerdict, sender: Contact, now: float,
-                   out: list[Effect]) -> None:
+    def on_verdict(
+        self, message: WalkVerdict, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
         ctx = self.ctx
         slot = (message.query_id, message.walker)
         held = self.held.get(slot)
@@ -295,8 +309,12 @@ class Walking:
             ctx.count("search.verdict.unknown")
             return
         if sender.id != held.step.origin.id:
-            ctx.refuse(sender, "walk verdict from a peer that is not the origin",
-                       "search.verdict.impostor", out)
+            ctx.refuse(
+                sender,
+                "walk verdict from a peer that is not the origin",
+                "search.verdict.impostor",
+                out,
+            )
             return
         del self.held[slot]
         if message.proceed:

@@ -29,7 +29,8 @@ FIGURES = ("cost_vs_success", "messages_vs_replication", "hops_cdf", "peer_load"
 
 needs_crawls = pytest.mark.skipif(
     not (DEFAULT_DATA_DIR / "p2p-Gnutella04.edgelist").is_file(),
-    reason="Gnutella crawls not beside the repository")
+    reason="Gnutella crawls not beside the repository",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,12 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
     out = tmp_path_factory.mktemp("flood_vs_walk")
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--out", str(out), "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out, json.loads(done.stdout)
 
@@ -54,8 +60,13 @@ def test_quick_run_writes_every_output(quick: tuple[Path, dict[str, Any]]) -> No
     with open(out / "flood_vs_walk.csv", newline="") as file:
         table = list(csv.DictReader(file))
     assert len(table) == len(report["rows"])
-    assert {"topology", "mode_name", "success_rate", "messages_per_query",
-            "delivered_per_second"} <= set(table[0])
+    assert {
+        "topology",
+        "mode_name",
+        "success_rate",
+        "messages_per_query",
+        "delivered_per_second",
+    } <= set(table[0])
     assert "super-layer" in report["meta"]["design"]["not_measured"]
     assert report["meta"]["queries_per_config"] == 50
     assert report["meta"]["complete"] and report["meta"]["unfinished_tasks"] == []
@@ -77,10 +88,12 @@ def test_quick_run_has_a_row_for_every_topology_mode_and_loss(
             assert {f"walk k={k}" for k in WALKERS} <= names, (spec.name, loss)
     sweep = [r for r in rows if r["table"] == "replication"]
     assert {(r["topology"], r["placement"]) for r in sweep} == {
-        (t, p) for t in SWEEP_TOPOLOGIES for p in ("uniform", "proportional", "square-root")}
+        (t, p) for t in SWEEP_TOPOLOGIES for p in ("uniform", "proportional", "square-root")
+    }
     for strategy in ("uniform", "proportional", "square-root"):
-        line = sorted((r for r in sweep if r["placement"] == strategy),
-                      key=lambda r: r["replication_ratio"])
+        line = sorted(
+            (r for r in sweep if r["placement"] == strategy), key=lambda r: r["replication_ratio"]
+        )
         # More copies, shorter walks: 2% against 5% is a 2.5x gap, far above the noise.
         assert line[0]["search_messages_per_query"] > line[-1]["search_messages_per_query"]
 
@@ -94,7 +107,8 @@ def test_quick_run_numbers_are_sane(quick: tuple[Path, dict[str, Any]]) -> None:
         assert 0.0 <= r["duplicate_ratio"] <= 1.0
         assert r["delivered_per_second"] > 0 and r["sim_delivered"] > 0
         assert r["messages_per_peer_per_query"] == pytest.approx(
-            r["messages_per_query"] / r["nodes"])
+            r["messages_per_query"] / r["nodes"]
+        )
         assert 1 <= r["visited_mean"] <= r["nodes"]
         assert r["peak_load_mean"] <= r["peak_load_max"]
         if r["hops_mean"] is not None:
@@ -133,11 +147,13 @@ def test_quick_run_checks_the_claims(quick: tuple[Path, dict[str, Any]]) -> None
     for comparison in found["comparisons"]:
         if comparison["loss"] == 0 and comparison["ratio"] is not None:
             assert comparison["ratio"] == pytest.approx(
-                comparison["flood_messages"] / comparison["walk_messages"])
+                comparison["flood_messages"] / comparison["walk_messages"]
+            )
 
 
 def test_missing_crawls_are_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--quick", "--out", str(tmp_path), "--data", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
@@ -154,10 +170,12 @@ def test_replication_strategies_share_the_storage_and_order_the_copies() -> None
     assert sum(proportional) == sum(root) == sum(uniform) == 10_000
     assert proportional == sorted(proportional, reverse=True)
     assert min(proportional) >= 1 and proportional[0] > root[0] > uniform[0]
+
     # Lv et al.: square-root minimises the expected probes 1/r_i averaged over queries,
     # and proportional costs the same as uniform.
     def probes(copies: list[int]) -> float:
         return sum(q * 10_000 / c for q, c in zip(popularity, copies, strict=True))
+
     assert probes(root) < probes(uniform) * 0.6
     assert probes(proportional) == pytest.approx(probes(uniform), rel=0.05)
 
@@ -189,4 +207,5 @@ def test_markdown_section_renders_the_rows(quick: tuple[Path, dict[str, Any]]) -
     main_rows = [r for r in quick[1]["rows"] if r["table"] == "main"]
     assert text.count("| flood ttl=1 |") == len({(r["topology"], r["loss"]) for r in main_rows})
     assert "### Replication sweep" in text and "square-root" in text
-    assert "holds" in text and '"complete": true' in text
+    assert text.count("- **") == len(quick[1]["claims"]["checks"]) == 3
+    assert '"complete": true' in text

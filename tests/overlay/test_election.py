@@ -241,9 +241,14 @@ def test_role_messages_from_peers_without_that_role_are_refused_and_counted() ->
     other.receive(SuperBeat(1, 1.0, mallory, ()), mallory, now)
     chief.receive(SuperQuery("d" * 32, mallory, key, (), 3), mallory, now)
     counters = other.snapshot().counters
-    for name in ("role.attach_to_weak", "role.link_to_weak", "role.index_to_weak",
-                 "role.query_to_weak", "role.promote_from_stranger",
-                 "role.beat_from_stranger"):
+    for name in (
+        "role.attach_to_weak",
+        "role.link_to_weak",
+        "role.index_to_weak",
+        "role.query_to_weak",
+        "role.promote_from_stranger",
+        "role.beat_from_stranger",
+    ):
         assert counters[name] == 1, name
     assert chief.snapshot().counters["role.query_from_stranger"] == 1
     assert other.role == "weak" and chief.id in other.supers.attached
@@ -271,7 +276,31 @@ def test_a_weak_peer_follows_a_demoted_super_peer_elsewhere() -> None:
     for peer in weak:
         assert peer.supers is not None
         assert list(peer.supers.attached) == [second.id]
-    told = {to for sender, to, message in router.sent
-            if sender == chief.contact and message == Rehome(second.contact)}
+    told = {
+        to
+        for sender, to, message in router.sent
+        if sender == chief.contact and message == Rehome(second.contact)
+    }
     assert told == {peer.address for peer in weak}
     assert (chief.contact, second.address, SuperUnlink("demoted")) in router.sent
+
+
+def test_the_successor_of_two_super_peers_that_die_together_promotes_once() -> None:
+    router, chief, weak = cluster(9)
+    other = router.add(8, 900)
+    assert other.supers is not None and chief.supers is not None
+    out: list[Effect] = []
+    other.supers.promote(router.now, out)
+    router.emit(other, out)
+    winner = weak[2]
+    assert winner.supers is not None
+    winner.supers.on_peer_sample_contacts([other.contact], router.now)
+    router.run(20.0)
+    assert set(winner.supers.attached) == {chief.id, other.id}
+    del router.peers[chief.address]
+    del router.peers[other.address]
+    for attached in winner.supers.attached.values():  # both fall silent at the same moment
+        attached.last_heard = router.now
+        assert attached.successor == winner.contact
+    router.emit(winner, winner.handle_timer(router.now + 5.0))
+    assert winner.role == "super" and winner.snapshot().role_changes == 1

@@ -58,17 +58,40 @@ def test_query_command_prints_the_outcome_as_json(
     files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     topology, placement = files
-    common = ["--topology", str(topology), "--placement", str(placement), "--source", "0",
-              "--json"]
-    assert main(["sim", "query", *common, "--mode", "flood", "--keywords", "Manual FREE",
-                 "--ttl", "2"]) == 0
+    common = ["--topology", str(topology), "--placement", str(placement), "--source", "0", "--json"]
+    assert (
+        main(
+            ["sim", "query", *common, "--mode", "flood", "--keywords", "Manual FREE", "--ttl", "2"]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["success"] and [hit["holder"] for hit in report["hits"]] == [6]
     assert report["visited"] == [0, 1, 2, 5, 6, 7, 10, 11]
     # deg(0) = 3, then 1 and 11 forward to 1 neighbor each, 6 to 2: 3 + 1 + 1 + 2.
     assert report["messages"] == {"query": 7, "hit": 1, "check": 0, "fetch": 0, "total": 8}
-    assert main(["sim", "query", *common, "--mode", "walk", "--key", "other", "--walkers", "2",
-                 "--check", "2", "--seed", "3", "--loss", "0.0"]) == 0
+    assert (
+        main(
+            [
+                "sim",
+                "query",
+                *common,
+                "--mode",
+                "walk",
+                "--key",
+                "other",
+                "--walkers",
+                "2",
+                "--check",
+                "2",
+                "--seed",
+                "3",
+                "--loss",
+                "0.0",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["success"] and report["hits"][0]["holder"] == 1
     assert report["visited"] == sorted(report["visited"]) and 0 in report["visited"]
@@ -83,8 +106,20 @@ def test_query_command_reports_bad_files(
     topology, _ = files
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"x": [99]}))
-    args = ["sim", "query", "--topology", str(topology), "--placement", str(bad), "--source", "0",
-            "--mode", "flood", "--key", "x"]
+    args = [
+        "sim",
+        "query",
+        "--topology",
+        str(topology),
+        "--placement",
+        str(bad),
+        "--source",
+        "0",
+        "--mode",
+        "flood",
+        "--key",
+        "x",
+    ]
     assert main(args) == 2
     assert "node 99 is not in the graph" in capsys.readouterr().err
     bad.write_text("[1, 2]")

@@ -54,9 +54,14 @@ def test_the_super_layer_settles_on_target_with_few_role_changes() -> None:
 def test_failover_after_a_third_of_the_super_peers_crash() -> None:
     crash_at, peers_crash_at = 80.0, 110.0
     scenario = Scenario(
-        peers=PEERS, seed=22, duration=150, super_peers=True,
-        crash_super_fraction=0.3, crash_super_at=crash_at,
-        crash_fraction=0.05, crash_at=peers_crash_at,
+        peers=PEERS,
+        seed=22,
+        duration=150,
+        super_peers=True,
+        crash_super_fraction=0.3,
+        crash_super_at=crash_at,
+        crash_fraction=0.05,
+        crash_at=peers_crash_at,
     )
     config = scenario.peer_config
     period = config.membership.heartbeat_period
@@ -123,7 +128,7 @@ def test_super_layer_search_finds_keys_held_by_one_percent_of_peers() -> None:
     # Weak peers never forwarded a super-layer query.
     for peer in sim.peers.values():
         counters = peer.snapshot().counters
-        if peer.role == "weak":
+        if peer.role == "weak" and peer.snapshot().role_changes == 0:
             assert "search.super.queries_handled" not in counters
         assert "role.query_to_weak" not in counters
 
@@ -144,8 +149,19 @@ def test_the_super_layer_needs_no_global_random_and_no_clock(
 
     scenario = Scenario(peers=60, seed=25, duration=30, super_peers=True)
     sim = build(scenario)  # the scenario itself may draw (capacities, items): before the trap
-    for name in ("random", "randrange", "randint", "choice", "choices", "sample", "shuffle",
-                 "getrandbits", "uniform", "seed", "paretovariate"):
+    for name in (
+        "random",
+        "randrange",
+        "randint",
+        "choice",
+        "choices",
+        "sample",
+        "shuffle",
+        "getrandbits",
+        "uniform",
+        "seed",
+        "paretovariate",
+    ):
         monkeypatch.setattr(random, name, trap)
     for name in ("time", "monotonic", "perf_counter", "sleep", "time_ns"):
         monkeypatch.setattr(time, name, trap)

@@ -18,8 +18,9 @@ def wired_peers(graph: nx.Graph, seed: int = 0) -> dict[int, Peer]:
     """Peer cores with fixed neighbors, not in any runtime: tests hand them messages."""
     rng = random.Random(seed)
     peers = {
-        node: Peer(Address("127.0.0.1", 8000 + node), PeerConfig(),
-                   random.Random(rng.getrandbits(64)))
+        node: Peer(
+            Address("127.0.0.1", 8000 + node), PeerConfig(), random.Random(rng.getrandbits(64))
+        )
         for node in sorted(graph.nodes)
     }
     for node, peer in peers.items():

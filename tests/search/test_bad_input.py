@@ -31,7 +31,11 @@ def star() -> dict[int, Peer]:
 
 def query(origin: Contact, query_id: str, **fields: object) -> Query:
     base: dict[str, object] = {
-        "query_id": query_id, "origin": origin, "key": None, "keywords": ("x",), "ttl": 3,
+        "query_id": query_id,
+        "origin": origin,
+        "key": None,
+        "keywords": ("x",),
+        "ttl": 3,
     }
     base.update(fields)
     return Query(**base)  # type: ignore[arg-type]
@@ -112,8 +116,9 @@ def test_bad_input_disturbs_no_other_query() -> None:
                     peer.receive(
                         QueryHit("e" * 32, content_key(b"x"), None, 1, bad, 1), bad, net.sim.now
                     )
-                    peer.receive(query(bad, "d" * 32, keywords=tuple("abcdefghij")), bad,
-                                 net.sim.now)
+                    peer.receive(
+                        query(bad, "d" * 32, keywords=tuple("abcdefghij")), bad, net.sim.now
+                    )
 
             net.sim.at(0.03, garbage)  # while the real queries are in flight
         reports = {

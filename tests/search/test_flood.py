@@ -49,9 +49,7 @@ def test_flood_visits_exactly_the_ball_and_sends_exactly_the_predicted_queries(
         # Every peer handles each query id once; every further copy is a counted duplicate.
         query_id = outcome.result.search_id
         assert all(first_copies[query_id, p] == 1 for p in outcome.visited)
-        assert outcome.duplicates == sum(handled[query_id, p] for p in outcome.visited) - len(
-            ball
-        )
+        assert outcome.duplicates == sum(handled[query_id, p] for p in outcome.visited) - len(ball)
     duplicates = sum(p.search.counters.get("search.duplicate", 0) for p in net.peer_of.values())
     assert duplicates == sum(n - 1 for n in handled.values())
 

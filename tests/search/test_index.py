@@ -40,8 +40,7 @@ def test_grant_delta_and_lookup_by_key_and_keywords() -> None:
     ix.grant(LEASE_A, ALICE, capacity=5, eligible=True, seq=0, items=[item(1), item(2)], now=0.0)
     assert ix.entries == 2
     assert ix.matching(item(1).key, (), 8) == [(ALICE, item(1))]
-    ix.apply_delta(LEASE_A, ALICE.id, 1, add=[item(3, "blue moon")], remove=[item(1).key],
-                   now=1.0)
+    ix.apply_delta(LEASE_A, ALICE.id, 1, add=[item(3, "blue moon")], remove=[item(1).key], now=1.0)
     assert ix.matching(item(1).key, (), 8) == []
     assert ix.matching(None, ("moon", "blue"), 8) == [(ALICE, item(3, "blue moon"))]
     assert ix.matching(None, ("moon", "red"), 8) == []
@@ -92,8 +91,15 @@ def test_unknown_leases_are_refused() -> None:
 def test_publishes_over_the_bounds_are_refused_whole() -> None:
     ix = index(max_items=2, max_entries=3)
     with pytest.raises(IndexOverBound, match="max 2"):
-        ix.grant(LEASE_A, ALICE, capacity=1, eligible=False, seq=0,
-                 items=[item(1), item(2), item(3)], now=0.0)
+        ix.grant(
+            LEASE_A,
+            ALICE,
+            capacity=1,
+            eligible=False,
+            seq=0,
+            items=[item(1), item(2), item(3)],
+            now=0.0,
+        )
     assert ix.entries == 0 and not ix.leases
     ix.grant(LEASE_A, ALICE, capacity=1, eligible=False, seq=0, items=[item(1), item(2)], now=0.0)
     before = state(ix)
@@ -103,8 +109,7 @@ def test_publishes_over_the_bounds_are_refused_whole() -> None:
         ix.replace(LEASE_A, ALICE.id, 1, [item(4), item(5), item(6)], now=1.0)
     assert state(ix) == before
     with pytest.raises(IndexFull, match="bound of 3"):
-        ix.grant(LEASE_B, BOB, capacity=1, eligible=False, seq=0, items=[item(7), item(8)],
-                 now=0.0)
+        ix.grant(LEASE_B, BOB, capacity=1, eligible=False, seq=0, items=[item(7), item(8)], now=0.0)
     assert state(ix) == before
 
 

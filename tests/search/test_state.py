@@ -39,8 +39,10 @@ def test_a_peer_holds_a_bounded_number_of_walkers() -> None:
     ((to, message),) = sent_messages(effects, WalkStep)
     assert to == peers[2].address and isinstance(message, WalkStep) and message.hops == 5
     # A verdict for a walker not held here is counted and ignored.
-    assert sent_messages(middle.receive(WalkVerdict(QID, 0, True), origin.contact, 0.1),
-                         WalkStep) == []
+    assert (
+        sent_messages(middle.receive(WalkVerdict(QID, 0, True), origin.contact, 0.1), WalkStep)
+        == []
+    )
     assert middle.snapshot().counters["search.verdict.unknown"] == 1
 
 
@@ -62,18 +64,29 @@ def test_the_origin_replaces_a_walker_that_stops_checking_in() -> None:
     ((_, first),) = sent_messages(effects, WalkStep)
     assert isinstance(first, WalkStep) and first.walker == 0
     # The walker checks in once at hop 4, then falls silent (its messages lost).
-    (verdict,) = [m for _, m in sent_messages(
-        origin.receive(WalkCheck(search_id, 0, 4), peers[1].contact, 0.1), WalkVerdict)]
+    (verdict,) = [
+        m
+        for _, m in sent_messages(
+            origin.receive(WalkCheck(search_id, 0, 4), peers[1].contact, 0.1), WalkVerdict
+        )
+    ]
     assert isinstance(verdict, WalkVerdict) and verdict.proceed
     relaunched: list[WalkStep] = []
     now = 0.1
     while not relaunched and now < 5.0:
         now = origin.next_deadline()
-        relaunched = [m for _, m in sent_messages(origin.handle_timer(now), WalkStep)
-                      if isinstance(m, WalkStep)]
+        relaunched = [
+            m
+            for _, m in sent_messages(origin.handle_timer(now), WalkStep)
+            if isinstance(m, WalkStep)
+        ]
     assert [step.walker for step in relaunched] == [1]
     assert now <= 0.1 + 2 * (4 + 2) * origin.search.config.hop_allowance
     # The written-off walker is told to stop if it turns up after all.
-    (late,) = [m for _, m in sent_messages(
-        origin.receive(WalkCheck(search_id, 0, 8), peers[1].contact, now), WalkVerdict)]
+    (late,) = [
+        m
+        for _, m in sent_messages(
+            origin.receive(WalkCheck(search_id, 0, 8), peers[1].contact, now), WalkVerdict
+        )
+    ]
     assert isinstance(late, WalkVerdict) and not late.proceed

@@ -89,7 +89,10 @@ def test_without_relaunching_loss_costs_many_walks(big_graph: nx.Graph) -> None:
     from search.config import SearchConfig
 
     net = StaticNetwork(
-        big_graph, seed=2, loss=0.10, placement=placement_1_percent(big_graph, 50, 2),
+        big_graph,
+        seed=2,
+        loss=0.10,
+        placement=placement_1_percent(big_graph, 50, 2),
         search_config=SearchConfig(relaunch_factor=0),
     )
     assert success_rate(net, 100, seed=2, keys=50) < 0.95
