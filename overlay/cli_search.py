@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 from rich.console import Console
 from rich.table import Table
 
-from overlay import PROTOCOL_VERSION
-from overlay.errors import OverlayError, ProtocolError, TransportError
-from overlay.identity import Address, Contact, new_peer_id
+from overlay.client import CLIENT_TIMEOUT, ask
+from overlay.errors import OverlayError, ProtocolError
+from overlay.identity import Address, Contact
 from overlay.messages import (
     MAX_NAME,
     MAX_VALUE,
@@ -35,20 +34,12 @@ from overlay.messages import (
     ClientPublished,
     ClientSearch,
     ClientSearchResult,
-    Handshake,
-    Message,
 )
 from overlay.static import StaticNetwork, TopologyError
-from overlay.wire import FrameDecoder, check_handshake, encode_frame
 from search.config import SearchConfig
 from search.errors import ContentMismatch, FetchError
 from search.outcome import MODES
 from search.store import content_key, keywords_of
-
-CLIENT_TIMEOUT = 30.0
-"""How long a client waits for the peer's answer (the peer gives up on its own after
-20 s, see :data:`overlay.client_requests.CLIENT_TIMEOUT`, and answers with an error)."""
-M = TypeVar("M", bound=Message)
 
 
 def register_sim_query(sim_subparsers: Any) -> None:
@@ -167,43 +158,6 @@ def print_outcome(report: dict[str, Any], console: Console) -> None:
 
 
 # ---------------------------------------------------------------------- TCP client
-
-
-async def ask(
-    via: Address, request: Message, reply_type: type[M], timeout: float = CLIENT_TIMEOUT
-) -> M:
-    """Send one request to the peer at ``via`` over a fresh connection; its reply.
-
-    Raises :class:`TransportError` (no connection, no answer in time) or
-    :class:`ProtocolError` (the peer closed without answering).
-    """
-    decoder = FrameDecoder()
-    try:
-        with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(via.host, via.port)
-            async with stream:
-                port = int(stream.socket.getsockname()[1])
-                # We listen nowhere; our own ephemeral address is a unique, honest claim.
-                me = Contact(new_peer_id(random.Random()), Address(via.host, port))
-                await stream.send_all(
-                    encode_frame(Handshake(PROTOCOL_VERSION, me)) + encode_frame(request)
-                )
-                handshaken = False
-                for _ in range(100_000):  # bounded: each round reads at least one byte
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        break
-                    for message in decoder.feed(data):
-                        if not handshaken:
-                            check_handshake(message, PROTOCOL_VERSION)
-                            handshaken = True
-                        elif type(message) is reply_type:
-                            return message
-                raise ProtocolError(f"{via} closed without a {reply_type.__name__}")
-    except trio.TooSlowError:
-        raise TransportError(f"no answer from {via} within {timeout:g} s") from None
-    except (OSError, trio.BrokenResourceError) as exc:
-        raise TransportError(f"{via}: {exc}") from None
 
 
 async def publish_via(

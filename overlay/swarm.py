@@ -45,17 +45,16 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from bootstrap.server import serve_bootstrap
-from overlay import PROTOCOL_VERSION
 from overlay.cli_sim import print_summary
 from overlay.cli_view import WorkerControl, handle_control_line, swarm_view
+from overlay.client import ask
 from overlay.config import PeerConfig
-from overlay.errors import LocalError, OverlayError, ProtocolError, TransportError
-from overlay.identity import Address, Contact, new_peer_id
-from overlay.messages import Handshake, StatsReply, StatsRequest
+from overlay.errors import LocalError, OverlayError
+from overlay.identity import Address
+from overlay.messages import StatsReply, StatsRequest
 from overlay.node import Node, NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer, PeerSnapshot
 from overlay.topology import graph_of, summarize
-from overlay.wire import FrameDecoder, check_handshake, encode_frame
 from search.store import content_key
 
 log = logging.getLogger("overlay.swarm")
@@ -141,33 +140,7 @@ def seed_plan(count: int, replication: float, peers: int, seed: int) -> list[lis
 
 async def fetch_stats(address: Address, timeout: float = STATS_TIMEOUT) -> StatsReply:
     """Ask one peer for its stats over a fresh connection (handshake, request, reply)."""
-    decoder = FrameDecoder()
-    try:
-        with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(address.host, address.port)
-            async with stream:
-                port = int(stream.socket.getsockname()[1])
-                # We listen nowhere; our own ephemeral address is a unique, honest claim.
-                me = Contact(new_peer_id(random.Random()), Address(address.host, port))
-                await stream.send_all(
-                    encode_frame(Handshake(PROTOCOL_VERSION, me)) + encode_frame(StatsRequest())
-                )
-                handshaken = False
-                for _ in range(10_000):  # bounded: each round reads at least one byte
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        break
-                    for message in decoder.feed(data):
-                        if not handshaken:
-                            check_handshake(message, PROTOCOL_VERSION)
-                            handshaken = True
-                        elif type(message) is StatsReply:
-                            return message
-                raise ProtocolError("connection closed without a stats reply")
-    except trio.TooSlowError:
-        raise TransportError(f"no stats from {address} within {timeout:g} s") from None
-    except (OSError, trio.BrokenResourceError) as exc:
-        raise TransportError(f"stats from {address}: {exc}") from None
+    return await ask(address, StatsRequest(), StatsReply, timeout)
 
 
 def snapshot_of(reply: StatsReply) -> PeerSnapshot:

@@ -33,8 +33,9 @@ def _workers_of(bootstrap: str) -> list[int]:
 
 
 async def test_a_swarm_of_200_forms_one_component_and_leaves_cleanly() -> None:
+    """The issue's command: ``overlay swarm --peers 200 --duration 20 --json``."""
     result = await trio.run_process(
-        [*OVERLAY, "swarm", "--peers", "200", "--duration", "8", "--port", "0", "--json"],
+        [*OVERLAY, "swarm", "--peers", "200", "--duration", "20", "--port", "0", "--json"],
         capture_stdout=True,
         capture_stderr=True,
         cwd=str(REPO),
