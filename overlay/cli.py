@@ -12,10 +12,20 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.logging import RichHandler
 
+from overlay.identity import Address
+
 COMMAND_MODULES = ("overlay.cli_sim", "overlay.cli_net", "overlay.cli_view", "overlay.cli_search")
 """Modules with a ``register(subparsers)`` function; a missing one is skipped."""
 
 Command = Callable[[argparse.Namespace], int]
+
+
+def address_argument(text: str) -> Address:
+    """argparse type for ``HOST:PORT``: a bad one is a usage error, not a traceback."""
+    try:
+        return Address.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

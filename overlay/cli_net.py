@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from bootstrap.server import serve_bootstrap
+from overlay.cli import address_argument
 from overlay.config import PeerConfig
 from overlay.errors import OverlayError
-from overlay.identity import Address
 from overlay.node import NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.peer_state import load_peer_state, save_peer_state
@@ -32,13 +32,6 @@ from overlay.swarm import register_swarm
 log = logging.getLogger("overlay.cli_net")
 
 STATE_SAVE_PERIOD = 5.0
-
-
-def _address(text: str) -> Address:
-    try:
-        return Address.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +52,7 @@ def register(subparsers: Any) -> None:
         description="Run one peer: join through the bootstrap (or --join, any live peer) "
         "and keep a random neighbor list until SIGINT/SIGTERM, then leave gracefully.",
     )
-    peer.add_argument("--bootstrap", type=_address, default=None, metavar="HOST:PORT")
+    peer.add_argument("--bootstrap", type=address_argument, default=None, metavar="HOST:PORT")
     peer.add_argument("--host", default="127.0.0.1", help="address to listen on")
     peer.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     peer.add_argument("--capacity", type=int, default=1, help="capacity (super peer election)")
@@ -67,7 +60,11 @@ def register(subparsers: Any) -> None:
         "--state", type=Path, default=None, metavar="DIR", help="keep id and known hosts here"
     )
     peer.add_argument(
-        "--join", type=_address, default=None, metavar="HOST:PORT", help="join via this peer"
+        "--join",
+        type=address_argument,
+        default=None,
+        metavar="HOST:PORT",
+        help="join via this peer",
     )
     peer.add_argument("--seed", type=int, default=None, help="seed of the peer's random source")
     peer.set_defaults(run=run_peer)

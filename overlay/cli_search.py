@@ -22,6 +22,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
+from overlay.cli import address_argument
 from overlay.client import CLIENT_TIMEOUT, ask
 from overlay.errors import OverlayError, ProtocolError
 from overlay.identity import Address, Contact
@@ -221,13 +222,6 @@ def fetch_error(result: ClientFetchResult) -> FetchError | None:
     return None
 
 
-def _address(text: str) -> Address:
-    try:
-        return Address.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def _holder(text: str) -> Contact:
     peer_id, sep, address = text.partition("@")
     try:
@@ -248,7 +242,9 @@ def register(subparsers: Any) -> None:
         "and answers queries for it.  Prints the key.  The name (default: the file's "
         "name) gives the item its keywords.",
     )
-    publish.add_argument("--via", type=_address, required=True, metavar="HOST:PORT", help=via_help)
+    publish.add_argument(
+        "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
+    )
     what = publish.add_mutually_exclusive_group(required=True)
     what.add_argument("file", nargs="?", type=Path, default=None, metavar="FILE")
     what.add_argument("--text", help="publish this text (UTF-8) instead of a file")
@@ -265,7 +261,9 @@ def register(subparsers: Any) -> None:
         "received by kind, hops and time to the first hit.  Exit status 0 when found, "
         "1 when not.",
     )
-    search.add_argument("--via", type=_address, required=True, metavar="HOST:PORT", help=via_help)
+    search.add_argument(
+        "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
+    )
     search.add_argument("--mode", required=True, choices=MODES)
     target = search.add_mutually_exclusive_group(required=True)
     target.add_argument("key", nargs="?", default=None, metavar="KEY", help="a 64-hex key")
@@ -289,7 +287,9 @@ def register(subparsers: Any) -> None:
         "--mode, default ring) unless --holder names one, fetches, and checks the bytes "
         "against the key; so does this command.  Writes FILE only when verified.",
     )
-    fetch.add_argument("--via", type=_address, required=True, metavar="HOST:PORT", help=via_help)
+    fetch.add_argument(
+        "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
+    )
     fetch.add_argument("key", metavar="KEY")
     fetch.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
     fetch.add_argument(

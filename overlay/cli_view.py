@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from overlay.cli import address_argument
 from overlay.cli_search import search_via
 from overlay.crawl import DEFAULT_TIMEOUT, Crawl, StatsClient, crawl
 from overlay.errors import OverlayError
@@ -49,13 +50,6 @@ KEY_POLL: Final = 0.2
 """Seconds a key-reading thread waits before checking back (bounds how long quitting takes)."""
 
 
-def _address(text: str) -> Address:
-    try:
-        return Address.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def register(subparsers: Any) -> None:
     view: argparse.ArgumentParser = subparsers.add_parser(
         "view",
@@ -63,10 +57,10 @@ def register(subparsers: Any) -> None:
         description="Crawl the overlay from its bootstrap every --interval seconds and draw "
         "it: counts, the topology, super peers, degrees and an event feed.  q quits.",
     )
-    view.add_argument("--bootstrap", type=_address, metavar="HOST:PORT", default=None)
+    view.add_argument("--bootstrap", type=address_argument, metavar="HOST:PORT", default=None)
     view.add_argument(
         "--peer",
-        type=_address,
+        type=address_argument,
         metavar="HOST:PORT",
         action="append",
         default=[],
@@ -86,7 +80,7 @@ def register(subparsers: Any) -> None:
         description="One row per peer: id, address, role, degree, its super peers (or its "
         "weak peers), status (alive, suspect, unreachable).",
     )
-    members.add_argument("--bootstrap", type=_address, metavar="HOST:PORT", required=True)
+    members.add_argument("--bootstrap", type=address_argument, metavar="HOST:PORT", required=True)
     members.add_argument("--role", choices=("super", "weak"), default=None)
     members.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="per-peer timeout")
     members.add_argument("--json", action="store_true", help="print JSON (one list)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -50,32 +50,53 @@ def degree_stats(degrees: list[int]) -> dict[str, float]:
     return {"min": min(degrees), "mean": sum(degrees) / len(degrees), "max": max(degrees)}
 
 
-def average_path_length(graph: nx.Graph, rng: random.Random) -> float:
-    """Mean shortest-path length within the largest component (sampled when large)."""
-    if graph.number_of_nodes() < 2:
+def average_path_length(
+    graph: nx.Graph,
+    rng: random.Random,
+    *,
+    sources: int = PATH_SAMPLE_SOURCES,
+    components: list[set[Any]] | None = None,
+) -> float:
+    """Mean shortest-path length within the largest component.
+
+    Exact (a breadth-first search from every node) up to ``sources`` nodes, else
+    estimated from that many random sources.  The searches run over plain adjacency
+    lists: networkx's subgraph views cost ten times as much, and the live view calls
+    this every refresh.  ``components`` saves recomputing them when the caller has them.
+    """
+    if components is None:
+        components = list(nx.connected_components(graph)) if graph.number_of_nodes() else []
+    if not components:
         return 0.0
-    largest = max(nx.connected_components(graph), key=len)
+    largest = max(components, key=len)
     if len(largest) < 2:
         return 0.0
-    core = graph.subgraph(largest)
-    nodes = sorted(core.nodes)
-    if len(nodes) <= PATH_SAMPLE_SOURCES:
-        return float(nx.average_shortest_path_length(core))
-    total = 0
-    pairs = 0
-    for source in rng.sample(nodes, PATH_SAMPLE_SOURCES):
-        lengths = nx.single_source_shortest_path_length(core, source)
-        total += sum(lengths.values())
-        pairs += len(lengths) - 1
+    adjacency = {node: list(graph.adj[node]) for node in largest}
+    nodes = sorted(largest)
+    roots = nodes if len(nodes) <= sources else rng.sample(nodes, sources)
+    total = pairs = 0
+    for root in roots:
+        distance = {root: 0}
+        queue = deque([root])
+        while queue:
+            node = queue.popleft()
+            step = distance[node] + 1
+            for other in adjacency[node]:
+                if other not in distance:
+                    distance[other] = step
+                    queue.append(other)
+        total += sum(distance.values())
+        pairs += len(distance) - 1
     return total / pairs if pairs else 0.0
 
 
-def clustering(graph: nx.Graph, rng: random.Random) -> float:
+def clustering(graph: nx.Graph, rng: random.Random, *, sample: int = CLUSTERING_SAMPLE) -> float:
+    """Average clustering, over ``sample`` random nodes when there are more."""
     if graph.number_of_nodes() == 0:
         return 0.0
     nodes = sorted(graph.nodes)
-    if len(nodes) > CLUSTERING_SAMPLE:
-        nodes = rng.sample(nodes, CLUSTERING_SAMPLE)
+    if len(nodes) > sample:
+        nodes = rng.sample(nodes, sample)
     return float(nx.average_clustering(graph, nodes=nodes))
 
 
@@ -124,7 +145,7 @@ def summarize(
         "degree": degree_stats(degrees),
         "degree_histogram": dict(sorted(Counter(degrees).items())),
         "clustering": clustering(graph, rng),
-        "avg_path_length": average_path_length(graph, rng),
+        "avg_path_length": average_path_length(graph, rng, components=components),
         "expected_path_length": expected_path_length(len(member_shots), mean_degree),
         "dangling_entries": dangling,
         "dangling_passive_entries": dangling_passive,

@@ -56,7 +56,7 @@ from overlay.crawl import Crawl, Member, index_size_of, super_peers_of, weak_pee
 from overlay.effects import Notify
 from overlay.identity import PeerId
 from overlay.peer import PeerSnapshot
-from overlay.topology import graph_of
+from overlay.topology import average_path_length, clustering, graph_of
 
 LARGE: Final = 150
 """Above this many peers the drawing shows the super-peer layer (or a sample)."""
@@ -180,49 +180,14 @@ def figures_of(
         joining=sum(1 for s in snapshots if not s.joined),
         components=len(components),
         largest=max((len(c) for c in components), default=0),
-        avg_path_length=_path_length(graph, components, rng),
-        clustering=_clustering(graph, rng),
+        avg_path_length=average_path_length(
+            graph, rng, sources=PATH_SOURCES, components=components
+        ),
+        clustering=clustering(graph, rng, sample=CLUSTERING_SAMPLE),
         messages_per_second=messages_per_second,
         unreachable=statuses.get("unreachable", 0),
         suspect=statuses.get("suspect", 0),
     )
-
-
-def _path_length(graph: nx.Graph, components: list[set[Any]], rng: random.Random) -> float:
-    """Mean hop distance in the largest component, from breadth-first searches of up to
-    :data:`PATH_SOURCES` sources over plain adjacency lists (networkx's subgraph views
-    cost ten times as much, and this runs every refresh)."""
-    if not components:
-        return 0.0
-    largest = max(components, key=len)
-    if len(largest) < 2:
-        return 0.0
-    adjacency = {node: list(graph.adj[node]) for node in largest}
-    nodes = sorted(largest)
-    sources = nodes if len(nodes) <= PATH_SOURCES else rng.sample(nodes, PATH_SOURCES)
-    total = pairs = 0
-    for source in sources:
-        distance = {source: 0}
-        queue = deque([source])
-        while queue:
-            node = queue.popleft()
-            step = distance[node] + 1
-            for other in adjacency[node]:
-                if other not in distance:
-                    distance[other] = step
-                    queue.append(other)
-        total += sum(distance.values())
-        pairs += len(distance) - 1
-    return total / pairs if pairs else 0.0
-
-
-def _clustering(graph: nx.Graph, rng: random.Random) -> float:
-    if graph.number_of_nodes() == 0:
-        return 0.0
-    nodes = sorted(graph.nodes)
-    if len(nodes) > CLUSTERING_SAMPLE:
-        nodes = rng.sample(nodes, CLUSTERING_SAMPLE)
-    return float(nx.average_clustering(graph, nodes=nodes))
 
 
 # ---------------------------------------------------------------------- diffs
