@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from overlay.scenario import Scenario, build
-from overlay.sim import Simulator
+from overlay.sim import Simulator, few_collections
 from overlay.topology import super_layer_figures
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,16 +79,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ) as progress:
         task = progress.add_task("sim", total=args.duration)
         second = 0.0
-        while second < args.duration:
-            second = min(args.duration, second + 1.0)
-            sim.run_until(second)
-            near = any(-5 <= second - t <= 40 for t in faults)
-            if near or second % 10 == 0 or second == args.duration:
-                row = observe(sim)
-                series.append(row)
-                if faults and second < min(faults):
-                    before_fault = row
-            progress.update(task, completed=second)
+        with few_collections():
+            while second < args.duration:
+                second = min(args.duration, second + 1.0)
+                sim.run_until(second)
+                near = any(-5 <= second - t <= 40 for t in faults)
+                if near or second % 10 == 0 or second == args.duration:
+                    row = observe(sim)
+                    series.append(row)
+                    if faults and second < min(faults):
+                        before_fault = row
+                progress.update(task, completed=second)
     wall = time.perf_counter() - started
     target = args.peers / (config.ratio + 1)
     result: dict[str, Any] = {

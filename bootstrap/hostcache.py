@@ -60,6 +60,42 @@ class HostRecord:
     expires: float
 
 
+class _SampleSet:
+    """A set of peer ids with O(1) add and remove and O(k) uniform samples.
+
+    A list beside a slot dict: removal swaps the last id into the freed slot.
+    """
+
+    def __init__(self) -> None:
+        self._ids: list[PeerId] = []
+        self._slot: dict[PeerId, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, peer: PeerId) -> None:
+        if peer not in self._slot:
+            self._slot[peer] = len(self._ids)
+            self._ids.append(peer)
+
+    def discard(self, peer: PeerId) -> None:
+        slot = self._slot.pop(peer, None)
+        if slot is None:
+            return
+        last = self._ids.pop()
+        if last != peer:
+            self._ids[slot] = last
+            self._slot[last] = slot
+
+    def sample(self, rng: random.Random, want: int, exclude: PeerId) -> list[PeerId]:
+        """Up to ``want`` distinct ids other than ``exclude``, uniformly."""
+        ids = self._ids
+        if want <= 0 or not ids:
+            return []
+        picked = rng.sample(ids, min(want + 1, len(ids)))
+        return [p for p in picked if p != exclude][:want]
+
+
 @attrs.define(slots=True)
 class _Bucket:
     tokens: float
@@ -74,9 +110,9 @@ class HostCache:
         self.config = config
         self.rng = rng
         self._entries: dict[PeerId, HostEntry] = {}
-        # A list beside the dict gives O(k) uniform samples; removal swaps with the last.
-        self._ids: list[PeerId] = []
-        self._slot: dict[PeerId, int] = {}
+        self._live = _SampleSet()
+        # Kept apart so answering a registration never scans the whole cache.
+        self._supers = _SampleSet()
         self._buckets: dict[Address, _Bucket] = {}
         self.next_sweep = math.inf
         self.counters: dict[str, int] = {}
@@ -135,22 +171,22 @@ class HostCache:
                 capacity,
                 expires,
             )
-            return
-        if len(self._entries) >= self.config.max_entries:
+        elif len(self._entries) >= self.config.max_entries:
             self._count("cache_full")
             return
-        self._entries[contact.id] = HostEntry(contact, role, capacity, expires)
-        self._slot[contact.id] = len(self._ids)
-        self._ids.append(contact.id)
+        else:
+            self._entries[contact.id] = HostEntry(contact, role, capacity, expires)
+            self._live.add(contact.id)
+        if role == "super":
+            self._supers.add(contact.id)
+        else:
+            self._supers.discard(contact.id)
 
     def remove(self, peer: PeerId) -> None:
         if self._entries.pop(peer, None) is None:
             return
-        slot = self._slot.pop(peer)
-        last = self._ids.pop()
-        if last != peer:
-            self._ids[slot] = last
-            self._slot[last] = slot
+        self._live.discard(peer)
+        self._supers.discard(peer)
 
     def expire(self, now: float) -> int:
         gone = [peer for peer, entry in self._entries.items() if entry.expires <= now]
@@ -164,22 +200,13 @@ class HostCache:
 
     def sample(self, want: int, exclude: PeerId) -> list[Contact]:
         """A uniform sample of ``want`` live peers other than ``exclude``."""
-        want = min(want, MAX_SAMPLE)
-        ids = self._ids
-        if want <= 0 or not ids:
-            return []
-        picked = self.rng.sample(ids, min(want + 1, len(ids)))
-        return [self._entries[p].contact for p in picked if p != exclude][:want]
+        picked = self._live.sample(self.rng, min(want, MAX_SAMPLE), exclude)
+        return [self._entries[p].contact for p in picked]
 
     def super_peers(self, exclude: PeerId) -> list[Contact]:
-        found = [
-            entry.contact
-            for peer, entry in self._entries.items()
-            if entry.role == "super" and peer != exclude
-        ]
-        if len(found) > self.config.max_super_peers:
-            found = self.rng.sample(found, self.config.max_super_peers)
-        return found
+        """A uniform sample of at most ``max_super_peers`` live super peers."""
+        picked = self._supers.sample(self.rng, self.config.max_super_peers, exclude)
+        return [self._entries[p].contact for p in picked]
 
     def records(self) -> list[HostRecord]:
         return [

@@ -15,6 +15,7 @@ random generator: a test enforces that (tests/overlay/test_purity.py).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -119,6 +120,7 @@ class Peer:
             PeerSample: m.on_peer_sample,
         }
         self.search = Search(self.contact, rng, self.membership, config.search)
+        self._search_timers = self.search.ctx.timers
         self._handlers.update(self.search.handlers())
         self.supers: Attachment | None = None
         """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
@@ -204,7 +206,17 @@ class Peer:
         return out
 
     def next_deadline(self) -> float:
-        deadline = min(self.membership.next_deadline(), self.search.next_deadline())
+        # Called after every event a runtime delivers: read the fields directly rather
+        # than through three layers of calls (a tenth of the simulator's time at 100k).
+        m = self.membership
+        timers = self._search_timers
+        deadline = min(
+            m.tick_at,
+            m.shuffle_at,
+            m.register_at,
+            m.expire_at,
+            timers[0][0] if timers else math.inf,
+        )
         if self.supers is not None:
             deadline = min(deadline, self.supers.next_deadline())
         return deadline

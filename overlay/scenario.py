@@ -36,7 +36,7 @@ from overlay import validate
 from overlay.config import PeerConfig
 from overlay.identity import Address
 from overlay.peer import Peer
-from overlay.sim import NetworkModel, Simulator
+from overlay.sim import NetworkModel, Simulator, few_collections
 
 
 @attrs.frozen
@@ -211,15 +211,16 @@ def run(
     started = time.perf_counter()
     watching = 0.0  # time spent in the observer, not in the simulation
     second = 0.0
-    while second < scenario.duration:
-        second = min(second + 1, scenario.duration)
-        sim.run_until(second)
-        if observer is not None:
-            before = time.perf_counter()
-            observer(sim, second)
-            watching += time.perf_counter() - before
-        if progress is not None:
-            progress(second)
+    with few_collections():
+        while second < scenario.duration:
+            second = min(second + 1, scenario.duration)
+            sim.run_until(second)
+            if observer is not None:
+                before = time.perf_counter()
+                observer(sim, second)
+                watching += time.perf_counter() - before
+            if progress is not None:
+                progress(second)
     wall = time.perf_counter() - started - watching
     peak = tracemalloc.get_traced_memory()[1] if measure_memory else None
     if measure_memory:

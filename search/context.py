@@ -130,7 +130,9 @@ class SearchContext:
         """Wire ids of my finished searches: a late hit for one is not an unknown one."""
         self.results: dict[str, SearchResult] = {}
         self.fetches: dict[str, FetchResult] = {}
-        self._timers: list[tuple[float, int, TimerCallback]] = []
+        # (time, sequence, callback), a heap; the list object is never replaced, so a
+        # runtime may keep a reference to peek at its head cheaply.
+        self.timers: list[tuple[float, int, TimerCallback]] = []
         self._timer_seq = 0
 
     # ------------------------------------------------------------------ helpers
@@ -156,13 +158,13 @@ class SearchContext:
         """Call ``callback(now, out)`` once ``time`` has come.  Callbacks check themselves
         whether they still apply, so nothing needs cancelling."""
         self._timer_seq += 1
-        heapq.heappush(self._timers, (time, self._timer_seq, callback))
+        heapq.heappush(self.timers, (time, self._timer_seq, callback))
 
     def next_deadline(self) -> float:
-        return self._timers[0][0] if self._timers else math.inf
+        return self.timers[0][0] if self.timers else math.inf
 
     def handle_timer(self, now: float, out: list[Effect]) -> None:
-        timers = self._timers
+        timers = self.timers
         while timers and timers[0][0] <= now:
             heapq.heappop(timers)[2](now, out)
 

@@ -44,6 +44,12 @@ def check_bounds(peer: Peer) -> None:
     assert len(m.pending) <= config.max_degree + config.target_degree
     assert len(m.super_peers) <= 64
     assert peer.id not in m.active
+    # Peer.next_deadline reads its components' fields directly, for speed: it must
+    # agree with what the components themselves say.
+    parts = [m.next_deadline(), peer.search.next_deadline()]
+    if peer.supers is not None:
+        parts.append(peer.supers.next_deadline())
+    assert peer.next_deadline() == min(parts)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
