@@ -20,7 +20,21 @@ need and states what it leaves out):
 * flood TTLs stop at the first one whose success rate reaches 99%
   (:data:`benchmarks.runner.FLOOD_STOP`): larger ones cost more and find no more,
   and on 10,000-peer graphs they are what would make the sweep take hours;
-* super-layer flood and walk are not measured: the overlay has no super peers yet.
+* lossless floods are simulated once per query, at that stop TTL, and the smaller
+  TTLs' rows are derived exactly from the hop counts of its messages (rows marked
+  ``derived_from_ttl``; :mod:`benchmarks.runner` says why this is exact, checks it
+  on every query, and the tests compare it with simulating every TTL);
+* super-layer flood and walk are not in this sweep: the static topologies have no
+  super peers (``benchmarks/super_search.py`` sets them against flat floods on a
+  simulated overlay that has).
+
+Time: the work is split into tasks of one graph, one loss rate and either the
+floods or the other modes, run by two worker processes (the machine's two cores),
+the longest first.  Measured by simulated deliveries (a fixed cost per message),
+the full sweep is about 105 million deliveries, which at the simulator's 70,000
+deliveries per CPU second is about 13 minutes on an otherwise idle 2-core machine
+(16 before the floods were derived); a machine shared with other work takes
+longer in proportion (``meta.load_average_*`` records it).
 
 ``--quick`` runs the same design on ~400-peer graphs (pieces of the real crawls
 included) with 50 queries, in seconds; the test suite runs it so this script
@@ -99,8 +113,8 @@ QUICK_SWEEP_RATIOS = (0.02, 0.05)
 SWEEP_TOPOLOGIES = ("gnutella04",)
 SWEEP_WALKERS = 16
 NOT_MEASURED = (
-    "super-layer flood and super-layer walk: the overlay has no super peers "
-    "yet (DESIGN.md: election and index are still to come)"
+    "super-layer flood and super-layer walk: the static topologies have no super peers "
+    "(benchmarks/super_search.py compares them with flat floods on a simulated overlay)"
 )
 PRIORITY = (
     ("main", 0.0, "power-law", "flood"),
@@ -600,6 +614,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": args.workers,
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(sum(r["cpu_seconds"] for r in rows), 1),
+        # What the simulator actually carried (derived rows cost nothing): the figure
+        # the sweep's time is proportional to, whatever else runs on the machine.
+        "simulated_deliveries": sum(
+            r["sim_delivered"] for r in rows if "derived_from_ttl" not in r
+        ),
         "complete": not unfinished,
         "unfinished_tasks": unfinished,
         "python": platform.python_version(),
@@ -617,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{list(QUICK_SWEEP_RATIOS if args.quick else SWEEP_RATIOS)}, loss 0",
             "queries": f"Zipf({ZIPF_ALPHA}) over 100 items, sources uniform over peers",
             "flood_stop": f"flood TTLs stop at the first with success >= {FLOOD_STOP:.0%}; "
+            "lossless floods are simulated at that TTL only, smaller TTLs derived exactly; "
             "lossy floods run at most the TTLs the lossless flood needed",
             "walk_ttl": WALK_TTL,
             "not_measured": NOT_MEASURED,

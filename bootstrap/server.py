@@ -35,14 +35,16 @@ from overlay import PROTOCOL_VERSION, validate
 from overlay.effects import Effect, Send
 from overlay.identity import Address, Contact, PeerId, new_peer_id
 from overlay.messages import (
+    MAX_COUNTER_VALUE,
     MAX_MEMBERS_PAGE,
     Handshake,
     MemberEntry,
     MembersReply,
     MembersRequest,
     Message,
+    StatsReply,
 )
-from overlay.node import Node, NodeConfig, open_listeners
+from overlay.node import Node, NodeConfig, one_host, open_listeners, stat_counters
 
 log = logging.getLogger("bootstrap.server")
 
@@ -50,8 +52,9 @@ STATE_FORMAT = 1
 MAX_STATE_BYTES = 256 * 1024 * 1024
 """A state file larger than this is refused rather than read into memory."""
 
-BOOTSTRAP_NODE_CONFIG = NodeConfig(max_connections=4096, idle_timeout=15.0)
-"""A bootstrap talks to every peer briefly: many connections, short idle timeout."""
+BOOTSTRAP_NODE_CONFIG = one_host(NodeConfig(max_connections=4096, idle_timeout=15.0))
+"""A bootstrap talks to every peer briefly: many connections, short idle timeout; its
+guard against one address is the registration rate limit, not a connection cap."""
 
 
 @attrs.frozen
@@ -199,6 +202,7 @@ async def serve_bootstrap(
         contact,
         node_config or BOOTSTRAP_NODE_CONFIG,
         handshake=lambda: Handshake(PROTOCOL_VERSION, contact, "weak", 0),
+        stats=lambda node: bootstrap_stats(cache, node),
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -213,6 +217,22 @@ async def serve_bootstrap(
                 log.info("bootstrap: saved %d hosts to %s", len(cache), state)
             except OSError as error:
                 log.error("bootstrap: cannot save state to %s: %s", state, error)
+
+
+def bootstrap_stats(cache: HostCache, node: Node) -> StatsReply:
+    """The bootstrap's answer to a stats request: no neighbors, its cache's size and
+    counters (registrations, refusals by the rate limit, ...) under ``bootstrap.``."""
+    counters = {f"bootstrap.{name}": value for name, value in cache.counters.items()}
+    return StatsReply(
+        id=cache.me.id,
+        address=cache.me.address,
+        role="weak",
+        joined=False,
+        neighbors=(),
+        passive=(),
+        known_hosts=min(len(cache), MAX_COUNTER_VALUE),
+        counters=stat_counters(counters, node),
+    )
 
 
 async def _save_periodically(path: Path, cache: HostCache, period: float) -> None:

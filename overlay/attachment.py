@@ -67,7 +67,15 @@ from overlay.messages import (
     SuperLinkAccept,
     SuperUnlink,
 )
-from search.index import IndexRefusal, SequenceGap, SuperIndex
+from search.index import (
+    ForeignLease,
+    IndexFull,
+    IndexOverBound,
+    IndexRefusal,
+    SequenceGap,
+    SuperIndex,
+    UnknownLease,
+)
 from search.store import ItemStore
 
 Handler = Callable[[object, Contact, float, list[Effect]], None]
@@ -75,8 +83,19 @@ _NEVER = math.inf
 MAX_CANDIDATES = 32
 SPARES = 2
 INFO_EVERY = 4
+MAX_DEAD = 4 * MAX_CANDIDATES
+"""Most peers remembered as dead at once: anyone can claim to be a stranger's super
+peer and say it is not one, so this table must not grow with what others say."""
+REFUSAL_CODES = frozenset(
+    {cls.code for cls in (IndexRefusal, UnknownLease, ForeignLease, IndexOverBound, IndexFull)}
+    | {SequenceGap.code, "not a super peer"}
+)
+"""Reasons a super peer refuses an index message with; any other is counted as "other"
+(a counter name is never taken from a remote's free text)."""
 FORGET_AFTER = 3
 """Extra attach requests sent in parallel when short of super peers (see the module doc)."""
+REJECT_REASONS = frozenset({"full", "not a super peer", "you are a super peer"})
+"""Refusals counted by reason (any other reason, from the network, counts as "other")."""
 
 
 @attrs.define(slots=True)
@@ -140,10 +159,13 @@ class Attachment:
         self.pending: dict[PeerId, PendingAttach] = {}
         self.known: dict[PeerId, Known] = {}
         self.dead: dict[PeerId, float] = {}
-        """Super peers I found dead, until when I will not try them again."""
+        """Super peers I found dead, until when I will not try them again (at most
+        ``MAX_DEAD``: see :meth:`_shun`)."""
         self.neighbors: dict[PeerId, SuperNeighbor] = {}
         self.linking: dict[PeerId, float] = {}
         self.counters: dict[str, int] = {}
+        self.evidence: Callable[[PeerId, str], None] | None = None
+        """Told of every refusal (peer, counter): the peer core's standing ledger."""
         self.seq = 0
         self.published: dict[str, IndexItem] = {}
         self.estimate = 0.0
@@ -236,7 +258,7 @@ class Attachment:
                     known.failures += 1
                     if known.failures >= FORGET_AFTER:
                         del self.known[peer]
-                self.dead[peer] = now + self.config.period
+                self._shun(peer, now + self.config.period)
             if expired:
                 self._fill(now, out)
         if now >= self.tick_at:
@@ -376,7 +398,7 @@ class Attachment:
         )
 
     def _maybe_found(self, now: float, out: list[Effect]) -> None:
-        """Nobody has heard of a super peer: ask the bootstrap once, then maybe found one."""
+        """Nobody has heard of a super peer: ask the bootstrap, then maybe found one."""
         if now < self.seed_at:
             return
         if self.heard_any or not self.seed_asked:
@@ -390,6 +412,11 @@ class Attachment:
         if self.election.eligible(now) and self.election.should_found():
             self._count("role.founded")
             self._promote(now, out, "founding the super layer")
+            return
+        # Ask again with every coin (without waiting for the answer, so founding goes at
+        # the same pace): founders appear meanwhile, and the bootstrap's answer is the
+        # quickest way to hear of them; its lease refresh may be a long way off.
+        self._register(out, want=0)
 
     def _check_supers(self, now: float, out: list[Effect]) -> None:
         horizon = now - self.config.failure_timeout
@@ -419,7 +446,7 @@ class Attachment:
         loss a live super peer is sometimes taken for dead, and a weak peer that knows few
         super peers must be able to come back to it; a dead one fails one more request
         and is forgotten then."""
-        self.dead[peer] = now + self.config.failure_timeout
+        self._shun(peer, now + self.config.failure_timeout)
 
     def _learn(self, contact: Contact, load: int, now: float) -> None:
         peer = contact.id
@@ -465,9 +492,13 @@ class Attachment:
     ) -> None:
         if self.pending.pop(sender.id, None) is None:
             return
+        reason = message.reason
+        self._count(f"attach.refused.{reason if reason in REJECT_REASONS else 'other'}")
         self.known.pop(sender.id, None)
-        if message.reason == "not a super peer":
-            self.dead[sender.id] = now + self.config.period
+        if reason in ("not a super peer", "full"):
+            # Not again for a period: when every super peer is full, their alternatives
+            # name one another, and retrying at once would bounce at network speed.
+            self._shun(sender.id, now + self.config.period)
         for info in message.alternatives:
             self._learn(info.contact, info.load, now)
         self._fill(now, out)
@@ -491,7 +522,8 @@ class Attachment:
         attached = self.attached.get(sender.id)
         if attached is None or attached.lease_id != message.lease_id:
             return
-        self._count(f"index.refused_by_super.{message.reason[:24]}")
+        reason = message.reason if message.reason in REFUSAL_CODES else "other"
+        self._count(f"index.refused_by_super.{reason}")
         # The super peer no longer knows us (or will not hold us): go elsewhere.
         del self.attached[sender.id]
         out.append(Send(sender.address, Detach("refused")))
@@ -734,7 +766,7 @@ class Attachment:
                 self._rehome_half(sender, out)
         if peer in self.attached:
             del self.attached[peer]
-            self.dead[peer] = now + self.config.period
+            self._shun(peer, now + self.config.period)
             self._fill(now, out)
         self.pending.pop(peer, None)
 
@@ -812,7 +844,7 @@ class Attachment:
         self.neighbors.pop(peer, None)
         if message.reason == "not a super peer":
             self.known.pop(peer, None)
-            self.dead[peer] = now + self.config.period
+            self._shun(peer, now + self.config.period)
 
     # ------------------------------------------------------------------ role changes
 
@@ -865,6 +897,17 @@ class Attachment:
     def _refuse(self, sender: Contact, why: str, counter: str, out: list[Effect]) -> None:
         self._count(counter)
         out.append(Notify("bad_input", sender.id, why))
+        if self.evidence is not None:
+            self.evidence(sender.id, counter)
+
+    def _shun(self, peer: PeerId, until: float) -> None:
+        """Do not try ``peer`` again before ``until``.  The oldest entry goes when the
+        table is full: forgetting one only means trying a dead peer once more."""
+        dead = self.dead
+        dead.pop(peer, None)
+        dead[peer] = until
+        if len(dead) > MAX_DEAD:
+            del dead[next(iter(dead))]
 
     def _count(self, key: str, amount: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + amount
@@ -883,3 +926,25 @@ class Attachment:
 
     def addresses(self) -> list[Address]:
         return [a.contact.address for a in self.attached.values()]
+
+    # ------------------------------------------------------------------ for the runtime
+
+    def relates(self, peer: PeerId) -> bool:
+        """Is ``peer`` my super peer (or about to be), my weak peer, or a super-layer
+        neighbor (or about to be)?  A runtime keeps the link to such a peer open."""
+        return (
+            peer in self.attached
+            or peer in self.pending
+            or peer in self.index.by_owner
+            or peer in self.neighbors
+            or peer in self.linking
+        )
+
+    def relates_at(self, address: Address) -> bool:
+        """Is the peer listening at ``address`` in one of the relations of :meth:`relates`?"""
+        return (
+            any(a.contact.address == address for a in self.attached.values())
+            or any(p.contact.address == address for p in self.pending.values())
+            or any(n.contact.address == address for n in self.neighbors.values())
+            or any(lease.owner.address == address for lease in self.index.by_owner.values())
+        )

@@ -22,12 +22,22 @@ from rich.logging import RichHandler
 
 from bootstrap.server import serve_bootstrap
 from overlay.cli import address_argument
+from overlay.cli_runtime import (
+    add_bootstrap_arguments,
+    add_runtime_arguments,
+    check_runtime_arguments,
+    fault_injectors,
+    host_cache_config_of,
+    node_config_of,
+    peer_config_of,
+)
 from overlay.config import PeerConfig
 from overlay.errors import OverlayError
-from overlay.node import NodeConfig, open_listeners, peer_node
+from overlay.faults import watch_partition_file
+from overlay.node import open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.peer_state import load_peer_state, save_peer_state
-from overlay.swarm import register_swarm
+from overlay.swarm import register_swarm, room_for_weak_peers, super_peer_config
 
 log = logging.getLogger("overlay.cli_net")
 
@@ -44,6 +54,7 @@ def register(subparsers: Any) -> None:
     boot.add_argument("--host", default="127.0.0.1", help="address to listen on")
     boot.add_argument("--port", type=int, default=7000, help="port (0: any free port)")
     boot.add_argument("--state", type=Path, default=None, help="state file to keep")
+    add_bootstrap_arguments(boot)
     boot.set_defaults(run=run_bootstrap)
 
     peer: argparse.ArgumentParser = subparsers.add_parser(
@@ -67,6 +78,12 @@ def register(subparsers: Any) -> None:
         help="join via this peer",
     )
     peer.add_argument("--seed", type=int, default=None, help="seed of the peer's random source")
+    peer.add_argument(
+        "--super-peers",
+        action="store_true",
+        help="run the super-peer layer (the peer may be elected super peer; --capacity counts)",
+    )
+    add_runtime_arguments(peer)
     peer.set_defaults(run=run_peer)
 
     register_swarm(subparsers)
@@ -83,6 +100,11 @@ def log_to_stderr() -> None:
 def run_bootstrap(args: argparse.Namespace) -> int:
     log_to_stderr()
     try:
+        host_cache_config_of(args)
+    except ValueError as error:
+        print(f"overlay bootstrap: {error}", file=sys.stderr)
+        return 2
+    try:
         trio.run(_bootstrap_main, args)
     except OverlayError as error:
         print(f"overlay bootstrap: {error}", file=sys.stderr)
@@ -95,7 +117,11 @@ async def _bootstrap_main(args: argparse.Namespace) -> None:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
                 lambda task_status: serve_bootstrap(
-                    args.host, args.port, state=args.state, task_status=task_status
+                    args.host,
+                    args.port,
+                    state=args.state,
+                    config=host_cache_config_of(args),
+                    task_status=task_status,
                 )
             )
             print(f"bootstrap {server.cache.me.id} listening on {server.address}", flush=True)
@@ -112,6 +138,10 @@ def run_peer(args: argparse.Namespace) -> int:
     if not 0 <= args.capacity <= 1_000_000:
         print("overlay peer: --capacity must be in [0, 1000000]", file=sys.stderr)
         return 2
+    usage = check_runtime_arguments(args)
+    if usage is not None:
+        print(f"overlay peer: {usage}", file=sys.stderr)
+        return 2
     try:
         trio.run(_peer_main, args)
     except OverlayError as error:
@@ -125,9 +155,14 @@ async def _peer_main(args: argparse.Namespace) -> None:
     saved = load_peer_state(state_dir) if state_dir is not None else None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         listeners, address = await open_listeners(args.host, args.port)
+        config = (
+            super_peer_config(args.capacity)
+            if args.super_peers
+            else PeerConfig(capacity=args.capacity)
+        )
         peer = Peer(
             address,
-            PeerConfig(capacity=args.capacity),
+            peer_config_of(args, config),
             random.Random(args.seed),
             peer_id=saved.id if saved is not None else None,
             bootstrap=args.bootstrap,
@@ -135,8 +170,14 @@ async def _peer_main(args: argparse.Namespace) -> None:
         )
         if saved is not None:
             seed_known_hosts(peer, saved.known_hosts)
-        node = peer_node(peer, NodeConfig())
+        make_faults, partition = fault_injectors(args, args.seed)
+        node_config = node_config_of(args)
+        if args.max_connections is None:
+            node_config = room_for_weak_peers(node_config, peer.config)
+        node = peer_node(peer, node_config, faults=make_faults())
         async with trio.open_nursery() as nursery:
+            if args.partition_file is not None:
+                nursery.start_soon(watch_partition_file, args.partition_file, partition)
             await nursery.start(node.serve, listeners)
             print(f"peer {peer.id} listening on {address}", flush=True)
             if state_dir is not None:

@@ -39,7 +39,7 @@ from overlay.messages import (
 from overlay.static import StaticNetwork, TopologyError
 from search.config import SearchConfig
 from search.errors import ContentMismatch, FetchError
-from search.outcome import MODES
+from search.outcome import FLAT_MODES, MODES
 from search.store import content_key, keywords_of
 
 
@@ -59,7 +59,7 @@ def register_sim_query(sim_subparsers: Any) -> None:
 def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", required=True, help="edge list file")
     parser.add_argument("--placement", required=True, help='JSON {"KEY": [node, ...]}')
-    parser.add_argument("--mode", required=True, choices=MODES)
+    parser.add_argument("--mode", required=True, choices=FLAT_MODES)
     parser.add_argument("--source", required=True, type=int, help="node the query starts at")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--key", help="a placement KEY or a 64-hex content key")
@@ -255,7 +255,7 @@ def register(subparsers: Any) -> None:
 
     search: argparse.ArgumentParser = subparsers.add_parser(
         "search",
-        help="search the overlay from a peer (flood, walk or ring)",
+        help="search the overlay from a peer (flood, walk, ring, super-flood or super-walk)",
         description="Ask the peer at --via to search by key or by keywords and print "
         "what it found: hits with their holders, the messages the origin sent and "
         "received by kind, hops and time to the first hit.  Exit status 0 when found, "

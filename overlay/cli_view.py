@@ -70,7 +70,11 @@ def register(subparsers: Any) -> None:
     view.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="per-peer timeout")
     view.add_argument("--once", action="store_true", help="print one frame and exit")
     view.add_argument(
-        "--export", type=Path, default=None, metavar="FILE", help="write FILE.graphml or FILE.png"
+        "--export",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write FILE.graphml, FILE.edgelist (integer ids, for `overlay sim query`) or FILE.png",
     )
     view.set_defaults(run=run_view)
 
@@ -267,8 +271,15 @@ def run_view(args: argparse.Namespace) -> int:
     if args.interval <= 0 or args.timeout <= 0:
         print("overlay view: --interval and --timeout must be positive", file=sys.stderr)
         return 2
-    if args.export is not None and args.export.suffix.lower() not in (".graphml", ".png"):
-        print("overlay view: --export takes FILE.graphml or FILE.png", file=sys.stderr)
+    if args.export is not None and args.export.suffix.lower() not in (
+        ".graphml",
+        ".edgelist",
+        ".png",
+    ):
+        print(
+            "overlay view: --export takes FILE.graphml, FILE.edgelist or FILE.png",
+            file=sys.stderr,
+        )
         return 2
 
     target = str(args.bootstrap) if args.bootstrap is not None else "peers"

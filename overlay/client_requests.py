@@ -230,7 +230,7 @@ class ClientRequests:
         options: dict[str, int] = {}
         if ttl is not None:
             options["ttl"] = ttl
-        if walkers is not None and mode == "walk":
+        if walkers is not None and mode in ("walk", "super-walk"):
             options["walkers"] = walkers
         if want is not None:
             options["want"] = want
@@ -293,7 +293,7 @@ class ClientRequests:
                     failures.append(fetched)
                     continue
                 return ClientFetchResult(key, fetched, holder, tuple(failures))
-            if message.holder is not None or message.mode == "flood":
+            if message.holder is not None or message.mode in ("flood", "super-flood"):
                 break  # one named holder; or a flood, which already brought every hit
         why = "every holder failed" if failures else "no holder found"
         return ClientFetchResult(key, None, failures=tuple(failures), error=why)

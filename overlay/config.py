@@ -43,6 +43,16 @@ class MembershipConfig:
     tombstones_size: int = attrs.field(default=256, validator=validate.integer(0, 65536))
     bootstrap_want: int = attrs.field(default=16, validator=validate.integer(0, 64))
     bootstrap_retry: float = attrs.field(default=5.0, validator=validate.real(0.01, 3600))
+    max_per_prefix: int = attrs.field(default=2, validator=validate.integer(0, 512))
+    """Most neighbors from one foreign address prefix, a /24 or an IPv6 /64 (0: no cap),
+    so that attackers holding one prefix cannot surround a peer (Bitcoin Core's
+    netgroups, for the same reason; the runtime groups its connection limits the same
+    way, :mod:`overlay.admission`).  Peers in my own prefix are not capped: a LAN or a
+    swarm on one loopback address is one prefix by construction."""
+    blacklist_seconds: float = attrs.field(default=600.0, validator=validate.real(0.0, 1e7))
+    """A neighbor distrusted for its conduct (:mod:`overlay.standing`) is dropped and
+    refused as a neighbor for this long."""
+    blacklist_size: int = attrs.field(default=256, validator=validate.integer(0, 65536))
 
     def __attrs_post_init__(self) -> None:
         if self.max_degree < self.target_degree:
@@ -107,6 +117,25 @@ class SuperConfig:
 
 
 @attrs.frozen
+class StandingConfig:
+    """Parameters of a peer's standing ledger (see :mod:`overlay.standing`)."""
+
+    enabled: bool = attrs.field(default=True, validator=validate.boolean)
+    fault_limit: float = attrs.field(default=8.0, validator=validate.real(1.0, 1e6))
+    """Weighted faults (decaying) at which a peer is distrusted.  A value that fails
+    its hash check weighs the whole limit: it is proof, not suspicion."""
+    fault_half_life: float = attrs.field(default=300.0, validator=validate.real(0.001, 1e7))
+    walker_evidence: int = attrs.field(default=8, validator=validate.integer(1, 1 << 20))
+    """Walkers lost through one neighbor before its losses count against it."""
+    walker_loss_limit: float = attrs.field(default=0.9, validator=validate.real(0.0, 1.0))
+    """Share of its recent walkers lost (never checking in) that distrusts a neighbor."""
+    walker_window: int = attrs.field(default=32, validator=validate.integer(2, 1 << 20))
+    """Walker outcomes remembered per neighbor (older ones fade: counts are halved)."""
+    size: int = attrs.field(default=256, validator=validate.integer(1, 1 << 20))
+    """Peers whose standing is tracked at once (the least recently judged goes first)."""
+
+
+@attrs.frozen
 class PeerConfig:
     """Everything a peer core needs to know besides its identity and its random source."""
 
@@ -114,3 +143,4 @@ class PeerConfig:
     search: SearchConfig = attrs.field(factory=SearchConfig)
     capacity: int = attrs.field(default=1, validator=validate.integer(0, 1_000_000))
     supers: SuperConfig = attrs.field(factory=SuperConfig)
+    standing: StandingConfig = attrs.field(factory=StandingConfig)

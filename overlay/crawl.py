@@ -265,9 +265,21 @@ class StatsClient:
         link = self._open.pop(address, None)
         try:
             with trio.fail_after(timeout):
+                reply: StatsReply | None = None
+                if link is not None:
+                    try:
+                        reply = await link.ask()
+                    except (OSError, trio.BrokenResourceError, TransportError):
+                        # Peers close idle client connections after a few seconds
+                        # (NodeConfig.transient_idle_timeout): a kept link may be gone
+                        # by the next refresh.  That is no sign of a dead peer: ask
+                        # once more on a fresh connection.
+                        await _close(link)
+                        link = None
                 if link is None:
                     link = await _Link.open(address)
-                reply = await link.ask()
+                    reply = await link.ask()
+                assert reply is not None
         except trio.TooSlowError:
             await _close(link)
             raise TransportError(f"no answer from {address} within {timeout:g} s") from None

@@ -42,6 +42,8 @@ import attrs
 from overlay.config import SuperConfig
 from overlay.identity import Contact, PeerId
 
+STARVED_WAIT_PERIODS = 2
+"""Periods a starved super peer waits after acting before it asks for another promotion."""
 WEAK = "weak"
 SUPER = "super"
 
@@ -88,6 +90,8 @@ class Election:
         self.backoff_until = 0.0
         self.quiet_until = 0.0
         """A super peer takes no load decision before this (settling after the last)."""
+        self.acted_at = 0.0
+        """When this peer last changed role or asked for a promotion."""
         self.successor: Candidate | None = None
         self.low_since: float | None = None
         """Since when the layer has looked underloaded without a break."""
@@ -116,6 +120,7 @@ class Election:
         self.role_changes += 1
         self.successor = None
         self.quiet_until = now + self.config.settle_periods * self.config.period
+        self.acted_at = now
         return True
 
     def demote(self, now: float) -> bool:
@@ -142,12 +147,26 @@ class Election:
         ``estimate`` is the layer's mean load as this super peer sees it;
         ``supers_known`` the super-layer neighbors it has (the last super peer standing
         never steps down); ``starved``: it refused attachments for lack of room lately.
+
+        A super peer that sees fewer than k super peers, itself included, counts as fully
+        overloaded too, whatever its load: below k super peers no weak peer can have k.
+        Load alone misses this in a small overlay (one founder among 45 peers serves 44
+        attachments, on target for k = 2 and a ratio of 20, yet each weak peer has one).
         """
-        if not self.is_super or now < self.quiet_until:
+        if not self.is_super:
             return None
         config = self.config
+        short = supers_known + 1 < config.k
+        if now < self.quiet_until and not (
+            (starved or short) and now >= self.acted_at + STARVED_WAIT_PERIODS * config.period
+        ):
+            # Settling.  Refusals for lack of room, or too few super peers, are no
+            # estimate, though: then a super peer waits only a couple of periods (a
+            # founder is full at once in a large overlay, alone in a small one, and the
+            # whole settling time would leave weak peers short of super peers).
+            return None
         target = config.target_load
-        error = 1.0 if starved else (estimate - target) / target
+        error = 1.0 if starved or short else (estimate - target) / target
         decision: str | None = None
         if -error > config.tolerance:
             if self.low_since is None:
@@ -168,6 +187,7 @@ class Election:
             decision = "demote"
         if decision is not None:
             self.quiet_until = now + config.settle_periods * config.period
+            self.acted_at = now
         return decision
 
     def choose_successor(self, candidates: Iterable[Candidate]) -> Candidate | None:

@@ -38,16 +38,24 @@ How the graph is built and kept:
   caches cannot bring it back.  A heartbeat from a peer that is not my neighbor
   gets a ``Disconnect``, which is how a link left half-made by a lost message
   is undone.
+* **Whom to let in.**  At most ``max_per_prefix`` neighbors share one foreign
+  address prefix (a /24 by default), so attackers holding one prefix cannot
+  surround a peer; and a peer the standing ledger distrusts (:mod:`overlay.standing`)
+  is dropped and refused for ``blacklist_seconds``.  Both are checked wherever a
+  link could be made: a join, a redirect, a request, an accept, a heartbeat
+  completing a half-made link, and when choosing whom to ask.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterable
 
 import attrs
 
+from overlay.admission import prefix_of
 from overlay.config import MembershipConfig
 from overlay.effects import Close, Effect, Notify, Send
 from overlay.identity import Address, Contact, PeerId
@@ -70,6 +78,12 @@ from overlay.messages import (
 )
 
 _NEVER = math.inf
+
+
+address_group = functools.lru_cache(maxsize=65_536)(prefix_of)
+"""The address prefix a host belongs to, as the per-prefix neighbor cap counts it: the
+runtime's grouping for its connection limits (a /24, a /64), cached because the cap
+asks it of every neighbor whenever a link is about to be made."""
 
 
 @attrs.define(slots=True)
@@ -127,6 +141,9 @@ class Membership:
         self.known_hosts: dict[PeerId, Contact] = {}
         self.pending: dict[PeerId, tuple[Contact, float]] = {}
         self.tombstones: dict[PeerId, float] = {}
+        self.blacklist: dict[PeerId, float] = {}
+        """Peers distrusted for their conduct, until when they are refused as neighbors."""
+        self._my_group = address_group(me.address.host)
         self.super_peers: dict[PeerId, Contact] = {}
         self.shuffle: PendingShuffle | None = None
         self.joined = False
@@ -192,8 +209,16 @@ class Membership:
             if not self.static and self.tick_at != _NEVER:
                 self._repair(now, out)
         if now >= self.tick_at:
+            # A late tick means this peer was itself stalled (stopped, swapped out,
+            # starved of CPU) for at least that long: its neighbors' heartbeats may still
+            # wait unread in its sockets, so it allows them that much more silence.  With
+            # failure_timeout above two periods, a stall alone never makes it accuse a
+            # live neighbor; a dead one is judged at the next, punctual, tick.
+            lateness = now - self.tick_at
+            if lateness > self.config.heartbeat_period / 2:
+                self._count("ticks_late")
             self.tick_at = now + self.config.heartbeat_period
-            self._tick(now, out)
+            self._tick(now, out, grace=lateness)
         if now >= self.shuffle_at:
             self.shuffle_at = now + self.config.shuffle_period
             self._start_shuffle(now, out)
@@ -215,6 +240,9 @@ class Membership:
         if peer in self.active:
             out.append(Send(sender.address, NeighborAccept(len(self.active))))
             return
+        if not self._admits(sender, now):
+            out.append(Send(sender.address, NeighborReject()))
+            return
         if len(self.active) >= self.config.target_degree:
             # Split a random link u-v: v gets the newcomer instead of me.
             self._drop_random(peer, Redirect(sender), "split for a newcomer", out)
@@ -235,6 +263,7 @@ class Membership:
             newcomer.id == self.me.id
             or newcomer.id in self.active
             or self._tombstoned(newcomer.id, now)
+            or not self._admits(newcomer, now)
         ):
             return  # our degree drops by one; repair will refill it
         self._add(newcomer, now, out)
@@ -248,6 +277,9 @@ class Membership:
             return
         if peer in self.active:
             out.append(Send(sender.address, NeighborAccept(len(self.active))))
+            return
+        if not self._admits(sender, now):
+            out.append(Send(sender.address, NeighborReject()))
             return
         if len(self.active) >= self.config.max_degree:
             if not message.urgent:
@@ -268,7 +300,7 @@ class Membership:
             return
         if peer == self.me.id:
             return
-        if len(self.active) >= self.config.max_degree:
+        if len(self.active) >= self.config.max_degree or not self._admits(sender, now):
             self.pending.pop(peer, None)
             out.append(Send(sender.address, Disconnect("full")))
             return
@@ -304,7 +336,11 @@ class Membership:
             neighbor.last_heard = now
             neighbor.degree = message.degree
             return
-        if sender.id in self.pending and len(self.active) < self.config.max_degree:
+        if (
+            sender.id in self.pending
+            and len(self.active) < self.config.max_degree
+            and self._admits(sender, now)
+        ):
             # Our request's answer was lost or overtaken, but the link exists on its side.
             self._add(sender, now, out)
             self.active[sender.id].degree = message.degree
@@ -350,14 +386,14 @@ class Membership:
 
     # ------------------------------------------------------------------ periodic work
 
-    def _tick(self, now: float, out: list[Effect]) -> None:
+    def _tick(self, now: float, out: list[Effect], *, grace: float = 0.0) -> None:
         config = self.config
         degree = len(self.active)
         heartbeat = self._heartbeats.get(degree)
         if heartbeat is None:
             heartbeat = self._heartbeats[degree] = Heartbeat(degree)
         dead: list[PeerId] = []
-        horizon = now - config.failure_timeout
+        horizon = now - config.failure_timeout - grace
         for peer, neighbor in self.active.items():
             if neighbor.last_heard < horizon:
                 dead.append(peer)
@@ -379,6 +415,9 @@ class Membership:
         if len(self.tombstones) > 0:
             for peer in [p for p, until in self.tombstones.items() if until <= now]:
                 del self.tombstones[peer]
+        if self.blacklist:
+            for peer in [p for p, until in self.blacklist.items() if until <= now]:
+                del self.blacklist[peer]
 
     def _repair(self, now: float, out: list[Effect]) -> None:
         config = self.config
@@ -392,7 +431,9 @@ class Membership:
         candidates = [
             entry.contact
             for peer, entry in self.passive.items()
-            if peer not in self.active and peer not in self.pending
+            if peer not in self.active
+            and peer not in self.pending
+            and self._admissible(entry.contact, now)
         ]
         if len(candidates) < missing:
             candidates.extend(
@@ -402,6 +443,7 @@ class Membership:
                 and peer not in self.pending
                 and peer not in self.passive
                 and not self._tombstoned(peer, now)
+                and self._admissible(contact, now)
             )
         chosen = self.rng.sample(candidates, min(missing, len(candidates)))
         for contact in chosen:
@@ -474,7 +516,13 @@ class Membership:
             and self.rng.random() < config.explore_probability
             and config.target_degree <= len(self.active) < config.max_degree
         ):
-            candidates = [p for p in self.passive if p not in self.active and p not in self.pending]
+            candidates = [
+                p
+                for p, entry in self.passive.items()
+                if p not in self.active
+                and p not in self.pending
+                and self._admissible(entry.contact, now)
+            ]
             if candidates:
                 contact = self.passive[candidates[self.rng.randrange(len(candidates))]].contact
                 self._ask(contact, NeighborRequest(False), now, out)
@@ -555,6 +603,59 @@ class Membership:
         until = self.tombstones.get(peer)
         return until is not None and until > now
 
+    def _distrusted(self, peer: PeerId, now: float) -> bool:
+        until = self.blacklist.get(peer)
+        return until is not None and until > now
+
+    def _refusal(self, contact: Contact, now: float) -> str | None:
+        """Why ``contact`` may not become my neighbor now: it is distrusted, or its
+        prefix already has ``max_per_prefix`` of my neighbors; None if it may."""
+        if self.blacklist and self._distrusted(contact.id, now):
+            return "distrusted"
+        config = self.config
+        cap = config.max_per_prefix
+        if cap == 0 or len(self.active) < cap:
+            return None
+        group = address_group(contact.address.host)
+        if group == self._my_group:
+            return None
+        same = sum(
+            1
+            for peer, neighbor in self.active.items()
+            if peer != contact.id and address_group(neighbor.contact.address.host) == group
+        )
+        return "prefix_full" if same >= cap else None
+
+    def _admissible(self, contact: Contact, now: float) -> bool:
+        """Worth asking (no counter: choosing whom to ask refuses nobody)."""
+        return self._refusal(contact, now) is None
+
+    def _admits(self, contact: Contact, now: float) -> bool:
+        """A link is about to be made with ``contact``: allowed?  A refusal is counted."""
+        why = self._refusal(contact, now)
+        if why is None:
+            return True
+        self._count(f"refused.{why}")
+        return False
+
+    def distrust(self, peer: PeerId, now: float, out: list[Effect]) -> None:
+        """The standing ledger distrusts ``peer``: drop it and keep it out for a while."""
+        config = self.config
+        if peer == self.me.id or self.static or config.blacklist_size == 0:
+            return
+        self.blacklist.pop(peer, None)
+        self.blacklist[peer] = now + config.blacklist_seconds
+        while len(self.blacklist) > config.blacklist_size:
+            del self.blacklist[next(iter(self.blacklist))]
+        self.pending.pop(peer, None)
+        self.passive.pop(peer, None)
+        self.known_hosts.pop(peer, None)
+        neighbor = self.active.get(peer)
+        if neighbor is not None:
+            self._count("standing.replaced")
+            out.append(Send(neighbor.contact.address, Disconnect("distrusted")))
+            self._remove(peer, "distrusted", out, keep_passive=False)
+
     def _random_key(self, table: dict[PeerId, Neighbor], exclude: PeerId = "") -> PeerId | None:
         keys = [k for k in table if k != exclude]
         return keys[self.rng.randrange(len(keys))] if keys else None
@@ -586,7 +687,12 @@ class Membership:
                 assert type(entry) is Contact
                 contact, age = entry, 0
             peer = contact.id
-            if peer == me or peer in self.active or self._tombstoned(peer, now):
+            if (
+                peer == me
+                or peer in self.active
+                or self._tombstoned(peer, now)
+                or (self.blacklist and self._distrusted(peer, now))
+            ):
                 continue
             existing = passive.get(peer)
             if existing is not None:

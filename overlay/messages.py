@@ -195,6 +195,17 @@ MAX_STATS_PASSIVE: Final = 256
 MAX_STATS_COUNTERS: Final = 128
 MAX_COUNTER_NAME: Final = 64
 MAX_COUNTER_VALUE: Final = 2**63 - 1
+MAX_STATS_SUPERS: Final = 8
+"""Most super peers a weak peer names (k is at most 8)."""
+MAX_STATS_WEAK: Final = 160
+"""Most weak peers a super peer names, with its index entries for each: twice the default
+most a super peer serves (``SuperConfig.max_load``); a super peer serving more names the
+first ones only.  With every other field at its bound the reply still fits 64 KiB
+(``tests/overlay/test_wire.py`` builds that reply)."""
+MAX_STATS_SUPER_NEIGHBORS: Final = 64
+MAX_STATS_ENTRIES_PER_WEAK: Final = 128
+"""Index entries held for one weak peer (``SuperConfig.max_items_per_weak`` is at most 128)."""
+MAX_STATS_SUPER_TARGET: Final = 8
 
 
 @attrs.frozen
@@ -235,6 +246,38 @@ class StatsReply(Message):
     counters: tuple[StatCounter, ...] = attrs.field(
         validator=validate.tuple_of(StatCounter, MAX_STATS_COUNTERS)
     )
+    # The super-peer layer (all zero or empty while it is off).  Field names are the
+    # snapshot's (overlay.peer.PeerSnapshot), so a crawl copies them by name.
+    super_peers: tuple[str, ...] = attrs.field(
+        default=(), validator=validate.tuple_of(str, MAX_STATS_SUPERS, check_peer_id)
+    )
+    """A weak peer's super peers (lease granted)."""
+    weak_peers: tuple[str, ...] = attrs.field(
+        default=(), validator=validate.tuple_of(str, MAX_STATS_WEAK, check_peer_id)
+    )
+    """A super peer's weak peers (holding a lease)."""
+    index_entries: tuple[int, ...] = attrs.field(
+        default=(),
+        validator=validate.tuple_of(
+            int, MAX_STATS_WEAK, validate.integer(0, MAX_STATS_ENTRIES_PER_WEAK)
+        ),
+    )
+    """Index entries the super peer holds for each of ``weak_peers``, in the same order."""
+    super_neighbors: tuple[str, ...] = attrs.field(
+        default=(), validator=validate.tuple_of(str, MAX_STATS_SUPER_NEIGHBORS, check_peer_id)
+    )
+    index_size: int = attrs.field(default=0, validator=validate.integer(0, MAX_COUNTER_VALUE))
+    role_changes: int = attrs.field(default=0, validator=validate.integer(0, MAX_COUNTER_VALUE))
+    super_target: int = attrs.field(
+        default=0, validator=validate.integer(0, MAX_STATS_SUPER_TARGET)
+    )
+    """k, the super peers a weak peer wants (0: the layer is off)."""
+    item_count: int = attrs.field(default=0, validator=validate.integer(0, MAX_COUNTER_VALUE))
+    """Items the peer holds (with the layer on: what its super peers should index)."""
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.index_entries) != len(self.weak_peers):
+            raise ValueError("index_entries must give one count per weak peer")
 
 
 STATS_MESSAGES: Final[tuple[type[Message], ...]] = (StatsRequest, StatsReply)

@@ -39,7 +39,13 @@ as many dialled connections; a new connection at the limit evicts the oldest one
 still in its handshake (so idle sockets cannot lock well-behaved peers out), or is
 refused when none is; ``idle_timeout`` closes a connection that sends nothing
 (heartbeats keep neighbor links busy); ``send_timeout`` closes one whose remote
-stops reading.
+stops reading.  One remote IP may hold ``max_per_host`` accepted connections and one
+/24 ``max_per_prefix`` (:mod:`overlay.admission`, same evict-or-refuse rule), and one
+peer's address ``max_per_peer`` connections.
+
+Faults (:mod:`overlay.faults`) enter at two points only: every message the core sends
+passes :meth:`FaultInjector.outgoing` in :meth:`Node._send` (lost, held back, or sent),
+and every message read passes :meth:`FaultInjector.incoming` before the core sees it.
 
 Bad input (garbage, an oversized length prefix, a truncated frame then silence,
 a wrong handshake) closes that connection with exactly one log line at WARNING
@@ -54,30 +60,37 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 import trio
 
 from overlay import PROTOCOL_VERSION, validate
+from overlay.admission import AddressBudget
 from overlay.client_requests import ClientRequests
 from overlay.effects import Close, Effect, Notify, Send
 from overlay.errors import LocalError, OverlayError, ProtocolError, RemoteError, TransportError
+from overlay.faults import FaultInjector
 from overlay.identity import Address, Contact, PeerId
 from overlay.messages import (
     CLIENT_REQUESTS,
     MAX_COUNTER_NAME,
     MAX_COUNTER_VALUE,
     MAX_STATS_COUNTERS,
+    MAX_STATS_ENTRIES_PER_WEAK,
     MAX_STATS_NEIGHBORS,
     MAX_STATS_PASSIVE,
+    MAX_STATS_SUPER_NEIGHBORS,
+    MAX_STATS_SUPER_TARGET,
+    MAX_STATS_SUPERS,
+    MAX_STATS_WEAK,
     Handshake,
     Message,
     StatCounter,
     StatsReply,
     StatsRequest,
 )
-from overlay.peer import Peer
+from overlay.peer import Peer, PeerSnapshot
 from overlay.wire import DEFAULT_FRAME_CAP, FrameDecoder, check_handshake, encode_frame
 
 log = logging.getLogger("overlay.node")
@@ -100,6 +113,10 @@ class Core(Protocol):
 
 class SilentRemote(RemoteError):
     """The remote sent nothing, or only part of a frame, for too long."""
+
+
+class TooManyConnections(RemoteError):
+    """The remote opened more connections under one peer's name than ``max_per_peer``."""
 
 
 class IdleConnection(TransportError):
@@ -131,6 +148,21 @@ class NodeConfig:
     the bootstrap): such links carry one exchange, and an open socket costs memory."""
     remembered_addresses: int = attrs.field(default=4096, validator=validate.integer(0, 10**7))
     """Who listened where, from past handshakes (to report a failed dial as link_lost)."""
+    max_per_host: int = attrs.field(default=32, validator=validate.integer(1, 100_000))
+    """Accepted connections at once from one remote IP (see :mod:`overlay.admission`)."""
+    max_per_prefix: int = attrs.field(default=48, validator=validate.integer(1, 100_000))
+    """... and from one prefix (IPv4 /24, IPv6 /64)."""
+    max_per_peer: int = attrs.field(default=4, validator=validate.integer(1, 1000))
+    """Connections at once filed under one peer's listen address: an accepted one past it
+    is closed once its handshake names that peer (two peers dialling each other need 2)."""
+
+
+def one_host(config: NodeConfig) -> NodeConfig:
+    """``config`` without separate caps per host and prefix, for a node whose peers all
+    share one address (a swarm on 127.0.0.1, or the bootstrap serving one)."""
+    return attrs.evolve(
+        config, max_per_host=config.max_connections, max_per_prefix=config.max_connections
+    )
 
 
 class Connection:
@@ -220,6 +252,7 @@ class Node:
         farewell: Callable[[float], list[Effect]] | None = None,
         on_event: Callable[[Notify], None] | None = None,
         client: ClientRequests | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.core = core
         self.contact = contact
@@ -232,12 +265,17 @@ class Node:
         self._on_event = on_event
         self.client = client
         """Answers client requests (publish, search, fetch) on the core's behalf, if set."""
+        self.faults = faults
+        """Injected loss, delay and partitions (:mod:`overlay.faults`), if set."""
+        if faults is not None:
+            faults.bind(contact.address, self._transmit, self._count)
         self.links: dict[Address, list[Connection]] = {}
         self.connections: set[Connection] = set()
         self.counters: dict[str, int] = {}
         self.inbound = 0
         self.outbound = 0
         self._handshaking: OrderedDict[Connection, None] = OrderedDict()
+        self._addresses: AddressBudget[Connection] = AddressBudget()
         self._who: OrderedDict[Address, PeerId] = OrderedDict()
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
@@ -266,6 +304,8 @@ class Node:
                     self._apply(self.core.start(trio.current_time()))
                     nursery.start_soon(self._timer_loop)
                     nursery.start_soon(self._sweep_loop)
+                    if self.faults is not None:
+                        nursery.start_soon(self.faults.run)
                     task_status.started()
         finally:
             self.stopping = True
@@ -362,6 +402,12 @@ class Node:
             log.debug("%s: %s %s %s", self, event.kind, event.peer or "", event.detail)
 
     def _send(self, to: Address, message: Message, frame: bytes) -> None:
+        faults = self.faults
+        if faults is not None and not faults.outgoing(to, message, frame):
+            return  # lost, or held back: the injector transmits it later
+        self._transmit(to, message, frame)
+
+    def _transmit(self, to: Address, message: Message, frame: bytes) -> None:
         name = type(message).__name__
         if to == self.contact.address:
             self._count("send.to_self")
@@ -466,6 +512,7 @@ class Node:
                     connection.writing_since >= 0
                     and now - connection.writing_since >= config.send_timeout
                 ):
+                    self._count("connections.slow_reader_closed")
                     self._end(
                         connection,
                         TransportError(f"remote stopped reading for {config.send_timeout:g} s"),
@@ -495,20 +542,23 @@ class Node:
 
     def _admit(self, stream: trio.SocketStream) -> None:
         label = _peer_label(stream)
+        host = label.rpartition(":")[0]
+        config = self.config
+        which = self._addresses.full(host, config.max_per_host, config.max_per_prefix)
+        if which is not None:
+            victim = self._addresses.oldest_from(host, which, self._handshaking)
+            if victim is not None:
+                self._evict(victim, f"too many connections from its {which}")
+            else:
+                self._count(f"connections.refused_{which}")
+                log.warning(
+                    "%s: refusing connection from %s: too many from its %s", self, label, which
+                )
+                stream.socket.close()
+                return
         if self.inbound >= self.config.max_connections:
             if self._handshaking:
-                oldest, _ = self._handshaking.popitem(last=False)
-                oldest.counted = False
-                oldest.error = TransportError("evicted")
-                self.inbound -= 1
-                self._count("connections.evicted")
-                log.warning(
-                    "%s: closing connection from %s: evicted, too many connections "
-                    "still in their handshake",
-                    self,
-                    oldest.label,
-                )
-                oldest.scope.cancel()
+                self._evict(next(iter(self._handshaking)), "too many connections")
             else:
                 self._count("connections.refused")
                 log.warning(
@@ -523,9 +573,26 @@ class Node:
         self.inbound += 1
         self.connections.add(connection)
         self._handshaking[connection] = None
+        self._addresses.add(connection, host)
         self._count("connections.accepted")
         assert self._nursery is not None
         self._nursery.start_soon(self._run_inbound, connection, stream)
+
+    def _evict(self, oldest: Connection, why: str) -> None:
+        """Close a connection still in its handshake to make room for a newcomer."""
+        self._handshaking.pop(oldest, None)
+        self._addresses.release(oldest)
+        oldest.counted = False
+        oldest.error = TransportError("evicted")
+        self.inbound -= 1
+        self._count("connections.evicted")
+        log.warning(
+            "%s: closing connection from %s: evicted, %s still in their handshake",
+            self,
+            oldest.label,
+            why,
+        )
+        oldest.scope.cancel()
 
     # ------------------------------------------------------------------ connections
 
@@ -553,6 +620,11 @@ class Node:
         self._handshaking.pop(connection, None)
         if remote.contact.id == self.contact.id:
             raise ProtocolError("the remote claims to be this very peer")
+        siblings = self.links.get(remote.contact.address, ())
+        if len(siblings) >= self.config.max_per_peer:
+            self._count("connections.refused_peer")
+            limit = self.config.max_per_peer
+            raise TooManyConnections(f"already {len(siblings)} connections (max {limit})")
         connection.remote = remote.contact
         connection.key = remote.contact.address
         self.links.setdefault(connection.key, []).append(connection)
@@ -706,6 +778,9 @@ class Node:
                     continue
                 if client.tallies:
                     client.observe(message)
+            faults = self.faults
+            if faults is not None and not faults.incoming(remote.address, message):
+                continue
             self._apply(core.receive(message, remote, trio.current_time()))
 
     def _reply(self, connection: Connection, message: Message) -> None:
@@ -753,6 +828,7 @@ class Node:
     def _forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
         self._handshaking.pop(connection, None)
+        self._addresses.release(connection)
         if connection.counted:
             connection.counted = False
             if connection.inbound:
@@ -801,14 +877,7 @@ class Node:
 def peer_stats(peer: Peer, node: Node) -> StatsReply:
     """The answer to a stats request: the core's snapshot plus the runtime's counters."""
     shot = peer.snapshot()
-    merged = dict(shot.counters)
-    for key, value in node.counters.items():
-        merged[f"node.{key}"] = value
-    merged["node.connections.open"] = len(node.connections)
-    counters = tuple(
-        StatCounter(name[:MAX_COUNTER_NAME], min(max(value, 0), MAX_COUNTER_VALUE))
-        for name, value in sorted(merged.items())[:MAX_STATS_COUNTERS]
-    )
+    counters = stat_counters(shot.counters, node)
     return StatsReply(
         id=shot.id,
         address=shot.address,
@@ -818,7 +887,38 @@ def peer_stats(peer: Peer, node: Node) -> StatsReply:
         passive=shot.passive[:MAX_STATS_PASSIVE],
         known_hosts=min(shot.known_hosts, MAX_COUNTER_VALUE),
         counters=counters,
+        **super_stats(shot),
     )
+
+
+def stat_counters(core_counters: dict[str, int], node: Node) -> tuple[StatCounter, ...]:
+    """A core's counters and the runtime's (under ``node.``), cut to the wire's bounds."""
+    merged = dict(core_counters)
+    for key, value in node.counters.items():
+        merged[f"node.{key}"] = value
+    merged["node.connections.open"] = len(node.connections)
+    return tuple(
+        StatCounter(name[:MAX_COUNTER_NAME], min(max(value, 0), MAX_COUNTER_VALUE))
+        for name, value in sorted(merged.items())[:MAX_STATS_COUNTERS]
+    )
+
+
+def super_stats(shot: PeerSnapshot) -> dict[str, Any]:
+    """The super-peer fields of a stats reply, cut to the wire's bounds (a super peer
+    serving more weak peers than a reply names lists the first ones, each with its count)."""
+    weak = shot.weak_peers[:MAX_STATS_WEAK]
+    return {
+        "super_peers": shot.super_peers[:MAX_STATS_SUPERS],
+        "weak_peers": weak,
+        "index_entries": tuple(
+            min(entries, MAX_STATS_ENTRIES_PER_WEAK) for entries in shot.index_entries[: len(weak)]
+        ),
+        "super_neighbors": shot.super_neighbors[:MAX_STATS_SUPER_NEIGHBORS],
+        "index_size": min(shot.index_size, MAX_COUNTER_VALUE),
+        "role_changes": min(shot.role_changes, MAX_COUNTER_VALUE),
+        "super_target": min(shot.super_target, MAX_STATS_SUPER_TARGET),
+        "item_count": min(shot.item_count, MAX_COUNTER_VALUE),
+    }
 
 
 def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
@@ -840,7 +940,9 @@ def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
     return identify
 
 
-def peer_node(peer: Peer, config: NodeConfig | None = None) -> Node:
+def peer_node(
+    peer: Peer, config: NodeConfig | None = None, *, faults: FaultInjector | None = None
+) -> Node:
     """A node that runs ``peer``: handshakes with its role, answers stats and client
     requests, leaves politely."""
     client = ClientRequests(peer)
@@ -854,10 +956,13 @@ def peer_node(peer: Peer, config: NodeConfig | None = None) -> Node:
         stats=lambda node: peer_stats(peer, node),
         identify=peer_identifier(peer),
         keeps=lambda peer_id: (
-            peer_id in peer.membership.active or peer_id in peer.membership.pending
+            peer_id in peer.membership.active
+            or peer_id in peer.membership.pending
+            or (peer.supers is not None and peer.supers.relates(peer_id))
         ),
         farewell=peer.leave,
         client=client,
+        faults=faults,
     )
 
 

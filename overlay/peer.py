@@ -24,7 +24,7 @@ import attrs
 
 from overlay.attachment import Attachment
 from overlay.config import PeerConfig
-from overlay.effects import Effect, Notify
+from overlay.effects import Close, Effect, Notify
 from overlay.identity import Address, Contact, PeerId, new_peer_id
 from overlay.membership import Membership
 from overlay.messages import (
@@ -41,6 +41,7 @@ from overlay.messages import (
     ShuffleReply,
     ShuffleRequest,
 )
+from overlay.standing import Standing
 from search.component import Search
 
 Handler = Callable[[Any, Contact, float, list[Effect]], None]
@@ -74,6 +75,11 @@ class PeerSnapshot:
     """Keys of the items this peer holds and publishes (only with the super layer on)."""
     index_holdings: dict[PeerId, frozenset[str]] = attrs.field(factory=dict, eq=False)
     """A super peer's index: the keys it holds for each weak peer (for coverage)."""
+    index_entries: tuple[int, ...] = ()
+    """A super peer's index entries for each of ``weak_peers``, in the same order: what a
+    stats reply carries instead of ``index_holdings`` (keys would not fit one frame)."""
+    item_count: int = 0
+    """Items this peer holds (``items`` names them; a stats reply carries only the count)."""
 
 
 class Peer:
@@ -105,6 +111,8 @@ class Peer:
         self.received: dict[type[Message], int] = {}
         self._target_degree = config.membership.target_degree
         self.dropped: dict[str, int] = {}
+        self.standing = Standing(config.standing)
+        """What this peer has seen the others do, and whom it distrusts for it."""
         m = self.membership
         self._handlers: dict[type[Message], Handler] = {
             Heartbeat: m.on_heartbeat,
@@ -122,6 +130,7 @@ class Peer:
         self.search = Search(self.contact, rng, self.membership, config.search)
         self._search_timers = self.search.ctx.timers
         self._handlers.update(self.search.handlers())
+        self.search.ctx.evidence = self.standing.record
         self.supers: Attachment | None = None
         """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
         if config.supers.enabled:
@@ -134,6 +143,7 @@ class Peer:
                 capacity=config.capacity,
             )
             self._handlers.update(supers.handlers())
+            supers.evidence = self.standing.record
             self.search.super_searching.layer = supers
             self._handlers[PeerSample] = self._on_peer_sample
 
@@ -185,24 +195,56 @@ class Peer:
         received = self.received
         received[kind] = received.get(kind, 0) + 1
         out: list[Effect] = []
+        standing = self.standing
+        standing.now = now
         handler = self._handlers.get(kind)
         if handler is None:
             name = kind.__name__
             self.dropped[name] = self.dropped.get(name, 0) + 1
             out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
-            return out
-        handler(message, sender, now, out)
+            standing.record(sender.id, "unexpected")
+        else:
+            handler(message, sender, now, out)
+        if standing.distrusted:
+            self._replace_distrusted(now, out)
         m = self.membership
         if len(m.active) + len(m.pending) < self._target_degree:
             m.settle(now, out)
+        if self.supers is not None:
+            self._keep_shared_links(out)
         return out
+
+    def _keep_shared_links(self, out: list[Effect]) -> None:
+        """Leave out a membership ``Close`` of a link the super layer still uses.
+
+        Membership closes the link to a neighbor it drops, but a runtime keeps one link
+        per peer, shared by every part of the core: closing it would cut my super peer,
+        my weak peer or a super-layer neighbor off, and over TCP the other side would
+        take the lost link for a failure.  Such a link stays open; the runtime closes it
+        once it is idle and no part of the core relates to that peer any more.
+        """
+        supers = self.supers
+        if supers is None or not any(type(effect) is Close for effect in out):
+            return
+        out[:] = [
+            effect
+            for effect in out
+            if type(effect) is not Close or not supers.relates_at(effect.to)
+        ]
+
+    def _replace_distrusted(self, now: float, out: list[Effect]) -> None:
+        """Drop the neighbors the standing ledger has just distrusted (repair refills)."""
+        for peer in self.standing.take_distrusted():
+            self.membership.distrust(peer, now, out)
 
     def link_lost(self, peer: PeerId, now: float) -> list[Effect]:
         out: list[Effect] = []
+        self.standing.now = now
         self.membership.link_lost(peer, now, out)
         self.membership.settle(now, out)
         if self.supers is not None:
             self.supers.link_lost(peer, now, out)
+            self._keep_shared_links(out)
         return out
 
     def next_deadline(self) -> float:
@@ -224,9 +266,14 @@ class Peer:
     def handle_timer(self, now: float) -> list[Effect]:
         out: list[Effect] = []
         self.membership.handle_timer(now, out)
+        self.standing.now = now
         self.search.handle_timer(now, out)
+        if self.standing.distrusted:
+            self._replace_distrusted(now, out)
+            self.membership.settle(now, out)
         if self.supers is not None:
             self.supers.handle_timer(now, out)
+            self._keep_shared_links(out)
         return out
 
     def leave(self, now: float) -> list[Effect]:
@@ -242,6 +289,7 @@ class Peer:
         counters.update({f"dropped.{k}": v for k, v in self.dropped.items()})
         counters.update(m.counters)
         counters.update(self.search.counters)
+        counters.update(self.standing.counters)
         supers = self.supers
         if supers is not None:
             counters.update(supers.counters)
@@ -258,11 +306,17 @@ class Peer:
                 counters=counters,
                 super_peers=tuple(supers.attached),
                 weak_peers=tuple(supers.index.by_owner) if is_super else (),
+                index_entries=(
+                    tuple(len(lease.items) for lease in supers.index.by_owner.values())
+                    if is_super
+                    else ()
+                ),
                 super_neighbors=tuple(supers.neighbors) if is_super else (),
                 index_size=supers.index.entries,
                 role_changes=supers.election.role_changes,
                 super_target=supers.config.k,
                 items=tuple(item.key for item in self.search.store),
+                item_count=len(self.search.store),
                 index_holdings=supers.index.holdings() if is_super else {},
             )
         return PeerSnapshot(

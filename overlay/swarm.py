@@ -19,12 +19,20 @@ the peers (at least one).  The plan is a pure function of (M, R, peers, seed)
 (:func:`seed_plan`), so each worker computes it itself and publishes its own share
 locally before its peers start, and a test or benchmark that knows the arguments knows
 every key (:func:`seeded_items`) without asking anyone.  The summary lists the keys.
+
+For benchmarks (``benchmarks/live_vs_sim.py``): ``--topology-out FILE`` rewrites FILE
+after every stats poll with the current topology as an edge list, peer i being the
+i-th started (the numbering :func:`seed_plan` names holders by), so the static
+simulator can replay it; ``--first-seen DIR`` has every worker record when its peers
+first saw each query id (:mod:`overlay.first_seen`) and write it to DIR as it leaves.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import os
@@ -33,7 +41,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -45,16 +54,37 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from bootstrap.server import serve_bootstrap
+from overlay.cli_runtime import (
+    add_runtime_arguments,
+    check_runtime_arguments,
+    fault_and_limit_totals,
+    fault_injectors,
+    host_cache_config_of,
+    peer_config_of,
+    runtime_argv,
+    swarm_node_config_of,
+)
 from overlay.cli_sim import print_summary
-from overlay.cli_view import WorkerControl, handle_control_line, swarm_view
+from overlay.cli_view import (
+    CONTROL_ADD,
+    CONTROL_CRASH,
+    WorkerControl,
+    handle_control_line,
+    swarm_view,
+)
 from overlay.client import ask
-from overlay.config import PeerConfig
+from overlay.config import PeerConfig, SuperConfig
+from overlay.crawl import snapshot_from
 from overlay.errors import LocalError, OverlayError
+from overlay.faults import watch_partition_file
+from overlay.first_seen import FirstSeen
 from overlay.identity import Address
 from overlay.messages import StatsReply, StatsRequest
-from overlay.node import Node, NodeConfig, open_listeners, peer_node
+from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
 from overlay.peer import Peer, PeerSnapshot
+from overlay.scenario import pareto_capacity
 from overlay.topology import graph_of, summarize
+from overlay.view import write_edge_list
 from search.store import content_key
 
 log = logging.getLogger("overlay.swarm")
@@ -108,6 +138,43 @@ def register_swarm(subparsers: Any) -> None:
         default=0.01,
         help="fraction of the peers holding each seeded item (default 0.01, at least one)",
     )
+    parser.add_argument(
+        "--super-peers",
+        action="store_true",
+        help="run the super-peer layer (election, attachment, index, super-layer search)",
+    )
+    parser.add_argument(
+        "--capacity-seed",
+        type=int,
+        default=None,
+        help="seed of the peers' capacities, drawn as in `overlay sim --super-peers` "
+        "(default: --seed)",
+    )
+    parser.add_argument(
+        "--topology-out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="after every stats poll, write the current topology to FILE as an edge list "
+        "(peers numbered in start order, as the --items plan numbers holders; see "
+        "`overlay sim query --topology`)",
+    )
+    parser.add_argument(
+        "--first-seen",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="each worker records when its peers first saw each query id and writes "
+        "DIR/first-seen-<pid>.json when it leaves (flood reach times; overlay.first_seen)",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="read control lines on standard input once the peers are up: `crash HOST:PORT` "
+        "(stop that peer without a goodbye), `add` (start one more peer); the end of input "
+        "ends the swarm as --duration does (for scripts: benchmarks/soak.py)",
+    )
+    add_runtime_arguments(parser, swarm=True)
     parser.set_defaults(run=run_swarm)
 
 
@@ -124,6 +191,44 @@ def seeded_items(count: int, seed: int) -> list[tuple[bytes, str]]:
         (f"overlay swarm item {i} of {count}, seed {seed}\n".encode(), f"swarm item{i} seed{seed}")
         for i in range(count)
     ]
+
+
+def peer_capacity(seed: int, index: int) -> int:
+    """Peer ``index``'s capacity in a super-peer swarm: heavy-tailed, as in the simulator
+    (:func:`overlay.scenario.pareto_capacity`), and a pure function of (seed, index), so a
+    worker draws its own peers' and the same arguments give the same capacities."""
+    return pareto_capacity(random.Random(f"swarm capacity {seed} {index}"))
+
+
+def super_peer_config(capacity: int) -> PeerConfig:
+    """The defaults, with the super-peer layer on and this capacity (``overlay peer
+    --super-peers`` and ``overlay swarm --super-peers``)."""
+    return PeerConfig(capacity=capacity, supers=SuperConfig(enabled=True))
+
+
+CONNECTION_HEADROOM = 64
+"""Connections a super peer keeps free beyond its weak peers and neighbors (clients,
+stats requests, shuffles, the bootstrap)."""
+
+
+def room_for_weak_peers(config: NodeConfig, peer: PeerConfig) -> NodeConfig:
+    """``config`` with room for what a super peer accepts: a connection from each weak
+    peer it may serve (``max_load``), its super-layer and overlay neighbors, and some
+    headroom.  The default budget (64) is below the default ``max_load`` (80), and a
+    super peer at it would refuse the very weak peers it was elected for.  Caps per host
+    and prefix that were lifted to the whole budget (a swarm on loopback) stay lifted."""
+    supers = peer.supers
+    needed = (
+        supers.max_load + supers.max_super_degree + peer.membership.max_degree + CONNECTION_HEADROOM
+    )
+    if not supers.enabled or config.max_connections >= needed:
+        return config
+    lifted = {
+        name: needed
+        for name in ("max_per_host", "max_per_prefix")
+        if getattr(config, name) >= config.max_connections
+    }
+    return attrs.evolve(config, max_connections=needed, **lifted)
 
 
 def seed_plan(count: int, replication: float, peers: int, seed: int) -> list[list[int]]:
@@ -144,16 +249,8 @@ async def fetch_stats(address: Address, timeout: float = STATS_TIMEOUT) -> Stats
 
 
 def snapshot_of(reply: StatsReply) -> PeerSnapshot:
-    return PeerSnapshot(
-        id=reply.id,
-        address=reply.address,
-        role=reply.role,
-        joined=reply.joined,
-        neighbors=reply.neighbors,
-        passive=reply.passive,
-        known_hosts=reply.known_hosts,
-        counters={c.name: c.value for c in reply.counters},
-    )
+    """A stats reply as the snapshot the summary reads (super-peer fields included)."""
+    return snapshot_from(reply)
 
 
 async def collect_stats(
@@ -264,6 +361,66 @@ async def _stop_worker(worker: Worker) -> None:
     await process.wait()
 
 
+async def for_each_stdin_line(handle: Callable[[bytes], Awaitable[bool]]) -> None:
+    """Call ``handle`` with each line of standard input (without its newline) until it
+    returns False, the input ends, or a line runs longer than ``MAX_WORKER_LINE``."""
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    buffer = b""
+    async with stdin:
+        for _ in range(100_000_000):  # bounded: each round reads at least one byte
+            try:
+                data = await stdin.receive_some(4096)
+            except (OSError, trio.BrokenResourceError):
+                return
+            if not data:
+                return
+            *lines, buffer = (buffer + data).split(b"\n")
+            if len(buffer) > MAX_WORKER_LINE:
+                log.error("standard input: overlong line; taken as its end")
+                return
+            for line in lines:
+                if not await handle(line):
+                    return
+
+
+async def follow_control(control: WorkerControl, stop: trio.Event) -> None:
+    """``--control``: carry out the lines on our standard input through the workers (as
+    the keys of ``--view`` do); the end of input sets ``stop``.  A line that is not a
+    command is logged and skipped."""
+
+    async def handle(raw: bytes) -> bool:
+        line = raw.strip()
+        if line == CONTROL_ADD:
+            said = await control.add()
+        elif line.startswith(CONTROL_CRASH):
+            try:
+                said = await control.crash(
+                    Address.parse(line[len(CONTROL_CRASH) :].decode("ascii"))
+                )
+            except (UnicodeDecodeError, ValueError):
+                log.error("control: bad address in %r", raw[:80])
+                return True
+        else:
+            log.error("control: unknown line %r", raw[:80])
+            return True
+        log.info("control: %s", said)
+        return True
+
+    await for_each_stdin_line(handle)
+    stop.set()
+
+
+def write_topology(graph: nx.Graph, addresses: Sequence[Address], path: Path) -> None:
+    """``--topology-out``: the graph as an edge list, peer i being the i-th started."""
+    start_order = {str(address): index for index, address in enumerate(addresses)}
+    numbers = {
+        node: start_order[address]
+        for node, address in graph.nodes(data="address")
+        if address in start_order
+    }
+    write_edge_list(graph, path, numbers)
+
+
 def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
@@ -307,6 +464,10 @@ def run_swarm(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    usage = check_runtime_arguments(args)
+    if usage is not None:
+        print(f"overlay swarm: {usage}", file=sys.stderr)
+        return 2
     processes = min(processes, args.peers)
     try:
         summary = trio.run(_swarm_main, args, processes)
@@ -340,7 +501,10 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                 lambda task_status: serve_bootstrap(
                     "127.0.0.1",
                     args.port,
-                    node_config=NodeConfig(max_connections=max(4096, 2 * peers), idle_timeout=15.0),
+                    config=host_cache_config_of(args),
+                    node_config=one_host(
+                        NodeConfig(max_connections=max(4096, 2 * peers), idle_timeout=15.0)
+                    ),
                     seed=args.seed,
                     task_status=task_status,
                 )
@@ -364,6 +528,17 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                         "--spread",
                         str(min(5.0, count / 200)),
                     ]
+                    if args.super_peers:
+                        capacity_seed = args.capacity_seed
+                        if capacity_seed is None:
+                            capacity_seed = args.seed
+                        command += [
+                            "--super-peers",
+                            "--capacity-seed",
+                            str(capacity_seed),
+                            "--first",
+                            str(offset),
+                        ]
                     if args.items:
                         command += [
                             "--items",
@@ -378,6 +553,9 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                             str(offset),
                         ]
                     offset += count
+                    if args.first_seen is not None:
+                        command += ["--first-seen", str(args.first_seen)]
+                    command += runtime_argv(args)
                     process = await trio.lowlevel.open_process(
                         command,
                         stdin=subprocess.PIPE,
@@ -393,6 +571,9 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                 addresses = [a for w in workers for a in w.peers]
                 if len(addresses) < peers:
                     log.error("swarm: only %d of %d peers started", len(addresses), peers)
+                if args.control and not args.view:
+                    churn = WorkerControl(workers, [], random.Random(args.seed))
+                    nursery.start_soon(follow_control, churn, stop)
                 if args.view:
                     keys = [content_key(value) for value, _ in seeded_items(args.items, args.seed)]
                     control = WorkerControl(workers, keys, random.Random(args.seed))
@@ -413,6 +594,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                 summary["processes"] = processes
                 summary["bootstrap"] = str(server.address)
                 summary["bootstrap_hosts"] = len(server.cache)
+                summary["bootstrap_counters"] = dict(sorted(server.cache.counters.items()))
                 if args.items:
                     plan = seed_plan(args.items, args.replication, peers, args.seed)
                     summary["items"] = {
@@ -468,6 +650,8 @@ async def _observe(
             progress.components = (
                 nx.number_connected_components(graph) if graph.number_of_nodes() else 0
             )
+            if args.topology_out is not None:
+                write_topology(graph, addresses, args.topology_out)
             total = sum(sent_by_kind(replies).values())
             if last_total is not None and now > last_time:
                 progress.rate = (total - last_total) / (now - last_time)
@@ -484,6 +668,8 @@ async def _observe(
                 await stop.wait()
     replies, failed = await collect_stats(addresses)
     shots = [snapshot_of(r) for r in replies]
+    if args.topology_out is not None:
+        write_topology(graph_of(shots), addresses, args.topology_out)
     sent = sent_by_kind(replies)
     summary = summarize(shots, peers=peers, messages=sent, seed=args.seed)
     elapsed = time.monotonic() - started
@@ -495,6 +681,7 @@ async def _observe(
             "converged_seconds": progress.converged_at,
             "messages_per_wall_second": sum(sent.values()) / elapsed if elapsed > 0 else 0.0,
             "steady_messages_per_second": (sum(rates[-5:]) / len(rates[-5:])) if rates else None,
+            "faults_and_limits": fault_and_limit_totals(shot.counters for shot in shots),
         }
     )
     return summary
@@ -527,39 +714,41 @@ class Seeding:
 
 
 async def _worker_main(
-    bootstrap: Address, count: int, seed: int, spread: float, seeding: Seeding | None = None
+    bootstrap: Address,
+    count: int,
+    seed: int,
+    spread: float,
+    *,
+    seeding: Seeding | None = None,
+    layer: SuperPeers | None = None,
+    runtime: argparse.Namespace | None = None,
+    first_seen: Path | None = None,
 ) -> None:
     rng = random.Random(seed)
+    sightings = FirstSeen() if first_seen is not None else None
     holdings = seeding.holdings(count) if seeding is not None else {}
-    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             stop = trio.Event()
 
             nodes: list[Node] = []
+            added = itertools.count(count)  # indices of added peers: never a seeded one
 
             async def add_peer() -> None:
-                await start_peer(len(nodes))
+                await start_peer(next(added))
 
             async def until_stdin_closes() -> None:
                 # Lines are control lines (overlay.cli_view.handle_control_line): crash a
                 # peer, add one; anything else, or the end of input, means stop.
-                buffer = b""
-                async with stdin:
-                    for _ in range(1_000_000):  # bounded
-                        try:
-                            data = await stdin.receive_some(4096)
-                        except (OSError, trio.BrokenResourceError):
-                            break
-                        if not data:
-                            break
-                        *lines, buffer = (buffer + data).split(b"\n")
-                        if len(buffer) > MAX_WORKER_LINE:
-                            break
-                        for line in lines:
-                            if not await handle_control_line(line, nodes, add_peer):
-                                stop.set()
-                                return
+                async def handle(line: bytes) -> bool:
+                    if not await handle_control_line(line, nodes, add_peer):
+                        return False
+                    # Let crashed peers go: under churn (benchmarks/soak.py), keeping
+                    # every node ever started would grow the worker without bound.
+                    nodes[:] = [node for node in nodes if not node.stopping]
+                    return True
+
+                await for_each_stdin_line(handle)
                 stop.set()
 
             async def until_signal() -> None:
@@ -569,18 +758,35 @@ async def _worker_main(
 
             nursery.start_soon(until_stdin_closes)
             nursery.start_soon(until_signal)
+            runtime_args = runtime or _no_runtime()
+            make_faults, partition = fault_injectors(runtime_args, seed)
+            if runtime_args.partition_file is not None:
+                nursery.start_soon(watch_partition_file, runtime_args.partition_file, partition)
+            node_config = swarm_node_config_of(runtime_args)
+            if layer is not None and getattr(runtime_args, "max_connections", None) is None:
+                node_config = room_for_weak_peers(node_config, super_peer_config(1))
 
             async def start_peer(index: int) -> None:
                 listeners, address = await open_listeners("127.0.0.1", 0)
+                config = (
+                    PeerConfig()
+                    if layer is None
+                    else super_peer_config(peer_capacity(layer.capacity_seed, layer.first + index))
+                )
                 peer = Peer(
-                    address, PeerConfig(), random.Random(rng.getrandbits(64)), bootstrap=bootstrap
+                    address,
+                    peer_config_of(runtime_args, config),
+                    random.Random(rng.getrandbits(64)),
+                    bootstrap=bootstrap,
                 )
                 for value, name in holdings.get(index, ()):
                     try:
                         peer.search.publish(value, name)  # before it starts: no one to tell
                     except LocalError as error:  # its store is full: it holds fewer
                         log.error("peer %s: not seeding %s: %s", peer.id, name, error)
-                node = peer_node(peer, NodeConfig())
+                if sightings is not None:
+                    peer.search.observer = sightings.observe
+                node = peer_node(peer, node_config, faults=make_faults())
                 await nursery.start(node.serve, listeners)
                 nodes.append(node)
                 _emit({"peer": str(address), "id": peer.id})
@@ -596,8 +802,27 @@ async def _worker_main(
             async with trio.open_nursery() as leaving:
                 for node in nodes:
                     leaving.start_soon(node.leave)
+            if sightings is not None and first_seen is not None:
+                sightings.write(first_seen)
             _emit({"left": len(nodes)})
             nursery.cancel_scope.cancel()
+
+
+@attrs.frozen
+class SuperPeers:
+    """A worker's share of ``--super-peers``: its peers' capacities are drawn by
+    :func:`peer_capacity` from the swarm's capacity seed and their swarm-wide index."""
+
+    capacity_seed: int
+    first: int
+    """Swarm-wide index of this worker's first peer."""
+
+
+def _no_runtime() -> argparse.Namespace:
+    """The runtime options of a worker started without any (all defaults, no faults)."""
+    parser = argparse.ArgumentParser()
+    add_runtime_arguments(parser)
+    return parser.parse_args([])
 
 
 def _emit(record: dict[str, Any]) -> None:
@@ -616,6 +841,11 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items-seed", type=int, default=1, help="the swarm's --seed")
     parser.add_argument("--total", type=int, default=0, help="peers in the whole swarm")
     parser.add_argument("--offset", type=int, default=0, help="index of this worker's first peer")
+    parser.add_argument("--super-peers", action="store_true", help="run the super-peer layer")
+    parser.add_argument("--capacity-seed", type=int, default=1, help="seed of the capacities")
+    parser.add_argument("--first", type=int, default=0, help="swarm-wide index of my first peer")
+    parser.add_argument("--first-seen", type=Path, default=None, help="see overlay.first_seen")
+    add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="worker: %(message)s")
     seeding = (
@@ -623,8 +853,21 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         if args.items
         else None
     )
+    layer = SuperPeers(args.capacity_seed, args.first) if args.super_peers else None
     try:
-        trio.run(_worker_main, args.bootstrap, args.count, args.seed, args.spread, seeding)
+        trio.run(
+            functools.partial(
+                _worker_main,
+                args.bootstrap,
+                args.count,
+                args.seed,
+                args.spread,
+                seeding=seeding,
+                layer=layer,
+                runtime=args,
+                first_seen=args.first_seen,
+            )
+        )
     except OverlayError as error:
         print(f"overlay swarm worker: {error}", file=sys.stderr)
         return 1

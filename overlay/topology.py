@@ -162,13 +162,17 @@ def super_layer_figures(snapshots: list[PeerSnapshot], alive: set[PeerId]) -> di
     * ``unattached_weak``: live weak peers attached to fewer than k live super peers;
     * ``index_coverage``: of the (live weak peer, item) pairs, the fraction present in
       the index of at least one of that weak peer's live super peers (None when no
-      peer runs the super layer);
+      peer runs the super layer).  By key where the snapshots name keys (the core's
+      own, in the simulator); by count where they carry counts only (stats replies
+      over TCP): an index mirrors what its owner published, so a super peer holding as
+      many entries for a weak peer as it has items covers them all;
     * ``stale_index_entries``: index entries, at live super peers, naming dead peers;
     * ``role_changes``: role changes of the live peers, in all and at most per peer;
     * ``super_components``: connected components of the graph among live super peers.
     """
     by_id = {s.id: s for s in snapshots}
     live_supers = {s.id for s in snapshots if s.role == "super"}
+    entries_at = {peer: _entries_by_owner(by_id[peer]) for peer in live_supers}
     unattached = 0
     pairs = 0
     covered = 0
@@ -182,21 +186,24 @@ def super_layer_figures(snapshots: list[PeerSnapshot], alive: set[PeerId]) -> di
         mine = [p for p in shot.super_peers if p in live_supers]
         if len(mine) < shot.super_target:
             unattached += 1
-        if not shot.items:
-            continue
-        held: set[str] = set()
-        for peer in mine:
-            held.update(by_id[peer].index_holdings.get(shot.id, ()))
-        pairs += len(shot.items)
-        covered += sum(1 for key in shot.items if key in held)
+        if shot.items:
+            held: set[str] = set()
+            for peer in mine:
+                held.update(by_id[peer].index_holdings.get(shot.id, ()))
+            pairs += len(shot.items)
+            covered += sum(1 for key in shot.items if key in held)
+        elif shot.item_count:
+            best = max((entries_at[peer].get(shot.id, 0) for peer in mine), default=0)
+            pairs += shot.item_count
+            covered += min(best, shot.item_count)
     stale = 0
     graph = nx.Graph()
     for peer in live_supers:
-        shot = by_id[peer]
         graph.add_node(peer)
-        for owner, keys in shot.index_holdings.items():
+        for owner, entries in entries_at[peer].items():
             if owner not in alive:
-                stale += len(keys)
+                stale += entries
+        shot = by_id[peer]
         for other in shot.super_neighbors:
             if other in live_supers:
                 graph.add_edge(peer, other)
@@ -209,6 +216,13 @@ def super_layer_figures(snapshots: list[PeerSnapshot], alive: set[PeerId]) -> di
         "max_role_changes": max(changes, default=0),
         "super_components": nx.number_connected_components(graph) if live_supers else 0,
     }
+
+
+def _entries_by_owner(shot: PeerSnapshot) -> dict[PeerId, int]:
+    """A super peer's index entries per weak peer, from its keys or from its counts."""
+    if shot.index_holdings:
+        return {owner: len(keys) for owner, keys in shot.index_holdings.items()}
+    return dict(zip(shot.weak_peers, shot.index_entries, strict=False))
 
 
 def expected_path_length(nodes: int, mean_degree: float) -> float | None:

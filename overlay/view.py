@@ -764,13 +764,48 @@ def sim_frames(
 # ---------------------------------------------------------------------- export
 
 
+def write_edge_list(
+    graph: nx.Graph, path: Path, numbers: Mapping[Any, int] | None = None
+) -> dict[Any, int]:
+    """Write ``graph`` as an edge list of integer node ids, the format the static
+    simulator replays (:func:`overlay.static.read_topology`), and return the numbering.
+
+    Nodes are numbered by ``numbers`` (``overlay swarm --topology-out`` numbers peers
+    in the order they started, which is how its ``--items`` plan names holders);
+    nodes it leaves out, or all of them by default, follow in sorted order.  A
+    ``# node N ID ADDRESS`` comment line names each node, so the file says who is
+    who.  Written to a temporary file first and renamed: a reader polling the file
+    never sees half of it.
+    """
+    numbering = dict(numbers or {})
+    following = max(numbering.values(), default=-1) + 1
+    for node in sorted(n for n in graph.nodes if n not in numbering):
+        numbering[node] = following
+        following += 1
+    present = sorted((numbering[n], n) for n in graph.nodes)
+    lines = [f"# {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges"]
+    lines += [f"# node {i} {n} {graph.nodes[n].get('address', '')}".rstrip() for i, n in present]
+    lines += sorted(
+        f"{min(numbering[u], numbering[v])} {max(numbering[u], numbering[v])}"
+        for u, v in graph.edges
+    )
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial.replace(path)
+    return numbering
+
+
 def export_graph(graph: nx.Graph, path: Path) -> None:
-    """Write ``graph`` as GraphML (for Gephi or networkx) or as a PNG drawing (matplotlib).
+    """Write ``graph`` as GraphML (for Gephi or networkx), an edge list of integer ids
+    (for ``overlay sim query`` and the static simulator) or a PNG drawing (matplotlib).
 
     Above 499 nodes networkx's spring layout needs scipy, which this project does not
     depend on, so a large PNG is laid out on a circle (the GraphML is always whole).
     """
     suffix = path.suffix.lower()
+    if suffix == ".edgelist":
+        write_edge_list(graph, path)
+        return
     if suffix == ".graphml":
         clean = nx.Graph()
         for node, data in graph.nodes(data=True):
@@ -782,7 +817,7 @@ def export_graph(graph: nx.Graph, path: Path) -> None:
         nx.write_graphml(clean, str(path))
         return
     if suffix != ".png":
-        raise ValueError(f"cannot export to {path}: use .graphml or .png")
+        raise ValueError(f"cannot export to {path}: use .graphml, .edgelist or .png")
     # Imported here: matplotlib takes most of a second to import and only a PNG needs it.
     import matplotlib  # noqa: PLC0415
 

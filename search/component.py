@@ -88,7 +88,14 @@ class Search:
 
     @property
     def counters(self) -> dict[str, int]:
-        return self.ctx.counters
+        evicted = (
+            self.flooding.seen.evicted
+            + self.walking.seen.evicted
+            + self.super_searching.seen.evicted
+        )
+        if not evicted:
+            return self.ctx.counters
+        return {**self.ctx.counters, "search.seen_evicted": evicted}
 
     @property
     def results(self) -> dict[str, SearchResult]:

@@ -39,6 +39,9 @@ class SearchConfig:
     """Longer keyword lists from the network are refused (and counted)."""
     max_hits_per_query: int = attrs.field(default=8, validator=validate.integer(1, 1024))
     """Most hits one peer answers one query with (a keyword query can match many items)."""
+    max_hits_per_search: int = attrs.field(default=256, validator=validate.integer(1, 1 << 20))
+    """Distinct hits a search of mine keeps; later ones are counted and dropped (hostile
+    peers could otherwise invent hits without end while a flood waits for answers)."""
     seen_size: int = attrs.field(default=8192, validator=validate.integer(1, 1 << 24))
     seen_seconds: float = attrs.field(default=120.0, validator=validate.real(0.001, 86400.0))
     """How long a peer remembers a query id (duplicate suppression and reverse path)."""
@@ -49,6 +52,13 @@ class SearchConfig:
     results_size: int = attrs.field(default=1024, validator=validate.integer(1, 1 << 20))
     """Finished searches and fetches whose results are kept for the runtime to read."""
     fetch_timeout: float = attrs.field(default=5.0, validator=validate.real(0.001, 3600.0))
+    query_rate: float = attrs.field(default=50.0, validator=validate.real(0.0, 1e6))
+    """Fresh queries and walker steps per second one neighbor may hand me (0: no limit);
+    above it they are dropped and counted (:mod:`search.ratelimit`)."""
+    query_burst: float = attrs.field(default=100.0, validator=validate.real(1.0, 1e6))
+    """... in bursts of up to this many."""
+    rate_table_size: int = attrs.field(default=1024, validator=validate.integer(1, 1 << 20))
+    """Senders whose rate is tracked at once (the least recently heard goes first)."""
     store_capacity: int = attrs.field(default=4096, validator=validate.integer(0, 1 << 24))
 
     def __attrs_post_init__(self) -> None:

@@ -22,9 +22,13 @@ from overlay.membership import Membership
 from search.config import SearchConfig
 from search.errors import TooManySearches
 from search.outcome import FetchResult, Hit, SearchResult
+from search.ratelimit import NeighborBuckets
 from search.store import Criteria, ItemStore
 
 Observer = Callable[[str, PeerId, bool], None]
+Evidence = Callable[[PeerId, str], None]
+"""Told what a peer did that bears on its standing: (peer, a refusal's counter or a
+walker outcome).  The peer core plugs its ledger in (overlay.standing)."""
 """Called on every reception of a query or walker: (wire id, this peer, duplicate?)."""
 TimerCallback = Callable[[float, list[Effect]], None]
 V = TypeVar("V")
@@ -45,6 +49,8 @@ class SeenCache:
         # Made on first use: an empty deque costs about 600 bytes, and at simulator
         # scale (100,000 peers, most never asked anything) that adds up.
         self._order: deque[tuple[float, str]] | None = None
+        self.evicted = 0
+        """Entries pushed out by a full cache before they expired (a flood of fresh ids)."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -70,7 +76,9 @@ class SeenCache:
             self._order = deque()
         self._order.append((expires, query_id))
         while len(self._entries) > self.size:
+            before = len(self._entries)
             self._evict_oldest()
+            self.evicted += before - len(self._entries)
 
     def _prune(self, now: float) -> None:
         order = self._order
@@ -122,6 +130,7 @@ class SearchContext:
         self.store = store
         self.counters: dict[str, int] = {}
         self.observer: Observer | None = None
+        self.evidence: Evidence | None = None
         self.origins: dict[str, OriginSearch] = {}
         """Active searches of mine, by every wire id they use."""
         self.active: dict[str, OriginSearch] = {}
@@ -130,6 +139,8 @@ class SearchContext:
         """Wire ids of my finished searches: a late hit for one is not an unknown one."""
         self.results: dict[str, SearchResult] = {}
         self.fetches: dict[str, FetchResult] = {}
+        self.rates = NeighborBuckets()
+        """Per-neighbor token buckets for fresh queries and walker steps."""
         # (time, sequence, callback), a heap; the list object is never replaced, so a
         # runtime may keep a reference to peek at its head cheaply.
         self.timers: list[tuple[float, int, TimerCallback]] = []
@@ -147,10 +158,29 @@ class SearchContext:
     def neighbors(self) -> list[Contact]:
         return [neighbor.contact for neighbor in self.membership.active.values()]
 
+    def within_rate(self, sender: Contact, now: float) -> bool:
+        """Charge a fresh query or walker step to ``sender``; False (counted) when it is
+        over its rate and the message must be dropped."""
+        config = self.config
+        if self.rates.allow(
+            sender.id, now, config.query_rate, config.query_burst, config.rate_table_size
+        ):
+            return True
+        self.count("search.rate_limited")
+        return False
+
     def refuse(self, sender: Contact, why: str, counter: str, out: list[Effect]) -> None:
         """Drop bad input from ``sender``: count it and say so once, then go on."""
         self.count(counter)
         out.append(Notify("bad_input", sender.id, why))
+        if self.evidence is not None:
+            self.evidence(sender.id, counter)
+
+    def walker_outcome(self, via: PeerId, returned: bool) -> None:
+        """A walker first handed to neighbor ``via`` checked in, or was written off
+        before its first check: evidence of whether ``via`` passes queries on."""
+        if self.evidence is not None and via:
+            self.evidence(via, "walker_returned" if returned else "walker_lost")
 
     # ------------------------------------------------------------------ timers
 
@@ -182,6 +212,9 @@ class SearchContext:
         identity = (hit.key, hit.holder.id)
         if identity in search.hit_keys:
             self.count("search.hit.repeated")
+            return False
+        if len(search.hits) >= self.config.max_hits_per_search:
+            self.count("search.hit.over_bound")
             return False
         search.hit_keys[identity] = None
         search.hits.append(hit)
@@ -228,6 +261,7 @@ class SearchContext:
 
     def check_capacity(self) -> None:
         if len(self.active) >= self.config.max_searches:
+            self.count("search.refused_busy")
             raise TooManySearches(
                 f"already running {len(self.active)} searches (max {self.config.max_searches})"
             )

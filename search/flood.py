@@ -209,6 +209,8 @@ class Flooding:
             if ctx.observer is not None:
                 ctx.observer(query_id, ctx.me.id, True)
             return
+        if not ctx.within_rate(sender, now):
+            return  # not remembered as seen: a copy from a well-behaved neighbor still goes on
         self.seen.add(query_id, sender.address, now)
         ctx.count("search.queries_handled")
         if ctx.observer is not None:

@@ -26,17 +26,23 @@ from overlay.messages import (
     Message,
     Query,
     QueryHit,
+    SuperQuery,
     WalkCheck,
     WalkStep,
     WalkVerdict,
 )
 from search.errors import FetchError
 
-MODES: Final = ("flood", "walk", "ring")
+FLAT_MODES: Final = ("flood", "walk", "ring")
+"""Searches over the flat random graph (any overlay, static topologies included)."""
+SUPER_MODES: Final = ("super-flood", "super-walk")
+"""Searches over the super layer (peers that run it: ``--super-peers``)."""
+MODES: Final = FLAT_MODES + SUPER_MODES
 KINDS: Final = ("query", "hit", "check", "fetch")
 KIND_OF: Final[dict[type[Message], str]] = {
     Query: "query",
     WalkStep: "query",
+    SuperQuery: "query",
     QueryHit: "hit",
     WalkCheck: "check",
     WalkVerdict: "check",

@@ -33,7 +33,6 @@ from search.flood import Flooding
 from search.index import SuperIndex
 from search.store import Criteria
 
-SUPER_MODES = ("super-flood", "super-walk")
 DEFAULT_SUPER_WALK_TTL = 32
 DEFAULT_SUPER_FLOOD_TTL = 2
 """Hops beyond the entry super peer.  Each super peer answers for some 2 x ratio weak
@@ -186,6 +185,8 @@ class SuperSearching:
         if duplicate and not walking:
             ctx.count("search.duplicate")
             return
+        if not ctx.within_rate(sender, now):
+            return
         if not duplicate:
             self.seen.add(query_id, sender.address, now)
         ctx.count("search.super.queries_handled")
@@ -198,7 +199,7 @@ class SuperSearching:
             neighbors = layer.super_neighbors()
         if not neighbors:
             return
-        hops = message.hops + 1
+        hops = min(message.hops + 1, MAX_WALK_TTL_FIELD)  # a forged 65535 must not overflow
         next_ttl = max(1, ttl - 1) if not entry else ttl
         if not walking:
             forward = attrs.evolve(message, ttl=next_ttl, hops=hops)

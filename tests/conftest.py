@@ -22,11 +22,13 @@ import trio
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay import PROTOCOL_VERSION
 from overlay.config import MembershipConfig, PeerConfig
+from overlay.faults import FaultInjector
 from overlay.identity import Address, Contact, PeerId, new_peer_id
 from overlay.messages import Handshake, Message
-from overlay.node import Node, NodeConfig, open_listeners, peer_node
+from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.wire import FrameDecoder, check_handshake, encode_frame
+from search.config import SearchConfig
 
 FAST = MembershipConfig(
     target_degree=3,
@@ -54,7 +56,7 @@ async def start_bootstrap(
             "127.0.0.1",
             0,
             state=state,
-            node_config=node_config or NodeConfig(handshake_timeout=0.5),
+            node_config=node_config or one_host(NodeConfig(handshake_timeout=0.5)),
             seed=0,
             task_status=task_status,
         )
@@ -70,16 +72,18 @@ async def start_peer(
     node_config: NodeConfig = FAST_NODE,
     join_via: Address | None = None,
     seed: int = 0,
+    search: SearchConfig | None = None,
+    faults: FaultInjector | None = None,
 ) -> tuple[Peer, Node]:
     listeners, address = await open_listeners("127.0.0.1", 0)
     peer = Peer(
         address,
-        PeerConfig(membership=membership),
+        PeerConfig(membership=membership, search=search or SearchConfig()),
         random.Random(1000 + seed),  # never the bootstrap's seed: ids would collide
         bootstrap=bootstrap,
         join_via=join_via,
     )
-    node = peer_node(peer, node_config)
+    node = peer_node(peer, node_config, faults=faults)
     await nursery.start(node.serve, listeners)
     return peer, node
 
@@ -166,11 +170,15 @@ class Child:
         return self.first_line.split()[1]
 
 
-async def spawn_overlay(args: Sequence[str], seconds: float = 30.0) -> Child:
-    """Start ``overlay ARGS`` and wait for its first line ("... listening on HOST:PORT")."""
+async def spawn_overlay(
+    args: Sequence[str], seconds: float = 30.0, *, prefix: Sequence[str] = ()
+) -> Child:
+    """Start ``overlay ARGS`` and wait for its first line ("... listening on HOST:PORT").
+
+    ``prefix`` runs it through another command (``ip netns exec NS``: in a namespace)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = await trio.lowlevel.open_process(
-        [*OVERLAY, *args], stdout=subprocess.PIPE, stderr=None, cwd=str(REPO), env=env
+        [*prefix, *OVERLAY, *args], stdout=subprocess.PIPE, stderr=None, cwd=str(REPO), env=env
     )
     assert process.stdout is not None
     data = b""

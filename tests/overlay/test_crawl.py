@@ -32,7 +32,7 @@ from overlay.crawl import Crawl, StatsClient, crawl, fetch_stats, list_members
 from overlay.errors import TransportError
 from overlay.identity import Address, Contact
 from overlay.messages import MAX_MEMBERS_PAGE, MembersReply, MembersRequest
-from overlay.node import Node, NodeConfig, open_listeners, peer_node
+from overlay.node import Connection, Node, NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.topology import graph_of
 
@@ -356,3 +356,32 @@ async def test_a_long_listing_comes_in_pages(swarm: Swarm) -> None:
     listed = {e.contact for e in entries}
     assert len(entries) == len(listed) == len(extra) + PEERS
     assert set(extra) <= listed
+
+
+async def test_stats_client_reconnects_when_a_peer_closed_its_kept_connection(
+    swarm: Swarm,
+) -> None:
+    """Peers close idle client connections after a few seconds; the next refresh must
+    still see every peer (it reconnects once), not report them unreachable."""
+    client = StatsClient()
+    peer_ids = {peer.id for peer in swarm.peers}
+    try:
+        first = await crawl(swarm.server.address, timeout=2.0, fetch=client.fetch)
+        assert first.count("alive") == PEERS
+        for node in swarm.nodes:
+            clients = [
+                c for c in node.connections if c.remote is not None and c.remote.id not in peer_ids
+            ]
+            assert clients  # the client's kept connection
+            for connection in clients:
+                connection.scope.cancel()  # what the idle sweep does
+
+            def closed(node: Node = node, clients: list[Connection] = clients) -> bool:
+                return not any(c in node.connections for c in clients)
+
+            with trio.fail_after(5):
+                await node.wait_until(closed)
+        second = await crawl(swarm.server.address, timeout=2.0, fetch=client.fetch)
+    finally:
+        await client.aclose()
+    assert second.count("alive") == PEERS

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+import attrs
 import pytest
 
 from overlay.config import PeerConfig, SuperConfig
@@ -106,7 +107,25 @@ def test_load_decisions_have_hysteresis() -> None:
         election.role = "super"
     assert "demote" in decisions and "promote" not in decisions
     now += 2.0
-    assert election.load_decision(now, 0.0, 0, starved=False) is None
+    # The last one standing never steps down: it sees fewer than k super peers, so it
+    # asks its successor to join it instead, however light its load.
+    assert election.load_decision(now, 0.0, 0, starved=False) == "promote"
+
+
+def test_fewer_than_k_super_peers_in_sight_means_promote_whatever_the_load() -> None:
+    config = SuperConfig(enabled=True, k=2, settle_periods=1, period=1.0)
+    election = Election("0" * 32, 5, config, random.Random(3))
+    election.promote(0.0)
+    target = config.target_load
+    assert election.load_decision(10.0, target, 0, starved=False) is None  # nobody to ask
+    election.successor = candidate(1, 10)
+    assert election.load_decision(12.0, target, 0, starved=False) == "promote"
+    # With one super-layer neighbor there are k = 2: the load decides again.
+    assert election.load_decision(20.0, target, 1, starved=False) is None
+    wider = Election("0" * 32, 5, attrs.evolve(config, k=3), random.Random(3))
+    wider.promote(0.0)
+    wider.successor = candidate(1, 10)
+    assert wider.load_decision(20.0, target, 1, starved=False) == "promote"
 
 
 # ------------------------------------------------------------------ hand-wired cores

@@ -30,6 +30,7 @@ def core_modules() -> list[Path]:
         for name in (
             "peer.py", "membership.py", "messages.py", "identity.py", "config.py",
             "effects.py", "validate.py", "errors.py", "election.py", "attachment.py",
+            "standing.py", "admission.py",
         )
     ]  # fmt: skip
     modules.append(ROOT / "bootstrap" / "hostcache.py")

@@ -28,7 +28,7 @@ from overlay.config import MembershipConfig, PeerConfig
 from overlay.crawl import list_members
 from overlay.identity import Address, new_peer_id
 from overlay.messages import MAX_KEYWORDS_FIELD, ClientSearchResult, Query, QueryHit
-from overlay.node import Node, NodeConfig, open_listeners, peer_node
+from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.swarm import fetch_stats, seeded_items
 from search.config import SearchConfig
@@ -52,8 +52,10 @@ heartbeats at 10 per second each would starve the searches of CPU."""
 SEARCH = SearchConfig(hop_allowance=0.3)
 """A flood waits ``2 x TTL`` hop allowances for hits; the default (0.1 s) is ample on an
 idle machine, but 200 peers in one process on a busy one can take longer per hop."""
-NODE = NodeConfig(
-    max_connections=256, handshake_timeout=10.0, idle_timeout=10.0, transient_idle_timeout=2.0
+NODE = one_host(
+    NodeConfig(
+        max_connections=256, handshake_timeout=10.0, idle_timeout=10.0, transient_idle_timeout=2.0
+    )
 )
 """Walkers check in with their origin directly, so an origin briefly has a connection
 from most peers a walk passed through: more than the default 64.  The handshake timeout
@@ -90,7 +92,8 @@ async def until(predicate: Callable[[], bool], seconds: float, step: float = 0.0
 
 async def start_swarm(nursery: trio.Nursery, count: int = SWARM) -> Swarm:
     server = await start_bootstrap(
-        nursery, node_config=NodeConfig(max_connections=4 * count, handshake_timeout=10.0)
+        nursery,
+        node_config=one_host(NodeConfig(max_connections=4 * count, handshake_timeout=10.0)),
     )
     swarm = Swarm(server, [], [])
     for index in range(count):

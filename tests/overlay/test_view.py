@@ -16,6 +16,7 @@ from overlay.effects import Notify
 from overlay.identity import Address, PeerId
 from overlay.peer import PeerSnapshot
 from overlay.scenario import Scenario, build
+from overlay.static import read_topology
 from overlay.view import (
     BRAILLE_BASE,
     SUPER_GLYPH,
@@ -30,6 +31,7 @@ from overlay.view import (
     export_graph,
     render,
     sim_frames,
+    write_edge_list,
 )
 
 
@@ -274,8 +276,31 @@ def test_export_graphml_and_png(tmp_path: Path) -> None:
     assert back.nodes[pid("a")]["role"] == "super"
     export_graph(graph, tmp_path / "g.png")
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match=r"\.graphml or \.png"):
+    with pytest.raises(ValueError, match=r"\.graphml, \.edgelist or \.png"):
         export_graph(graph, tmp_path / "g.txt")
+
+
+def test_export_edge_list_replays_in_the_static_simulator(tmp_path: Path) -> None:
+    graph = nx.Graph()
+    for name, port in (("a", 1), ("b", 2), ("c", 3), ("d", 4)):
+        graph.add_node(pid(name), role="weak", address=f"127.0.0.1:{port}")
+    graph.add_edges_from([(pid("a"), pid("b")), (pid("b"), pid("c")), (pid("c"), pid("a"))])
+    export_graph(graph, tmp_path / "g.edgelist")
+    back = read_topology(tmp_path / "g.edgelist")
+    order = sorted(graph.nodes)  # numbered in sorted order by default
+    assert set(back.edges) == {
+        tuple(sorted((order.index(u), order.index(v)))) for u, v in graph.edges
+    }
+    # Given numbers (a swarm's start order) win; "# node" lines say who is who.
+    numbers = write_edge_list(graph, tmp_path / "s.edgelist", {pid("c"): 0, pid("b"): 7})
+    assert numbers[pid("c")] == 0 and numbers[pid("b")] == 7
+    assert sorted(numbers.values()) == [0, 7, 8, 9]
+    text = (tmp_path / "s.edgelist").read_text()
+    assert f"# node 0 {pid('c')} 127.0.0.1:3" in text
+    assert set(read_topology(tmp_path / "s.edgelist").edges) == {
+        tuple(sorted((numbers[u], numbers[v]))) for u, v in graph.edges
+    }
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_a_frame_renders_with_no_peers() -> None:

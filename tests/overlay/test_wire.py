@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from overlay import wire
+from overlay.crawl import snapshot_from
 from overlay.errors import (
     FrameTooLarge,
     LocalError,
@@ -34,10 +35,19 @@ from overlay.errors import (
 from overlay.identity import Address, Contact
 from overlay.messages import (
     MAX_CAPACITY,
+    MAX_COUNTER_NAME,
     MAX_DEGREE_FIELD,
     MAX_REASON,
     MAX_SAMPLE,
     MAX_SHUFFLE,
+    MAX_STATS_COUNTERS,
+    MAX_STATS_ENTRIES_PER_WEAK,
+    MAX_STATS_NEIGHBORS,
+    MAX_STATS_PASSIVE,
+    MAX_STATS_SUPER_NEIGHBORS,
+    MAX_STATS_SUPER_TARGET,
+    MAX_STATS_SUPERS,
+    MAX_STATS_WEAK,
     ROLES,
     Disconnect,
     Handshake,
@@ -49,6 +59,8 @@ from overlay.messages import (
     Register,
     ShuffleEntry,
     ShuffleRequest,
+    StatCounter,
+    StatsReply,
     all_message_types,
 )
 from overlay.wire import (
@@ -699,3 +711,101 @@ def test_check_handshake() -> None:
     with pytest.raises(ProtocolError) as caught:
         check_handshake(Register(want=1), 1)
     assert not isinstance(caught.value, VersionMismatch)
+
+
+# --------------------------------------------------------------------------- stats replies
+
+
+def _stats_reply(**super_fields: Any) -> StatsReply:
+    return StatsReply(ID, ADDRESS, "super", True, (), (), 0, (), **super_fields)
+
+
+def _stats_body(reply: StatsReply, **replace: Any) -> bytes:
+    """``reply`` on the wire, with some fields replaced by raw values."""
+    fields = msgpack.unpackb(encode_message(reply))
+    names = ["tag", *(field.name for field in attrs.fields(StatsReply))]
+    for name, value in replace.items():
+        fields[names.index(name)] = value
+    return body_of(*fields)
+
+
+def test_a_stats_reply_carries_the_super_peer_fields() -> None:
+    ids = tuple(f"{n:032x}" for n in range(1, 6))
+    reply = _stats_reply(
+        super_peers=ids[:2],
+        weak_peers=ids[2:],
+        index_entries=(3, 0, MAX_STATS_ENTRIES_PER_WEAK),
+        super_neighbors=ids[:1],
+        index_size=131,
+        role_changes=2,
+        super_target=2,
+        item_count=7,
+    )
+    assert decode_message(encode_message(reply)) == reply
+    crawled = snapshot_from(reply)
+    assert crawled.weak_peers == ids[2:] and crawled.index_entries == (3, 0, 128)
+    assert (crawled.super_target, crawled.item_count, crawled.role_changes) == (2, 7, 2)
+
+
+def test_the_largest_stats_reply_fits_one_frame() -> None:
+    """Every list at its bound, every counter name in 4-byte characters."""
+    host = "fd00:1234:5678:9abc:def0:1234:5678:9abc"
+    ids = tuple(f"{n:032x}" for n in range(max(MAX_STATS_NEIGHBORS, MAX_STATS_WEAK)))
+    counters = tuple(
+        StatCounter("\U0001f600" * MAX_COUNTER_NAME, 2**63 - 1) for _ in range(MAX_STATS_COUNTERS)
+    )
+    reply = StatsReply(
+        ids[0],
+        Address(host, 65535),
+        "super",
+        True,
+        ids[:MAX_STATS_NEIGHBORS],
+        ids[:MAX_STATS_PASSIVE],
+        2**63 - 1,
+        counters,
+        super_peers=ids[:MAX_STATS_SUPERS],
+        weak_peers=ids[:MAX_STATS_WEAK],
+        index_entries=(MAX_STATS_ENTRIES_PER_WEAK,) * MAX_STATS_WEAK,
+        super_neighbors=ids[:MAX_STATS_SUPER_NEIGHBORS],
+        index_size=2**63 - 1,
+        role_changes=2**63 - 1,
+        super_target=MAX_STATS_SUPER_TARGET,
+        item_count=2**63 - 1,
+    )
+    assert len(encode_frame(reply)) <= DEFAULT_FRAME_CAP + PREFIX
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("super_target", MAX_STATS_SUPER_TARGET + 1),
+        ("super_target", -1),
+        ("index_size", -1),
+        ("role_changes", True),
+        ("item_count", "7"),
+        ("super_peers", [ID] * (MAX_STATS_SUPERS + 1)),
+        ("super_peers", ["not an id"]),
+        ("super_neighbors", [ID] * (MAX_STATS_SUPER_NEIGHBORS + 1)),
+        ("weak_peers", [ID] * (MAX_STATS_WEAK + 1)),
+        ("index_entries", [MAX_STATS_ENTRIES_PER_WEAK + 1]),
+        ("index_entries", [-1]),
+    ],
+)
+def test_stats_reply_super_fields_out_of_range_are_refused(field: str, value: object) -> None:
+    reply = _stats_reply(weak_peers=(ID,), index_entries=(1,))
+    assert decode_message(_stats_body(reply)) == reply
+    if field == "weak_peers":
+        body = _stats_body(reply, weak_peers=value, index_entries=[1] * (MAX_STATS_WEAK + 1))
+    elif field == "index_entries":
+        body = _stats_body(reply, index_entries=value)
+    else:
+        body = _stats_body(reply, **{field: value})
+    refused(body, "StatsReply", field)
+
+
+def test_stats_reply_needs_one_index_count_per_weak_peer() -> None:
+    reply = _stats_reply(weak_peers=(ID,), index_entries=(1,))
+    refused(_stats_body(reply, index_entries=[]), "StatsReply")
+    refused(_stats_body(reply, index_entries=[1, 2]), "StatsReply")
+    with pytest.raises(ValueError, match="one count per weak peer"):
+        _stats_reply(weak_peers=(ID,))

@@ -14,12 +14,16 @@ from overlay.peer import Peer
 from overlay.static import StaticNetwork
 
 
-def wired_peers(graph: nx.Graph, seed: int = 0) -> dict[int, Peer]:
+def wired_peers(
+    graph: nx.Graph, seed: int = 0, config: PeerConfig | None = None
+) -> dict[int, Peer]:
     """Peer cores with fixed neighbors, not in any runtime: tests hand them messages."""
     rng = random.Random(seed)
     peers = {
         node: Peer(
-            Address("127.0.0.1", 8000 + node), PeerConfig(), random.Random(rng.getrandbits(64))
+            Address("127.0.0.1", 8000 + node),
+            config or PeerConfig(),
+            random.Random(rng.getrandbits(64)),
         )
         for node in sorted(graph.nodes)
     }

@@ -7,8 +7,13 @@ import random
 import networkx as nx
 import pytest
 
+from overlay.messages import QueryHit, WalkCheck, WalkStep
 from overlay.static import StaticNetwork
-from tests.search.helpers import random_connected_graph
+from search.store import Criteria, Item
+from search.walk import WalkMemory
+from tests.search.helpers import random_connected_graph, sends, sent_messages, wired_peers
+
+QID = "d" * 32
 
 
 def test_a_walk_never_sends_more_than_k_times_ttl_steps_plus_its_checks() -> None:
@@ -44,6 +49,57 @@ def test_a_walk_on_a_leaf_goes_back_because_it_must() -> None:
     assert outcome.messages["query"] == 6
     # 0 -> 1 -> 2 -> 1 -> 0 -> 1 -> 2: every reception after the first two is a revisit.
     assert outcome.duplicates == 4
+
+
+def test_the_origin_spreads_its_walkers_evenly_over_its_links() -> None:
+    peers = wired_peers(nx.star_graph(4), seed=3)  # node 0, degree 4
+    _, effects = peers[0].search.start_walk(Criteria.for_words("absent"), 0.0, walkers=16)
+    targets = [to for to, _ in sent_messages(effects, WalkStep)]
+    # State keeping: each round of launches uses every link once, so 4 walkers each.
+    assert sorted(targets.count(peers[n].address) for n in range(1, 5)) == [4, 4, 4, 4]
+
+
+def test_a_relay_sends_the_walkers_of_one_query_to_neighbors_that_have_not_had_it() -> None:
+    peers = wired_peers(nx.star_graph(4), seed=4)  # relay 0; neighbors 1..4
+    relay = peers[0]
+    node_of = {peer.address: node for node, peer in peers.items()}
+
+    def relay_walker(query_id: str, walker: int, sender: int) -> int:
+        step = WalkStep(query_id, peers[1].contact, None, ("absent",), 50, 1, walker, 4)
+        ((to, _),) = sent_messages(relay.receive(step, peers[sender].contact, 0.0), WalkStep)
+        return node_of[to]
+
+    # Three walkers from 1: never back to 1, and each to a neighbor not used yet.
+    assert sorted(relay_walker(QID, walker, 1) for walker in range(3)) == [2, 3, 4]
+    # A neighbor that sent us a walker has had the query: the next goes elsewhere.
+    other = "e" * 32
+    relay_walker(other, 0, 2)
+    assert relay_walker(other, 1, 3) in (1, 4)
+
+
+def test_walk_memory_is_bounded_and_expires() -> None:
+    memory = WalkMemory(size=3, seconds=10.0)
+    for i in range(5):
+        memory.note(f"{i:032x}", f"{i:032x}", float(i))
+    assert len(memory) == 3
+    memory.note("f" * 32, "9" * 32, 20.0)  # everything older has expired and goes
+    assert len(memory) == 1
+
+
+def test_a_walker_that_finds_a_hit_checks_with_its_origin_at_once() -> None:
+    peers = wired_peers(nx.path_graph(3), seed=5)
+    origin, holder = peers[0], peers[1]
+    item = Item(b"value", "wanted thing")
+    holder.search.store.add(item)
+    step = WalkStep(QID, origin.contact, item.key, (), 50, 1, 0, 4)  # hop 1: no check due
+    effects = holder.receive(step, origin.contact, 0.0)
+    hits = sent_messages(effects, QueryHit)
+    checks = sent_messages(effects, WalkCheck)
+    # The hit goes first, then the check, both to the origin; the walker waits.
+    assert [to for to, _ in hits + checks] == [origin.address, origin.address]
+    assert [type(send.message) for send in sends(effects)] == [QueryHit, WalkCheck]
+    assert sent_messages(effects, WalkStep) == []
+    assert holder.snapshot().counters["search.walk.check_on_hit"] == 1
 
 
 @pytest.fixture(scope="module")
