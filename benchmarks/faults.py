@@ -2,6 +2,7 @@
 
     python benchmarks/faults.py [--peers 50] [--losses 0,0.2] [--searches 40]
         [--concurrency 8] [--no-partition] [--json] [--out benchmarks/results]
+        [--only search,crash,super,bootstrap]
 
 For each loss rate the script runs ``overlay swarm --loss P`` (every peer drops each
 message it sends with probability P, see :mod:`overlay.faults`) with seeded items,
@@ -15,12 +16,26 @@ script then splits the peers in two halves by writing that file, waits until no 
 crosses the halves, heals it by emptying the file and times the seconds until the
 overlay is one component again (polling every peer's stats every half second).
 
-Results go to ``faults.json`` under ``--out``.
+The other parts (``--only``; each on its own ``overlay swarm --control``, driven by
+lines on its input) time recoveries, polling every peer's stats every half second:
+
+* ``crash``: a seeded random half of the peers crashed at once (``crash HOST:PORT``
+  lines); seconds until the survivors are one component with no link to a crashed peer
+  left and every degree in [1, max_degree];
+* ``super``: with ``--super-peers``, once every weak peer is attached to k live super
+  peers, the super peer with the most weak peers crashed; seconds until each of its weak
+  peers is attached to k live super peers again and ``index_coverage`` >= 0.999;
+* ``bootstrap``: once converged, the bootstrap stopped (``stop-bootstrap``), then
+  ``NEWCOMERS`` peers started with ``overlay peer --join`` a random live peer; seconds
+  until each has a neighbor and the whole overlay is one component.
+
+Results go to ``faults.json`` under ``--out``; a run replaces only the parts it ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -31,7 +46,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +59,14 @@ import trio
 
 from benchmarks.swarm_1000 import _bootstrap_of, _drain
 from overlay.cli_search import search_via
+from overlay.config import MembershipConfig, SuperConfig
 from overlay.crawl import list_members
 from overlay.errors import OverlayError
 from overlay.faults import write_partition_file
-from overlay.identity import Address
+from overlay.identity import Address, PeerId
+from overlay.peer import PeerSnapshot
 from overlay.swarm import collect_stats, seeded_items, snapshot_of
-from overlay.topology import graph_of
+from overlay.topology import degree_stats, graph_of, super_layer_figures
 from search.store import content_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,47 +179,27 @@ async def _partition(addresses: Sequence[Address], path: Path) -> dict[str, Any]
 async def run_one(args: argparse.Namespace, loss: float, partition: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         partition_file = Path(scratch) / "partition"
-        command = [
-            sys.executable, "-m", "overlay.cli", "swarm",
-            "--peers", str(args.peers), "--processes", str(args.processes),
-            "--duration", "3600", "--interval", "3600", "--port", "0", "--json",
-            "--seed", str(SEED), "--items", str(ITEMS), "--replication", str(REPLICATION),
+        extra = [
+            "--items", str(ITEMS), "--replication", str(REPLICATION),
             "--loss", repr(loss), "--fault-seed", str(args.seed),
         ]  # fmt: skip
         if partition:
-            command += ["--partition-file", str(partition_file)]
-        _progress(f"loss {loss}: {' '.join(command[2:])}")
-        process = await trio.lowlevel.open_process(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(REPO)
-        )
-        row: dict[str, Any] = {"loss": loss, "command": "overlay " + " ".join(command[4:])}
+            extra += ["--partition-file", str(partition_file)]
         out = bytearray()
-        try:
-            bootstrap, err = await _bootstrap_of(process)
-            async with trio.open_nursery() as nursery:
-                assert process.stdout is not None and process.stderr is not None
-                nursery.start_soon(_drain, process.stdout, out)
-                nursery.start_soon(_drain, process.stderr, err)
-                addresses, converged = await _converge(bootstrap, args.peers)
-                row["converged_seconds"] = converged
-                _progress(f"loss {loss}: one component after {converged:.1f} s")
-                await trio.sleep(args.settle)
-                for mode in ("flood", "walk"):
-                    row[mode] = await _searches(
-                        addresses, mode, args.searches, args.concurrency, args.seed
-                    )
-                    _progress(f"loss {loss}: {mode} {row[mode]}")
-                if partition:
-                    row["partition"] = await _partition(addresses, partition_file)
-                    _progress(f"loss {loss}: partition {row['partition']}")
-                process.send_signal(signal.SIGTERM)
-                with trio.fail_after(120):
-                    await process.wait()
-                nursery.cancel_scope.cancel()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        async with _running_swarm(args, extra, out) as (_, bootstrap, command):
+            row: dict[str, Any] = {"loss": loss, "command": command}
+            addresses, converged = await _converge(bootstrap, args.peers)
+            row["converged_seconds"] = converged
+            _progress(f"loss {loss}: one component after {converged:.1f} s")
+            await trio.sleep(args.settle)
+            for mode in ("flood", "walk"):
+                row[mode] = await _searches(
+                    addresses, mode, args.searches, args.concurrency, args.seed
+                )
+                _progress(f"loss {loss}: {mode} {row[mode]}")
+            if partition:
+                row["partition"] = await _partition(addresses, partition_file)
+                _progress(f"loss {loss}: partition {row['partition']}")
         summary = json.loads(bytes(out)) if out.strip() else {}
         row["faults_and_limits"] = summary.get("faults_and_limits")
         row["components_at_end"] = summary.get("components")
@@ -213,6 +211,270 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for loss in args.losses:
         rows.append(await run_one(args, loss, partition=args.partition and loss == 0.0))
     return rows
+
+
+# ---------------------------------------------------------------------- crash, super, bootstrap
+
+CRASH_TIMEOUT = 90.0
+NEWCOMERS = 3
+
+
+@contextlib.asynccontextmanager
+async def _running_swarm(
+    args: argparse.Namespace, extra: Sequence[str], out: bytearray | None = None
+) -> AsyncIterator[tuple[trio.Process, Address, str]]:
+    """``overlay swarm`` running, with its bootstrap address and the command as recorded;
+    left with SIGTERM at the end of the block (its JSON summary then in ``out``)."""
+    command = [
+        sys.executable, "-m", "overlay.cli", "swarm",
+        "--peers", str(args.peers), "--processes", str(args.processes),
+        "--duration", "3600", "--interval", "3600", "--port", "0", "--json",
+        "--seed", str(SEED), *extra,
+    ]  # fmt: skip
+    _progress(" ".join(command[2:]))
+    process = await trio.lowlevel.open_process(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(REPO),
+    )
+    try:
+        bootstrap, err = await _bootstrap_of(process)
+        async with trio.open_nursery() as nursery:
+            assert process.stdout is not None and process.stderr is not None
+            nursery.start_soon(_drain, process.stdout, bytearray() if out is None else out)
+            nursery.start_soon(_drain, process.stderr, err)
+            yield process, bootstrap, "overlay swarm " + " ".join(command[4:])
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(120):
+                await process.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _control(process: trio.Process, lines: Sequence[str]) -> None:
+    assert process.stdin is not None
+    await process.stdin.send_all("".join(f"{line}\n" for line in lines).encode())
+
+
+async def _snapshots(addresses: Sequence[Address]) -> list[PeerSnapshot]:
+    replies, _ = await collect_stats(addresses, 5.0)
+    return [snapshot_of(r) for r in replies]
+
+
+async def _crash_half(args: argparse.Namespace) -> dict[str, Any]:
+    """Part ``crash``: half of the peers crashed at once; seconds until the survivors'
+    links form one component, and until, besides, no survivor lists a crashed peer as a
+    neighbor any more (each noticed its dead) and every degree is in [1, max_degree]."""
+    max_degree = MembershipConfig().max_degree
+    async with _running_swarm(args, ["--control"]) as (process, bootstrap, command):
+        addresses, converged = await _converge(bootstrap, args.peers)
+        await trio.sleep(args.settle)
+        victims = set(random.Random(f"{args.seed} crash").sample(addresses, len(addresses) // 2))
+        survivors = [a for a in addresses if a not in victims]
+        dead = {s.id for s in await _snapshots(addresses) if s.address in victims}
+        await _control(process, [f"crash {v}" for v in sorted(victims, key=str)])
+        crashed = time.monotonic()
+        _progress(f"crash: {len(victims)} of {len(addresses)} peers crashed")
+        seconds = None
+        connected = None
+        polls = 0
+        shots: list[PeerSnapshot] = []
+        with trio.move_on_after(CRASH_TIMEOUT):
+            while True:
+                polls += 1
+                shots = await _snapshots(survivors)
+                graph = graph_of(shots, alive={s.id for s in shots})
+                degrees = [d for _, d in graph.degree]
+                whole = len(shots) == len(survivors) and nx.is_connected(graph)
+                if whole and connected is None:
+                    connected = time.monotonic() - crashed
+                if (
+                    whole
+                    and not any(dead.intersection(s.neighbors) for s in shots)
+                    and all(1 <= d <= max_degree for d in degrees)
+                ):
+                    seconds = time.monotonic() - crashed
+                    break
+                await trio.sleep(POLL)
+        degrees = [d for _, d in graph_of(shots, alive={s.id for s in shots}).degree]
+    return {
+        "command": command,
+        "converged_seconds": converged,
+        "crashed": len(victims),
+        "survivors": len(survivors),
+        "seconds_to_one_component": connected,
+        "seconds_to_one_component_no_dead_neighbor_degrees_in_bounds": seconds,
+        "degree_bounds": [1, max_degree],
+        "survivor_degrees_then": degree_stats(degrees),
+        "polls": polls,
+        "poll_seconds": POLL,
+    }
+
+
+def _attached(shots: Sequence[PeerSnapshot]) -> dict[PeerId, list[PeerId]]:
+    """Each live weak peer's live super peers."""
+    supers = {s.id for s in shots if s.role == "super"}
+    return {s.id: [p for p in s.super_peers if p in supers] for s in shots if s.role == "weak"}
+
+
+async def _crash_super(args: argparse.Namespace) -> dict[str, Any]:
+    """Part ``super``: once every weak peer is attached to k live super peers, the super
+    peer with the most weak peers crashed; seconds until each of its weak peers is attached
+    to k live super peers again and the index covers (>= 0.999) every weak peer's items."""
+    k = SuperConfig().k
+    extra = ["--control", "--super-peers", "--items", str(ITEMS)]
+    extra += ["--replication", str(REPLICATION)]
+    async with _running_swarm(args, extra) as (process, bootstrap, command):
+        addresses, converged = await _converge(bootstrap, args.peers)
+        started = time.monotonic()
+        settled = None
+        shots: list[PeerSnapshot] = []
+        with trio.move_on_after(CRASH_TIMEOUT):
+            while True:
+                shots = await _snapshots(addresses)
+                figures = super_layer_figures(shots, {s.id for s in shots})
+                if len(shots) == len(addresses) and figures["unattached_weak"] == 0:
+                    settled = time.monotonic() - started
+                    break
+                await trio.sleep(POLL)
+        row: dict[str, Any] = {
+            "command": command,
+            "converged_seconds": converged,
+            "k": k,
+            "seconds_until_layer_settled": settled,
+        }
+        if settled is None:
+            return row
+        attached = _attached(shots)
+        supers_before = sum(1 for s in shots if s.role == "super")
+        load = Counter(p for supers in attached.values() for p in supers)
+        victim, orphans = load.most_common(1)[0]
+        where = next(s.address for s in shots if s.id == victim)
+        await _control(process, [f"crash {where}"])
+        crashed = time.monotonic()
+        left = [a for a in addresses if a != where]
+        _progress(f"super: crashed the super peer at {where} ({orphans} weak peers)")
+        orphaned = {weak for weak, supers in attached.items() if victim in supers}
+        reattached = None
+        covered = None
+        figures = {}
+        with trio.move_on_after(CRASH_TIMEOUT):
+            while True:
+                shots = await _snapshots(left)
+                now = _attached(shots)
+                figures = super_layer_figures(shots, {s.id for s in shots})
+                # An orphan elected super peer meanwhile needs no super peer of its own.
+                done = all(len(now[w]) >= k for w in orphaned if w in now)
+                if done and reattached is None:
+                    reattached = time.monotonic() - crashed
+                coverage = figures["index_coverage"]
+                if done and coverage is not None and coverage >= 0.999:
+                    covered = time.monotonic() - crashed
+                    break
+                await trio.sleep(POLL)
+        row |= {
+            "supers_before": supers_before,
+            "weak_peers_of_crashed_super": orphans,
+            "seconds_until_orphans_reattached_to_k": reattached,
+            "seconds_until_reattached_and_index_coverage_0_999": covered,
+            "supers_then": sum(1 for s in shots if s.role == "super"),
+            "crashed_super_refuses_connections": await _refuses(where),
+            "unattached_weak_then": figures.get("unattached_weak"),
+            "index_coverage_then": figures.get("index_coverage"),
+            "poll_seconds": POLL,
+        }
+        return row
+
+
+async def _newcomer(via: Address, seed: int) -> tuple[trio.Process, Address]:
+    """``overlay peer --join VIA`` started; its address from its first line."""
+    command = [
+        sys.executable, "-m", "overlay.cli", "peer", "--join", str(via), "--seed", str(seed),
+    ]  # fmt: skip
+    process = await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(REPO)
+    )
+    assert process.stdout is not None
+    line = bytearray()
+    with trio.fail_after(60):
+        while b"\n" not in line:
+            chunk = await process.stdout.receive_some(4096)
+            if not chunk:
+                raise RuntimeError(f"overlay peer exited: {bytes(line)!r}")
+            line += chunk
+    return process, Address.parse(bytes(line).split(b" listening on ", 1)[1].split()[0].decode())
+
+
+async def _refuses(address: Address) -> bool:
+    try:
+        stream = await trio.open_tcp_stream(address.host, address.port)
+    except OSError:
+        return True
+    await stream.aclose()
+    return False
+
+
+async def _bootstrap_down(args: argparse.Namespace) -> dict[str, Any]:
+    """Part ``bootstrap``: the swarm's bootstrap stopped once the overlay converged, then
+    ``NEWCOMERS`` peers started with ``overlay peer --join`` a random live peer; seconds
+    until each has a neighbor and the overlay, newcomers included, is one component."""
+    async with _running_swarm(args, ["--control"]) as (process, bootstrap, command):
+        addresses, converged = await _converge(bootstrap, args.peers)
+        await _control(process, ["stop-bootstrap"])
+        with trio.fail_after(30):
+            while not await _refuses(bootstrap):
+                await trio.sleep(POLL)
+        _progress(f"bootstrap: {bootstrap} refuses connections")
+        rng = random.Random(f"{args.seed} bootstrap")
+        started = time.monotonic()
+        newcomers: list[tuple[trio.Process, Address]] = []
+        try:
+            for index in range(NEWCOMERS):
+                newcomers.append(await _newcomer(rng.choice(addresses), args.seed + index))
+            fresh = [a for _, a in newcomers]
+            joined = None
+            degrees: list[int] = []
+            with trio.move_on_after(CRASH_TIMEOUT):
+                while True:
+                    shots = await _snapshots([*addresses, *fresh])
+                    graph = graph_of(shots, alive={s.id for s in shots})
+                    by_address = {s.address: s.id for s in shots}
+                    degrees = [graph.degree[by_address[a]] if a in by_address else 0 for a in fresh]
+                    if (
+                        len(shots) == len(addresses) + len(fresh)
+                        and min(degrees) >= 1
+                        and nx.is_connected(graph)
+                    ):
+                        joined = time.monotonic() - started
+                        break
+                    await trio.sleep(POLL)
+        finally:
+            for peer, _ in newcomers:
+                peer.send_signal(signal.SIGTERM)
+            with trio.move_on_after(15):
+                for peer, _ in newcomers:
+                    await peer.wait()
+            for peer, _ in newcomers:
+                if peer.returncode is None:
+                    peer.kill()
+    return {
+        "command": command + " (then `stop-bootstrap` on its input)",
+        "converged_seconds": converged,
+        "bootstrap_refused_connections": True,
+        "newcomers": NEWCOMERS,
+        "newcomer_command": "overlay peer --join <a random live peer>",
+        "seconds_until_newcomers_joined_one_component": joined,
+        "newcomer_degrees_then": degrees,
+        "poll_seconds": POLL,
+    }
+
+
+PARTS = {"crash": _crash_half, "super": _crash_super, "bootstrap": _bootstrap_down}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,7 +493,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-partition", dest="partition", action="store_false")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--only",
+        type=lambda t: t.split(","),
+        default=["search"],
+        help="comma-separated parts: search (loss and partition), crash (half the peers), "
+        "super (the busiest super peer), bootstrap (joins with the bootstrap down); "
+        "default search.  Each part's figures replace its own in faults.json.",
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.only) - {"search", *PARTS}
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    path = args.out / "faults.json"
+    result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    command = "python benchmarks/faults.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    for name, part in PARTS.items():
+        if name in args.only:
+            started = time.monotonic()
+            figures = trio.run(part, args)
+            figures |= {
+                "benchmark_command": command,
+                "peers": args.peers,
+                "wall_seconds": time.monotonic() - started,
+                "load_average_at_end": os.getloadavg(),
+            }
+            _progress(f"{name}: {figures}")
+            result[name] = figures
+    if "search" in args.only:
+        result |= _search_part(args, command)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for row in result.get("rows", []) if "search" in args.only else []:
+            figures = {m: row[m]["success_rate"] for m in ("flood", "walk")}
+            print(f"loss {row['loss']}: success {figures}", row.get("partition", ""))
+        for name in PARTS:
+            if name in args.only:
+                print(f"{name}: {result[name]}")
+    return 0
+
+
+def _search_part(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The loss rows (and the partition), as the script measured them before the parts."""
     started = time.monotonic()
     rows = trio.run(run, args)
     baseline = next((r for r in rows if r["loss"] == 0.0), None)
@@ -240,9 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             base = baseline[mode]["success_rate"] if baseline else None
             rate = row[mode]["success_rate"]
             row[mode]["relative_to_loss_0"] = rate / base if base and rate is not None else None
-    result = {
-        "command": "python benchmarks/faults.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+    return {
+        "command": command,
         "peers": args.peers,
         "items": ITEMS,
         "replication": REPLICATION,
@@ -254,15 +559,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load_average_at_end": os.getloadavg(),
         },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "faults.json").write_text(json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for row in rows:
-            figures = {m: row[m]["success_rate"] for m in ("flood", "walk")}
-            print(f"loss {row['loss']}: success {figures}", row.get("partition", ""))
-    return 0
 
 
 if __name__ == "__main__":

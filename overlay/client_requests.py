@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
+from overlay.admission import prefix_of
 from overlay.effects import Notify
 from overlay.errors import LocalError
 from overlay.identity import Contact, PeerId
@@ -56,6 +57,9 @@ CLIENT_TIMEOUT: Final = 20.0
 timers well before this; it only guards against a search that never reports)."""
 MAX_PENDING: Final = 256
 """Client requests one peer serves at once."""
+WIDER_WANT: Final = 4 * MAX_FETCH_FAILURES
+"""Hits the second search of a fetch asks for, once every holder the first named has
+failed: enough that a few forgers answering first do not hide the honest holders."""
 R = TypeVar("R")
 
 
@@ -90,6 +94,23 @@ def search_reply(result: SearchResult, tally: dict[str, int]) -> ClientSearchRes
         first_hit_time=_seconds(first.time) if first is not None else None,
         duration=_seconds(result.finished - result.started),
     )
+
+
+def prefix_diverse(holders: list[Contact]) -> list[Contact]:
+    """``holders`` reordered so that each address prefix's first holder comes before any
+    prefix's second, and so on (order kept within a prefix and among prefixes).
+
+    Forged hits are cheap for whoever holds many addresses of one prefix: tried in the
+    order they came, a dozen Sybils answering first would use up the fetch's
+    :data:`MAX_FETCH_FAILURES` tries; in this order they cost one try per round.
+    """
+    rank: dict[str, int] = {}
+    keyed = []
+    for position, holder in enumerate(holders):
+        group = prefix_of(holder.address.host)
+        seen = rank[group] = rank.get(group, -1) + 1
+        keyed.append((seen, position, holder))
+    return [holder for _seen, _position, holder in sorted(keyed, key=lambda k: k[:2])]
 
 
 def fetch_failure(result: FetchResult) -> FetchFailure:
@@ -272,7 +293,7 @@ class ClientRequests:
         tried: set[PeerId] = {peer.id}
         # A first search that stops at the first hit is cheapest; only if every holder
         # it found fails is a second one asked for several holders.
-        for want in (1, MAX_FETCH_FAILURES):
+        for want in (1, WIDER_WANT):
             if message.holder is not None:
                 holders = [message.holder]
             else:
@@ -281,12 +302,16 @@ class ClientRequests:
                 )
                 if result is None:
                     return ClientFetchResult(key, None, failures=tuple(failures), error=error)
-                holders = [hit.holder for hit in result.hits]
+                holders = prefix_diverse([hit.holder for hit in result.hits])
                 if not holders:
                     break  # nobody holds it within reach: a wider search would not help
             for holder in holders:
                 if holder.id in tried or len(failures) >= MAX_FETCH_FAILURES:
                     continue
+                if message.holder is None and peer.membership.distrusts(
+                    holder.id, trio.current_time()
+                ):
+                    continue  # caught lying since its hit came (by a fetch of this search)
                 tried.add(holder.id)
                 fetched = await self._fetch_from(node, key, holder)
                 if isinstance(fetched, FetchFailure):

@@ -607,6 +607,10 @@ class Membership:
         until = self.blacklist.get(peer)
         return until is not None and until > now
 
+    def distrusts(self, peer: PeerId, now: float) -> bool:
+        """Whether ``peer`` is on my blacklist now (distrusted for its conduct)."""
+        return bool(self.blacklist) and self._distrusted(peer, now)
+
     def _refusal(self, contact: Contact, now: float) -> str | None:
         """Why ``contact`` may not become my neighbor now: it is distrusted, or its
         prefix already has ``max_per_prefix`` of my neighbors; None if it may."""

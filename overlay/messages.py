@@ -774,7 +774,8 @@ class ClientFetch(Message):
 
     With ``holder`` the peer asks that holder only; without, it looks for holders by a
     search of ``mode`` (default the expanding ring: cheapest when the item is near) and
-    tries them in the order their hits came, up to :data:`MAX_FETCH_FAILURES`.
+    tries them in the order their hits came (one per address prefix at a time), up to
+    :data:`MAX_FETCH_FAILURES`.
     """
 
     key: str = attrs.field(validator=check_key)

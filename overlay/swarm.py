@@ -171,7 +171,8 @@ def register_swarm(subparsers: Any) -> None:
         "--control",
         action="store_true",
         help="read control lines on standard input once the peers are up: `crash HOST:PORT` "
-        "(stop that peer without a goodbye), `add` (start one more peer); the end of input "
+        "(stop that peer without a goodbye), `add` (start one more peer), `stop-bootstrap` "
+        "(stop serving the bootstrap; the peers stay); the end of input "
         "ends the swarm as --duration does (for scripts: benchmarks/soak.py)",
     )
     add_runtime_arguments(parser, swarm=True)
@@ -383,14 +384,34 @@ async def for_each_stdin_line(handle: Callable[[bytes], Awaitable[bool]]) -> Non
                     return
 
 
-async def follow_control(control: WorkerControl, stop: trio.Event) -> None:
+CONTROL_STOP_BOOTSTRAP = b"stop-bootstrap"
+"""Control line for the parent itself: stop serving the bootstrap (the peers stay up)."""
+
+
+async def _within(
+    scope: trio.CancelScope,
+    serve: Callable[..., Awaitable[object]],
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``serve`` (started through ``nursery.start``) until ``scope`` is cancelled."""
+    with scope:
+        await serve(task_status=task_status)
+
+
+async def follow_control(
+    control: WorkerControl, stop: trio.Event, stop_bootstrap: Callable[[], None] | None = None
+) -> None:
     """``--control``: carry out the lines on our standard input through the workers (as
-    the keys of ``--view`` do); the end of input sets ``stop``.  A line that is not a
-    command is logged and skipped."""
+    the keys of ``--view`` do); the end of input sets ``stop``.  ``stop-bootstrap`` calls
+    ``stop_bootstrap`` (benchmarks/faults.py: joins while the bootstrap is down).  A line
+    that is not a command is logged and skipped."""
 
     async def handle(raw: bytes) -> bool:
         line = raw.strip()
-        if line == CONTROL_ADD:
+        if line == CONTROL_STOP_BOOTSTRAP and stop_bootstrap is not None:
+            stop_bootstrap()
+            said = "stopped the bootstrap"
+        elif line == CONTROL_ADD:
             said = await control.add()
         elif line.startswith(CONTROL_CRASH):
             try:
@@ -497,7 +518,10 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     stop.set()
 
             nursery.start_soon(watch_signals)
+            bootstrap_scope = trio.CancelScope()  # `stop-bootstrap` (--control) cancels it
             server = await nursery.start(
+                _within,
+                bootstrap_scope,
                 lambda task_status: serve_bootstrap(
                     "127.0.0.1",
                     args.port,
@@ -507,7 +531,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     ),
                     seed=args.seed,
                     task_status=task_status,
-                )
+                ),
             )
             stderr.print(f"bootstrap listening on {server.address}", highlight=False)
             started = time.monotonic()
@@ -573,7 +597,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     log.error("swarm: only %d of %d peers started", len(addresses), peers)
                 if args.control and not args.view:
                     churn = WorkerControl(workers, [], random.Random(args.seed))
-                    nursery.start_soon(follow_control, churn, stop)
+                    nursery.start_soon(follow_control, churn, stop, bootstrap_scope.cancel)
                 if args.view:
                     keys = [content_key(value) for value, _ in seeded_items(args.items, args.seed)]
                     control = WorkerControl(workers, keys, random.Random(args.seed))

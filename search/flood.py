@@ -185,6 +185,12 @@ class Flooding:
             # Not what was asked for: a confused or lying holder; never a hit.
             ctx.count("search.hit.mismatched")
             return
+        if ctx.membership.distrusts(message.holder.id, now):
+            # A holder this peer has caught serving forged bytes (or otherwise distrusts):
+            # its hits are not hits, or one liar answering first would satisfy every walk
+            # and send every fetch to it again.
+            ctx.count("search.hit.distrusted")
+            return
         ctx.record_hit(search, hit, out)
         if search.mode == "ring" and search.satisfied and isinstance(search, FloodSearch):
             ctx.finish(search, now, out, rings=tuple(search.rings))

@@ -31,3 +31,17 @@ def test_faults_benchmark_searches_and_heals_a_partition(tmp_path: Path) -> None
     assert partition["components_during"] == 2
     assert partition["seconds_to_one_component_after_heal"] is not None
     assert row["faults_and_limits"]["node.faults.partitioned"] > 0
+
+
+def test_faults_benchmark_crashes_half_and_joins_with_the_bootstrap_down(tmp_path: Path) -> None:
+    # The super part is left out: its layer takes ~30 s to settle even on 8 peers.
+    argv = ["--peers", "6", "--settle", "0", "--only", "crash,bootstrap"]
+    assert faults.main([*argv, "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "faults.json").read_text())
+    assert "rows" not in result  # the search part was not asked for
+    crash = result["crash"]
+    assert crash["crashed"] == crash["survivors"] == 3
+    assert crash["seconds_to_one_component_no_dead_neighbor_degrees_in_bounds"] is not None
+    down = result["bootstrap"]
+    assert down["seconds_until_newcomers_joined_one_component"] is not None
+    assert min(down["newcomer_degrees_then"]) >= 1

@@ -24,9 +24,10 @@ import trio
 
 from bootstrap.server import BootstrapServer
 from overlay.cli_search import fetch_error, fetch_via, publish_via, search_via
+from overlay.client_requests import prefix_diverse
 from overlay.config import MembershipConfig, PeerConfig
 from overlay.crawl import list_members
-from overlay.identity import Address, new_peer_id
+from overlay.identity import Address, Contact, new_peer_id
 from overlay.messages import MAX_KEYWORDS_FIELD, ClientSearchResult, Query, QueryHit
 from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
 from overlay.peer import Peer
@@ -421,3 +422,15 @@ async def test_swarm_seeds_items_that_can_be_found_while_it_runs() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_a_fetch_tries_one_holder_per_prefix_before_a_second() -> None:
+    sybils = [
+        Contact(new_peer_id(random.Random(n)), Address(f"127.66.0.{n}", 9000)) for n in range(1, 6)
+    ]
+    honest = [
+        Contact(new_peer_id(random.Random(10 + n)), Address(f"10.{n}.0.1", 9000)) for n in range(2)
+    ]
+    came = [*sybils[:3], honest[0], *sybils[3:], honest[1]]
+    assert prefix_diverse(came) == [sybils[0], honest[0], honest[1], *sybils[1:]]
+    assert prefix_diverse([]) == []

@@ -24,6 +24,7 @@ from overlay.messages import (
     NeighborReject,
     NeighborRequest,
     Query,
+    QueryHit,
     Redirect,
     WalkStep,
 )
@@ -239,3 +240,27 @@ def test_repair_does_not_ask_peers_of_a_full_prefix() -> None:
     out = peer.handle_timer(peer.next_deadline() + 10)
     asked = [e.to for e in out if isinstance(e, Send) and isinstance(e.message, NeighborRequest)]
     assert not any(to.host.startswith("127.66.0.") for to in asked)
+
+
+# --------------------------------------------------------------------------- hits from liars
+
+
+def test_hits_naming_a_distrusted_holder_are_not_hits() -> None:
+    peer = lone()
+    key = "1" * 64
+    liar = attacker(0)
+    honest = Contact("c" * 32, Address("10.1.2.3", 9000))
+    for n in range(3):  # neighbors to walk through, or the walk ends at once
+        peer.receive(
+            NeighborRequest(), Contact(f"{0xB0 + n:032x}", Address(f"10.{n}.0.1", 9000)), 1.0
+        )
+    peer.membership.distrust(liar.id, 1.0, [])
+    search_id, _effects = peer.search.start("walk", Criteria(key=key), 1.0)
+    (wire_id,) = [w for w, s in peer.search.ctx.origins.items() if s.search_id == search_id]
+
+    peer.receive(QueryHit(wire_id, key, None, 6, liar, 1), liar, 1.1)
+    assert peer.search.counters["search.hit.distrusted"] == 1
+    assert search_id not in peer.search.results, "a liar's hit does not satisfy the walk"
+    peer.receive(QueryHit(wire_id, key, None, 6, honest, 2), honest, 1.2)
+    (hit,) = peer.search.results[search_id].hits
+    assert hit.holder == honest

@@ -33,6 +33,15 @@ def alive(result: Crawl) -> set[Address]:
     return set(result.alive_addresses().values())
 
 
+async def accepts(address: Address) -> bool:
+    try:
+        stream = await trio.open_tcp_stream(address.host, address.port)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
+
+
 async def test_control_lines_crash_and_add_peers_and_the_end_of_input_ends_the_swarm() -> None:
     process = await trio.lowlevel.open_process(
         [*OVERLAY, "swarm", "--peers", str(PEERS), "--processes", "1", *SWARM_FLAGS],
@@ -69,6 +78,11 @@ async def test_control_lines_crash_and_add_peers_and_the_end_of_input_ends_the_s
                 lambda r: victim not in alive(r) and len(alive(r) - alive(first)) == 1,
             )
             assert len(alive(after)) == PEERS
+            # The bootstrap alone stops (benchmarks/faults.py's joins with it down).
+            await process.stdin.send_all(b"stop-bootstrap\n")
+            with trio.fail_after(SETTLE):
+                while await accepts(bootstrap):
+                    await trio.sleep(0.1)
             await process.stdin.aclose()  # the end of input ends the swarm, gracefully
             with trio.fail_after(SETTLE):
                 assert await process.wait() == 0
@@ -80,3 +94,4 @@ async def test_control_lines_crash_and_add_peers_and_the_end_of_input_ends_the_s
     # The crashed peer is let go by its worker: only the live ones leave.
     assert summary["peers_left_gracefully"] == PEERS
     assert b"unknown line" in err
+    assert summary["peers"] == PEERS  # the summary is read from the peers, not the bootstrap
