@@ -2,8 +2,8 @@
 
 Peers run in-process on fast timers (a tenth of a second per heartbeat) so that
 joins, shuffles and failures happen within a test's few seconds; a peer that
-must talk to an ``overlay peer`` subprocess (default timers: a heartbeat per
-second) uses :data:`COMPATIBLE` so that it does not declare the subprocess dead.
+must talk to an ``overlay peer`` subprocess (default timers: a heartbeat every
+2 s) uses :data:`COMPATIBLE` so that it does not declare the subprocess dead.
 Waiting is always on a condition, bounded by ``trio.fail_after``.
 """
 
@@ -40,8 +40,11 @@ FAST = MembershipConfig(
     request_timeout=0.3,
     bootstrap_retry=0.3,
 )
-COMPATIBLE = attrs.evolve(FAST, heartbeat_period=0.2, failure_timeout=3.0)
-"""Fast, yet patient enough for a subprocess peer that heartbeats once a second."""
+COMPATIBLE = attrs.evolve(FAST, heartbeat_period=0.2, failure_timeout=6.0)
+"""Fast, yet patient enough for a subprocess peer on the default timers (a heartbeat
+every 2 s): three periods of silence, so a heartbeat late on a loaded machine is not
+taken for a death (with 3 s, one late by a second dropped the link and a test waited
+in vain)."""
 FAST_NODE = NodeConfig(handshake_timeout=0.5, idle_timeout=2.0, transient_idle_timeout=1.0)
 
 REPO = Path(__file__).resolve().parent.parent
