@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import trio
 
 from bootstrap.hostcache import HostCache, HostCacheConfig, HostRecord
 from overlay import PROTOCOL_VERSION, validate
+from overlay.atomic_file import write_atomically
 from overlay.effects import Effect, Send
 from overlay.identity import Address, Contact, PeerId, new_peer_id
 from overlay.messages import (
@@ -88,17 +88,7 @@ def save_state(path: Path, cache: HostCache, now: float) -> None:
     ]
     state = SavedState(STATE_FORMAT, time.time(), cache.me.id, hosts)
     data = json.dumps(_converter.unstructure(state), separators=(",", ":")).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)
 
 
 def load_state(path: Path) -> SavedState | None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import attrs
 import cattrs
 
+from overlay.atomic_file import write_atomically
 from overlay.identity import PEER_ID_PATTERN, Contact, PeerId
 
 log = logging.getLogger("overlay.peer_state")
@@ -44,20 +43,10 @@ def state_path(directory: Path) -> Path:
 
 
 def save_peer_state(directory: Path, peer_id: PeerId, hosts: list[Contact]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     path = state_path(directory)
     state = PeerState(peer_id, hosts[:MAX_SAVED_HOSTS])
     data = json.dumps(_converter.unstructure(state), separators=(",", ":")).encode()
-    handle, temporary = tempfile.mkstemp(prefix=f".{STATE_NAME}.", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)
 
 
 def load_peer_state(directory: Path) -> PeerState | None:
