@@ -6,7 +6,13 @@ Records, in ``benchmarks/results/swarm_1000.json``:
   every two seconds) finds all 1,000 peers joined in one component; an upper bound by
   up to one poll period, and it includes the interpreters' start-up;
 * ``rss_per_peer_kib``: the worker processes' resident memory, summed, over the
-  number of peers (interpreter and libraries included), read at the end of the run;
+  number of peers (interpreter and libraries included), read from ``/proc`` once the
+  swarm has converged and idled, before any flood; ``rss_per_peer_kib_after_floods``
+  the same at the end of the flood window; ``interpreter_rss_bytes`` a worker running
+  no peer (what each worker costs before its first peer), and
+  ``rss_per_peer_kib_beyond_interpreter`` the settled figure without it;
+  ``pss_per_peer_kib`` the settled figure from the proportional set size (pages the
+  workers share, such as the libraries, counted once rather than once per worker);
 * ``messages_per_second_per_process``: membership traffic (heartbeats, shuffles,
   joins) sent per second over the worker processes, in an idle window after
   convergence;
@@ -17,6 +23,16 @@ Records, in ``benchmarks/results/swarm_1000.json``:
   seconds.  The count is the ``node.sent.Query`` counters of every peer (the runtime
   counts a message when it queues it on a connection) read by a stats request before
   and after the window, over the window's length, over the worker processes.
+
+* ``flood_one_process``: the same flood measurement on a swarm whose peers all run in
+  **one** worker process (``--one-process-peers``, default 250, with
+  ``--one-process-concurrency`` floods in flight), so that the worker is not diluted by
+  the parent and the flood clients sharing its two cores: this is the figure of what
+  one peer process sustains.  ``worker_cpu_share`` says how much of a core it got.
+
+Every flood figure comes per worker process per wall second and per worker CPU-second,
+with the load average at the end of its window.  An earlier result file's figures are
+kept under ``before``.
 
 Caveats, written into the result too: the peers' worker processes share the machine
 with the swarm's parent (bootstrap), this script (the flood clients) and, on a shared
@@ -33,7 +49,9 @@ flood figure: floods over a swarm that is falling apart measure nothing.  On a m
 too busy for 1,000 peers, measure the flood on a smaller swarm (``--peers 400 --output
 ...``); the committed result says which it did.
 
-Run: ``python benchmarks/swarm_1000.py [--peers N] [--window S] [--concurrency K]``.
+Run: ``python -m benchmarks.swarm_1000 [--peers N] [--window S] [--concurrency K]
+[--one-process-peers M]`` (about three minutes; under ``flock /tmp/bench.lock`` on a
+shared machine).
 """
 
 from __future__ import annotations
@@ -77,12 +95,18 @@ def _total(replies: Sequence[StatsReply], name: str) -> int:
 
 
 def _workers(swarm: int) -> list[int]:
-    """The swarm's worker processes (its children)."""
-    try:
-        with open(f"/proc/{swarm}/task/{swarm}/children", encoding="ascii") as file:
-            return [int(pid) for pid in file.read().split()]
-    except OSError:
-        return []
+    """The swarm's worker processes (its children).
+
+    Every thread's ``children`` file is read: trio starts processes from a worker
+    thread, and ``/proc/PID/task/TID/children`` lists only the children a thread made
+    (reading the main thread's alone found no worker and recorded no CPU time)."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{swarm}/task").glob("*"):
+        try:
+            pids += [int(pid) for pid in (task / "children").read_text("ascii").split()]
+        except OSError:
+            continue
+    return sorted(set(pids))
 
 
 def _cpu_seconds(pids: Sequence[int]) -> float:
@@ -97,6 +121,47 @@ def _cpu_seconds(pids: Sequence[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / ticks
+
+
+def _rss_bytes(pids: Sequence[int], *, field: str = "VmRSS:", file: str = "status") -> list[int]:
+    """Resident memory of each process (a process gone meanwhile is left out)."""
+    sizes = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/{file}", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith(field):
+                        sizes.append(int(line.split()[1]) * 1024)
+        except (OSError, ValueError):
+            continue
+    return sizes
+
+
+def _pss_bytes(pids: Sequence[int]) -> list[int]:
+    """Proportional set size of each process: resident memory with every page shared
+    between processes (the interpreter's binary and libraries, mapped by every worker)
+    divided among them, so that the workers' sum counts each page once."""
+    return _rss_bytes(pids, field="Pss:", file="smaps_rollup")
+
+
+def interpreter_rss() -> int | None:
+    """Resident memory of a swarm worker that runs no peer: the interpreter and the
+    modules a worker imports, which every worker pays once whatever its peers."""
+    command = [sys.executable, "-m", "overlay.swarm", "--bootstrap", "127.0.0.1:9", "--count", "0"]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as worker:
+        assert worker.stdout is not None and worker.stdin is not None
+        try:
+            ready = worker.stdout.readline()  # {"ready": 0}: imports done, trio running
+            size = _rss_bytes([worker.pid]) if b"ready" in ready else []
+        finally:
+            worker.stdin.close()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    return size[0] if size else None
 
 
 def _progress(text: str) -> None:
@@ -188,6 +253,9 @@ async def _measure(
         result["messages_per_second"] = (
             sum(sent_by_kind(replies).values()) - idle_before
         ) / idle_seconds
+        workers = _workers(process.pid)
+        result["worker_rss_settled"] = _rss_bytes(workers)
+        result["worker_pss_settled"] = _pss_bytes(workers)
 
         # Floods: keep `concurrency` in flight for `window` seconds.
         keys = [content_key(value) for value, _ in seeded_items(args.items, SEED)]
@@ -196,7 +264,6 @@ async def _measure(
         rng = random.Random(SEED)
         done = {"floods": 0, "found": 0, "errors": 0}
         _progress(f"flooding for {args.window:g} s, {args.concurrency} floods in flight")
-        workers = _workers(process.pid)
         cpu_before = _cpu_seconds(workers)
         flood_start = time.monotonic()
         stop_at = flood_start + args.window
@@ -217,6 +284,8 @@ async def _measure(
                 floods.start_soon(flooder)
         flood_seconds = time.monotonic() - flood_start  # the last floods have ended here
         cpu_used = _cpu_seconds(workers) - cpu_before
+        load_after_window = os.getloadavg()
+        result["worker_rss_after_floods"] = _rss_bytes(workers)
         replies, unanswered = await collect_stats(addresses, STATS_TIMEOUT)
         sent = _total(replies, "node.sent.Query") - sent_before
         received = _total(replies, "received.Query") - received_before
@@ -241,6 +310,7 @@ async def _measure(
             "worker_cpu_seconds": cpu_used,
             "worker_cpu_share": cpu_used / flood_seconds / max(len(workers), 1),
             "forwarded_per_worker_cpu_second": sent / cpu_used if cpu_used > 0 else None,
+            "load_average_at_end_of_window": load_after_window,
         }
         final = _state(replies)
         result["after_floods"] = final
@@ -293,9 +363,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_at_start = os.getloadavg()
     measured = trio.run(main)
     summary = measured.pop("summary")
-    workers = [rss for rss in summary.get("worker_rss_bytes", []) if rss is not None]
     processes = summary.get("processes") or args.processes or (os.cpu_count() or 1)
     idle_rate = measured.get("messages_per_second")
+    settled = measured.get("worker_rss_settled") or []
+    flooded = measured.get("worker_rss_after_floods") or []
+    proportional = measured.get("worker_pss_settled") or []
+    interpreter = interpreter_rss()
+
+    def per_peer(sizes: Sequence[int], less: int = 0) -> float | None:
+        return (sum(sizes) - less * len(sizes)) / args.peers / 1024 if sizes else None
+
     return {
         "command": " ".join(["overlay", *command[3:]]),
         "machine": {
@@ -314,8 +391,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "not_converged": measured.get("not_converged"),
         "after_floods": measured.get("after_floods"),
         "goal_converged_seconds": 30,
-        "rss_per_peer_kib": sum(workers) / args.peers / 1024 if workers else None,
+        "rss_per_peer_kib": per_peer(settled),
         "goal_rss_per_peer_kib": 150,
+        "meets_rss_goal": (per_peer(settled) or float("inf")) <= 150,
+        "rss_per_peer_kib_after_floods": per_peer(flooded),
+        "rss_per_peer_kib_beyond_interpreter": per_peer(settled, interpreter or 0)
+        if interpreter
+        else None,
+        "pss_per_peer_kib": per_peer(proportional),
+        "interpreter_rss_bytes": interpreter,
+        "worker_rss_settled_bytes": settled,
+        "worker_rss_after_floods_bytes": flooded,
         "worker_rss_bytes": summary.get("worker_rss_bytes"),
         "messages_per_second": idle_rate,
         "messages_per_second_per_process": idle_rate / processes if idle_rate else None,
@@ -324,7 +410,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "note": "messages_per_second is membership traffic in an idle window; flood is "
         "Query messages forwarded per second while the script kept floods in flight. "
         "The machine is shared: the swarm's parent, this script's flood clients and other "
-        "users' jobs ran on the same cores (see load_average_at_end).",
+        "users' jobs ran on the same cores (see load_average_at_end). rss_per_peer_kib is "
+        "the workers' resident memory, summed, over the peers, read after the idle window "
+        "(joined and settled, before any flood); rss_per_peer_kib_after_floods the same "
+        "at the end of the flood window (each peer then remembers the query ids of the "
+        "last seen_seconds); interpreter_rss_bytes is a worker running no peer; "
+        "pss_per_peer_kib is the settled figure with pages shared between the workers "
+        "(libraries) counted once.",
         "messages": summary.get("messages"),
         "peers_left_gracefully": summary.get("peers_left_gracefully"),
         "wall_seconds": time.monotonic() - started,
@@ -338,11 +430,56 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=20, help="seeded items (1%% each)")
     parser.add_argument("--idle", type=float, default=10.0, help="idle window, seconds")
     parser.add_argument("--window", type=float, default=20.0, help="flood window, seconds")
-    parser.add_argument("--concurrency", type=int, default=32, help="floods in flight")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="floods in flight (a client waits out each flood; with 32 the two workers "
+        "were idle a third of the time)",
+    )
     parser.add_argument("--join-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--one-process-peers",
+        type=int,
+        default=250,
+        help="then flood a swarm of this many peers in one worker process, so that the "
+        "forwarding figure is one process's own, not shared with the clients (0: skip)",
+    )
+    parser.add_argument(
+        "--one-process-concurrency",
+        type=int,
+        default=64,
+        help="floods in flight for the one-process run (enough to keep its worker busy)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = run(args)
+    if args.one_process_peers:
+        _progress(f"one worker process with {args.one_process_peers} peers")
+        focused = argparse.Namespace(
+            **{
+                **vars(args),
+                "peers": args.one_process_peers,
+                "processes": 1,
+                "idle": 2.0,
+                "concurrency": args.one_process_concurrency,
+            }
+        )
+        one = run(focused)
+        result["flood_one_process"] = {
+            "command": one["command"],
+            "peers": one["peers"],
+            "converged_seconds": one["converged_seconds"],
+            "flood": one["flood"],
+            "machine": one["machine"],
+            "note": "every peer in one worker process; the bootstrap (the swarm's parent) "
+            "and this script's flood clients run in other processes, so the worker can "
+            "have a core to itself (flood.worker_cpu_share says how much it got)",
+        }
+    if args.output.exists():
+        # Keep the figures from before the current code under "before", once.
+        earlier = json.loads(args.output.read_text())
+        result["before"] = earlier.get("before", earlier)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))

@@ -1,21 +1,38 @@
 """How fast the live view refreshes at 1,000 peers: crawl time and render time.
 
-Starts ``overlay swarm --peers N`` (a real bootstrap and N peers on loopback, in
-worker processes), waits until the bootstrap lists them all, then performs
-``--refreshes`` refreshes exactly as ``overlay view`` does (crawl, update the
-model, render a full frame into a 160x50 console) and records the times in
-``benchmarks/results/view_1000.json``.
+Starts a swarm (a real bootstrap and N peers on loopback, in ``overlay swarm``'s
+worker processes), waits until the bootstrap lists them all, then measures, by
+``--modes``:
 
-Run: ``python benchmarks/view_1000.py [--peers 1000] [--refreshes 10]``.
+* ``batched``: ``overlay swarm --view``'s way: each worker is asked once per frame
+  for the stats of all its peers (:mod:`overlay.swarm_stats`), the crawl asks only
+  the rest over TCP, then the model is updated and a frame rendered into a 160x50
+  console; seconds per snapshot, model update and render over ``--frames`` frames.
+* ``rolling``: ``overlay view --bootstrap``'s way: a :class:`RollingCrawl` runs in
+  the background and :func:`live_view` draws a frame every second from its latest
+  data; frames per second achieved over ``--frames`` frames and the data's age.
+* ``tcp``: one full crawl per refresh over TCP (``--refreshes`` of them), with kept
+  and with fresh connections (``reused_connections``, ``fresh_connections``).
+
+For ``batched`` and ``rolling`` this script is the swarm's parent, as ``overlay
+swarm`` is: the bootstrap runs in this process, the peers in two worker processes
+(``python -m overlay.swarm``).  With ``--modes tcp`` alone it starts ``overlay swarm``
+itself (or, with ``--direct``, a bootstrap and workers by hand).
+
+Run: ``python benchmarks/view_1000.py [--peers 1000] [--modes batched,rolling,tcp]
+[--frames 25] [--refreshes 10] [--output FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import platform
+import random
+import shlex
 import signal
 import socket
 import statistics
@@ -30,12 +47,23 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from overlay.crawl import StatsClient, crawl, fetch_stats, list_members, snapshot_from
+from bootstrap.server import BootstrapServer, serve_bootstrap
+from overlay.cli_view import WorkerControl, live_view, rolling_source
+from overlay.crawl import (
+    Crawl,
+    RollingCrawl,
+    StatsClient,
+    crawl,
+    fetch_stats,
+    list_members,
+    snapshot_from,
+)
 from overlay.errors import OverlayError
 from overlay.identity import Address
 from overlay.messages import StatsReply
-from overlay.node import NodeConfig, peer_node, peer_stats
+from overlay.node import NodeConfig, one_host, peer_node, peer_stats
 from overlay.scenario import Scenario, build
+from overlay.swarm import Worker, _read_worker, _stop_worker
 from overlay.view import ViewModel, render, sim_frames
 from overlay.wire import FrameDecoder, encode_frame
 
@@ -123,6 +151,208 @@ async def measure(
         "messages_per_second": frame.figures.messages_per_second,
     }
     return summary
+
+
+# ---------------------------------------------------------------------- batched and rolling
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    return {
+        "median": statistics.median(ordered),
+        "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "max": ordered[-1],
+        "min": ordered[0],
+    }
+
+
+async def start_owned(
+    nursery: trio.Nursery, peers: int, processes: int = 2
+) -> tuple[BootstrapServer, list[Worker]]:
+    """The bootstrap here and the peers in ``overlay swarm``'s worker processes, as
+    ``overlay swarm`` starts them (same worker command, same bootstrap limits)."""
+    server: BootstrapServer = await nursery.start(
+        lambda task_status: serve_bootstrap(
+            "127.0.0.1",
+            0,
+            node_config=one_host(
+                NodeConfig(max_connections=max(4096, 2 * peers), idle_timeout=15.0)
+            ),
+            seed=1,
+            task_status=task_status,
+        )
+    )
+    workers: list[Worker] = []
+    for index in range(processes):
+        count = peers // processes + (1 if index < peers % processes else 0)
+        command = [
+            sys.executable, "-m", "overlay.swarm", "--bootstrap", str(server.address),
+            "--count", str(count), "--seed", str(1_000_003 + index),
+            "--spread", str(min(5.0, count / 200)),
+        ]  # fmt: skip
+        process = await trio.lowlevel.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+        )
+        worker = Worker(index, count, process)
+        workers.append(worker)
+        nursery.start_soon(_read_worker, worker)
+    with trio.move_on_after(START_TIMEOUT):
+        for worker in workers:
+            await worker.ready.wait()
+    return server, workers
+
+
+async def measure_batched(
+    bootstrap: Address, workers: Sequence[Worker], frames: int, timeout: float
+) -> dict[str, Any]:
+    """``frames`` refreshes as ``overlay swarm --view`` does them (one batch per worker,
+    TCP for the rest, model, render), one a second at most."""
+    control = WorkerControl(workers, [], random.Random(1))
+    client = StatsClient()
+    model = ViewModel(title="benchmark")
+    console = Console(record=True, width=160, height=50, file=io.StringIO())
+    rows: list[dict[str, float]] = []
+    batch_sizes: list[int] = []
+    answering: list[int] = []
+    fallback: dict[str, Address] | None = None
+    snapshot_seconds: list[float] = []
+
+    async def batch() -> list[StatsReply]:
+        began = time.perf_counter()
+        replies = await control.snapshots()
+        snapshot_seconds.append(time.perf_counter() - began)
+        batch_sizes.append(len(replies))
+        return replies
+
+    for _ in range(frames):
+        began = time.perf_counter()
+        result = await crawl(
+            bootstrap, timeout=timeout, fetch=client.fetch, fallback=fallback, prefetch=batch
+        )
+        fallback = result.alive_addresses()
+        crawled = time.perf_counter()
+        frame = model.update_from_crawl(result, time.monotonic())
+        modelled = time.perf_counter()
+        console.print(render(frame, height=30, feed_rows=10, width=160))
+        console.export_text()
+        rendered = time.perf_counter()
+        answering.append(result.count("alive"))
+        rows.append(
+            {
+                "snapshot": snapshot_seconds[-1],
+                "crawl": crawled - began,
+                "model": modelled - crawled,
+                "render": rendered - modelled,
+                "total": rendered - began,
+            }
+        )
+        await trio.sleep(max(0.0, 1.0 - (rendered - began)))
+    await client.aclose()
+    summary: dict[str, Any] = {
+        "frames": frames,
+        "peers_in_batches": batch_sizes,
+        "peers_answering": answering,
+        "note": "snapshot: one batched request per worker, all workers at once; crawl: "
+        "snapshot + the bootstrap's listing + TCP for peers not in a batch",
+    }
+    for key in ("snapshot", "crawl", "model", "render", "total"):
+        summary[f"{key}_seconds"] = spread([row[key] for row in rows])
+    summary["refreshes_per_second_possible"] = 1.0 / statistics.median(r["total"] for r in rows)
+    return summary
+
+
+async def measure_rolling(bootstrap: Address, frames: int, interval: float) -> dict[str, Any]:
+    """``overlay view --bootstrap``'s loop (:func:`live_view` over a :class:`RollingCrawl`)
+    for ``frames`` frames; when each frame was asked for, and how old its data was."""
+    client = StatsClient()
+    rolling = RollingCrawl(bootstrap, period=interval, fetch=client.fetch)
+    source = rolling_source(rolling)
+    stop = trio.Event()
+    calls: list[float] = []
+    first_frame: list[float] = []
+    ages: list[float] = []
+    oldest: list[float] = []
+    alive: list[int] = []
+    unreachable: list[int] = []
+    began = trio.current_time()
+
+    async def recorded() -> Crawl:
+        calls.append(trio.current_time())
+        result = await source()
+        if not first_frame:
+            first_frame.append(trio.current_time() - began)
+        elif len(calls) > 1:  # the first frame waits for the first round: not steady
+            ages.extend(result.ages)
+            oldest.append(result.data_age or 0.0)
+        alive.append(result.count("alive"))
+        unreachable.append(result.count("unreachable"))
+        if len(calls) >= frames:
+            stop.set()
+        return result
+
+    console = Console(width=160, height=50, file=io.StringIO(), force_terminal=False)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(rolling.run)
+            await live_view(recorded, console=console, interval=interval, stop=stop)
+            nursery.cancel_scope.cancel()
+    finally:
+        await client.aclose()
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    return {
+        "frames": len(calls),
+        "interval": interval,
+        "stale_bound": rolling.stale,
+        "request_timeout": rolling.timeout,
+        "first_frame_seconds": first_frame[0] if first_frame else None,
+        "frames_per_second": (len(calls) - 1) / (calls[-1] - calls[0]) if len(calls) > 1 else 0,
+        "seconds_between_frames": spread(gaps),
+        "data_age_seconds_all_peers": spread(ages),
+        "data_age_seconds_oldest_per_frame": spread(oldest),
+        "peers_alive_per_frame": alive,
+        "peers_unreachable_per_frame": unreachable,
+        "note": "data age: seconds since the request that brought a peer's shown snapshot "
+        "was sent, over every peer shown in every frame after the first",
+    }
+
+
+async def owned_run(args: argparse.Namespace, modes: set[str]) -> dict[str, Any]:
+    """Bring the swarm up (this process as its parent), measure every mode, tear it down."""
+    record: dict[str, Any] = {}
+    async with trio.open_nursery() as nursery:
+        began = time.monotonic()
+        server, workers = await start_owned(nursery, args.peers)
+        try:
+            _waited, listed = await wait_for_peers(server.address, args.peers)
+            record["swarm_start_seconds"] = time.monotonic() - began
+            record["peers_listed_at_start"] = listed
+            record["peers_reported_by_workers"] = sum(len(w.peers) for w in workers)
+            record["load_average_before_after"] = [os.getloadavg()]
+            if "batched" in modes:
+                record["batched"] = await measure_batched(
+                    server.address, workers, args.frames, args.timeout
+                )
+            if "rolling" in modes:
+                record["rolling"] = await measure_rolling(server.address, args.frames, 1.0)
+            if "tcp" in modes:
+                record["reused_connections"] = await measure(
+                    server.address, args.refreshes, args.timeout, reuse=True
+                )
+                record["fresh_connections"] = await measure(
+                    server.address, args.refreshes, args.timeout, reuse=False
+                )
+            record["load_average_before_after"].append(os.getloadavg())
+        finally:
+            with trio.CancelScope(shield=True):
+                stopping = time.monotonic()
+                async with trio.open_nursery() as leaving:
+                    for worker in workers:
+                        leaving.start_soon(_stop_worker, worker)
+                record["teardown_seconds"] = time.monotonic() - stopping
+            nursery.cancel_scope.cancel()
+    return record
 
 
 def render_only(peers: int) -> dict[str, Any]:
@@ -215,7 +445,7 @@ def stop_direct(processes: list[subprocess.Popen[bytes]]) -> None:
         processes[0].wait()
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--peers", type=int, default=1000)
     parser.add_argument("--refreshes", type=int, default=10)
@@ -227,7 +457,28 @@ def main() -> int:
         help="start the bootstrap and workers by hand and crawl the addresses the workers "
         "report (no listing), instead of `overlay swarm` and the bootstrap's listing",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--modes",
+        default="batched,rolling,tcp",
+        help="comma-separated, of: batched, rolling, tcp (see the module's docstring)",
+    )
+    parser.add_argument(
+        "--frames", type=int, default=25, help="frames for the batched and rolling modes"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="an earlier result file, kept in the new one under 'before'",
+    )
+    args = parser.parse_args(argv)
+    modes = set(args.modes.split(","))
+    if not modes or modes - {"batched", "rolling", "tcp"}:
+        parser.error("--modes takes batched, rolling and tcp")
+    if modes & {"batched", "rolling"}:
+        if args.direct:
+            parser.error("--direct goes with --modes tcp alone")
+        return owned_main(args, modes)
     port = free_port()
     bootstrap = Address("127.0.0.1", port)
     seeds: list[Address] = []
@@ -286,6 +537,39 @@ def main() -> int:
             "platform": platform.platform(),
         },
     }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(record, indent=2, sort_keys=True))
+    return 0
+
+
+def owned_main(args: argparse.Namespace, modes: set[str]) -> int:
+    before = None
+    if args.before is not None and args.before.exists():
+        before = json.loads(args.before.read_text())  # read first: it may be --output
+    record = trio.run(owned_run, args, modes)
+    record.update(
+        {
+            "benchmark": "view_1000",
+            "mode": "owned swarm: this process runs the bootstrap and the view, "
+            "2 worker processes run the peers (as `overlay swarm` does)",
+            "modes": sorted(modes),
+            "command": shlex.join(["python", "benchmarks/view_1000.py", *sys.argv[1:]]),
+            "peers": args.peers,
+            "refreshes": args.refreshes,
+            "frames": args.frames,
+            "per_peer_timeout": args.timeout,
+            "console": "160x50, recorded",
+            "render_only_from_simulator": render_only(args.peers),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+        }
+    )
+    if before is not None:
+        record["before"] = before
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(json.dumps(record, indent=2, sort_keys=True))

@@ -22,6 +22,15 @@ of two random candidates, with spares in parallel: after a mass crash a third of
 the candidates may be dead too, and waiting out one timeout per dead candidate
 would be slow.
 
+A peer that was itself stalled (stopped, swapped out, starved of CPU in a busy
+process) runs its timers late, with its super peers' beats still unread in its
+sockets: judging them then would take them all for dead at once, and each such
+false death promotes a successor (a swarm under load once grew its super layer from
+6 to 37 peers this way).  So a timer that comes more than half a period late only
+gives every super peer and super-layer neighbor due for judgement one more period to
+be heard (once per ``failure_timeout``, so a dead one is still found when the peer
+is late all the time), as :mod:`overlay.membership` does for its neighbors.
+
 Roles change by the rules of :mod:`overlay.election`.  Role messages are checked
 against roles: an ``Attach`` to a weak peer, a beat from a super peer one is not
 attached to, a ``Promote`` or ``Rehome`` from a stranger, a super-layer link or
@@ -181,6 +190,9 @@ class Attachment:
         (its promotion and my Attach may cross, so one refusal is not the end)."""
         self.heir_until = 0.0
         self.running = False
+        self.forgiven_until = -_NEVER
+        """Until when a late timer does not earn the silent another period (see the
+        module's docstring on stalls)."""
 
     # ------------------------------------------------------------------ surface
 
@@ -245,6 +257,7 @@ class Attachment:
     def handle_timer(self, now: float, out: list[Effect]) -> None:
         if not self.running:
             return
+        self._forgive_stall(now)
         if self.attached:
             self._check_supers(now, out)
         if self.pending:
@@ -417,6 +430,21 @@ class Attachment:
         # the same pace): founders appear meanwhile, and the bootstrap's answer is the
         # quickest way to hear of them; its lease refresh may be a long way off.
         self._register(out, want=0)
+
+    def _forgive_stall(self, now: float) -> None:
+        """A timer more than half a period late means I was stalled: give the super peers
+        and super-layer neighbors I would judge now one more period to be heard."""
+        config = self.config
+        if now - self.next_deadline() <= config.period / 2 or now < self.forgiven_until:
+            return
+        self._count("timers_late")
+        self.forgiven_until = now + config.failure_timeout
+        # Silence is counted from last_heard: moving it forward is the extra period.
+        floor = now - config.failure_timeout + config.period
+        for attached in self.attached.values():
+            attached.last_heard = max(attached.last_heard, floor)
+        for neighbor in self.neighbors.values():
+            neighbor.last_heard = max(neighbor.last_heard, floor)
 
     def _check_supers(self, now: float, out: list[Effect]) -> None:
         horizon = now - self.config.failure_timeout

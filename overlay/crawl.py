@@ -16,6 +16,13 @@ crawl goes on.  Statuses, as ``overlay members`` prints them:
   reset, silent, or a reply that was not a stats reply);
 * ``suspect``: a live peer names it (as neighbor, super peer or weak peer) but we
   know no address to ask it at, so nobody has checked it is there.
+
+:func:`crawl` is one crawl, as ``overlay members`` and ``overlay view --once`` need;
+``prefetch`` lets a caller that hosts peers (``overlay swarm --view``) bring their
+stats in a batch so only the rest are asked.  :class:`RollingCrawl` never ends: it
+asks every peer once a period in the background and hands out, at any moment, a
+:class:`Crawl` of the latest answers with their age, which is what the live view
+draws from (a frame then never waits for a slow peer).
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ MAX_READS: Final = 10_000
 """Reads on one connection before giving up (each read brings at least one byte)."""
 
 StatsFetcher = Callable[[Address, float], Awaitable[StatsReply]]
+StatsBatch = Callable[[], Awaitable[Sequence[StatsReply]]]
+"""Stats of many peers at once, from whoever hosts them (``overlay swarm``'s workers)."""
 
 
 # ---------------------------------------------------------------------- records
@@ -106,6 +115,11 @@ class Crawl:
     """``time.monotonic()`` when the crawl began (rates are taken between crawls)."""
     elapsed: float
     bootstrap_error: str | None = None
+    data_age: float | None = None
+    """A rolling crawl's (:class:`RollingCrawl`): how old the oldest snapshot shown is,
+    in seconds (None: a one-shot crawl, whose data is as old as ``elapsed``)."""
+    ages: tuple[float, ...] = ()
+    """A rolling crawl's: the age of each snapshot, in the order of ``snapshots``."""
 
     def graph(self) -> nx.Graph:
         return graph_of(self.snapshots)
@@ -362,8 +376,14 @@ async def crawl(
     concurrency: int = DEFAULT_CONCURRENCY,
     fetch: StatsFetcher = fetch_stats,
     fallback: Mapping[PeerId, Address] | None = None,
+    prefetch: StatsBatch | None = None,
 ) -> Crawl:
     """Crawl the overlay from the bootstrap's listing (and any ``seeds``).
+
+    ``prefetch`` gives, alongside the listing, the stats of the peers someone hosts
+    (``overlay swarm --view`` asks its workers in one batch each): those peers are
+    not asked again, and TCP requests go only to the rest (peers the caller does not
+    host, or whose host did not answer).
 
     ``fallback`` is an address book to start from when the bootstrap does not answer
     (a live view passes the peers its previous crawl found alive), so that a slow or
@@ -379,7 +399,12 @@ async def crawl(
     registered: set[PeerId] = set()
     bootstrap_error: str | None = None
     listing = 0
-    if bootstrap is not None:
+    batch: list[StatsReply] = []
+
+    async def read_listing() -> None:
+        nonlocal bootstrap_error, listing
+        if bootstrap is None:
+            return
         try:
             entries = await list_members(bootstrap, max(timeout, 2.0))
         except OverlayError as error:
@@ -393,8 +418,21 @@ async def crawl(
                 roles[entry.contact.id] = entry.role
                 registered.add(entry.contact.id)
 
+    async def read_batch() -> None:
+        if prefetch is not None:
+            batch.extend(await prefetch())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_listing)
+        nursery.start_soon(read_batch)
+
     asked: set[Address] = set()
     replies: dict[PeerId, StatsReply] = {}
+    for reply in batch:
+        if reply.id not in replies:
+            replies[reply.id] = reply
+            asked.add(reply.address)
+            book.setdefault(reply.id, reply.address)
     failures: dict[Address, str] = {}
     limiter = trio.CapacityLimiter(max(1, concurrency))
 
@@ -497,3 +535,195 @@ def _members(
         )
     rows.sort(key=lambda m: (STATUSES.index(m.status), m.role != "super", m.id or ""))
     return tuple(rows)
+
+
+# ---------------------------------------------------------------------- the rolling crawl
+
+DEFAULT_STALE: Final = 5.0
+"""Seconds without an answer after which a rolling crawl shows a peer as unreachable.
+A loopback peer answers in milliseconds, but two worker processes running 500 peers
+each answer a stats request a second late or more when the machine is busy: a bound
+of a few intervals keeps a slow peer on the map and a dead one off it within seconds."""
+LISTING_PERIOD: Final = 2.0
+"""Seconds between a rolling crawl's readings of the bootstrap's listing (new peers)."""
+FORGET_AFTER: Final = 60.0
+"""Seconds after which a peer that neither answers nor is listed is no longer asked."""
+
+
+@attrs.frozen
+class _Heard:
+    snapshot: PeerSnapshot
+    asked: float
+    """When the request that brought it was sent: the data is at most this old."""
+
+
+class RollingCrawl:
+    """A crawl that never ends: every known peer is asked again every ``period``, each
+    on its own schedule, and :meth:`latest` draws a :class:`Crawl` at once from the
+    latest answer of every peer.
+
+    This is how ``overlay view`` stays on time when peers answer slowly: a frame does
+    not wait for a crawl; it shows what the crawl knows, and says how old that is.
+    A peer's data is as old as the request that brought it; a peer not heard from for
+    more than ``stale`` seconds (or, never heard from, known for that long) is shown
+    as ``unreachable`` with its last error, the others keep their latest data.  A
+    request may take up to ``timeout`` (default: ``stale``), since a slow answer no
+    longer holds anything up, and giving up on it would only cost a new connection.
+
+    Bounded: one poller per known address (the bootstrap's listing, the seeds, and
+    peers named by replies whose address is known), at most ``concurrency`` requests
+    in flight, and a peer that neither answers nor is listed for
+    :data:`FORGET_AFTER` seconds is dropped.  Times are trio's clock.
+    """
+
+    def __init__(
+        self,
+        bootstrap: Address | None,
+        seeds: Iterable[Address] = (),
+        *,
+        period: float = 1.0,
+        stale: float = DEFAULT_STALE,
+        timeout: float | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        fetch: StatsFetcher = fetch_stats,
+        listing_period: float = LISTING_PERIOD,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.seeds = tuple(seeds)
+        self.period = period
+        self.stale = stale
+        self.timeout = stale if timeout is None else timeout
+        self.fetch = fetch
+        self.listing_period = listing_period
+        self.first_pass = trio.Event()
+        """Set once every peer known at the start has been asked once (or nobody is known)."""
+        self.bootstrap_error: str | None = None
+        self.listed = 0
+        self._limiter = trio.CapacityLimiter(max(1, concurrency))
+        self._book: dict[PeerId, Address] = {}
+        self._roles: dict[PeerId, str] = {}
+        self._registered: set[PeerId] = set()
+        self._known_since: dict[Address, float] = {}
+        self._heard: dict[Address, _Heard] = {}
+        self._errors: dict[Address, str] = {}
+        self._polled: set[Address] = set()
+        self._listed_addresses: set[Address] = set()
+        self._first_round: set[Address] | None = None
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Crawl until cancelled (start it with ``nursery.start``)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                await self._read_listing()
+                for address in [*self._book.values(), *self.seeds]:
+                    self._poll_soon(address)
+                if self._first_round is None:
+                    self._first_round = set(self._polled)
+                    self._first_round_done(None)
+                await trio.sleep(self.listing_period)
+
+    async def _read_listing(self) -> None:
+        if self.bootstrap is None:
+            return
+        try:
+            entries = await list_members(self.bootstrap, max(self.timeout, 2.0))
+        except OverlayError as error:
+            self.bootstrap_error = str(error)
+            log.info("rolling crawl: %s", error)
+            return
+        self.bootstrap_error = None
+        self.listed = len(entries)
+        self._registered = {entry.contact.id for entry in entries}
+        self._listed_addresses = {entry.contact.address for entry in entries}
+        self._roles = {entry.contact.id: entry.role for entry in entries}
+        # Bounded: the listing, and the ids of the addresses still asked.
+        kept = {peer: at for peer, at in self._book.items() if at in self._polled}
+        self._book = kept | {entry.contact.id: entry.contact.address for entry in entries}
+
+    def _poll_soon(self, address: Address) -> None:
+        if address in self._polled or self._nursery is None:
+            return
+        self._polled.add(address)
+        self._known_since.setdefault(address, trio.current_time())
+        self._nursery.start_soon(self._poll, address)
+
+    def _first_round_done(self, address: Address | None) -> None:
+        waiting = self._first_round
+        if waiting is None:
+            return
+        if address is not None:
+            waiting.discard(address)
+        if not waiting:
+            self.first_pass.set()
+
+    async def _poll(self, address: Address) -> None:
+        while True:
+            began = trio.current_time()
+            try:
+                async with self._limiter:
+                    asked = trio.current_time()
+                    reply = await self.fetch(address, self.timeout)
+            except OverlayError as error:
+                self._errors[address] = str(error)
+            else:
+                self._heard[address] = _Heard(snapshot_from(reply), asked)
+                self._errors.pop(address, None)
+                if len(self._book) < MAX_LISTING:
+                    self._book.setdefault(reply.id, address)
+                for other in _named_by(reply):
+                    where = self._book.get(other)
+                    if where is not None:
+                        self._poll_soon(where)
+            self._first_round_done(address)
+            if self._forgotten(address):
+                return
+            await trio.sleep_until(began + self.period)
+
+    def _forgotten(self, address: Address) -> bool:
+        """Drop a peer that has been silent and unlisted for :data:`FORGET_AFTER`."""
+        if address in self._listed_addresses or address in self.seeds:
+            return False
+        heard = self._heard.get(address)
+        since = heard.asked if heard is not None else self._known_since.get(address, 0.0)
+        if trio.current_time() - since <= FORGET_AFTER:
+            return False
+        self._polled.discard(address)
+        self._heard.pop(address, None)
+        self._errors.pop(address, None)
+        self._known_since.pop(address, None)
+        for peer in [p for p, a in self._book.items() if a == address]:
+            del self._book[peer]
+        return True
+
+    def latest(self) -> Crawl:
+        """The overlay as the latest answers show it, now."""
+        now = trio.current_time()
+        fresh: dict[PeerId, tuple[PeerSnapshot, float]] = {}
+        failures: dict[Address, str] = {}
+        for address in self._polled:
+            heard = self._heard.get(address)
+            since = heard.asked if heard is not None else self._known_since[address]
+            age = now - since
+            if heard is not None and age <= self.stale:
+                shot = heard.snapshot
+                kept = fresh.get(shot.id)
+                if kept is None or age < kept[1]:  # one id at two addresses: the freshest
+                    fresh[shot.id] = (shot, age)
+            elif heard is not None or age > self.stale:
+                error = self._errors.get(address, "no answer")
+                failures[address] = f"not heard from for {age:.1f} s (> {self.stale:g} s): {error}"
+        shots = tuple(shot for shot, _age in fresh.values())
+        ages = tuple(age for _shot, age in fresh.values())
+        return Crawl(
+            snapshots=shots,
+            members=_members(shots, self._book, self._roles, self._registered, failures),
+            registered=self.listed,
+            started=time.monotonic(),
+            elapsed=0.0,
+            bootstrap_error=self.bootstrap_error,
+            data_age=max(ages, default=0.0),
+            ages=ages,
+        )

@@ -54,6 +54,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from bootstrap.server import serve_bootstrap
+from overlay import memtrace
 from overlay.cli_runtime import (
     add_runtime_arguments,
     check_runtime_arguments,
@@ -83,6 +84,7 @@ from overlay.messages import StatsReply, StatsRequest
 from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
 from overlay.peer import Peer, PeerSnapshot
 from overlay.scenario import pareto_capacity
+from overlay.swarm_stats import MAX_STATS_RECORD, StatsBatches
 from overlay.topology import graph_of, summarize
 from overlay.view import write_edge_list
 from search.store import content_key
@@ -303,6 +305,8 @@ class Worker:
     peers: list[Address] = attrs.field(factory=list)
     ready: trio.Event = attrs.field(factory=trio.Event)
     left: int | None = None
+    stats: StatsBatches = attrs.field(factory=StatsBatches)
+    """Its answers to batched stats requests (``overlay swarm --view``)."""
 
 
 def _rss_bytes(pid: int) -> int | None:
@@ -327,7 +331,7 @@ async def _read_worker(worker: Worker) -> None:
             break
         buffer += data
         *lines, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_WORKER_LINE:
+        if len(buffer) > MAX_STATS_RECORD:  # the longest record: a batch of stats
             log.error("worker %d: overlong output line; ignoring it", worker.index)
             buffer = b""
         for line in lines:
@@ -337,6 +341,8 @@ async def _read_worker(worker: Worker) -> None:
                     worker.peers.append(Address.parse(record["peer"]))
                 elif "ready" in record:
                     worker.ready.set()
+                elif "stats" in record:
+                    worker.stats.deliver(record)
                 elif "left" in record:
                     worker.left = int(record["left"])
             except (ValueError, TypeError, KeyError):
@@ -606,6 +612,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                         control,
                         console=Console(),
                         interval=args.interval or 1.0,
+                        batch=control.snapshots,
                         stop=stop,
                         seed=args.seed,
                     )
@@ -765,7 +772,7 @@ async def _worker_main(
                 # Lines are control lines (overlay.cli_view.handle_control_line): crash a
                 # peer, add one; anything else, or the end of input, means stop.
                 async def handle(line: bytes) -> bool:
-                    if not await handle_control_line(line, nodes, add_peer):
+                    if not await handle_control_line(line, nodes, add_peer, _emit):
                         return False
                     # Let crashed peers go: under churn (benchmarks/soak.py), keeping
                     # every node ever started would grow the worker without bound.
@@ -782,6 +789,12 @@ async def _worker_main(
 
             nursery.start_soon(until_stdin_closes)
             nursery.start_soon(until_signal)
+            trace_to = memtrace.requested()  # a soak's diagnostic, off by default
+            if trace_to is not None:
+                memtrace.start()
+                nursery.start_soon(
+                    memtrace.dump_periodically, trace_to, lambda: f"peers={len(nodes)}"
+                )
             runtime_args = runtime or _no_runtime()
             make_faults, partition = fault_injectors(runtime_args, seed)
             if runtime_args.partition_file is not None:

@@ -373,7 +373,10 @@ class ViewModel:
         )
 
     def update_from_crawl(self, result: Crawl, at: float, *, note: str = "") -> Frame:
-        extra = f"crawl {result.elapsed * 1000:.0f} ms"
+        if result.data_age is None:
+            extra = f"crawl {result.elapsed * 1000:.0f} ms"
+        else:  # a rolling crawl: what matters is how old the picture is
+            extra = f"data ≤ {result.data_age:.1f} s old"
         if result.bootstrap_error:
             extra += f"  [bootstrap: {result.bootstrap_error}]"
         return self.update(

@@ -32,6 +32,7 @@ escapes.
 from __future__ import annotations
 
 import struct
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from overlay.errors import (
     ProtocolError,
     VersionMismatch,
 )
+from overlay.identity import Contact
 from overlay.messages import Handshake, Message, all_message_types
 
 __all__ = [
@@ -200,6 +202,21 @@ def _exact(kind: type) -> StructureHook:
         return value
 
     return structure
+
+
+INTERNED_LENGTH: Final = 64
+"""Decoded strings up to this long (ids, keys, hosts) are interned."""
+
+
+def _structure_str(value: Any, _type: Any) -> str:
+    """A str, interned when short: a swarm worker's peers all remember the same query
+    ids (duplicate suppression, reverse paths) and peer ids, and one shared copy per
+    process instead of one per peer is over a quarter of what a remembered query costs.
+    Interned strings are freed like any other once nothing holds them, so hostile
+    input cannot grow the table beyond what the bounded caches keep alive."""
+    if type(value) is not str:
+        _refuse("str", value)
+    return sys.intern(value) if len(value) <= INTERNED_LENGTH else value
 
 
 def _structure_float(value: Any, _type: Any) -> float:
@@ -441,8 +458,9 @@ def _build_converter() -> cattrs.Converter:
     Predicate factories registered later take precedence over cattrs' built-in ones.
     """
     converter = cattrs.Converter()
-    for kind in (int, str, bytes, bool):
+    for kind in (int, bytes, bool):
         converter.register_structure_hook(kind, _exact(kind))
+    converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook_func(
         lambda t: t is _NONE_TYPE or t is None, _exact(_NONE_TYPE)
@@ -464,6 +482,44 @@ def _build_converter() -> cattrs.Converter:
 
 
 _converter: Final = _build_converter()
+
+CONTACTS_INTERNED: Final = 4096
+"""Distinct contacts a process keeps one shared copy of (the table is emptied when full)."""
+
+
+def _interning_contacts(structure: StructureHook) -> StructureHook:
+    """Structure contacts through a bounded table of the ones seen before.
+
+    A peer holds the contacts it has heard of (views, host cache, reverse paths), and a
+    swarm worker runs hundreds of peers that mostly know the same ones: a decoded copy
+    of each (a Contact, an Address, two strings: about 300 bytes) per peer holding it
+    was a tenth of a peer's memory.  The table is keyed by the exact-typed raw fields,
+    so a hit is a value the full, strict ``structure`` accepted before and would build
+    equal again; anything else takes the full path.  Contacts are frozen: sharing one
+    is safe.
+    """
+    table: dict[tuple[str, str, int], Any] = {}
+
+    def structure_contact(value: Any, _type: Any) -> Any:
+        if type(value) is list and len(value) == 2:
+            peer_id, address = value
+            if type(address) is list and len(address) == 2:
+                host, port = address
+                if type(peer_id) is str and type(host) is str and type(port) is int:
+                    key = (peer_id, host, port)
+                    contact = table.get(key)
+                    if contact is None:
+                        contact = structure(value, _type)
+                        if len(table) >= CONTACTS_INTERNED:
+                            table.clear()
+                        table[key] = contact
+                    return contact
+        return structure(value, _type)
+
+    return structure_contact
+
+
+_converter.register_structure_hook(Contact, _interning_contacts(_structure_record(Contact)))
 
 _STRUCTURE_BY_TAG: dict[str, tuple[StructureHook, type[Message]]] = {}
 _UNSTRUCTURE_BY_TYPE: dict[type[Message], UnstructureHook] = {}

@@ -10,7 +10,10 @@ forwards me each flood of the overlay once and each walker passing through, so i
 rate is the overlay's whole search rate, a few per second in the swarm benchmarks.
 
 The table is bounded (least recently used sender goes first) and pure: time is
-the ``now`` the runtime passes in.
+the ``now`` the runtime passes in.  It also forgets a sender as soon as its bucket
+would be full again: a full bucket is exactly what a sender without an entry gets, so
+the table holds only the senders heard within the last ``burst / rate`` seconds (two
+by default) and does not fill up, under churn, with peers long gone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class NeighborBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def __contains__(self, sender: object) -> bool:
+        return sender in self._buckets
+
     def allow(self, sender: PeerId, now: float, rate: float, burst: float, size: int) -> bool:
         """Take a token from ``sender``'s bucket; False when it has none (rate 0: no limit).
 
@@ -46,4 +52,16 @@ class NeighborBuckets:
         buckets[sender] = (tokens - 1.0 if allowed else tokens, now)
         while len(buckets) > size:
             buckets.popitem(last=False)
+        self._forget_refilled(now, rate, burst)
         return allowed
+
+    def _forget_refilled(self, now: float, rate: float, burst: float) -> None:
+        """Drop the least recently heard senders whose buckets are full by now (the
+        order is by last use, so the scan stops at the first one still short)."""
+        buckets = self._buckets
+        while buckets:
+            sender = next(iter(buckets))
+            tokens, counted = buckets[sender]
+            if tokens + (now - counted) * rate < burst:
+                return
+            del buckets[sender]

@@ -34,6 +34,7 @@ from overlay.identity import Address, Contact
 from overlay.messages import MAX_MEMBERS_PAGE, MembersReply, MembersRequest
 from overlay.node import Connection, Node, NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer
+from overlay.swarm_stats import StatsBatches
 from overlay.topology import graph_of
 
 STEADY = PeerConfig(
@@ -225,6 +226,7 @@ class FakeProcess:
 class FakeWorker:
     peers: list[Address]
     process: FakeProcess = attrs.field(factory=FakeProcess)
+    stats: StatsBatches = attrs.field(factory=StatsBatches)
 
 
 async def test_worker_control_tells_the_worker_that_runs_the_peer() -> None:

@@ -321,5 +321,58 @@ def test_the_successor_of_two_super_peers_that_die_together_promotes_once() -> N
     for attached in winner.supers.attached.values():  # both fall silent at the same moment
         attached.last_heard = router.now
         assert attached.successor == winner.contact
-    router.emit(winner, winner.handle_timer(router.now + 5.0))
+    # Its timers run on time (a timer far past its deadline means a stalled peer, which
+    # gives the silent one more period: see the stall tests below).
+    for step in range(1, 21):
+        now = router.now + step * 0.25
+        if winner.next_deadline() <= now:
+            router.emit(winner, winner.handle_timer(now))
     assert winner.role == "super" and winner.snapshot().role_changes == 1
+
+
+def _stall(router: Router, peer: Peer, seconds: float) -> list[tuple[Contact, Message]]:
+    """Run the others for ``seconds`` while ``peer`` is stalled; what they sent it then
+    (it waits unread in its sockets) is returned, to be read after its late timer."""
+    del router.peers[peer.address]
+    start = len(router.sent)
+    router.run(seconds)
+    router.peers[peer.address] = peer
+    return [(sender, message) for sender, to, message in router.sent[start:] if to == peer.address]
+
+
+def test_a_stalled_weak_peer_does_not_take_its_live_super_peer_for_dead() -> None:
+    router, chief, weak = cluster(10)
+    heir = weak[2]  # the named successor: a false death would promote it
+    assert chief.supers is not None and heir.supers is not None
+    assert chief.supers.election.successor is not None
+    assert chief.supers.election.successor.contact == heir.contact
+    unread = _stall(router, heir, 6.0)  # longer than the failure timeout (4.5 s)
+    assert any(isinstance(message, SuperBeat) for _, message in unread)
+    # The stalled peer's timer runs first, its sockets' backlog after: the order that
+    # made every super peer of a busy worker look dead at once.
+    router.emit(heir, heir.handle_timer(router.now))
+    assert heir.role == "weak" and chief.id in heir.supers.attached
+    for sender, message in unread:
+        router.emit(heir, heir.receive(message, sender, router.now))
+    router.run(20.0)
+    assert heir.role == "weak" and chief.id in heir.supers.attached
+    assert chief.role == "super"
+    assert heir.snapshot().counters.get("timers_late", 0) >= 1
+
+
+def test_a_stalled_weak_peer_still_finds_a_dead_super_peer_dead() -> None:
+    router, chief, weak = cluster(11)
+    heir = weak[2]
+    del router.peers[chief.address]  # the super peer crashes during the stall
+    _stall(router, heir, 6.0)
+    stall_over = router.now
+    router.emit(heir, heir.handle_timer(router.now))  # late: forgiven once ...
+    assert heir.role == "weak"
+    router.run(10.0)  # ... and judged at the next, punctual, deadline
+    replacing = f"replacing {chief.id[:8]}"
+    promoted = [c for c, e in router.events if e.kind == "role_changed" and replacing in e.detail]
+    assert promoted == [heir.contact]
+    assert heir.role == "super"
+    config = SUPERS
+    assert router.now - stall_over <= 10.0
+    assert config.failure_timeout + config.period < 10.0

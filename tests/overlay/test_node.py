@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import socket
 from functools import partial
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -285,3 +287,25 @@ async def test_a_wrong_protocol_version_is_refused(
     lines = _lines_about(caplog, f"127.0.0.1:{client.local_port}")
     assert len(lines) == 1
     assert "protocol version" in lines[0]
+
+
+async def test_replies_a_slow_reader_cannot_take_at_once_arrive_whole_and_in_order(
+    nursery: trio.Nursery,
+) -> None:
+    """Frames are written without blocking; what the socket does not take at once (some
+    frames cut in the middle) waits in the queue for a drain task, and arrives intact."""
+    roomy = attrs.evolve(FAST_NODE, send_queue=2048, idle_timeout=60.0, send_timeout=60.0)
+    server = await start_bootstrap(nursery)
+    a, a_node = await start_peer(nursery, bootstrap=server.address, node_config=roomy)
+    client, _me = await handshaken(a.address)
+    client.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    requests = 1500
+    await client.send(encode_frame(StatsRequest()) * requests)
+    with trio.fail_after(10):  # the replies (about a megabyte) outgrow the socket's buffers
+        while not any(connection.draining for connection in a_node.connections):
+            await trio.sleep(0.01)
+    with trio.fail_after(30):
+        replies = [await client.receive() for _ in range(requests)]
+    assert all(type(reply) is StatsReply and reply.id == a.id for reply in replies)
+    assert a_node.counters["sent.StatsReply"] == requests
+    assert "queue_full.StatsReply" not in a_node.counters

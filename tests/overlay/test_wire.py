@@ -56,6 +56,8 @@ from overlay.messages import (
     Message,
     NeighborRequest,
     PeerSample,
+    Query,
+    Redirect,
     Register,
     ShuffleEntry,
     ShuffleRequest,
@@ -809,3 +811,38 @@ def test_stats_reply_needs_one_index_count_per_weak_peer() -> None:
     refused(_stats_body(reply, index_entries=[1, 2]), "StatsReply")
     with pytest.raises(ValueError, match="one count per weak peer"):
         _stats_reply(weak_peers=(ID,))
+
+
+def test_a_contact_decoded_again_is_the_same_object_and_still_checked() -> None:
+    """Decoded contacts are shared (a swarm worker's peers know the same ones), and the
+    table never lets through what the strict path refuses."""
+    contact = Contact("a" * 32, Address("127.0.0.1", 4000))
+    body = wire.encode_message(Redirect(contact))
+    first = wire.decode_message(body)
+    second = wire.decode_message(body)
+    assert isinstance(first, Redirect) and isinstance(second, Redirect)
+    assert first == Redirect(contact) and first.newcomer is second.newcomer
+    for bad in (
+        ["Redirect", ["A" * 32, ["127.0.0.1", 4000]]],  # not a lowercase hex id
+        ["Redirect", ["a" * 32, ["127.0.0.1", True]]],  # a bool is not a port
+        ["Redirect", ["a" * 32, ["127.0.0.1", 0]]],  # out of range
+        ["Redirect", ["a" * 32, ["127.0.0.1", 4000.0]]],  # not an int
+    ):
+        with pytest.raises(MalformedMessage):
+            wire.decode_message(msgpack.packb(bad, use_bin_type=True))
+
+
+def test_short_decoded_strings_are_shared_and_long_ones_are_not() -> None:
+    """The peers of one process share one copy of each id they remember."""
+    origin = Contact("a" * 32, Address("127.0.0.1", 4001))
+    query_id = "".join(["b"] * 32)  # built at run time: not a shared literal
+    body = wire.encode_message(Query(query_id, origin, None, ("word",), 3))
+    first, second = wire.decode_message(body), wire.decode_message(body)
+    assert isinstance(first, Query) and isinstance(second, Query)
+    assert first.query_id == query_id and first.query_id is second.query_id
+    long_text = "x" * (wire.INTERNED_LENGTH + 1)
+    assert wire._structure_str(long_text[:-1] + "x", str) is not wire._structure_str(
+        long_text[:-1] + "x", str
+    )
+    with pytest.raises(wire._Refused):
+        wire._structure_str(b"bytes", str)

@@ -44,6 +44,25 @@ def test_token_buckets_allow_a_burst_then_the_rate_and_stay_bounded() -> None:
     assert all(buckets.allow("z", 0.0, 0.0, 1.0, 1) for _ in range(100))  # rate 0: no limit
 
 
+def test_token_buckets_forget_senders_whose_buckets_have_refilled() -> None:
+    # Under churn a peer hears from many senders that then die: a refilled bucket is
+    # the same as none, so the table holds only senders of the last burst / rate seconds.
+    buckets = NeighborBuckets()
+    rate, burst = 50.0, 100.0  # the defaults: refilled within 2 s
+    for n in range(10_000):  # a new sender every 0.1 s, each sending 3 queries
+        now = n * 0.1
+        assert all(buckets.allow(f"peer{n}", now, rate, burst, 1024) for _ in range(3))
+        assert len(buckets) <= 21  # senders of the last 2 s, not up to the 1024 of the bound
+    # A sender that emptied its bucket is kept (still limited) until it has refilled ...
+    assert sum(buckets.allow("busy", 2000.0, rate, burst, 1024) for _ in range(150)) == 100
+    buckets.allow("other", 2001.0, rate, burst, 1024)
+    assert "busy" in buckets
+    assert sum(buckets.allow("busy", 2001.0, rate, burst, 1024) for _ in range(150)) == 50
+    # ... and forgotten once it has (on the next call, by anyone).
+    buckets.allow("other", 2004.0, rate, burst, 1024)
+    assert "busy" not in buckets
+
+
 def test_a_neighbor_over_its_query_rate_is_dropped_and_counted_while_others_are_served() -> None:
     peers = _star(SearchConfig(query_rate=10.0, query_burst=20.0))
     hub, hostile, honest = peers[0], peers[1], peers[2]
@@ -86,6 +105,27 @@ def test_the_query_id_cache_is_bounded_and_counts_what_it_pushes_out() -> None:
     assert hub.snapshot().counters["search.seen_evicted"] == 1000 - 64
     # Still serving: a fresh query from another neighbor is forwarded.
     assert sent_messages(hub.receive(_query(honest, 5000), honest.contact, 2.0), Query)
+
+
+def test_query_id_caches_plateau_at_their_lifetime_under_a_steady_load() -> None:
+    # A soak's peers see a few fresh query ids a second for hours: the caches must level
+    # off at (rate x lifetime), far below their size bound, and stay there.
+    config = SearchConfig(query_rate=0.0)
+    assert config.seen_seconds <= 30.0
+    peers = _star(config)
+    hub, neighbor = peers[0], peers[1]
+    rate = 5  # fresh ids a second, each as a flood and as a walker
+    plateau = rate * config.seen_seconds + 1
+    sizes: list[int] = []
+    for n in range(rate * 600):  # ten minutes of fake time
+        now = n / rate
+        hub.receive(_query(neighbor, n, ttl=2), neighbor.contact, now)
+        hub.receive(_step(neighbor, 10**6 + n), neighbor.contact, now)
+        hub.handle_timer(now)
+        walking = hub.search.walking
+        sizes.append(max(len(hub.search.flooding.seen), len(walking.seen), len(walking.memory)))
+    assert max(sizes) <= plateau < config.seen_size
+    assert min(sizes[-rate * 60 :]) >= plateau - 2 * rate  # full, not emptied: a plateau
 
 
 def test_pending_walkers_are_bounded_and_the_excess_is_counted() -> None:
