@@ -65,7 +65,8 @@ from overlay.errors import OverlayError
 from overlay.faults import write_partition_file
 from overlay.identity import Address, PeerId
 from overlay.peer import PeerSnapshot
-from overlay.swarm import collect_stats, seeded_items, snapshot_of
+from overlay.swarm import collect_stats, snapshot_of
+from overlay.swarm_setup import seeded_items
 from overlay.topology import degree_stats, graph_of, super_layer_figures
 from search.store import content_key
 

@@ -9,7 +9,7 @@ Two measurements (issue 6, item 4):
 peers runs on loopback with ``--items`` items each on a fraction ``--replication`` of
 the peers, and writes its current topology as an edge list after every stats poll
 (``--topology-out``: peers numbered in start order, which is how the swarm's item
-plan, :func:`overlay.swarm.seed_plan`, names holders).  Once every peer has joined one
+plan, :func:`overlay.swarm_setup.seed_plan`, names holders).  Once every peer has joined one
 component, the script runs ``--queries`` floods and then as many walks over TCP (each
 asked of its origin through the client protocol, with the peers' default search
 settings: flood TTL 7; 16 walkers of 256 hops checking every 4).  Floods run
@@ -83,7 +83,8 @@ from overlay.first_seen import read_first_seen
 from overlay.identity import Address
 from overlay.messages import StatsReply
 from overlay.static import StaticNetwork, TopologyError, read_topology
-from overlay.swarm import collect_stats, seed_plan, seeded_items, sent_by_kind
+from overlay.swarm import collect_stats, sent_by_kind
+from overlay.swarm_setup import seed_plan, seeded_items
 from search.config import SearchConfig
 from search.outcome import KIND_OF
 from search.store import content_key

@@ -77,7 +77,8 @@ from overlay.crawl import list_members
 from overlay.errors import OverlayError
 from overlay.identity import Address
 from overlay.messages import StatsReply
-from overlay.swarm import collect_stats, seeded_items, sent_by_kind, snapshot_of
+from overlay.swarm import collect_stats, sent_by_kind, snapshot_of
+from overlay.swarm_setup import seeded_items
 from overlay.topology import graph_of
 from search.store import content_key
 
@@ -147,7 +148,15 @@ def _pss_bytes(pids: Sequence[int]) -> list[int]:
 def interpreter_rss() -> int | None:
     """Resident memory of a swarm worker that runs no peer: the interpreter and the
     modules a worker imports, which every worker pays once whatever its peers."""
-    command = [sys.executable, "-m", "overlay.swarm", "--bootstrap", "127.0.0.1:9", "--count", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "overlay.swarm_worker",
+        "--bootstrap",
+        "127.0.0.1:9",
+        "--count",
+        "0",
+    ]
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     ) as worker:

@@ -19,7 +19,7 @@ remote IP and per /24 (:mod:`overlay.admission`) are lifted (``one_host``): on
 loopback every dialled connection leaves from 127.0.0.1, whatever address the dialler
 listens on, so those caps would count the whole swarm as one host.
 
-**Items.**  ``ITEMS`` seeded items (:func:`overlay.swarm.seeded_items`), each held by
+**Items.**  ``ITEMS`` seeded items (:func:`overlay.swarm_setup.seeded_items`), each held by
 ``REPLICATION`` (3%) of the honest peers, drawn at random.
 
 **Searches.**  A search counts as a success when the client gets a value that passes
@@ -68,7 +68,8 @@ from overlay.errors import OverlayError
 from overlay.identity import Address, PeerId
 from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
 from overlay.peer import Peer
-from overlay.swarm import collect_stats, seeded_items
+from overlay.swarm import collect_stats
+from overlay.swarm_setup import seeded_items
 from search.store import content_key
 
 REPO = Path(__file__).resolve().parents[1]

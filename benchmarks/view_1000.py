@@ -16,7 +16,7 @@ worker processes), waits until the bootstrap lists them all, then measures, by
 
 For ``batched`` and ``rolling`` this script is the swarm's parent, as ``overlay
 swarm`` is: the bootstrap runs in this process, the peers in two worker processes
-(``python -m overlay.swarm``).  With ``--modes tcp`` alone it starts ``overlay swarm``
+(``python -m overlay.swarm_worker``).  With ``--modes tcp`` alone it starts ``overlay swarm``
 itself (or, with ``--direct``, a bootstrap and workers by hand).
 
 Run: ``python benchmarks/view_1000.py [--peers 1000] [--modes batched,rolling,tcp]
@@ -188,7 +188,7 @@ async def start_owned(
     for index in range(processes):
         count = peers // processes + (1 if index < peers % processes else 0)
         command = [
-            sys.executable, "-m", "overlay.swarm", "--bootstrap", str(server.address),
+            sys.executable, "-m", "overlay.swarm_worker", "--bootstrap", str(server.address),
             "--count", str(count), "--seed", str(1_000_003 + index),
             "--spread", str(min(5.0, count / 200)),
         ]  # fmt: skip
@@ -404,7 +404,7 @@ def start_direct(peers: int, port: int) -> tuple[list[subprocess.Popen[bytes]], 
     addresses: list[Address] = []
     for index, count in enumerate((peers // 2, peers - peers // 2)):
         command = [
-            sys.executable, "-m", "overlay.swarm", "--bootstrap", f"127.0.0.1:{port}",
+            sys.executable, "-m", "overlay.swarm_worker", "--bootstrap", f"127.0.0.1:{port}",
             "--count", str(count), "--seed", str(1_000_003 + index), "--spread", "2.5",
         ]  # fmt: skip
         processes.append(

@@ -37,7 +37,8 @@ from overlay.faults import watch_partition_file
 from overlay.node import open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.peer_state import load_peer_state, save_peer_state
-from overlay.swarm import register_swarm, room_for_weak_peers, super_peer_config
+from overlay.swarm import register_swarm
+from overlay.swarm_setup import room_for_weak_peers, super_peer_config
 
 log = logging.getLogger("overlay.cli_net")
 

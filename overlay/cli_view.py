@@ -61,13 +61,8 @@ from overlay.crawl import (
 from overlay.errors import OverlayError
 from overlay.identity import Address
 from overlay.messages import StatsReply
-from overlay.node import Node
-from overlay.swarm_stats import (
-    DEFAULT_BATCH_TIMEOUT,
-    StatsBatches,
-    parse_stats_line,
-    stats_records,
-)
+from overlay.swarm_control import CONTROL_ADD, CONTROL_CRASH
+from overlay.swarm_stats import DEFAULT_BATCH_TIMEOUT, StatsBatches
 from overlay.view import FeedEvent, Frame, ViewModel, export_graph, render, short, sim_frames
 
 log = logging.getLogger("overlay.view")
@@ -453,17 +448,15 @@ class Workers(Protocol):
     def process(self) -> WorkerProcess: ...
 
 
-CONTROL_CRASH: Final = b"crash "
-CONTROL_ADD: Final = b"add"
-CONTROL_STOP: Final = b"stop"
 SEARCH_TIMEOUT: Final = 10.0
 
 
 class WorkerControl:
     """:class:`SwarmControl` for ``overlay swarm``: a line to the worker that runs the peer
-    (``crash HOST:PORT``, ``add``; see :func:`handle_control_line` for the worker's side),
-    and searches through the client protocol (:func:`overlay.cli_search.search_via`)
-    for one of ``keys``, the items the swarm seeded."""
+    (``crash HOST:PORT``, ``add``; see :func:`overlay.swarm_control.handle_control_line`
+    for the worker's side), and searches through the client protocol
+    (:func:`overlay.cli_search.search_via`) for one of ``keys``, the items the swarm
+    seeded."""
 
     def __init__(
         self,
@@ -537,40 +530,6 @@ class WorkerControl:
             f"{mode} {key[:8]} from {origin}: {outcome}, {len(result.hits)} hits, "
             f"first hit {hops} hops, {sent} msgs at origin, {result.duration:.2f} s"
         )
-
-
-async def handle_control_line(
-    line: bytes,
-    nodes: Sequence[Node],
-    add_peer: Callable[[], Awaitable[object]],
-    emit: Callable[[dict[str, Any]], None] | None = None,
-) -> bool:
-    """A swarm worker's side of :class:`WorkerControl`: carry out one line from the
-    parent; False when the worker should stop (``stop`` or an unknown line, as before
-    the control lines existed, when any line meant stop).  ``stats <n>`` is answered
-    through ``emit`` (the worker's output records) with every live node's stats reply
-    (:mod:`overlay.swarm_stats`)."""
-    line = line.strip()
-    request = parse_stats_line(line)
-    if request is not None:
-        if emit is not None:
-            replies = (node.stats_reply() for node in nodes if not node.stopping)
-            for record in stats_records(request, (r for r in replies if r is not None)):
-                emit(record)
-        return True
-    if line.startswith(CONTROL_CRASH):
-        try:
-            address = Address.parse(line[len(CONTROL_CRASH) :].decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return True
-        for node in nodes:
-            if node.contact.address == address and not node.stopping:
-                node.stop()  # no goodbye: to the others, a crash
-        return True
-    if line == CONTROL_ADD:
-        await add_peer()
-        return True
-    return False
 
 
 SWARM_KEYS: Final = {

@@ -308,9 +308,10 @@ class Membership:
         self.active[peer].degree = message.degree
 
     def on_neighbor_reject(
-        self, _message: NeighborReject, sender: Contact, _now: float, _out: list[Effect]
+        self, _message: NeighborReject, sender: Contact, _now: float, out: list[Effect]
     ) -> None:
         self.pending.pop(sender.id, None)
+        self._done_with(sender, out)
 
     def on_disconnect(
         self, _message: Disconnect, sender: Contact, _now: float, out: list[Effect]
@@ -355,7 +356,7 @@ class Membership:
         self._merge(message.entries, [e.contact.id for e in reply], now)
 
     def on_shuffle_reply(
-        self, message: ShuffleReply, sender: Contact, now: float, _out: list[Effect]
+        self, message: ShuffleReply, sender: Contact, now: float, out: list[Effect]
     ) -> None:
         pending = self.shuffle
         sent: list[PeerId] = []
@@ -363,6 +364,7 @@ class Membership:
             sent = pending.sent
             self.shuffle = None
         self._merge(message.entries, sent, now)
+        self._done_with(sender, out)
 
     def on_peer_sample(
         self, message: PeerSample, sender: Contact, now: float, out: list[Effect]
@@ -383,6 +385,7 @@ class Membership:
             wanted = max(1, math.ceil(self.config.target_degree / 2))
             for contact in self.rng.sample(fresh, min(wanted, len(fresh))):
                 self._ask(contact, Join(), now, out)
+        self._done_with(sender, out)
 
     # ------------------------------------------------------------------ periodic work
 
@@ -580,6 +583,16 @@ class Membership:
         out.append(Close(neighbor.contact.address))
         if keep_passive and len(self.passive) < self.config.passive_size:
             self.passive[peer] = PassiveEntry(neighbor.contact)
+
+    def _done_with(self, sender: Contact, out: list[Effect]) -> None:
+        """Close the link to ``sender`` once the exchange we started with it (a shuffle,
+        a registration, a refused request) has its answer, unless it is a neighbor or
+        asked for one: an open connection costs the runtime several KiB, and waiting
+        for it to go idle kept one or two such links per peer open for nothing.  The
+        initiator closes, having read the answer; the other side sees the end."""
+        peer = sender.id
+        if peer not in self.active and peer not in self.pending:
+            out.append(Close(sender.address))
 
     def _drop_random(
         self, keep: PeerId, farewell: Redirect | Disconnect, why: str, out: list[Effect]

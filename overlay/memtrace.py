@@ -1,7 +1,7 @@
 """Memory tracing of a swarm worker, for finding growth in soaks (off by default).
 
 With ``OVERLAY_TRACEMALLOC=DIR`` in its environment, a swarm worker
-(:func:`overlay.swarm.worker_main`) starts :mod:`tracemalloc` and, every
+(:func:`overlay.swarm_worker.worker_main`) starts :mod:`tracemalloc` and, every
 ``OVERLAY_TRACEMALLOC_PERIOD`` seconds (default 30), writes
 ``DIR/worker-PID.txt``: the allocations that grew most since the first dump
 (grouped by the line that allocated them), the largest ones now, and the count of

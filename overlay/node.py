@@ -148,7 +148,9 @@ class NodeConfig:
     read_size: int = attrs.field(default=65536, validator=validate.integer(1, 2**24))
     transient_idle_timeout: float = attrs.field(default=3.0, validator=validate.real(0.01, 86400))
     """Idle timeout of a connection to a peer the core does not keep (a shuffle partner,
-    the bootstrap): such links carry one exchange, and an open socket costs memory."""
+    the bootstrap): such links carry one exchange, and an open socket costs memory.  The
+    peer core closes them itself once the answer is in (``Membership._done_with``, and
+    the asked side then reads the end); this timeout ends those whose answer never comes."""
     remembered_addresses: int = attrs.field(default=256, validator=validate.integer(0, 10**7))
     """Who listened where, from past handshakes (to report a failed dial as link_lost).
     A client (a search, a stats crawl: a fresh contact each time, listening nowhere) is
@@ -332,7 +334,9 @@ class Node:
         self.outbound = 0
         self._handshaking: OrderedDict[Connection, None] = OrderedDict()
         self._addresses: AddressBudget[Connection] = AddressBudget()
-        self._who: OrderedDict[Address, PeerId] = OrderedDict()
+        self._who: dict[Address, PeerId] = {}
+        """Who listened where, oldest first (a plain dict keeps insertion order at half
+        an OrderedDict's size, and there is one per peer)."""
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
         self._accepting: trio.CancelScope = trio.CancelScope()
@@ -1014,7 +1018,7 @@ class Node:
         who.pop(contact.address, None)
         who[contact.address] = contact.id
         if len(who) > limit:
-            who.popitem(last=False)
+            del who[next(iter(who))]
 
     def __str__(self) -> str:
         return f"{self.contact.id[:8]}@{self.contact.address}"

@@ -33,6 +33,7 @@ from typing import Any
 import attrs
 
 from overlay import validate
+from overlay.capacity import pareto_capacity
 from overlay.config import PeerConfig
 from overlay.identity import Address
 from overlay.peer import Peer
@@ -116,13 +117,6 @@ def build(scenario: Scenario) -> Simulator:
             sim.at(second, lambda: _churn_step(sim, scenario, spawn))
             second += 1
     return sim
-
-
-def pareto_capacity(rng: random.Random) -> int:
-    """A heavy-tailed capacity (Pareto, shape 1.2, at least 10): most peers are modest,
-    a few are very strong, as measured in deployed P2P systems (Saroiu, Gummadi and
-    Gribble, MMCN 2002)."""
-    return min(1_000_000, round(10 * rng.paretovariate(1.2)))
 
 
 class Spawner:

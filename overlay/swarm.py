@@ -1,14 +1,16 @@
 """``overlay swarm``: a bootstrap and N peers on loopback, watched live, summarized at the end.
 
-Layout: the parent process runs the bootstrap and the observer; the peers run
-in P worker processes (``python -m overlay.swarm``), many peers per process in
-one ``trio.run`` each, so that every core works.  A worker prints one JSON line
-per peer it started (``{"peer": "HOST:PORT", "id": ...}``), then ``{"ready": n}``;
-it leaves gracefully when its standard input closes (or on SIGINT/SIGTERM) and
-prints ``{"left": n}``.  Standard input as the stop signal means a worker whose
-parent dies (even by SIGKILL) stops too: no orphans.  Workers run in their own
-session, so a Ctrl-C at the terminal reaches only the parent, which first reads
-the final stats and only then tells the workers to leave.
+Layout: the parent process (this module) runs the bootstrap and the observer; the
+peers run in P worker processes (``python -m overlay.swarm_worker``, see
+:mod:`overlay.swarm_worker`), many peers per process in one ``trio.run`` each, so that
+every core works.  A worker prints one JSON line per peer it started
+(``{"peer": "HOST:PORT", "id": ...}``), then ``{"ready": n}``; it leaves gracefully
+when its standard input closes (or on SIGINT/SIGTERM) and prints ``{"left": n}``.
+Workers run in their own session, so a Ctrl-C at the terminal reaches only the parent,
+which first reads the final stats and only then tells the workers to leave.  What
+both sides need lives in light modules (:mod:`overlay.swarm_setup`,
+:mod:`overlay.swarm_control`, :mod:`overlay.swarm_stats`): a worker never imports
+this module, nor networkx or rich.
 
 The observer reads every peer through a :class:`StatsRequest` (concurrently,
 each under a timeout) and computes the same summary as ``overlay sim``
@@ -16,13 +18,14 @@ each under a timeout) and computes the same summary as ``overlay sim``
 
 Content (``--items M --replication R``): M items, each held by a random fraction R of
 the peers (at least one).  The plan is a pure function of (M, R, peers, seed)
-(:func:`seed_plan`), so each worker computes it itself and publishes its own share
-locally before its peers start, and a test or benchmark that knows the arguments knows
-every key (:func:`seeded_items`) without asking anyone.  The summary lists the keys.
+(:func:`overlay.swarm_setup.seed_plan`), so each worker computes it itself and
+publishes its own share locally before its peers start, and a test or benchmark that
+knows the arguments knows every key (:func:`overlay.swarm_setup.seeded_items`) without
+asking anyone.  The summary lists the keys.
 
 For benchmarks (``benchmarks/live_vs_sim.py``): ``--topology-out FILE`` rewrites FILE
 after every stats poll with the current topology as an edge list, peer i being the
-i-th started (the numbering :func:`seed_plan` names holders by), so the static
+i-th started (the numbering the plan names holders by), so the static
 simulator can replay it; ``--first-seen DIR`` has every worker record when its peers
 first saw each query id (:mod:`overlay.first_seen`) and write it to DIR as it leaves.
 """
@@ -31,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import itertools
 import json
 import logging
 import os
@@ -54,36 +55,24 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from bootstrap.server import serve_bootstrap
-from overlay import memtrace
 from overlay.cli_runtime import (
     add_runtime_arguments,
     check_runtime_arguments,
     fault_and_limit_totals,
-    fault_injectors,
     host_cache_config_of,
-    peer_config_of,
     runtime_argv,
-    swarm_node_config_of,
 )
 from overlay.cli_sim import print_summary
-from overlay.cli_view import (
-    CONTROL_ADD,
-    CONTROL_CRASH,
-    WorkerControl,
-    handle_control_line,
-    swarm_view,
-)
+from overlay.cli_view import WorkerControl, swarm_view
 from overlay.client import ask
-from overlay.config import PeerConfig, SuperConfig
 from overlay.crawl import snapshot_from
-from overlay.errors import LocalError, OverlayError
-from overlay.faults import watch_partition_file
-from overlay.first_seen import FirstSeen
+from overlay.errors import OverlayError
 from overlay.identity import Address
 from overlay.messages import StatsReply, StatsRequest
-from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
-from overlay.peer import Peer, PeerSnapshot
-from overlay.scenario import pareto_capacity
+from overlay.node import NodeConfig, one_host
+from overlay.peer import PeerSnapshot
+from overlay.swarm_control import CONTROL_ADD, CONTROL_CRASH, for_each_stdin_line
+from overlay.swarm_setup import seed_plan, seeded_items
 from overlay.swarm_stats import MAX_STATS_RECORD, StatsBatches
 from overlay.topology import graph_of, summarize
 from overlay.view import write_edge_list
@@ -94,7 +83,6 @@ log = logging.getLogger("overlay.swarm")
 STATS_TIMEOUT = 3.0
 STATS_CONCURRENCY = 128
 """Stats requests in flight at once (bounded: each holds a socket)."""
-MAX_WORKER_LINE = 4096
 WORKER_START_TIMEOUT = 120.0
 WORKER_EXIT_TIMEOUT = 15.0
 MAX_PEERS = 20_000
@@ -179,68 +167,6 @@ def register_swarm(subparsers: Any) -> None:
     )
     add_runtime_arguments(parser, swarm=True)
     parser.set_defaults(run=run_swarm)
-
-
-# ---------------------------------------------------------------------- seeded content
-
-
-def seeded_items(count: int, seed: int) -> list[tuple[bytes, str]]:
-    """The (value, name) of the items ``overlay swarm --items COUNT --seed SEED`` seeds.
-
-    Item i's name has the word ``item<i>``, unique to it, so it can be searched for by
-    keywords as well as by key.
-    """
-    return [
-        (f"overlay swarm item {i} of {count}, seed {seed}\n".encode(), f"swarm item{i} seed{seed}")
-        for i in range(count)
-    ]
-
-
-def peer_capacity(seed: int, index: int) -> int:
-    """Peer ``index``'s capacity in a super-peer swarm: heavy-tailed, as in the simulator
-    (:func:`overlay.scenario.pareto_capacity`), and a pure function of (seed, index), so a
-    worker draws its own peers' and the same arguments give the same capacities."""
-    return pareto_capacity(random.Random(f"swarm capacity {seed} {index}"))
-
-
-def super_peer_config(capacity: int) -> PeerConfig:
-    """The defaults, with the super-peer layer on and this capacity (``overlay peer
-    --super-peers`` and ``overlay swarm --super-peers``)."""
-    return PeerConfig(capacity=capacity, supers=SuperConfig(enabled=True))
-
-
-CONNECTION_HEADROOM = 64
-"""Connections a super peer keeps free beyond its weak peers and neighbors (clients,
-stats requests, shuffles, the bootstrap)."""
-
-
-def room_for_weak_peers(config: NodeConfig, peer: PeerConfig) -> NodeConfig:
-    """``config`` with room for what a super peer accepts: a connection from each weak
-    peer it may serve (``max_load``), its super-layer and overlay neighbors, and some
-    headroom.  The default budget (64) is below the default ``max_load`` (80), and a
-    super peer at it would refuse the very weak peers it was elected for.  Caps per host
-    and prefix that were lifted to the whole budget (a swarm on loopback) stay lifted."""
-    supers = peer.supers
-    needed = (
-        supers.max_load + supers.max_super_degree + peer.membership.max_degree + CONNECTION_HEADROOM
-    )
-    if not supers.enabled or config.max_connections >= needed:
-        return config
-    lifted = {
-        name: needed
-        for name in ("max_per_host", "max_per_prefix")
-        if getattr(config, name) >= config.max_connections
-    }
-    return attrs.evolve(config, max_connections=needed, **lifted)
-
-
-def seed_plan(count: int, replication: float, peers: int, seed: int) -> list[list[int]]:
-    """For each seeded item, the indices (in start order) of the peers that hold it:
-    ``max(1, round(replication * peers))`` distinct peers, drawn from their own seeded
-    random source."""
-    rng = random.Random(f"swarm items {seed}")
-    holders = min(peers, max(1, round(replication * peers)))
-    return [sorted(rng.sample(range(peers), holders)) for _ in range(count)]
 
 
 # ---------------------------------------------------------------------- stats client
@@ -366,28 +292,6 @@ async def _stop_worker(worker: Worker) -> None:
         return
     process.kill()
     await process.wait()
-
-
-async def for_each_stdin_line(handle: Callable[[bytes], Awaitable[bool]]) -> None:
-    """Call ``handle`` with each line of standard input (without its newline) until it
-    returns False, the input ends, or a line runs longer than ``MAX_WORKER_LINE``."""
-    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-    buffer = b""
-    async with stdin:
-        for _ in range(100_000_000):  # bounded: each round reads at least one byte
-            try:
-                data = await stdin.receive_some(4096)
-            except (OSError, trio.BrokenResourceError):
-                return
-            if not data:
-                return
-            *lines, buffer = (buffer + data).split(b"\n")
-            if len(buffer) > MAX_WORKER_LINE:
-                log.error("standard input: overlong line; taken as its end")
-                return
-            for line in lines:
-                if not await handle(line):
-                    return
 
 
 CONTROL_STOP_BOOTSTRAP = b"stop-bootstrap"
@@ -548,7 +452,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     command = [
                         sys.executable,
                         "-m",
-                        "overlay.swarm",
+                        "overlay.swarm_worker",
                         "--bootstrap",
                         str(server.address),
                         "--count",
@@ -716,200 +620,3 @@ async def _observe(
         }
     )
     return summary
-
-
-# ---------------------------------------------------------------------- worker process
-
-
-@attrs.frozen
-class Seeding:
-    """What a worker's share of ``--items`` is computed from (see :func:`seed_plan`)."""
-
-    items: int
-    replication: float
-    seed: int
-    total: int
-    offset: int
-
-    def holdings(self, count: int) -> dict[int, list[tuple[bytes, str]]]:
-        """Items to publish, by local peer index."""
-        items = seeded_items(self.items, self.seed)
-        mine: dict[int, list[tuple[bytes, str]]] = {}
-        for item, holders in zip(
-            items, seed_plan(self.items, self.replication, self.total, self.seed), strict=True
-        ):
-            for index in holders:
-                if self.offset <= index < self.offset + count:
-                    mine.setdefault(index - self.offset, []).append(item)
-        return mine
-
-
-async def _worker_main(
-    bootstrap: Address,
-    count: int,
-    seed: int,
-    spread: float,
-    *,
-    seeding: Seeding | None = None,
-    layer: SuperPeers | None = None,
-    runtime: argparse.Namespace | None = None,
-    first_seen: Path | None = None,
-) -> None:
-    rng = random.Random(seed)
-    sightings = FirstSeen() if first_seen is not None else None
-    holdings = seeding.holdings(count) if seeding is not None else {}
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            stop = trio.Event()
-
-            nodes: list[Node] = []
-            added = itertools.count(count)  # indices of added peers: never a seeded one
-
-            async def add_peer() -> None:
-                await start_peer(next(added))
-
-            async def until_stdin_closes() -> None:
-                # Lines are control lines (overlay.cli_view.handle_control_line): crash a
-                # peer, add one; anything else, or the end of input, means stop.
-                async def handle(line: bytes) -> bool:
-                    if not await handle_control_line(line, nodes, add_peer, _emit):
-                        return False
-                    # Let crashed peers go: under churn (benchmarks/soak.py), keeping
-                    # every node ever started would grow the worker without bound.
-                    nodes[:] = [node for node in nodes if not node.stopping]
-                    return True
-
-                await for_each_stdin_line(handle)
-                stop.set()
-
-            async def until_signal() -> None:
-                async for _ in signals:
-                    break
-                stop.set()
-
-            nursery.start_soon(until_stdin_closes)
-            nursery.start_soon(until_signal)
-            trace_to = memtrace.requested()  # a soak's diagnostic, off by default
-            if trace_to is not None:
-                memtrace.start()
-                nursery.start_soon(
-                    memtrace.dump_periodically, trace_to, lambda: f"peers={len(nodes)}"
-                )
-            runtime_args = runtime or _no_runtime()
-            make_faults, partition = fault_injectors(runtime_args, seed)
-            if runtime_args.partition_file is not None:
-                nursery.start_soon(watch_partition_file, runtime_args.partition_file, partition)
-            node_config = swarm_node_config_of(runtime_args)
-            if layer is not None and getattr(runtime_args, "max_connections", None) is None:
-                node_config = room_for_weak_peers(node_config, super_peer_config(1))
-
-            async def start_peer(index: int) -> None:
-                listeners, address = await open_listeners("127.0.0.1", 0)
-                config = (
-                    PeerConfig()
-                    if layer is None
-                    else super_peer_config(peer_capacity(layer.capacity_seed, layer.first + index))
-                )
-                peer = Peer(
-                    address,
-                    peer_config_of(runtime_args, config),
-                    random.Random(rng.getrandbits(64)),
-                    bootstrap=bootstrap,
-                )
-                for value, name in holdings.get(index, ()):
-                    try:
-                        peer.search.publish(value, name)  # before it starts: no one to tell
-                    except LocalError as error:  # its store is full: it holds fewer
-                        log.error("peer %s: not seeding %s: %s", peer.id, name, error)
-                if sightings is not None:
-                    peer.search.observer = sightings.observe
-                node = peer_node(peer, node_config, faults=make_faults())
-                await nursery.start(node.serve, listeners)
-                nodes.append(node)
-                _emit({"peer": str(address), "id": peer.id})
-
-            for index in range(count):
-                if stop.is_set():
-                    break
-                await start_peer(index)
-                if spread > 0:
-                    await trio.sleep(spread / count)
-            _emit({"ready": len(nodes)})
-            await stop.wait()
-            async with trio.open_nursery() as leaving:
-                for node in nodes:
-                    leaving.start_soon(node.leave)
-            if sightings is not None and first_seen is not None:
-                sightings.write(first_seen)
-            _emit({"left": len(nodes)})
-            nursery.cancel_scope.cancel()
-
-
-@attrs.frozen
-class SuperPeers:
-    """A worker's share of ``--super-peers``: its peers' capacities are drawn by
-    :func:`peer_capacity` from the swarm's capacity seed and their swarm-wide index."""
-
-    capacity_seed: int
-    first: int
-    """Swarm-wide index of this worker's first peer."""
-
-
-def _no_runtime() -> argparse.Namespace:
-    """The runtime options of a worker started without any (all defaults, no faults)."""
-    parser = argparse.ArgumentParser()
-    add_runtime_arguments(parser)
-    return parser.parse_args([])
-
-
-def _emit(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
-
-
-def worker_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m overlay.swarm", description=__doc__)
-    parser.add_argument("--bootstrap", type=Address.parse, required=True)
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--spread", type=float, default=0.0, help="seconds to stagger starts")
-    parser.add_argument("--items", type=int, default=0, help="items the swarm seeds")
-    parser.add_argument("--replication", type=float, default=0.01)
-    parser.add_argument("--items-seed", type=int, default=1, help="the swarm's --seed")
-    parser.add_argument("--total", type=int, default=0, help="peers in the whole swarm")
-    parser.add_argument("--offset", type=int, default=0, help="index of this worker's first peer")
-    parser.add_argument("--super-peers", action="store_true", help="run the super-peer layer")
-    parser.add_argument("--capacity-seed", type=int, default=1, help="seed of the capacities")
-    parser.add_argument("--first", type=int, default=0, help="swarm-wide index of my first peer")
-    parser.add_argument("--first-seen", type=Path, default=None, help="see overlay.first_seen")
-    add_runtime_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR, format="worker: %(message)s")
-    seeding = (
-        Seeding(args.items, args.replication, args.items_seed, args.total, args.offset)
-        if args.items
-        else None
-    )
-    layer = SuperPeers(args.capacity_seed, args.first) if args.super_peers else None
-    try:
-        trio.run(
-            functools.partial(
-                _worker_main,
-                args.bootstrap,
-                args.count,
-                args.seed,
-                args.spread,
-                seeding=seeding,
-                layer=layer,
-                runtime=args,
-                first_seen=args.first_seen,
-            )
-        )
-    except OverlayError as error:
-        print(f"overlay swarm worker: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main())

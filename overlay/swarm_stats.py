@@ -2,7 +2,7 @@
 
 ``overlay swarm`` owns its worker processes and already talks to each over a pipe
 (control lines on the worker's standard input, JSON records on its standard output;
-see :mod:`overlay.swarm`).  Asking 1,000 peers for their stats over TCP costs each
+see :mod:`overlay.swarm_control`).  Asking 1,000 peers for their stats over TCP costs each
 worker 500 connections' worth of accepts, handshakes and frames a second, which is
 more than two busy processes answer in a second; asking each worker once costs one
 line and one record.  So ``overlay swarm --view`` asks ``stats <n>`` and the worker

@@ -53,6 +53,34 @@ class Flooding:
             return cap
         return ttl
 
+    def _begin(
+        self,
+        mode: str,
+        criteria: Criteria,
+        now: float,
+        out: list[Effect],
+        *,
+        ttl: int,
+        direct: bool | None,
+        want: int | None,
+    ) -> FloodSearch:
+        """Open a flood or ring search of mine and answer it from my own store first."""
+        ctx = self.ctx
+        ctx.check_capacity()
+        config = ctx.config
+        search = FloodSearch(
+            search_id=ctx.new_id(),
+            mode=mode,
+            criteria=criteria,
+            started=now,
+            want=want if want is not None else config.want_hits,
+            ttl=self.clamp_ttl(max(1, ttl)),
+            direct=direct if direct is not None else config.direct_hits,
+        )
+        ctx.begin(search)
+        self._local_hits(search, now, out)
+        return search
+
     def start_flood(
         self,
         criteria: Criteria,
@@ -64,19 +92,9 @@ class Flooding:
         want: int | None = None,
     ) -> str:
         ctx = self.ctx
-        ctx.check_capacity()
         config = ctx.config
-        search = FloodSearch(
-            search_id=ctx.new_id(),
-            mode="flood",
-            criteria=criteria,
-            started=now,
-            want=want if want is not None else config.want_hits,
-            ttl=self.clamp_ttl(max(1, ttl if ttl is not None else config.flood_ttl)),
-            direct=direct if direct is not None else config.direct_hits,
-        )
-        ctx.begin(search)
-        self._local_hits(search, now, out)
+        ttl = config.flood_ttl if ttl is None else ttl
+        search = self._begin("flood", criteria, now, out, ttl=ttl, direct=direct, want=want)
         self._send_ring(search, search.search_id, search.ttl, now, out)
         deadline = now + 2 * search.ttl * config.hop_allowance
 
@@ -98,19 +116,9 @@ class Flooding:
     ) -> str:
         """Expanding ring: ``ttl`` (default: the cap) is the largest ring tried."""
         ctx = self.ctx
-        ctx.check_capacity()
         config = ctx.config
-        search = FloodSearch(
-            search_id=ctx.new_id(),
-            mode="ring",
-            criteria=criteria,
-            started=now,
-            want=want if want is not None else config.want_hits,
-            ttl=self.clamp_ttl(max(1, ttl if ttl is not None else config.max_ttl)),
-            direct=direct if direct is not None else config.direct_hits,
-        )
-        ctx.begin(search)
-        self._local_hits(search, now, out)
+        ttl = config.max_ttl if ttl is None else ttl
+        search = self._begin("ring", criteria, now, out, ttl=ttl, direct=direct, want=want)
         if search.satisfied:
             ctx.finish(search, now, out, rings=())
             return search.search_id

@@ -22,7 +22,6 @@ from rich.console import Console
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.cli_view import (
     WorkerControl,
-    handle_control_line,
     live_view,
     swarm_actions,
     swarm_view,
@@ -34,6 +33,7 @@ from overlay.identity import Address, Contact
 from overlay.messages import MAX_MEMBERS_PAGE, MembersReply, MembersRequest
 from overlay.node import Connection, Node, NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer
+from overlay.swarm_control import handle_control_line
 from overlay.swarm_stats import StatsBatches
 from overlay.topology import graph_of
 

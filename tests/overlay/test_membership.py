@@ -229,6 +229,36 @@ def test_shuffle_request_is_answered_without_the_asker() -> None:
     assert all(e.contact != contact(1) for e in replies[0].entries)
 
 
+def test_a_shuffle_reply_from_a_non_neighbor_closes_its_link_but_not_a_neighbors() -> None:
+    peer = lone_peer()
+    link(peer, contact(1))
+    reply = ShuffleReply((ShuffleEntry(contact(5), 0),))
+    assert Close(contact(2).address) in peer.receive(reply, contact(2), 0.0)
+    assert not any(isinstance(e, Close) for e in peer.receive(reply, contact(1), 0.0))
+
+
+def test_the_answered_side_of_an_exchange_closes_nothing() -> None:
+    """Only the side that asked closes: it has read the answer, and a request that
+    arrives right behind it on the same link is not cut off."""
+    peer = lone_peer()
+    effects = peer.receive(ShuffleRequest((ShuffleEntry(contact(5), 0),)), contact(2), 0.0)
+    assert [type(s.message) for s in sends(effects)] == [ShuffleReply]
+    assert not any(isinstance(e, Close) for e in effects)
+
+
+def test_the_bootstrap_link_closes_once_its_sample_is_in_and_a_refusal_closes_too() -> None:
+    peer = lone_peer()
+    peer.start(0.0)
+    bootstrap = Contact("f" * 32, BOOTSTRAP)
+    effects = peer.receive(PeerSample((contact(2), contact(3))), bootstrap, 0.1)
+    assert effects[-1] == Close(BOOTSTRAP)
+    asked = {s.to for s in sends(effects) if isinstance(s.message, Join)}
+    refuser = contact(2) if contact(2).address in asked else contact(3)
+    refused = peer.receive(NeighborReject(), refuser, 0.2)
+    assert Close(refuser.address) in refused
+    assert refuser.id not in peer.membership.pending
+
+
 def test_degree_never_exceeds_the_maximum_whatever_arrives() -> None:
     peer = lone_peer()
     rng = random.Random(3)

@@ -31,7 +31,8 @@ from overlay.identity import Address, Contact, new_peer_id
 from overlay.messages import MAX_KEYWORDS_FIELD, ClientSearchResult, Query, QueryHit
 from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
 from overlay.peer import Peer
-from overlay.swarm import fetch_stats, seeded_items
+from overlay.swarm import fetch_stats
+from overlay.swarm_setup import seeded_items
 from search.config import SearchConfig
 from search.errors import ContentMismatch
 from search.store import Item, content_key

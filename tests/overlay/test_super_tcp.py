@@ -28,8 +28,9 @@ from rich.console import Console
 from bootstrap.hostcache import HostCacheConfig
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay import PROTOCOL_VERSION
+from overlay.capacity import pareto_capacity
 from overlay.cli_search import fetch_via, publish_via, search_via
-from overlay.cli_view import handle_control_line, live_view, swarm_actions
+from overlay.cli_view import live_view, swarm_actions
 from overlay.config import PeerConfig, SuperConfig
 from overlay.crawl import Crawl, crawl, fetch_stats, snapshot_from
 from overlay.identity import Address, Contact, PeerId
@@ -53,8 +54,8 @@ from overlay.messages import (
 )
 from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node, super_stats
 from overlay.peer import Peer, PeerSnapshot
-from overlay.scenario import pareto_capacity
-from overlay.swarm import CONNECTION_HEADROOM, room_for_weak_peers, super_peer_config
+from overlay.swarm_control import handle_control_line
+from overlay.swarm_setup import CONNECTION_HEADROOM, room_for_weak_peers, super_peer_config
 from overlay.topology import super_layer_figures
 from overlay.wire import check_handshake
 from search.store import content_key

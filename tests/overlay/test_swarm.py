@@ -27,7 +27,7 @@ def _workers_of(bootstrap: str) -> list[int]:
                 command = file.read().split(b"\0")
         except OSError:
             continue
-        if b"overlay.swarm" in command and bootstrap.encode() in command:
+        if b"overlay.swarm_worker" in command and bootstrap.encode() in command:
             found.append(int(entry))
     return found
 

@@ -20,16 +20,20 @@ import pytest
 import trio
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
-from overlay.cli_view import WorkerControl, handle_control_line
+from overlay.cli_view import WorkerControl
 from overlay.crawl import crawl, fetch_stats
 from overlay.errors import ProtocolError, TransportError
 from overlay.identity import Address
 from overlay.messages import StatCounter, StatsReply
 from overlay.node import Node
 from overlay.swarm import Worker, _read_worker
+from overlay.swarm_control import handle_control_line
 from overlay.swarm_stats import MAX_PART_BYTES, StatsBatches, stats_records
 from tests.conftest import REPO
 from tests.overlay.test_crawl import PEERS, Swarm, start_swarm
+
+WORKER = (sys.executable, "-m", "overlay.swarm_worker")
+"""How ``overlay swarm`` starts a worker process."""
 
 
 def without_counters(reply: StatsReply) -> StatsReply:
@@ -154,7 +158,7 @@ async def test_a_real_worker_answers_over_its_pipe(nursery: trio.Nursery) -> Non
         lambda task_status: serve_bootstrap("127.0.0.1", 0, seed=3, task_status=task_status)
     )
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "overlay.swarm", "--bootstrap", str(server.address), "--count", "4"],
+        [*WORKER, "--bootstrap", str(server.address), "--count", "4"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=str(REPO),

@@ -1,0 +1,251 @@
+"""Benchmark: what one peer costs in memory, hosted the way a swarm worker hosts it.
+
+Starts a bootstrap in a child process (so that its host cache is not counted), then,
+in this process, ``--peers`` peers on 127.0.0.1 with a swarm worker's configuration
+(:func:`overlay.cli_runtime.swarm_node_config_of` over the default runtime options),
+lets them settle for ``--settle`` seconds and records, in
+``benchmarks/results/peer_memory.json``:
+
+* ``rss_per_peer_kib``: resident memory grown since before the first peer, over the
+  number of peers (what a peer costs beyond an empty process: the interpreter and its
+  libraries are in the baseline);
+* ``traced_per_peer_kib``: the same from :mod:`tracemalloc` (Python allocations only;
+  the rest of the RSS is allocator slack and fragmentation);
+* ``top_sites``: the allocation sites (``file:line``) that grew most, per peer;
+* ``connections_per_peer``, ``degree`` and ``connections_to_non_neighbors_per_peer``:
+  what those bytes are spread over;
+* the machine, its load before and after, and the command.
+
+Tracing adds its own bookkeeping to the RSS (about as much again as the peers' own
+allocations), so take the RSS figure from a ``--no-trace`` run and the breakdown from a
+traced one; ``--before FILE`` keeps an earlier result's figures under ``before``.
+
+Run: ``python -m benchmarks.peer_memory [--peers N] [--settle S]`` (about
+``settle + peers/100`` seconds; under ``flock /tmp/bench.lock`` on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from bootstrap.server import BootstrapServer, serve_bootstrap
+from overlay.cli_runtime import add_runtime_arguments, peer_config_of, swarm_node_config_of
+from overlay.config import PeerConfig
+from overlay.identity import Address
+from overlay.node import Node, open_listeners, peer_node
+from overlay.peer import Peer
+
+RESULT = Path(__file__).resolve().parent / "results" / "peer_memory.json"
+REPO = Path(__file__).resolve().parent.parent
+TOP_SITES = 20
+BOOTSTRAP_START_LINES = 50  # a bootstrap prints its address within its first lines
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def start_bootstrap() -> tuple[subprocess.Popen[bytes], Address]:
+    child = subprocess.Popen(
+        [sys.executable, "-u", "-m", "benchmarks.peer_memory", "--serve-bootstrap"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    assert child.stdout is not None
+    for _ in range(BOOTSTRAP_START_LINES):
+        line = child.stdout.readline()
+        found = re.search(rb"listening on 127\.0\.0\.1:(\d+)", line)
+        if found:
+            return child, Address("127.0.0.1", int(found.group(1)))
+        if not line:
+            break
+    child.kill()
+    raise RuntimeError("the bootstrap did not say where it listens")
+
+
+async def serve_bootstrap_here() -> None:
+    """The child's side of :func:`start_bootstrap`: a bootstrap with default settings,
+    until killed (started from here rather than ``overlay bootstrap`` so that the
+    measurement depends on the runtime and the core only)."""
+
+    async def report(task_status: trio.TaskStatus[BootstrapServer]) -> None:
+        await serve_bootstrap("127.0.0.1", 0, seed=0, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        server: BootstrapServer = await nursery.start(report)
+        print(f"bootstrap listening on {server.address}", flush=True)
+
+
+def _runtime_defaults() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_runtime_arguments(parser)
+    return parser.parse_args([])
+
+
+def top_sites(
+    after: tracemalloc.Snapshot, before: tracemalloc.Snapshot, peers: int
+) -> list[dict[str, Any]]:
+    sites = []
+    for stat in after.compare_to(before, "lineno")[:TOP_SITES]:
+        frame = stat.traceback[0]
+        sites.append(
+            {
+                "site": f"{os.path.relpath(frame.filename, REPO)}:{frame.lineno}",
+                "kib_per_peer": round(stat.size_diff / peers / 1024, 2),
+                "blocks_per_peer": round(stat.count_diff / peers, 1),
+            }
+        )
+    return sites
+
+
+def top_files(
+    after: tracemalloc.Snapshot, before: tracemalloc.Snapshot, peers: int
+) -> dict[str, float]:
+    """KiB per peer by the file that allocated it (trio's own files, the project's...)."""
+    return {
+        os.path.relpath(stat.traceback[0].filename, REPO): round(stat.size_diff / peers / 1024, 2)
+        for stat in after.compare_to(before, "filename")[:TOP_SITES]
+    }
+
+
+def _without_tracemalloc(snapshot: tracemalloc.Snapshot) -> tracemalloc.Snapshot:
+    return snapshot.filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
+
+
+def link_shape(nodes: Sequence[Node], peers: Sequence[Peer]) -> dict[str, float]:
+    count = len(nodes)
+    connections = sum(len(node.connections) for node in nodes)
+    degree = sum(len(peer.membership.active) for peer in peers)
+    non_neighbors = 0
+    for node, peer in zip(nodes, peers, strict=True):
+        neighbors = {n.contact.address for n in peer.membership.active.values()}
+        non_neighbors += sum(len(c) for a, c in node.links.items() if a not in neighbors)
+    return {
+        "connections_per_peer": round(connections / count, 2),
+        "degree": round(degree / count, 2),
+        "connections_to_non_neighbors_per_peer": round(non_neighbors / count, 2),
+    }
+
+
+async def measure(args: argparse.Namespace, bootstrap: Address) -> dict[str, Any]:
+    runtime = _runtime_defaults()
+    node_config = swarm_node_config_of(runtime)
+    if args.read_size:
+        node_config = attrs.evolve(node_config, read_size=args.read_size)
+    peer_config = peer_config_of(runtime, PeerConfig())
+    rng = random.Random(args.seed)
+    nodes: list[Node] = []
+    peers: list[Peer] = []
+    async with trio.open_nursery() as nursery:
+        await trio.sleep(0.2)
+        gc.collect()
+        rss_before = resident_bytes()
+        if args.trace:
+            tracemalloc.start(1)
+            before = _without_tracemalloc(tracemalloc.take_snapshot())
+        for _ in range(args.peers):
+            listeners, address = await open_listeners("127.0.0.1", 0)
+            peer = Peer(
+                address, peer_config, random.Random(rng.getrandbits(64)), bootstrap=bootstrap
+            )
+            node = peer_node(peer, node_config)
+            await nursery.start(node.serve, listeners)
+            nodes.append(node)
+            peers.append(peer)
+            await trio.sleep(args.spread / args.peers)
+        await trio.sleep(args.settle)
+        gc.collect()
+        rss_after = resident_bytes()
+        record: dict[str, Any] = {
+            "rss_before_bytes": rss_before,
+            "rss_per_peer_kib": round((rss_after - rss_before) / args.peers / 1024, 1),
+            **link_shape(nodes, peers),
+            "joined": sum(1 for peer in peers if peer.membership.active),
+        }
+        if args.trace:
+            after = _without_tracemalloc(tracemalloc.take_snapshot())
+            grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+            record["traced_per_peer_kib"] = round(grown / args.peers / 1024, 1)
+            record["top_sites"] = top_sites(after, before, args.peers)
+            record["top_files"] = top_files(after, before, args.peers)
+            tracemalloc.stop()
+        for node in nodes:
+            node.stop()
+        nursery.cancel_scope.cancel()
+    return record
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--peers", type=int, default=200)
+    parser.add_argument("--settle", type=float, default=20.0, help="seconds after the last start")
+    parser.add_argument("--spread", type=float, default=1.0, help="seconds to start them all over")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-trace", dest="trace", action="store_false")
+    parser.add_argument("--output", type=Path, default=RESULT)
+    parser.add_argument(
+        "--before", type=Path, help="an earlier result, kept under 'before' (without its sites)"
+    )
+    parser.add_argument("--read-size", type=int, default=0, help="bytes per read (0: default)")
+    parser.add_argument("--serve-bootstrap", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    if args.serve_bootstrap:
+        trio.run(serve_bootstrap_here)
+        return 0
+    load_before = os.getloadavg()
+    child, bootstrap = start_bootstrap()
+    try:
+        record = trio.run(measure, args, bootstrap)
+    finally:
+        child.terminate()
+        child.wait()
+    result = {
+        "command": "python -m benchmarks.peer_memory "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "peers": args.peers,
+        "settle_seconds": args.settle,
+        "traced": args.trace,
+        **record,
+        "machine": {
+            "cores": os.cpu_count(),
+            "arch": platform.machine(),
+            "python": sys.version.split()[0],
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+    }
+    if args.before is not None:
+        earlier = json.loads(args.before.read_text())
+        result["before"] = {k: v for k, v in earlier.items() if k not in ("top_sites", "before")}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "top_sites"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
