@@ -778,13 +778,26 @@ class Node:
         self._remember(remote.contact)
         await self._pump(connection, stream, decoder, early)
 
+    def _dial_from(self) -> str | None:
+        """The source address of my outgoing connections: the host I listen on.
+
+        Without it the kernel picks the source, and every peer on a loopback address
+        (127.x.y.z, as the Sybil benchmark lays honest peers out one per /24) dials
+        from 127.0.0.1: the other side's per-host and per-prefix admission caps would
+        then count all of them as one host and refuse honest peers.  A wildcard
+        listener (0.0.0.0, ::) leaves the choice to the kernel."""
+        host = self.contact.address.host
+        return None if host in ("0.0.0.0", "::", "") else host
+
     async def _run_outbound(self, connection: Connection, to: Address) -> None:
         decoder = FrameDecoder(self.config.frame_cap)
         try:
             with connection.scope:
                 try:
                     with trio.fail_after(self.config.connect_timeout):
-                        stream = await trio.open_tcp_stream(to.host, to.port)
+                        stream = await trio.open_tcp_stream(
+                            to.host, to.port, local_address=self._dial_from()
+                        )
                 except (OSError, trio.TooSlowError) as exc:
                     self._count("dial.failed")
                     self._end(connection, _transport_error(exc))
