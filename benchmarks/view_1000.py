@@ -63,7 +63,7 @@ from overlay.identity import Address
 from overlay.messages import StatsReply
 from overlay.node import NodeConfig, one_host, peer_node, peer_stats
 from overlay.scenario import Scenario, build
-from overlay.swarm import Worker, _read_worker, _stop_worker
+from overlay.swarm import Worker, _stop_worker, start_worker, wait_ready
 from overlay.view import ViewModel, render, sim_frames
 from overlay.wire import FrameDecoder, encode_frame
 
@@ -192,15 +192,8 @@ async def start_owned(
             "--count", str(count), "--seed", str(1_000_003 + index),
             "--spread", str(min(5.0, count / 200)),
         ]  # fmt: skip
-        process = await trio.lowlevel.open_process(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
-        )
-        worker = Worker(index, count, process)
-        workers.append(worker)
-        nursery.start_soon(_read_worker, worker)
-    with trio.move_on_after(START_TIMEOUT):
-        for worker in workers:
-            await worker.ready.wait()
+        workers.append(await start_worker(nursery, index, count, command))
+    await wait_ready(workers, START_TIMEOUT)
     return server, workers
 
 

@@ -276,6 +276,26 @@ async def _read_worker(worker: Worker) -> None:
     worker.ready.set()  # it ended: whoever waits for it must not wait forever
 
 
+async def start_worker(
+    nursery: trio.Nursery, index: int, count: int, command: Sequence[str]
+) -> Worker:
+    """Launch one worker process (its own session, so a Ctrl-C reaches it through us
+    only) and follow its output in ``nursery``."""
+    process = await trio.lowlevel.open_process(
+        list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+    )
+    worker = Worker(index, count, process)
+    nursery.start_soon(_read_worker, worker)
+    return worker
+
+
+async def wait_ready(workers: Sequence[Worker], timeout: float) -> None:
+    """Wait until every worker has started its peers (or ended), at most ``timeout``."""
+    with trio.move_on_after(timeout):
+        for worker in workers:
+            await worker.ready.wait()
+
+
 async def _stop_worker(worker: Worker) -> None:
     """Close its stdin (leave gracefully), then escalate to SIGTERM and SIGKILL."""
     process = worker.process
@@ -490,18 +510,8 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     if args.first_seen is not None:
                         command += ["--first-seen", str(args.first_seen)]
                     command += runtime_argv(args)
-                    process = await trio.lowlevel.open_process(
-                        command,
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        start_new_session=True,
-                    )
-                    worker = Worker(index, count, process)
-                    workers.append(worker)
-                    nursery.start_soon(_read_worker, worker)
-                with trio.move_on_after(WORKER_START_TIMEOUT):
-                    for worker in workers:
-                        await worker.ready.wait()
+                    workers.append(await start_worker(nursery, index, count, command))
+                await wait_ready(workers, WORKER_START_TIMEOUT)
                 addresses = [a for w in workers for a in w.peers]
                 if len(addresses) < peers:
                     log.error("swarm: only %d of %d peers started", len(addresses), peers)
