@@ -44,6 +44,7 @@ import attrs
 import trio
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
+from overlay import memtrace
 from overlay.cli_runtime import add_runtime_arguments, peer_config_of, swarm_node_config_of
 from overlay.config import PeerConfig
 from overlay.identity import Address
@@ -57,11 +58,10 @@ BOOTSTRAP_START_LINES = 50  # a bootstrap prints its address within its first li
 
 
 def resident_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    rss = memtrace.rss_bytes()
+    if rss is None:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return rss
 
 
 def start_bootstrap() -> tuple[subprocess.Popen[bytes], Address]:

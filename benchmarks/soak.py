@@ -175,13 +175,8 @@ class Soak:
 
 
 def rss_and_fds(pid: int) -> tuple[int | None, int | None]:
-    rss: int | None = None
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
-    except (OSError, ValueError):
+    rss = memtrace.rss_bytes(pid)
+    if rss is None:
         return None, None
     try:
         fds: int | None = len(os.listdir(f"/proc/{pid}/fd"))

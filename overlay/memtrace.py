@@ -28,6 +28,19 @@ ENV_FRAMES: Final = "OVERLAY_TRACEMALLOC_FRAMES"
 TOP: Final = 40
 
 
+def rss_bytes(pid: int | str = "self") -> int | None:
+    """Resident memory of process ``pid`` (default: this one) from ``/proc``, or None
+    when the process is gone or there is no ``/proc`` (not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def requested() -> Path | None:
     """The dump directory named in the environment, if tracing was asked for."""
     value = os.environ.get(ENV_DIR)

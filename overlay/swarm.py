@@ -68,6 +68,7 @@ from overlay.client import ask
 from overlay.crawl import snapshot_from
 from overlay.errors import OverlayError
 from overlay.identity import Address
+from overlay.memtrace import rss_bytes
 from overlay.messages import StatsReply, StatsRequest
 from overlay.node import NodeConfig, one_host
 from overlay.peer import PeerSnapshot
@@ -233,17 +234,6 @@ class Worker:
     left: int | None = None
     stats: StatsBatches = attrs.field(factory=StatsBatches)
     """Its answers to batched stats requests (``overlay swarm --view``)."""
-
-
-def _rss_bytes(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 async def _read_worker(worker: Worker) -> None:
@@ -535,7 +525,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                 summary = await _observe(
                     args, addresses, stop, interval=interval, started=started, stderr=stderr
                 )
-                summary["worker_rss_bytes"] = [_rss_bytes(w.process.pid) for w in workers]
+                summary["worker_rss_bytes"] = [rss_bytes(w.process.pid) for w in workers]
                 summary["processes"] = processes
                 summary["bootstrap"] = str(server.address)
                 summary["bootstrap_hosts"] = len(server.cache)
