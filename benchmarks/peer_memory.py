@@ -47,7 +47,7 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay import memtrace
 from overlay.cli_runtime import add_runtime_arguments, peer_config_of, swarm_node_config_of
 from overlay.config import PeerConfig
-from overlay.identity import Address
+from overlay.identity import Address, new_peer_id
 from overlay.node import Node, open_listeners, peer_node
 from overlay.peer import Peer
 
@@ -153,7 +153,8 @@ async def measure(args: argparse.Namespace, bootstrap: Address) -> dict[str, Any
     if args.read_size:
         node_config = attrs.evolve(node_config, read_size=args.read_size)
     peer_config = peer_config_of(runtime, PeerConfig())
-    rng = random.Random(args.seed)
+    ids = random.Random(args.seed)
+    rng = random.Random(ids.getrandbits(64))  # one for all, as a swarm worker has
     nodes: list[Node] = []
     peers: list[Peer] = []
     async with trio.open_nursery() as nursery:
@@ -165,9 +166,7 @@ async def measure(args: argparse.Namespace, bootstrap: Address) -> dict[str, Any
             before = _without_tracemalloc(tracemalloc.take_snapshot())
         for _ in range(args.peers):
             listeners, address = await open_listeners("127.0.0.1", 0)
-            peer = Peer(
-                address, peer_config, random.Random(rng.getrandbits(64)), bootstrap=bootstrap
-            )
+            peer = Peer(address, peer_config, rng, peer_id=new_peer_id(ids), bootstrap=bootstrap)
             node = peer_node(peer, node_config)
             await nursery.start(node.serve, listeners)
             nodes.append(node)

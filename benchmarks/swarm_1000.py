@@ -31,8 +31,8 @@ Records, in ``benchmarks/results/swarm_1000.json``:
   one peer process sustains.  ``worker_cpu_share`` says how much of a core it got.
 
 Every flood figure comes per worker process per wall second and per worker CPU-second,
-with the load average at the end of its window.  An earlier result file's figures are
-kept under ``before``.
+with the load average at the end of its window.  The previous result file is kept
+under ``before`` (and its own ``before`` in it: the history of the figures).
 
 Caveats, written into the result too: the peers' worker processes share the machine
 with the swarm's parent (bootstrap), this script (the flood clients) and, on a shared
@@ -486,9 +486,8 @@ def main() -> int:
             "have a core to itself (flood.worker_cpu_share says how much it got)",
         }
     if args.output.exists():
-        # Keep the figures from before the current code under "before", once.
-        earlier = json.loads(args.output.read_text())
-        result["before"] = earlier.get("before", earlier)
+        # The previous result goes under "before" (with its own "before": the history).
+        result["before"] = json.loads(args.output.read_text())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))

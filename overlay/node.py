@@ -33,8 +33,14 @@ How a link works here:
   ``Close`` before the farewell ``Send`` (see ``Membership._remove``).
 * **link_lost** reaches the core when the last connection to a peer dies for a
   reason the core did not ask for (EOF, reset, bad input, idle timeout).
-* **Timers**: one task sleeps until ``core.next_deadline()``; its cancel scope's
-  deadline is moved after every event, so an earlier deadline wakes it early.
+* **Timers**: one task sleeps until ``core.next_deadline()`` (or the next sweep of
+  the connections for idle and stuck ones); its cancel scope's deadline is moved
+  after every event, so an earlier deadline wakes it early.
+* **Tasks**: a node runs one task per connection and two of its own (accepting, and
+  timers with the sweep).  A connection's task holds no cancel scope once the
+  handshake is done, and parks on ``wait_readable`` straight from its own frame:
+  a parked task keeps its whole await chain and every scope alive, and with six or
+  seven connections per peer that was a fifth of a swarm peer's memory.
 
 Limits, all from :class:`NodeConfig`: at most ``max_connections`` accepted and
 as many dialled connections; a new connection at the limit evicts the oldest one
@@ -184,6 +190,7 @@ class Connection:
     """
 
     __slots__ = (
+        "aborted",
         "closing",
         "counted",
         "decoder",
@@ -233,7 +240,13 @@ class Connection:
         """Set once the handshake is done: from then on frames are written to it.  Its
         descriptor is read afresh for every write (-1 once closed), never kept: a closed
         descriptor's number is soon another connection's."""
-        self.scope = trio.CancelScope()
+        self.scope: trio.CancelScope | None = trio.CancelScope()
+        """Cancels the dial and the handshake; None once the connection is open.  An open
+        connection is ended from outside by waking its reader instead (see
+        :meth:`Node.end_connection`): a cancel scope per connection held for its whole
+        life cost a peer about 7 KiB of its memory."""
+        self.aborted = False
+        """Ended from outside its task: the reader stops at its next wake-up."""
 
     def decoder_buffered(self) -> int:
         return self.decoder.buffered if self.decoder is not None else 0
@@ -365,17 +378,15 @@ class Node:
     ) -> None:
         """Accept connections and run the core until cancelled, :meth:`stop` or :meth:`leave`."""
         try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    nursery.start_soon(self._accept_all, list(listeners))
-                    self._apply(self.core.start(trio.current_time()))
-                    nursery.start_soon(self._timer_loop)
-                    nursery.start_soon(self._sweep_loop)
-                    if self.faults is not None:
-                        nursery.start_soon(self.faults.run)
-                    task_status.started()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self._accept_all, list(listeners))
+                self._apply(self.core.start(trio.current_time()))
+                nursery.start_soon(self._timer_loop)
+                if self.faults is not None:
+                    nursery.start_soon(self.faults.run)
+                task_status.started()
         finally:
             self.stopping = True
             for listener in listeners:
@@ -536,8 +547,7 @@ class Node:
                 _write_some(connection, fd)
             except OSError as exc:
                 connection.outbox.clear()
-                self._end(connection, _transport_error(exc))
-                connection.scope.cancel()
+                self.end_connection(connection, _transport_error(exc))
                 return
             if connection.outbox:
                 connection.draining = True
@@ -546,7 +556,7 @@ class Node:
                 self._nursery.start_soon(self._drain, connection)
                 return
         if connection.shut:
-            connection.scope.cancel()  # closed by the core or leave(), and all written
+            self._abort(connection)  # closed by the core or leave(), and all written
 
     async def _drain(self, connection: Connection) -> None:
         """Wait for the socket to take the rest of the queue (the remote reads slowly);
@@ -564,14 +574,13 @@ class Node:
             return  # the reader closed the socket: the connection is over already
         except (OSError, trio.BusyResourceError) as exc:
             connection.outbox.clear()
-            self._end(connection, _transport_error(exc))
-            connection.scope.cancel()
+            self.end_connection(connection, _transport_error(exc))
             return
         finally:
             connection.draining = False
             connection.writing_since = -1.0
         if connection.shut:
-            connection.scope.cancel()
+            self._abort(connection)
 
     def _shut(self, connection: Connection) -> None:
         """Accept no more frames; end the connection once what is queued is written."""
@@ -592,84 +601,95 @@ class Node:
         self.connections.add(connection)
         self.outbound += 1
         self._count("dial.started")
-        self._nursery.start_soon(self._run_outbound, connection, to)
+        self._nursery.start_soon(self._run, connection, None)
         return connection
 
     # ------------------------------------------------------------------ timers
 
     async def _timer_loop(self) -> None:
+        """Wake at the core's next deadline, and a few times per timeout to sweep the
+        connections: one sleeping task per node (a second one, with the timeout scope
+        of its sleep, cost a peer about 2 KiB)."""
         core = self.core
+        period = self._sweep_period()
+        next_sweep = trio.current_time() + period
         while True:
-            scope = trio.CancelScope(deadline=core.next_deadline())
+            scope = trio.CancelScope(deadline=min(core.next_deadline(), next_sweep))
             self._timer_scope = scope
             with scope:
                 await trio.sleep_forever()
             now = trio.current_time()
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + period
             if now >= core.next_deadline():
                 self._apply(core.handle_timer(now))
                 if core.next_deadline() <= now:
                     # A core must move its deadline when handled; never spin if it does not.
                     await trio.sleep(0.001)
 
-    async def _sweep_loop(self) -> None:
+    def _sweep_period(self) -> float:
+        """A few sweeps per shortest timeout the sweep enforces."""
+        config = self.config
+        shortest = min(config.idle_timeout, config.send_timeout)
+        if self._keeps is not None:
+            shortest = min(shortest, config.transient_idle_timeout)
+        return max(0.005, shortest / 4)
+
+    def _sweep(self, now: float) -> None:
         """Close connections that went silent or stopped reading.
 
-        One task per node scanning every connection a few times per timeout is far
-        cheaper than a cancel scope around every read and write.
+        Scanning every connection a few times per timeout is far cheaper than a cancel
+        scope around every read and write.
         """
         config = self.config
         keeps = self._keeps
-        shortest = min(config.idle_timeout, config.send_timeout)
-        if keeps is not None:
-            shortest = min(shortest, config.transient_idle_timeout)
-        period = max(0.005, shortest / 4)
-        while True:
-            await trio.sleep(period)
-            now = trio.current_time()
-            serving = self.client.serving if self.client is not None else None
-            for connection in list(self.connections):
-                remote = connection.remote
-                if remote is None or connection.error is not None:
-                    continue  # still in its handshake, which has its own timeout
-                if serving and connection in serving:
-                    continue  # a client waits for our answer (bounded by its own timeout)
-                silent = now - connection.last_heard
-                if (
-                    keeps is not None
-                    and silent >= config.transient_idle_timeout
-                    and not keeps(remote.id)
-                    and connection.writing_since < 0
-                    and not connection.decoder_buffered()
-                ):
-                    self._end(connection, IdleConnection("transient link done", quiet=True))
-                    connection.scope.cancel()
-                elif silent >= config.idle_timeout:
-                    decoder = connection.decoder
-                    if decoder is not None and decoder.buffered:
-                        self._end(
-                            connection,
-                            SilentRemote(
-                                f"truncated frame ({decoder.buffered} bytes of it), then silence"
-                            ),
-                        )
-                    else:
-                        self._end(connection, IdleConnection(f"idle for {config.idle_timeout:g} s"))
-                    connection.scope.cancel()
-                elif (
-                    connection.writing_since >= 0
-                    and now - connection.writing_since >= config.send_timeout
-                ):
-                    self._count("connections.slow_reader_closed")
-                    self._end(
+        serving = self.client.serving if self.client is not None else None
+        for connection in list(self.connections):
+            remote = connection.remote
+            if remote is None or connection.error is not None or connection.aborted:
+                continue  # in its handshake (which has its own timeout), or ending
+            if serving and connection in serving:
+                continue  # a client waits for our answer (bounded by its own timeout)
+            silent = now - connection.last_heard
+            if (
+                keeps is not None
+                and silent >= config.transient_idle_timeout
+                and not keeps(remote.id)
+                and connection.writing_since < 0
+                and not connection.decoder_buffered()
+            ):
+                self.end_connection(connection, IdleConnection("transient link done", quiet=True))
+            elif silent >= config.idle_timeout:
+                decoder = connection.decoder
+                if decoder is not None and decoder.buffered:
+                    self.end_connection(
                         connection,
-                        TransportError(f"remote stopped reading for {config.send_timeout:g} s"),
+                        SilentRemote(
+                            f"truncated frame ({decoder.buffered} bytes of it), then silence"
+                        ),
                     )
-                    connection.scope.cancel()
+                else:
+                    self.end_connection(
+                        connection, IdleConnection(f"idle for {config.idle_timeout:g} s")
+                    )
+            elif (
+                connection.writing_since >= 0
+                and now - connection.writing_since >= config.send_timeout
+            ):
+                self._count("connections.slow_reader_closed")
+                self.end_connection(
+                    connection,
+                    TransportError(f"remote stopped reading for {config.send_timeout:g} s"),
+                )
 
     # ------------------------------------------------------------------ accepting
 
     async def _accept_all(self, listeners: list[trio.SocketListener]) -> None:
         with self._accepting:
+            if len(listeners) == 1:  # the usual case: no nursery and task of its own
+                await self._accept_loop(listeners[0])
+                return
             async with trio.open_nursery() as nursery:
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener)
@@ -723,7 +743,7 @@ class Node:
         self._addresses.add(connection, host)
         self._count("connections.accepted")
         assert self._nursery is not None
-        self._nursery.start_soon(self._run_inbound, connection, stream)
+        self._nursery.start_soon(self._run, connection, stream)
 
     def _evict(self, oldest: Connection, why: str) -> None:
         """Close a connection still in its handshake to make room for a newcomer."""
@@ -739,44 +759,86 @@ class Node:
             oldest.label,
             why,
         )
-        oldest.scope.cancel()
+        self._abort(oldest)
 
     # ------------------------------------------------------------------ connections
 
-    async def _run_inbound(self, connection: Connection, stream: trio.SocketStream) -> None:
-        decoder = FrameDecoder(self.config.frame_cap)
-        try:
-            with connection.scope:
-                async with stream:
-                    try:
-                        await self._converse_inbound(connection, stream, decoder)
-                    except Exception as exc:
-                        self._end(connection, exc)  # logged before the stream closes
-        finally:
-            self._forget(connection)
+    async def _run(self, connection: Connection, stream: trio.SocketStream | None) -> None:
+        """A connection's one task: dial it (``stream`` None; it goes to
+        ``connection.key``) or take the accepted ``stream``, handshake, then read and
+        deliver until it ends.
 
-    async def _converse_inbound(
-        self, connection: Connection, stream: trio.SocketStream, decoder: FrameDecoder
-    ) -> None:
+        Reads go straight to the socket's descriptor (it is non-blocking: trio made it
+        so): the same steps as ``SocketStream.receive_some`` without its layers, which
+        cost a fifth of a busy peer's time.  A read that fills less than ``read_size``
+        has emptied the socket, so the next step is to wait for input rather than try a
+        read that fails (each failure costs an exception, and the first one a frame
+        object kept as long as the task).  A full read is followed by a checkpoint, so
+        a busy connection cannot starve the others.  The reading loop is in this
+        coroutine rather than in one it awaits because a task parked on a read keeps
+        every coroutine of its await chain alive: one fewer per connection is about
+        2 KiB per peer.  No cancel scope is held while reading (see
+        :meth:`end_connection`).
+        """
+        socket = None if stream is None else stream.socket
         try:
-            with trio.fail_after(self.config.handshake_timeout):
-                remote, early = await self._read_handshake(stream, decoder)
-                await self._send_raw(stream, encode_frame(self._handshake()))
-        except trio.TooSlowError:
-            raise self._silence(decoder, "no handshake") from None
-        self._handshaking.pop(connection, None)
-        if remote.contact.id == self.contact.id:
-            raise ProtocolError("the remote claims to be this very peer")
-        siblings = self.links.get(remote.contact.address, ())
-        if len(siblings) >= self.config.max_per_peer:
-            self._count("connections.refused_peer")
-            limit = self.config.max_per_peer
-            raise TooManyConnections(f"already {len(siblings)} connections (max {limit})")
-        connection.remote = remote.contact
-        connection.key = remote.contact.address
-        self.links.setdefault(connection.key, []).append(connection)
-        self._remember(remote.contact)
-        await self._pump(connection, stream, decoder, early)
+            early: list[Message] | None = None
+            decoder = FrameDecoder(self.config.frame_cap)
+            scope = connection.scope
+            assert scope is not None
+            with scope:
+                if stream is None:
+                    stream = await self._connect(connection)
+                if stream is not None:
+                    socket = stream.socket
+                    early = await self._open(connection, stream, decoder)
+            connection.scope = None
+            del scope, stream  # an open connection needs neither: they would live as long
+            if early is None or socket is None:
+                return  # the dial failed or the handshake was cut short: reason recorded
+            connection.socket = socket
+            self._flush(connection)  # what was queued during the handshake
+            self._deliver_batch(connection, early)
+            del early
+            connection.decoder = decoder
+            fd = socket.fileno()  # this task alone closes it, after this loop
+            size = self.config.read_size
+            read = os.read
+            wait_readable = trio.lowlevel.wait_readable
+            checkpoint = trio.lowlevel.checkpoint
+            drained = False
+            while not connection.aborted:
+                if drained:
+                    try:
+                        await wait_readable(fd)
+                    except trio.ClosedResourceError:
+                        break  # woken by _abort: the connection is over
+                    if connection.aborted:
+                        break
+                try:
+                    data = read(fd, size)
+                except BlockingIOError:
+                    drained = True  # woken with nothing to read (rare)
+                    continue
+                except OSError as exc:
+                    raise _transport_error(exc) from None
+                connection.last_heard = trio.current_time()
+                if not data:
+                    if decoder.buffered:
+                        raise TransportError("closed in the middle of a frame")
+                    break
+                drained = len(data) < size
+                self._deliver_batch(connection, decoder.feed(data))
+                del data  # not kept while parked
+                if not drained:
+                    await checkpoint()
+        except Exception as exc:
+            self._end(connection, exc)  # logged before the socket closes
+        finally:
+            connection.scope = None
+            if socket is not None:
+                socket.close()
+            self._forget(connection)
 
     def _dial_from(self) -> str | None:
         """The source address of my outgoing connections: the host I listen on.
@@ -789,46 +851,57 @@ class Node:
         host = self.contact.address.host
         return None if host in ("0.0.0.0", "::", "") else host
 
-    async def _run_outbound(self, connection: Connection, to: Address) -> None:
-        decoder = FrameDecoder(self.config.frame_cap)
+    async def _connect(self, connection: Connection) -> trio.SocketStream | None:
+        """Dial ``connection.key`` from our own host; None (counted, reason recorded)
+        when it fails."""
+        to = connection.key
+        assert to is not None
         try:
-            with connection.scope:
-                try:
-                    with trio.fail_after(self.config.connect_timeout):
-                        stream = await trio.open_tcp_stream(
-                            to.host, to.port, local_address=self._dial_from()
-                        )
-                except (OSError, trio.TooSlowError) as exc:
-                    self._count("dial.failed")
-                    self._end(connection, _transport_error(exc))
-                    return
-                async with stream:
-                    try:
-                        await self._converse_outbound(connection, stream, decoder, to)
-                    except Exception as exc:
-                        self._end(connection, exc)  # logged before the stream closes
-        finally:
-            self._forget(connection)
+            with trio.fail_after(self.config.connect_timeout):
+                return await trio.open_tcp_stream(to.host, to.port, local_address=self._dial_from())
+        except (OSError, trio.TooSlowError) as exc:
+            self._count("dial.failed")
+            self._end(connection, _transport_error(exc))
+            return None
 
-    async def _converse_outbound(
-        self,
-        connection: Connection,
-        stream: trio.SocketStream,
-        decoder: FrameDecoder,
-        to: Address,
-    ) -> None:
+    async def _open(
+        self, connection: Connection, stream: trio.SocketStream, decoder: FrameDecoder
+    ) -> list[Message]:
+        """Exchange handshakes (the side that dialled speaks first) and file the
+        connection under the remote's listen address; return the messages that came
+        right behind the remote's handshake."""
         try:
             with trio.fail_after(self.config.handshake_timeout):
-                await self._send_raw(stream, encode_frame(self._handshake()))
-                remote, early = await self._read_handshake(stream, decoder)
+                if connection.inbound:
+                    remote, early = await self._read_handshake(stream, decoder)
+                    await self._send_raw(stream, encode_frame(self._handshake()))
+                else:
+                    await self._send_raw(stream, encode_frame(self._handshake()))
+                    remote, early = await self._read_handshake(stream, decoder)
         except trio.TooSlowError:
             raise self._silence(decoder, "no handshake") from None
+        if not connection.inbound:
+            if remote.contact.id == self.contact.id:
+                raise ProtocolError("dialled myself")
+            to = connection.key
+            assert to is not None
+            # The address we dialled is where it listens, whatever it claims.
+            connection.remote = Contact(remote.contact.id, to)
+            self._remember(connection.remote)
+            return early
+        self._handshaking.pop(connection, None)
         if remote.contact.id == self.contact.id:
-            raise ProtocolError("dialled myself")
-        # The address we dialled is where it listens, whatever it claims.
-        connection.remote = Contact(remote.contact.id, to)
-        self._remember(connection.remote)
-        await self._pump(connection, stream, decoder, early)
+            raise ProtocolError("the remote claims to be this very peer")
+        siblings = self.links.get(remote.contact.address, ())
+        if len(siblings) >= self.config.max_per_peer:
+            self._count("connections.refused_peer")
+            limit = self.config.max_per_peer
+            raise TooManyConnections(f"already {len(siblings)} connections (max {limit})")
+        connection.remote = remote.contact
+        connection.key = remote.contact.address
+        self.links.setdefault(connection.key, []).append(connection)
+        self._remember(remote.contact)
+        return early
 
     async def _send_raw(self, stream: trio.SocketStream, data: bytes) -> None:
         try:
@@ -860,53 +933,6 @@ class Node:
             return SilentRemote(f"truncated frame ({decoder.buffered} bytes of it), then silence")
         return SilentRemote(f"{what} within {self.config.handshake_timeout:g} s")
 
-    async def _pump(
-        self,
-        connection: Connection,
-        stream: trio.SocketStream,
-        decoder: FrameDecoder,
-        early: list[Message],
-    ) -> None:
-        """Read and deliver until EOF, writing what the input caused after each chunk.
-
-        Reads go straight to the socket's descriptor (it is non-blocking: trio made it
-        so), waiting for readability only when it has nothing: the same steps as
-        ``SocketStream.receive_some`` without its layers, which cost a fifth of a busy
-        peer's time.  One checkpoint per chunk keeps the scheduler fair.
-        """
-        socket = stream.socket
-        connection.socket = socket
-        self._flush(connection)  # what was queued during the handshake
-        self._deliver_batch(connection, early)
-        connection.decoder = decoder
-        fd = socket.fileno()  # this task alone closes it, after this loop
-        size = self.config.read_size
-        read = os.read
-        wait_readable = trio.lowlevel.wait_readable
-        checkpoint = trio.lowlevel.checkpoint
-        while True:
-            # No cancel scope per read (it is the costliest part of a read in trio):
-            # the sweeper cancels connections that stay silent too long.
-            try:
-                data = read(fd, size)
-            except BlockingIOError:
-                data = None  # wait outside the handler: it would keep the error alive
-            except OSError as exc:
-                raise _transport_error(exc) from None
-            if data is None:
-                try:
-                    await wait_readable(fd)
-                except trio.ClosedResourceError as exc:
-                    raise _transport_error(exc) from None
-                continue
-            connection.last_heard = trio.current_time()
-            if not data:
-                if decoder.buffered:
-                    raise TransportError("closed in the middle of a frame")
-                return
-            self._deliver_batch(connection, decoder.feed(data))
-            await checkpoint()
-
     def _deliver_batch(self, connection: Connection, messages: list[Message]) -> None:
         """Deliver a chunk's messages, holding the writes they cause until all are in."""
         if not messages:
@@ -925,6 +951,8 @@ class Node:
         assert remote is not None
         core = self.core
         for message in messages:
+            if connection.aborted:
+                return  # ended meanwhile (bad input, a limit): not even the rest of its chunk
             kind = type(message)
             if kind is StatsRequest and self._stats is not None:
                 self._who.pop(remote.address, None)  # a client: it listens nowhere
@@ -967,6 +995,34 @@ class Node:
             return
         connection.error = exc if isinstance(exc, OverlayError) else TransportError(str(exc))
         self._log_end(connection, exc)
+
+    def end_connection(self, connection: Connection, exc: Exception) -> None:
+        """End ``connection`` from outside its task, for the reason ``exc`` (logged once)."""
+        self._end(connection, exc)
+        self._abort(connection)
+
+    def _abort(self, connection: Connection) -> None:
+        """Make the connection's task end it soon (its reason, if any, is recorded).
+
+        While it dials or handshakes, its cancel scope is cancelled.  Once open, the
+        reader is woken instead (``notify_closing``: a reader waiting for input gets
+        ClosedResourceError, as does a drain task waiting to write); the ``aborted``
+        flag stops a reader that was not waiting at its next wake-up, and nothing is
+        queued any more.  The reader closes the socket itself, so no other task ever
+        reads or writes a descriptor number that may already be another socket's."""
+        if connection.aborted:
+            return
+        connection.aborted = True
+        connection.shut = True
+        scope = connection.scope
+        if scope is not None:
+            scope.cancel()
+            return
+        socket = connection.socket
+        if socket is not None:
+            fd = socket.fileno()
+            if fd >= 0:
+                trio.lowlevel.notify_closing(fd)
 
     def _log_end(self, connection: Connection, exc: BaseException) -> None:
         """Exactly one line per connection that ends badly; quiet for ordinary ends."""

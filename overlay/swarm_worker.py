@@ -41,7 +41,7 @@ from overlay.config import PeerConfig
 from overlay.errors import LocalError, OverlayError
 from overlay.faults import watch_partition_file
 from overlay.first_seen import FirstSeen
-from overlay.identity import Address
+from overlay.identity import Address, new_peer_id
 from overlay.node import Node, open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.swarm_control import emit, for_each_stdin_line, handle_control_line
@@ -91,7 +91,11 @@ async def run_worker(
     runtime: argparse.Namespace | None = None,
     first_seen: Path | None = None,
 ) -> None:
-    rng = random.Random(seed)
+    ids = random.Random(seed)
+    # One generator for every peer of this worker, as in the simulator: a Mersenne
+    # Twister's state is 2.5 KiB, which one per peer would add to each peer's memory.
+    # Peer ids still come from the seed alone, in the order the peers start.
+    rng = random.Random(ids.getrandbits(64))
     sightings = FirstSeen() if first_seen is not None else None
     holdings = seeding.holdings(count) if seeding is not None else {}
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -150,7 +154,8 @@ async def run_worker(
                 peer = Peer(
                     address,
                     peer_config_of(runtime_args, config),
-                    random.Random(rng.getrandbits(64)),
+                    rng,
+                    peer_id=new_peer_id(ids),
                     bootstrap=bootstrap,
                 )
                 for value, name in holdings.get(index, ()):

@@ -31,7 +31,7 @@ from overlay.crawl import Crawl, StatsClient, crawl, fetch_stats, list_members
 from overlay.errors import TransportError
 from overlay.identity import Address, Contact
 from overlay.messages import MAX_MEMBERS_PAGE, MembersReply, MembersRequest
-from overlay.node import Connection, Node, NodeConfig, open_listeners, peer_node
+from overlay.node import Connection, IdleConnection, Node, NodeConfig, open_listeners, peer_node
 from overlay.peer import Peer
 from overlay.swarm_control import handle_control_line
 from overlay.swarm_stats import StatsBatches
@@ -376,7 +376,7 @@ async def test_stats_client_reconnects_when_a_peer_closed_its_kept_connection(
             ]
             assert clients  # the client's kept connection
             for connection in clients:
-                connection.scope.cancel()  # what the idle sweep does
+                node.end_connection(connection, IdleConnection("test", quiet=True))  # as the sweep
 
             def closed(node: Node = node, clients: list[Connection] = clients) -> bool:
                 return not any(c in node.connections for c in clients)

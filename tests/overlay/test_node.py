@@ -4,6 +4,7 @@ leaves, rejoining without the bootstrap, and bad input."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import socket
@@ -17,12 +18,14 @@ import trio
 from overlay import PROTOCOL_VERSION
 from overlay.identity import Address, Contact, new_peer_id
 from overlay.messages import Handshake, Heartbeat, StatsReply, StatsRequest
-from overlay.node import NodeConfig
+from overlay.node import Connection, IdleConnection, Node, NodeConfig
+from overlay.peer import Peer
 from overlay.swarm import fetch_stats
 from overlay.wire import encode_frame
 from tests.conftest import (
     COMPATIBLE,
     FAST_NODE,
+    RawClient,
     connect,
     finish,
     handshaken,
@@ -230,9 +233,8 @@ async def test_bad_input_closes_that_connection_with_one_line(
     await _still_serving(a.address, b.id)
 
 
-async def test_a_truncated_frame_after_the_handshake_then_silence(
-    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
-) -> None:
+async def _a_served_client(nursery: trio.Nursery) -> tuple[Peer, Node, Peer, RawClient, Contact]:
+    """Peer a (with b as its neighbor), and a handshaken client a has answered once."""
     server = await start_bootstrap(nursery)
     a, a_node = await start_peer(nursery, bootstrap=server.address)
     b, _ = await start_peer(nursery, bootstrap=server.address, seed=1)
@@ -240,6 +242,13 @@ async def test_a_truncated_frame_after_the_handshake_then_silence(
     client, me = await handshaken(a.address)
     await client.send_message(StatsRequest())
     assert isinstance(await client.receive(), StatsReply)  # served as long as it behaves
+    return a, a_node, b, client, me
+
+
+async def test_a_truncated_frame_after_the_handshake_then_silence(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, _a_node, b, client, me = await _a_served_client(nursery)
     await client.send(b"\x00\x00\x01\x00half")
     with trio.fail_after(10):
         assert await client.closed_by_remote()
@@ -309,3 +318,55 @@ async def test_replies_a_slow_reader_cannot_take_at_once_arrive_whole_and_in_ord
     assert all(type(reply) is StatsReply and reply.id == a.id for reply in replies)
     assert a_node.counters["sent.StatsReply"] == requests
     assert "queue_full.StatsReply" not in a_node.counters
+
+
+def _connection_of(node: Node, contact: Contact) -> Connection:
+    (found,) = [c for c in node.connections if c.remote == contact]
+    return found
+
+
+@pytest.mark.parametrize("when", ["parked-with-input-waiting", "in-the-middle-of-a-chunk"])
+async def test_a_connection_ended_from_outside_delivers_nothing_more(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, when: str
+) -> None:
+    """An open connection holds no cancel scope: ending it (as the sweep does) wakes its
+    reader, which must stop at once.  Requests already in its socket, or later in the
+    chunk being delivered, are not answered; the socket is closed, with one log line,
+    and the peer goes on serving others."""
+    caplog.set_level(logging.INFO)
+    a, a_node, b, client, me = await _a_served_client(nursery)
+    connection = _connection_of(a_node, me)
+    socket_of_a = connection.socket
+    assert socket_of_a is not None
+    answered = a_node.counters["sent.StatsReply"]
+    burst = encode_frame(StatsRequest()) * 20
+    reason = IdleConnection("ended by the test")
+    if when == "parked-with-input-waiting":
+        # Written without yielding: a's reader is still parked when the input arrives.
+        os.write(client.stream.socket.fileno(), burst)
+        a_node.end_connection(connection, reason)
+        stats_calls = 0
+    else:
+        served = a_node._stats
+        assert served is not None
+        calls: list[int] = []
+
+        def end_at_first_request(node: Node) -> StatsReply:
+            calls.append(1)
+            node.end_connection(connection, reason)
+            return served(node)
+
+        a_node._stats = end_at_first_request
+        await client.send(burst)
+        stats_calls = 1
+    with trio.fail_after(5):
+        assert await client.closed_by_remote()
+        await a_node.wait_until(lambda: connection not in a_node.connections)
+    if when == "in-the-middle-of-a-chunk":
+        assert len(calls) == stats_calls  # the other 19 requests of the chunk: not delivered
+        a_node._stats = served
+    assert a_node.counters["sent.StatsReply"] == answered  # nothing answered after the end
+    assert socket_of_a.fileno() == -1
+    assert len(_lines_about(caplog, "ended by the test")) == 0  # an idle end: INFO, not WARNING
+    assert [r for r in caplog.records if "ended by the test" in r.getMessage()]
+    await _still_serving(a.address, b.id)
