@@ -182,16 +182,24 @@ async def wait_watched(observers: Sequence[Observer], victim: PeerId) -> list[Ob
     return watchers(observers, victim)
 
 
+def forget_drops(watched: Sequence[Observer], victim: PeerId) -> None:
+    """Forget earlier drops of ``victim`` (and re-links): called right before the signal,
+    not once the watch begins, because a neighbor may see a killed peer's sockets close
+    before the watching tasks first run, and that drop is this failure's."""
+    for observer in watched:
+        observer.drops.dropped.pop(victim, None)
+
+
 async def time_drops(
     watched: Sequence[Observer], victim: PeerId, start: float, window: float
 ) -> list[dict[str, Any]]:
     """For each observer: seconds from ``start`` until it dropped ``victim`` (None: it did
-    not within ``window``) and how."""
+    not within ``window``) and how (drops before ``start`` are forgotten by
+    :func:`forget_drops`)."""
     results: list[dict[str, Any]] = []
 
     async def watch(observer: Observer) -> None:
         dropped = observer.drops.dropped
-        dropped.pop(victim, None)  # an earlier drop (and re-link) is not this failure's
         with trio.move_on_at(start + window):
             await observer.node.wait_until(lambda: victim in dropped)
         if victim not in dropped:
@@ -238,6 +246,7 @@ async def detect(
 ) -> dict[str, Any]:
     watched = await wait_watched(observers, victim.id)
     stop = signal.SIGKILL if kind == "kill" else signal.SIGSTOP
+    forget_drops(watched, victim.id)
     victim.process.send_signal(stop)
     start = trio.current_time()
     drops = await time_drops(watched, victim.id, start, DETECT_TIMEOUT)
@@ -267,6 +276,7 @@ async def stall(
     observers: Sequence[Observer], victim: Victim, seconds: float, timeout: float, period: float
 ) -> dict[str, Any]:
     watched = await wait_watched(observers, victim.id)
+    forget_drops(watched, victim.id)
     victim.process.send_signal(signal.SIGSTOP)
     start = trio.current_time()
     # Watch through the stall and two periods after it: a false suspicion shows by then.

@@ -1,6 +1,8 @@
 """The runtime options ``overlay peer`` and ``overlay swarm`` share: injected faults
-(:mod:`overlay.faults`) and limits (:class:`overlay.node.NodeConfig`,
-:class:`search.config.SearchConfig`, :class:`bootstrap.hostcache.HostCacheConfig`).
+(:mod:`overlay.faults`), limits (:class:`overlay.node.NodeConfig`,
+:class:`search.config.SearchConfig`, :class:`bootstrap.hostcache.HostCacheConfig`) and
+timers (failure detection, :class:`overlay.config.MembershipConfig`; the super-peer
+layer's, :class:`overlay.config.SuperConfig`).
 
 Every limit's default lives in its config class; a flag left out keeps it, so the help
 text and the code cannot disagree.  ``overlay swarm`` hands the options it was given to
@@ -18,7 +20,7 @@ from typing import Any, Final
 import attrs
 
 from bootstrap.hostcache import HostCacheConfig
-from overlay.config import MembershipConfig, PeerConfig
+from overlay.config import MembershipConfig, PeerConfig, SuperConfig
 from overlay.faults import FaultInjector, FaultPlan, PartitionSource, parse_delay
 from overlay.node import NodeConfig
 from search.config import SearchConfig
@@ -44,6 +46,15 @@ MEMBERSHIP_FLAGS: Final[dict[str, tuple[type, str]]] = {
     "heartbeat_period": (float, "seconds between heartbeats to each neighbor"),
     "failure_timeout": (float, "seconds of silence before a neighbor is declared dead"),
 }
+SUPER_PREFIX: Final = "super_"
+SUPER_FLAGS: Final[dict[str, tuple[type, str]]] = {
+    # Flag names carry the prefix (--super-failure-timeout beside --failure-timeout);
+    # the SuperConfig field is the name without it.
+    "super_period": (float, "seconds between a super peer's beats"),
+    "super_failure_timeout": (float, "seconds of silence before a super peer is declared dead"),
+    "super_seed_wait": (float, "seconds a peer waits to hear of a super peer before founding"),
+    "super_min_uptime": (float, "seconds a peer must be up before it may be elected"),
+}
 BOOTSTRAP_FLAGS: Final[dict[str, tuple[type, str]]] = {
     "register_rate": (float, "registrations per second per address at the bootstrap"),
     "register_burst": (float, "burst of the bootstrap's registration rate"),
@@ -62,10 +73,12 @@ def _add(
     config: type[Any],
     flags: Mapping[str, tuple[type, str]],
     defaults: Mapping[str, str] | None = None,
+    prefix: str = "",
 ) -> None:
     fields = attrs.fields_dict(config)
     for name, (kind, text) in flags.items():
-        default = (defaults or {}).get(name, f"default {fields[name].default}")
+        field = fields[name.removeprefix(prefix)]
+        default = (defaults or {}).get(name, f"default {field.default}")
         group.add_argument(
             _flag(name),
             type=kind,
@@ -106,6 +119,12 @@ def add_limit_arguments(parser: argparse.ArgumentParser, *, swarm: bool = False)
     _add(limits, NodeConfig, NODE_FLAGS, one_host if swarm else None)
     _add(limits, SearchConfig, SEARCH_FLAGS)
     _add(parser.add_argument_group("failure detection"), MembershipConfig, MEMBERSHIP_FLAGS)
+    _add(
+        parser.add_argument_group("super-peer layer timers (with --super-peers)"),
+        SuperConfig,
+        SUPER_FLAGS,
+        prefix=SUPER_PREFIX,
+    )
     if swarm:
         add_bootstrap_arguments(parser)
 
@@ -138,12 +157,20 @@ def membership_config_of(
     return attrs.evolve(base or MembershipConfig(), **_given(args, MEMBERSHIP_FLAGS))
 
 
+def super_config_of(args: argparse.Namespace, base: SuperConfig | None = None) -> SuperConfig:
+    given = _given(args, SUPER_FLAGS)
+    fields = {name.removeprefix(SUPER_PREFIX): value for name, value in given.items()}
+    return attrs.evolve(base or SuperConfig(), **fields)
+
+
 def peer_config_of(args: argparse.Namespace, base: PeerConfig) -> PeerConfig:
-    """``base`` with the search limits and failure-detection timers given."""
+    """``base`` with the search limits and the timers given (failure detection; the
+    super-peer layer's, which matter only where ``base`` enables the layer)."""
     return attrs.evolve(
         base,
         search=search_config_of(args, base.search),
         membership=membership_config_of(args, base.membership),
+        supers=super_config_of(args, base.supers),
     )
 
 
@@ -165,6 +192,7 @@ def check_runtime_arguments(args: argparse.Namespace) -> str | None:
         node_config_of(args)
         search_config_of(args)
         membership_config_of(args)
+        super_config_of(args)
         fault_plan_of(args)
         if hasattr(args, "register_rate"):
             host_cache_config_of(args)
@@ -195,7 +223,7 @@ def runtime_argv(args: argparse.Namespace) -> list[str]:
     """The fault and peer-limit options given, as arguments for a swarm worker."""
     argv: list[str] = []
     names = ("loss", "delay", "partition_file", "fault_seed", *NODE_FLAGS, *SEARCH_FLAGS)
-    for name in (*names, *MEMBERSHIP_FLAGS):
+    for name in (*names, *MEMBERSHIP_FLAGS, *SUPER_FLAGS):
         value = getattr(args, name, None)
         if value is not None:
             argv += [_flag(name), str(value)]

@@ -11,6 +11,9 @@ from benchmarks import failure_detection, faults
 
 def test_failure_detection_times_a_kill_and_watches_a_stall(tmp_path: Path) -> None:
     argv = ["--observers", "8", "--kills", "1", "--silent", "0", "--stalls", "1"]
+    # Quick timers (a stall of 1 s stays below timeout - period = 1.5 s): the run's
+    # length is mostly waiting for heartbeats to flow.
+    argv += ["--heartbeat-period", "0.5", "--failure-timeout", "2.0"]
     assert failure_detection.main([*argv, "--stall-seconds", "1.0", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "failure_detection.json").read_text())
     (kill,) = result["kill"]["runs"]
@@ -19,6 +22,7 @@ def test_failure_detection_times_a_kill_and_watches_a_stall(tmp_path: Path) -> N
     assert result["kill"]["summary"]["neighbors_that_never_detected"] == 0
     (stall,) = result["stall"]
     assert stall["stall_seconds"] == 1.0 and stall["stalls"] == 1
+    assert stall["false_positives_by_neighbors"] == 0  # 1 s of silence is not death
 
 
 def test_faults_benchmark_searches_and_heals_a_partition(tmp_path: Path) -> None:

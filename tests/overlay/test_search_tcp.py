@@ -54,6 +54,10 @@ heartbeats at 10 per second each would starve the searches of CPU."""
 SEARCH = SearchConfig(hop_allowance=0.3)
 """A flood waits ``2 x TTL`` hop allowances for hits; the default (0.1 s) is ample on an
 idle machine, but 200 peers in one process on a busy one can take longer per hop."""
+SMALL_SEARCH = SearchConfig()
+"""A few dozen peers in one process answer well within the default allowance.  A flood
+waits out its whole window (``2 x TTL`` allowances) even once every hit is in, so the
+200-peer allowance would only make each small swarm's floods three times as long."""
 NODE = one_host(
     NodeConfig(
         max_connections=256, handshake_timeout=10.0, idle_timeout=10.0, transient_idle_timeout=2.0
@@ -92,7 +96,9 @@ async def until(predicate: Callable[[], bool], seconds: float, step: float = 0.0
             await trio.sleep(step)
 
 
-async def start_swarm(nursery: trio.Nursery, count: int = SWARM) -> Swarm:
+async def start_swarm(
+    nursery: trio.Nursery, count: int = SWARM, search: SearchConfig = SEARCH
+) -> Swarm:
     server = await start_bootstrap(
         nursery,
         node_config=one_host(NodeConfig(max_connections=4 * count, handshake_timeout=10.0)),
@@ -102,7 +108,7 @@ async def start_swarm(nursery: trio.Nursery, count: int = SWARM) -> Swarm:
         listeners, address = await open_listeners("127.0.0.1", 0)
         peer = Peer(
             address,
-            PeerConfig(membership=MEMBERSHIP, search=SEARCH),
+            PeerConfig(membership=MEMBERSHIP, search=search),
             random.Random(5000 + index),
             bootstrap=server.address,
         )
@@ -142,31 +148,74 @@ async def test_flood_walk_and_ring_find_fetch_and_refuse_tampered_bytes_in_200_p
     holder_ids = {holder.id for holder in holders}
     others = [peer for peer in peers if peer.id not in holder_ids]
 
-    for mode in MODES:
-        for by_key in (True, False):
-            origin = rng.choice(others)
-            if by_key:
-                result = await search_via(origin.address, mode, key=key)
-            else:
-                result = await search_via(origin.address, mode, keywords="MANUAL free")
-            what = f"{mode} by {'key' if by_key else 'keywords'}"
-            assert result.error == "", what
-            assert result.success, what
-            assert result.mode == mode
-            assert holders_of(result) <= holder_ids and holders_of(result), what
-            assert {hit.key for hit in result.hits} == {key}
-            assert all(hit.name == name and hit.size == len(value) for hit in result.hits)
-            assert result.first_hit_hops is not None and result.first_hit_hops >= 1
-            tally = {c.name: c.value for c in result.messages}
-            assert tally["query"] >= 1 and tally["hit"] >= 1, (what, tally)
-            if mode == "walk":
-                assert result.first_hit_hops <= 256
-            else:
-                assert result.first_hit_hops <= 10
+    async def search(mode: str, by_key: bool, origin: Peer) -> None:
+        if by_key:
+            result = await search_via(origin.address, mode, key=key)
+        else:
+            result = await search_via(origin.address, mode, keywords="MANUAL free")
+        what = f"{mode} by {'key' if by_key else 'keywords'}"
+        assert result.error == "", what
+        assert result.success, what
+        assert result.mode == mode
+        assert holders_of(result) <= holder_ids and holders_of(result), what
+        assert {hit.key for hit in result.hits} == {key}
+        assert all(hit.name == name and hit.size == len(value) for hit in result.hits)
+        assert result.first_hit_hops is not None and result.first_hit_hops >= 1
+        tally = {c.name: c.value for c in result.messages}
+        assert tally["query"] >= 1 and tally["hit"] >= 1, (what, tally)
+        if mode == "walk":
+            assert result.first_hit_hops <= 256
+        else:
+            assert result.first_hit_hops <= 10
 
-    # A search for something nobody holds fails cleanly.
-    missing = await search_via(others[3].address, "flood", key=content_key(b"nobody has this"))
-    assert not missing.success and missing.hits == () and missing.error == ""
+    async def search_for_nothing() -> None:
+        """A search for something nobody holds fails cleanly."""
+        missing = await search_via(others[3].address, "flood", key=content_key(b"nobody has this"))
+        assert not missing.success and missing.hits == () and missing.error == ""
+
+    async def refuse_tampered_bytes() -> None:
+        """A holder that serves tampered bytes is refused, and the error names it."""
+        liar = others[90]
+        secret = b"a second item, held by one peer only"
+        secret_key = await publish_via(liar.address, secret, "second item")
+        honest_get = liar.search.store.get
+        forged = Item(b"tampered bytes", "second item")
+
+        def tampered_get(wanted: str) -> Item | None:
+            return forged if wanted == secret_key else honest_get(wanted)
+
+        monkeypatch.setattr(liar.search.store, "get", tampered_get)
+        asker = others[120]
+        refused = await fetch_via(asker.address, secret_key, holder=liar.contact)
+        assert refused.value is None
+        assert [f.holder for f in refused.failures] == [liar.contact]
+        failure = refused.failures[0]
+        assert failure.kind == "mismatch"
+        assert failure.actual == content_key(b"tampered bytes")
+        assert str(liar.contact) in failure.error
+        error = fetch_error(refused)
+        assert isinstance(error, ContentMismatch) and error.holder == liar.contact
+        # The asker's core refused it with the typed error and counted it.
+        results = list(asker.search.fetches.values())
+        assert any(
+            isinstance(r.error, ContentMismatch) and r.error.holder == liar.contact for r in results
+        )
+        assert counters(await fetch_stats(asker.address))["search.fetch.mismatch"] == 1
+        # Found by a search instead of named: the only holder lies, so nothing is handed on.
+        searched = await fetch_via(others[7].address, secret_key, mode="flood")
+        assert searched.value is None and searched.error == "every holder failed"
+        assert [f.holder.id for f in searched.failures] == [liar.id]
+        assert isinstance(fetch_error(searched), ContentMismatch)
+
+    # All at once, each from its own origin: a flood waits out its whole window for hits,
+    # and one after another they were most of this test's time.  (The liar's item is
+    # another key: the searches for the manual never meet its tampered bytes.)
+    async with trio.open_nursery() as searching:
+        for mode in MODES:
+            for by_key in (True, False):
+                searching.start_soon(search, mode, by_key, rng.choice(others))
+        searching.start_soon(search_for_nothing)
+        searching.start_soon(refuse_tampered_bytes)
 
     # Fetch: the bytes that come back are the bytes that were published.
     origin = others[50]
@@ -175,39 +224,6 @@ async def test_flood_walk_and_ring_find_fetch_and_refuse_tampered_bytes_in_200_p
     assert fetched.holder is not None and fetched.holder.id in holder_ids
     assert fetched.failures == ()
 
-    # A holder that serves tampered bytes is refused, and the error names it.
-    liar = others[90]
-    secret = b"a second item, held by one peer only"
-    secret_key = await publish_via(liar.address, secret, "second item")
-    honest_get = liar.search.store.get
-    forged = Item(b"tampered bytes", "second item")
-
-    def tampered_get(wanted: str) -> Item | None:
-        return forged if wanted == secret_key else honest_get(wanted)
-
-    monkeypatch.setattr(liar.search.store, "get", tampered_get)
-    asker = others[120]
-    refused = await fetch_via(asker.address, secret_key, holder=liar.contact)
-    assert refused.value is None
-    assert [f.holder for f in refused.failures] == [liar.contact]
-    failure = refused.failures[0]
-    assert failure.kind == "mismatch"
-    assert failure.actual == content_key(b"tampered bytes")
-    assert str(liar.contact) in failure.error
-    error = fetch_error(refused)
-    assert isinstance(error, ContentMismatch) and error.holder == liar.contact
-    # The asker's core refused it with the typed error and counted it.
-    results = list(asker.search.fetches.values())
-    assert any(
-        isinstance(r.error, ContentMismatch) and r.error.holder == liar.contact for r in results
-    )
-    assert counters(await fetch_stats(asker.address))["search.fetch.mismatch"] == 1
-    # Found by a search instead of named: the only holder lies, so nothing is handed on.
-    searched = await fetch_via(others[7].address, secret_key, mode="flood")
-    assert searched.value is None and searched.error == "every holder failed"
-    assert [f.holder.id for f in searched.failures] == [liar.id]
-    assert isinstance(fetch_error(searched), ContentMismatch)
-
 
 # ---------------------------------------------------------------------- bad input
 
@@ -215,7 +231,7 @@ async def test_flood_walk_and_ring_find_fetch_and_refuse_tampered_bytes_in_200_p
 async def test_bad_search_input_over_tcp_shows_in_the_counters_and_disturbs_nothing(
     nursery: trio.Nursery,
 ) -> None:
-    swarm = await start_swarm(nursery, count=40)
+    swarm = await start_swarm(nursery, count=40, search=SMALL_SEARCH)
     target = swarm.peers[0]
     holder = swarm.peers[25]
     key = await publish_via(holder.address, b"still findable", "still findable")
@@ -294,7 +310,7 @@ def target_node(swarm: Swarm, peer: Peer) -> Node:
 async def test_client_requests_that_cannot_be_served_get_an_error_reply(
     nursery: trio.Nursery,
 ) -> None:
-    swarm = await start_swarm(nursery, count=5)
+    swarm = await start_swarm(nursery, count=5, search=SMALL_SEARCH)
     via = swarm.peers[0].address
     result = await search_via(via, "sideways", key=content_key(b"x"))
     assert not result.success and "unknown mode" in result.error
@@ -310,7 +326,7 @@ async def test_client_requests_that_cannot_be_served_get_an_error_reply(
 
 
 async def test_publish_search_and_fetch_commands(nursery: trio.Nursery, tmp_path: Path) -> None:
-    swarm = await start_swarm(nursery, count=12)
+    swarm = await start_swarm(nursery, count=12, search=SMALL_SEARCH)
     source = tmp_path / "Annual Report 2026.txt"
     source.write_bytes(b"numbers, numbers\n" * 100)
     via_holder = str(swarm.peers[3].address)
@@ -330,7 +346,7 @@ async def test_publish_search_and_fetch_commands(nursery: trio.Nursery, tmp_path
     key = published.stdout.decode().strip()
     assert key == content_key(source.read_bytes())
 
-    for mode in MODES:
+    async def search(mode: str) -> None:
         found = await overlay(
             "search", "--via", via_asker, "--mode", mode, "--keywords", "annual report", "--json"
         )
@@ -340,22 +356,40 @@ async def test_publish_search_and_fetch_commands(nursery: trio.Nursery, tmp_path
         assert report["hits"][0]["holder"]["address"] == via_holder
         assert report["messages"]["query"] >= 1
 
-    absent = await overlay(
-        "search", "--via", via_asker, "--mode", "flood", content_key(b"absent"), "--json"
-    )
-    assert absent.returncode == 1 and json.loads(absent.stdout)["success"] is False
+    async def search_for_absent() -> None:
+        absent = await overlay(
+            "search", "--via", via_asker, "--mode", "flood", content_key(b"absent"), "--json"
+        )
+        assert absent.returncode == 1 and json.loads(absent.stdout)["success"] is False
 
-    target = tmp_path / "copy.txt"
-    fetched = await overlay("fetch", "--via", via_asker, key, "-o", str(target))
-    assert fetched.returncode == 0, fetched.stderr.decode()
-    assert target.read_bytes() == source.read_bytes()
+    async def fetch() -> None:
+        target = tmp_path / "copy.txt"
+        fetched = await overlay("fetch", "--via", via_asker, key, "-o", str(target))
+        assert fetched.returncode == 0, fetched.stderr.decode()
+        assert target.read_bytes() == source.read_bytes()
 
-    missing = tmp_path / "missing.txt"
-    failed = await overlay(
-        "fetch", "--via", via_asker, content_key(b"absent"), "-o", str(missing), "--mode", "flood"
-    )
-    assert failed.returncode == 1 and not missing.exists()
-    assert b"no holder found" in failed.stderr
+    async def fetch_absent() -> None:
+        missing = tmp_path / "missing.txt"
+        failed = await overlay(
+            "fetch",
+            "--via",
+            via_asker,
+            content_key(b"absent"),
+            "-o",
+            str(missing),
+            "--mode",
+            "flood",
+        )
+        assert failed.returncode == 1 and not missing.exists()
+        assert b"no holder found" in failed.stderr
+
+    # The commands at once: each is a process to start, and a flood waits out its window.
+    async with trio.open_nursery() as commands:
+        for mode in MODES:
+            commands.start_soon(search, mode)
+        commands.start_soon(search_for_absent)
+        commands.start_soon(fetch)
+        commands.start_soon(fetch_absent)
 
 
 async def test_swarm_seeds_items_that_can_be_found_while_it_runs() -> None:
@@ -399,9 +433,10 @@ async def test_swarm_seeds_items_that_can_be_found_while_it_runs() -> None:
                     break
                 await trio.sleep(0.2)
         via = members[0].contact.address
+
         # Every seeded item is held by round(0.1 * 30) = 3 peers: a flood of TTL 10 over
         # a connected swarm of 30 finds all three (retried while the swarm still forms).
-        for index, key in enumerate(keys):
+        async def find(index: int, key: str) -> None:
             with trio.fail_after(40):
                 while True:
                     result = await search_via(via, "flood", key=key, ttl=10, want=64)
@@ -409,6 +444,11 @@ async def test_swarm_seeds_items_that_can_be_found_while_it_runs() -> None:
                         break
             by_words = await search_via(via, "flood", keywords=f"item{index} seed3", ttl=10)
             assert by_words.success and {hit.key for hit in by_words.hits} == {key}
+
+        # The items at once: each flood waits out its whole window for hits.
+        async with trio.open_nursery() as searching:
+            for index, key in enumerate(keys):
+                searching.start_soon(find, index, key)
         process.send_signal(signal.SIGTERM)
         out = b""
         with trio.fail_after(60):

@@ -17,6 +17,7 @@ import io
 import json
 import random
 import signal
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import attrs
 import trio
 from rich.console import Console
 
+from benchmarks.swarm_1000 import _bootstrap_of, _drain
 from bootstrap.hostcache import HostCacheConfig
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay import PROTOCOL_VERSION
@@ -75,7 +77,7 @@ MEMBERSHIP = attrs.evolve(FAST, heartbeat_period=0.3, shuffle_period=1.0, failur
 NODE = one_host(NodeConfig(handshake_timeout=2.0, idle_timeout=10.0, transient_idle_timeout=1.0))
 CRAWL_TIMEOUT = 3.0
 SUPER_FLOOD = ("--mode", "super-flood")
-SMALL_SWARM = ("--peers", "40", "--duration", "25", "--port", "0", "--items", "8")
+SMALL_SWARM = ("--peers", "40", "--duration", "600", "--port", "0", "--items", "8")
 ELECTABLE = ("--capacity", "1000000")
 ONE_HOST = ("--max-per-host", "512", "--max-per-prefix", "512")
 """Its weak peers all connect from 127.0.0.1: lift the caps per host for the test."""
@@ -124,15 +126,22 @@ async def start_layered(
     """One in-process peer per config, each holding an item of its own before it starts
     (its first Attach carries it)."""
     swarm = Layered(server or await start_bootstrap(nursery))
-    for index, config in enumerate(configs):
-        listeners, address = await open_listeners("127.0.0.1", 0)
-        peer = Peer(address, config, random.Random(50_000 + index), bootstrap=swarm.address)
-        peer.search.publish(f"layered item {index}".encode(), f"layered {index}")
-        node = peer_node(peer, NODE)
-        await nursery.start(node.serve, listeners)
-        swarm.peers.append(peer)
-        swarm.nodes.append(node)
+    for config in configs:
+        await add_layered(nursery, swarm, config)
     return swarm
+
+
+async def add_layered(nursery: trio.Nursery, swarm: Layered, config: PeerConfig) -> Peer:
+    """One more in-process peer in ``swarm``, numbered after those it has."""
+    index = len(swarm.peers)
+    listeners, address = await open_listeners("127.0.0.1", 0)
+    peer = Peer(address, config, random.Random(50_000 + index), bootstrap=swarm.address)
+    peer.search.publish(f"layered item {index}".encode(), f"layered {index}")
+    node = peer_node(peer, NODE)
+    await nursery.start(node.serve, listeners)
+    swarm.peers.append(peer)
+    swarm.nodes.append(node)
+    return peer
 
 
 def layered(capacity: int, supers: SuperConfig = SUPERS) -> PeerConfig:
@@ -254,11 +263,12 @@ async def test_killing_a_super_peer_process_rehomes_its_weak_peers(nursery: trio
     peer; SIGKILL it, and its weak peers attach to k live super peers again, indexed.
 
     Capacity and uptime decide who may be elected: the subprocess (eligible after its
-    default 5 s), one in-process peer eligible at once, and one eligible only after
-    25 s; the other 40 declare capacity 0 and are never elected.  So the first two make
-    the super layer (whichever founds it promotes the other: a super peer that sees
-    fewer than k super peers asks its successor, the most capable of its weak peers),
-    and the late one is who is promoted after the crash.
+    default 5 s) and one in-process peer eligible at once; the other 40 declare
+    capacity 0 and are never elected.  So these two make the super layer (whichever
+    founds it promotes the other: a super peer that sees fewer than k super peers asks
+    its successor, the most capable of its weak peers).  One more eligible peer joins
+    once the subprocess is a super peer: two super peers are on target for 43 peers,
+    so it stays weak until the crash leaves one, and is who is promoted then.
     """
     server = await start_bootstrap(nursery)
     child = await spawn_overlay(
@@ -266,14 +276,18 @@ async def test_killing_a_super_peer_process_rehomes_its_weak_peers(nursery: trio
     )
     victim: PeerId = child.id
     try:
-        configs = [layered(100), layered(50, attrs.evolve(SUPERS, min_uptime=25.0))]
-        configs += [layered(0) for _ in range(40)]
+        # The founder tosses its coin (1 in 21) every quarter second rather than every
+        # half: the layer is mostly there by the time the subprocess may be promoted.
+        founder = layered(100, attrs.evolve(SUPERS, seed_wait=0.1))
+        configs = [founder] + [layered(0) for _ in range(40)]
         swarm = await start_layered(nursery, configs, server=server)
-        alive = len(configs) + 1
 
         def homed_at_victim() -> set[PeerId]:
             return {p.id for p in swarm.peers if p.supers and victim in p.supers.attached}
 
+        await until(lambda: bool(homed_at_victim()))  # elected: weak peers attach to it
+        await add_layered(nursery, swarm, layered(50))
+        alive = len(swarm.peers) + 1
         seen = await until_seen(
             swarm.address,
             lambda s: (
@@ -525,8 +539,40 @@ async def test_the_K_key_crashes_a_super_peer(nursery: trio.Nursery) -> None:
 
 async def test_overlay_swarm_with_super_peers_reports_roles_and_coverage() -> None:
     """``overlay swarm --super-peers --json``, small and short: the super-peer figures are
-    in the summary, computed as ``overlay sim`` computes them."""
-    summary = json.loads(await overlay("swarm", *SMALL_SWARM, "--super-peers", "--json"))
+    in the summary, computed as ``overlay sim`` computes them.
+
+    Founding the layer is a coin toss every few seconds on the default timers, so a
+    fixed duration is either long or sometimes too short: the swarm runs until a crawl
+    of it sees a super peer that has beaten, then is stopped as Ctrl-C stops it (its
+    summary is the same; ``--duration`` only bounds the run)."""
+    process = await trio.lowlevel.open_process(
+        [*OVERLAY, "swarm", *SMALL_SWARM, "--super-peers", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(REPO),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    out = bytearray()
+    try:
+        bootstrap, err = await _bootstrap_of(process)
+        async with trio.open_nursery() as reading:
+            reading.start_soon(_drain, process.stdout, out)
+            reading.start_soon(_drain, process.stderr, err)
+            await until_seen(
+                bootstrap,
+                lambda s: (
+                    bool(s.supers())
+                    and sum(x.counters.get("node.sent.SuperBeat", 0) for x in s.shots) > 0
+                ),
+            )
+            process.send_signal(signal.SIGINT)
+            with trio.fail_after(60):
+                assert await process.wait() == 0, bytes(err[-2000:])
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    summary = json.loads(bytes(out))
     assert summary["roles"]["super"] >= 1
     assert summary["roles"]["super"] + summary["roles"]["weak"] == summary["alive"]
     assert 0.0 <= summary["index_coverage"] <= 1.0
