@@ -24,7 +24,7 @@ signalled.  Each victim first joins and gets several observers as neighbors; the
   fool it, and longer ones (still under the timeout) may: both are measured.  The other
   direction is counted too: neighbors the victim itself declared dead on waking (their
   heartbeats waited unread in its sockets; the late-tick rule of
-  :meth:`overlay.membership.Membership.handle_timer` allows for that).
+  :meth:`overlay.core.membership.Membership.handle_timer` allows for that).
 
 For each failure and each neighbor the victim had at that moment: seconds until the
 neighbor dropped it and why, in the core's own words (``declared dead``: missed
@@ -56,13 +56,13 @@ import attrs
 import trio
 
 from bootstrap.server import serve_bootstrap
-from overlay.config import MembershipConfig, PeerConfig
-from overlay.effects import Effect, Notify
-from overlay.identity import Address, Contact, PeerId
-from overlay.messages import Message
-from overlay.node import Node, NodeConfig, open_listeners, peer_node
-from overlay.peer import Peer
-from overlay.swarm import fetch_stats
+from overlay.core.config import MembershipConfig, PeerConfig
+from overlay.core.peer import Peer
+from overlay.net.node import Node, NodeConfig, open_listeners, peer_node
+from overlay.protocol.effects import Effect, Notify
+from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.messages import Message
+from overlay.tools.swarm import fetch_stats
 
 REPO = Path(__file__).resolve().parents[1]
 JOIN_TIMEOUT = 60.0
@@ -148,7 +148,7 @@ async def start_victim(bootstrap: Address, seed: int, membership: MembershipConf
         repr(membership.failure_timeout),
     ]
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "overlay.cli", "peer", "--bootstrap", str(bootstrap), "--seed",
+        [sys.executable, "-m", "overlay.tools.cli", "peer", "--bootstrap", str(bootstrap), "--seed",
          str(seed), *timers],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

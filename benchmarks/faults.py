@@ -5,7 +5,7 @@
         [--only search,crash,super,bootstrap]
 
 For each loss rate the script runs ``overlay swarm --loss P`` (every peer drops each
-message it sends with probability P, see :mod:`overlay.faults`) with seeded items,
+message it sends with probability P, see :mod:`overlay.net.faults`) with seeded items,
 waits until every peer has joined one component, then runs ``--searches`` flood
 searches (TTL 7) and as many walks (16 walkers) for seeded keys, from random peers,
 through the client protocol (the client's own link is not faulted: only the overlay's
@@ -58,16 +58,16 @@ import networkx as nx
 import trio
 
 from benchmarks.swarm_1000 import _bootstrap_of, _drain
-from overlay.cli_search import search_via
-from overlay.config import MembershipConfig, SuperConfig
-from overlay.crawl import list_members
-from overlay.errors import OverlayError
-from overlay.faults import write_partition_file
-from overlay.identity import Address, PeerId
-from overlay.peer import PeerSnapshot
-from overlay.swarm import collect_stats, snapshot_of
-from overlay.swarm_setup import seeded_items
-from overlay.topology import degree_stats, graph_of, super_layer_figures
+from overlay.core.config import MembershipConfig, SuperConfig
+from overlay.core.peer import PeerSnapshot
+from overlay.net.faults import write_partition_file
+from overlay.net.swarm.setup import seeded_items
+from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address, PeerId
+from overlay.sim.topology import degree_stats, graph_of, super_layer_figures
+from overlay.tools.cli_search import search_via
+from overlay.tools.crawl import list_members
+from overlay.tools.swarm import collect_stats, snapshot_of
 from search.store import content_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ async def _running_swarm(
     """``overlay swarm`` running, with its bootstrap address and the command as recorded;
     left with SIGTERM at the end of the block (its JSON summary then in ``out``)."""
     command = [
-        sys.executable, "-m", "overlay.cli", "swarm",
+        sys.executable, "-m", "overlay.tools.cli", "swarm",
         "--peers", str(args.peers), "--processes", str(args.processes),
         "--duration", "3600", "--interval", "3600", "--port", "0", "--json",
         "--seed", str(SEED), *extra,
@@ -395,7 +395,7 @@ async def _crash_super(args: argparse.Namespace) -> dict[str, Any]:
 async def _newcomer(via: Address, seed: int) -> tuple[trio.Process, Address]:
     """``overlay peer --join VIA`` started; its address from its first line."""
     command = [
-        sys.executable, "-m", "overlay.cli", "peer", "--join", str(via), "--seed", str(seed),
+        sys.executable, "-m", "overlay.tools.cli", "peer", "--join", str(via), "--seed", str(seed),
     ]  # fmt: skip
     process = await trio.lowlevel.open_process(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(REPO)

@@ -3,7 +3,7 @@
     python benchmarks/flood_vs_walk.py [--quick] [--out DIR] [--queries N] [--json]
 
 Every search runs on the simulator's static-topology mode
-(:class:`overlay.static.StaticNetwork`): the same peer cores as a live swarm, on a
+(:class:`overlay.sim.static.StaticNetwork`): the same peer cores as a live swarm, on a
 graph that does not change, so flood, expanding ring and walks are compared on the
 same topology, the same placement and the same seeded queries.
 

@@ -5,7 +5,7 @@
 The seed corpus is one valid frame after another of every message type (drawn from the
 wire tests' generic strategies, plus each list-carrying message with its lists at their
 validators' bounds).  Each input is one byte stream, fed through a fresh
-:class:`~overlay.wire.FrameDecoder` cut into random chunks, and made by one operator:
+:class:`~overlay.protocol.wire.FrameDecoder` cut into random chunks, and made by one operator:
 
 * ``random``: random bytes, or a valid length prefix followed by random bytes;
 * ``flip``: bit flips; ``bytes``: bytes overwritten, inserted or deleted;
@@ -17,7 +17,7 @@ validators' bounds).  Each input is one byte stream, fed through a fresh
 
 Every outcome is counted: messages decoded (each re-encoded and decoded again, which
 must give it back), a stream that ended inside a frame, and refusals by error type.
-Any exception other than a :class:`~overlay.errors.RemoteError` is a failure, as is a
+Any exception other than a :class:`~overlay.protocol.errors.RemoteError` is a failure, as is a
 decoder that buffers more than ``cap + PREFIX`` bytes or a resident memory that keeps
 growing after the warm-up.  The run records ``benchmarks/results/fuzz_decoder.json``
 and exits non-zero on a failure.  It is not part of CI (a million inputs take minutes);
@@ -50,12 +50,18 @@ from hypothesis import HealthCheck, given, settings
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from overlay.errors import RemoteError
-from overlay.messages import Message, all_message_types
-from overlay.wire import DEFAULT_FRAME_CAP, PREFIX, FrameDecoder, decode_message, encode_frame
-from overlay.wire import encode_message as encode_body
-from tests.overlay.hostile import messages_at_bounds
-from tests.overlay.test_wire import MESSAGE_STRATEGIES
+from overlay.protocol.errors import RemoteError
+from overlay.protocol.messages import Message, all_message_types
+from overlay.protocol.wire import (
+    DEFAULT_FRAME_CAP,
+    PREFIX,
+    FrameDecoder,
+    decode_message,
+    encode_frame,
+)
+from overlay.protocol.wire import encode_message as encode_body
+from tests.overlay.net.hostile import messages_at_bounds
+from tests.overlay.protocol.test_wire import MESSAGE_STRATEGIES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CAP = DEFAULT_FRAME_CAP
@@ -219,7 +225,7 @@ def structure(rng: random.Random, corpus: list[bytes]) -> bytes:
     data = _pick(rng, corpus)
     tree = msgpack.unpackb(bytes(data[PREFIX:]), raw=False, strict_map_key=False)
     try:
-        body = msgpack.packb(_mutate_tree(rng, tree), use_bin_type=True)
+        body = bytes(msgpack.packb(_mutate_tree(rng, tree), use_bin_type=True))
     except (ValueError, OverflowError, TypeError):  # too deep or too large to pack
         body = bytes(data[PREFIX:])
     # A body over the cap is refused at its prefix: its tail would only cost the

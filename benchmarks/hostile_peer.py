@@ -1,6 +1,6 @@
 """A Sybil attacker for benchmarks/sybil.py: an honest peer core with hostile search conduct.
 
-:class:`ForgingPeer` is the ordinary :class:`overlay.peer.Peer` in every respect but
+:class:`ForgingPeer` is the ordinary :class:`overlay.core.peer.Peer` in every respect but
 three, so it joins through the bootstrap, heartbeats, shuffles and keeps its links like
 anyone, and everything it sends is a valid frame (only its behaviour is hostile):
 
@@ -19,10 +19,11 @@ import hashlib
 import random
 from typing import Final
 
-from overlay.config import PeerConfig
-from overlay.effects import Effect, Send
-from overlay.identity import Address, Contact
-from overlay.messages import (
+from overlay.core.config import PeerConfig
+from overlay.core.peer import Peer
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Address, Contact
+from overlay.protocol.messages import (
     MAX_FLOOD_TTL_FIELD,
     MAX_NAME,
     MAX_WALK_TTL_FIELD,
@@ -33,7 +34,6 @@ from overlay.messages import (
     QueryHit,
     WalkStep,
 )
-from overlay.peer import Peer
 
 GARBAGE_SIZE: Final = 64
 

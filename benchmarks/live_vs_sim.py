@@ -9,7 +9,7 @@ Two measurements (issue 6, item 4):
 peers runs on loopback with ``--items`` items each on a fraction ``--replication`` of
 the peers, and writes its current topology as an edge list after every stats poll
 (``--topology-out``: peers numbered in start order, which is how the swarm's item
-plan, :func:`overlay.swarm_setup.seed_plan`, names holders).  Once every peer has joined one
+plan, :func:`overlay.net.swarm.setup.seed_plan`, names holders).  Once every peer has joined one
 component, the script runs ``--queries`` floods and then as many walks over TCP (each
 asked of its origin through the client protocol, with the peers' default search
 settings: flood TTL 7; 16 walkers of 256 hops checking every 4).  Floods run
@@ -20,7 +20,7 @@ origin, and other searches sharing the two cores would only add delay to that.
 The messages a batch cost are network-wide counts: the ``node.sent.<Kind>`` counters
 of every peer, read by a stats request before and after the batch (one peer's own
 tally would miss what the others forwarded).  Then the simulator's static mode
-(:class:`overlay.static.StaticNetwork`) replays the same queries (same origins, same
+(:class:`overlay.sim.static.StaticNetwork`) replays the same queries (same origins, same
 keys) on the topology file as it stood before the batch, with the same placement, and
 the two figures are compared: they agree when the live messages per query are within
 10% of the simulated ones.  Messages count every search message: flood copies or walk
@@ -40,7 +40,7 @@ the links changed over each batch are recorded.
 
 **How long a flood takes to reach every peer** of swarms of each of ``--reach-sizes``
 peers: ``overlay swarm --first-seen DIR`` makes every peer note when it first saw each
-query id (:mod:`overlay.first_seen`: ``time.monotonic``, one clock for all processes
+query id (:mod:`overlay.net.first_seen`: ``time.monotonic``, one clock for all processes
 on Linux); ``--floods`` floods for an absent item, one at a time from random peers;
 for each, the reach time is the last peer's first sighting minus the origin's (the
 moment it sent the flood).  Median and 95th percentile (nearest rank) are recorded;
@@ -77,14 +77,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import networkx as nx
 import trio
 
-from overlay.cli_search import search_via
-from overlay.errors import OverlayError
-from overlay.first_seen import read_first_seen
-from overlay.identity import Address
-from overlay.messages import StatsReply
-from overlay.static import StaticNetwork, TopologyError, read_topology
-from overlay.swarm import collect_stats, sent_by_kind
-from overlay.swarm_setup import seed_plan, seeded_items
+from overlay.net.first_seen import read_first_seen
+from overlay.net.swarm.setup import seed_plan, seeded_items
+from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address
+from overlay.protocol.messages import StatsReply
+from overlay.sim.static import StaticNetwork, TopologyError, read_topology
+from overlay.tools.cli_search import search_via
+from overlay.tools.swarm import collect_stats, sent_by_kind
 from search.config import SearchConfig
 from search.outcome import KIND_OF
 from search.store import content_key
@@ -139,7 +139,7 @@ class LiveSwarm:
         self.command = [
             sys.executable,
             "-m",
-            "overlay.cli",
+            "overlay.tools.cli",
             "swarm",
             "--port",
             "0",

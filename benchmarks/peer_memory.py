@@ -2,7 +2,7 @@
 
 Starts a bootstrap in a child process (so that its host cache is not counted), then,
 in this process, ``--peers`` peers on 127.0.0.1 with a swarm worker's configuration
-(:func:`overlay.cli_runtime.swarm_node_config_of` over the default runtime options),
+(:func:`overlay.net.options.swarm_node_config_of` over the default runtime options),
 lets them settle for ``--settle`` seconds and records, in
 ``benchmarks/results/peer_memory.json``:
 
@@ -44,12 +44,12 @@ import attrs
 import trio
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
-from overlay import memtrace
-from overlay.cli_runtime import add_runtime_arguments, peer_config_of, swarm_node_config_of
-from overlay.config import PeerConfig
-from overlay.identity import Address, new_peer_id
-from overlay.node import Node, open_listeners, peer_node
-from overlay.peer import Peer
+from overlay.core.config import PeerConfig
+from overlay.core.peer import Peer
+from overlay.net import memtrace
+from overlay.net.node import Node, open_listeners, peer_node
+from overlay.net.options import add_runtime_arguments, peer_config_of, swarm_node_config_of
+from overlay.protocol.identity import Address, new_peer_id
 
 RESULT = Path(__file__).resolve().parent / "results" / "peer_memory.json"
 REPO = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """One task of the flood-vs-walk sweep: a topology, a loss rate, modes, queries.
 
-A task builds its graph and one :class:`~overlay.static.StaticNetwork` and sends
+A task builds its graph and one :class:`~overlay.sim.static.StaticNetwork` and sends
 every query of every configuration through it, one after another: building a
 network of 10,000 peer cores costs a second (62,586: ten), a query costs
 milliseconds, so reuse is what makes 1,000 queries per configuration affordable.
@@ -59,10 +59,10 @@ import networkx as nx
 
 from benchmarks.placement import QueryStream, place, zipf_popularity
 from benchmarks.topologies import TopologySpec, build_topology
-from overlay.effects import Effect, Send
-from overlay.identity import Address
-from overlay.messages import Query, QueryHit
-from overlay.static import StaticNetwork
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Address
+from overlay.protocol.messages import Query, QueryHit
+from overlay.sim.static import StaticNetwork
 from search.config import SearchConfig
 from search.outcome import QueryOutcome
 

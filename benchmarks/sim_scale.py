@@ -23,8 +23,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from overlay.scenario import Scenario, build
-from overlay.sim import few_collections
+from overlay.sim.scenario import Scenario, build
+from overlay.sim.simulator import few_collections
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -20,9 +20,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from overlay.scenario import Scenario, run
-from overlay.sim import Simulator
-from overlay.topology import summarize
+from overlay.sim.scenario import Scenario, run
+from overlay.sim.simulator import Simulator
+from overlay.sim.topology import summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -10,7 +10,7 @@
   client call, each to ``--replicas`` random peers, and one more item per churn round,
   so that items keep being held by live peers while holders die;
 * **queries**: ``--query-rate`` searches a second for items that have a live holder,
-  from random live peers, alternating flood and walk (:func:`overlay.cli_search.search_via`);
+  from random live peers, alternating flood and walk (:func:`overlay.tools.cli_search.search_via`);
 * **samples** every ``--sample-period`` seconds: a crawl (peers alive, components,
   the super layer's index coverage), the window's search success, the RSS and open file
   descriptors of the swarm process and of each worker (``/proc/PID/status``,
@@ -37,7 +37,7 @@ process's least-squares RSS slope over the second half of the samples at most
 (:data:`LOST_RULE`).  Everything goes to ``benchmarks/results/soak.json``.
 
 ``--tracemalloc DIR`` has the workers trace their allocations and dump the top growth
-to DIR every ``--tracemalloc-period`` seconds (:mod:`overlay.memtrace`; it slows them
+to DIR every ``--tracemalloc-period`` seconds (:mod:`overlay.net.memtrace`; it slows them
 down, and its dumps stall them for a moment: use it to find growth, not to measure).
 """
 
@@ -60,12 +60,12 @@ import attrs
 import networkx as nx
 import trio
 
-from overlay import memtrace
-from overlay.cli_search import publish_via, search_via
-from overlay.crawl import Crawl, crawl
-from overlay.errors import OverlayError
-from overlay.identity import Address
-from overlay.topology import super_layer_figures
+from overlay.net import memtrace
+from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address
+from overlay.sim.topology import super_layer_figures
+from overlay.tools.cli_search import publish_via, search_via
+from overlay.tools.crawl import Crawl, crawl
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -278,7 +278,7 @@ def children_of(pid: int) -> list[int]:
 
 async def start_swarm(args: argparse.Namespace, log: Path) -> tuple[trio.Process, Address]:
     command = [
-        sys.executable, "-m", "overlay.cli", "swarm",
+        sys.executable, "-m", "overlay.tools.cli", "swarm",
         "--peers", str(args.peers), "--port", "0", "--seed", str(args.seed),
         "--duration", str(args.minutes * 60 + END_TIMEOUT + START_TIMEOUT),
         "--interval", str(args.sample_period), "--control", "--json",
@@ -839,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--tracemalloc", type=Path, default=None, metavar="DIR",
-        help="have the workers trace allocations and dump them to DIR (overlay.memtrace)",
+        help="have the workers trace allocations and dump them to DIR (overlay.net.memtrace)",
     )  # fmt: skip
     parser.add_argument("--tracemalloc-period", type=float, default=30.0, help="seconds")
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")

@@ -28,9 +28,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from overlay.scenario import Scenario, build
-from overlay.sim import Simulator, few_collections
-from overlay.topology import super_layer_figures
+from overlay.sim.scenario import Scenario, build
+from overlay.sim.simulator import Simulator, few_collections
+from overlay.sim.topology import super_layer_figures
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from overlay.scenario import Scenario, build
-from overlay.sim import Simulator
+from overlay.sim.scenario import Scenario, build
+from overlay.sim.simulator import Simulator
 from search.store import Criteria, content_key
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -72,14 +72,14 @@ from typing import Any
 import networkx as nx
 import trio
 
-from overlay.cli_search import search_via
-from overlay.crawl import list_members
-from overlay.errors import OverlayError
-from overlay.identity import Address
-from overlay.messages import StatsReply
-from overlay.swarm import collect_stats, sent_by_kind, snapshot_of
-from overlay.swarm_setup import seeded_items
-from overlay.topology import graph_of
+from overlay.net.swarm.setup import seeded_items
+from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address
+from overlay.protocol.messages import StatsReply
+from overlay.sim.topology import graph_of
+from overlay.tools.cli_search import search_via
+from overlay.tools.crawl import list_members
+from overlay.tools.swarm import collect_stats, sent_by_kind, snapshot_of
 from search.store import content_key
 
 RESULTS = Path(__file__).resolve().parent / "results" / "swarm_1000.json"
@@ -151,7 +151,7 @@ def interpreter_rss() -> int | None:
     command = [
         sys.executable,
         "-m",
-        "overlay.swarm_worker",
+        "overlay.net.swarm.worker",
         "--bootstrap",
         "127.0.0.1:9",
         "--count",
@@ -335,7 +335,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
-        "overlay.cli",
+        "overlay.tools.cli",
         "swarm",
         "--peers",
         str(args.peers),

@@ -4,7 +4,7 @@
         [--rounds 4] [--round-searches 50] [--concurrency 8] [--out benchmarks/results]
 
 One process runs a bootstrap (127.0.0.1), ``--honest`` peers and later ``--attackers``
-:class:`benchmarks.hostile_peer.ForgingPeer` s, each a real :func:`overlay.node.peer_node`
+:class:`benchmarks.hostile_peer.ForgingPeer` s, each a real :func:`overlay.net.node.peer_node`
 on its own loopback address with default protocol parameters.
 
 **Layout.**  Honest peer i listens on 127.10.i.1 (and 127.11.*, ... past 256), each in
@@ -15,15 +15,15 @@ the attackers and never an honest peer; had the honest peers shared 127.0.0.1 th
 would bind no one among them either (own prefix exempt), but the attackers' prefix
 would still be foreign to all of them: the layout chosen is the realistic one, with no
 prefix of honest peers larger than one.  The runtime's accepted-connection caps per
-remote IP and per /24 (:mod:`overlay.admission`) are lifted (``one_host``): on
+remote IP and per /24 (:mod:`overlay.core.admission`) are lifted (``one_host``): on
 loopback every dialled connection leaves from 127.0.0.1, whatever address the dialler
 listens on, so those caps would count the whole swarm as one host.
 
-**Items.**  ``ITEMS`` seeded items (:func:`overlay.swarm_setup.seeded_items`), each held by
+**Items.**  ``ITEMS`` seeded items (:func:`overlay.net.swarm.setup.seeded_items`), each held by
 ``REPLICATION`` (3%) of the honest peers, drawn at random.
 
 **Searches.**  A search counts as a success when the client gets a value that passes
-the hash check: ``overlay fetch --mode flood|walk`` (:func:`overlay.cli_search.fetch_via`)
+the hash check: ``overlay fetch --mode flood|walk`` (:func:`overlay.tools.cli_search.fetch_via`)
 from a random honest peer for a random seeded key.  The peer searches, fetches from
 the holders its hits name and verifies the bytes; so does the client.
 
@@ -62,14 +62,14 @@ import trio
 
 from benchmarks.hostile_peer import ForgingPeer
 from bootstrap.server import BootstrapServer, serve_bootstrap
-from overlay.cli_search import fetch_via
-from overlay.config import PeerConfig
-from overlay.errors import OverlayError
-from overlay.identity import Address, PeerId
-from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
-from overlay.peer import Peer
-from overlay.swarm import collect_stats
-from overlay.swarm_setup import seeded_items
+from overlay.core.config import PeerConfig
+from overlay.core.peer import Peer
+from overlay.net.node import Node, NodeConfig, one_host, open_listeners, peer_node
+from overlay.net.swarm.setup import seeded_items
+from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address, PeerId
+from overlay.tools.cli_search import fetch_via
+from overlay.tools.swarm import collect_stats
 from search.store import content_key
 
 REPO = Path(__file__).resolve().parents[1]

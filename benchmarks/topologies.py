@@ -28,7 +28,7 @@ from pathlib import Path
 import attrs
 import networkx as nx
 
-from overlay.static import read_topology
+from overlay.sim.static import read_topology
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "gnutella"

@@ -5,7 +5,7 @@ worker processes), waits until the bootstrap lists them all, then measures, by
 ``--modes``:
 
 * ``batched``: ``overlay swarm --view``'s way: each worker is asked once per frame
-  for the stats of all its peers (:mod:`overlay.swarm_stats`), the crawl asks only
+  for the stats of all its peers (:mod:`overlay.net.swarm.stats`), the crawl asks only
   the rest over TCP, then the model is updated and a frame rendered into a 160x50
   console; seconds per snapshot, model update and render over ``--frames`` frames.
 * ``rolling``: ``overlay view --bootstrap``'s way: a :class:`RollingCrawl` runs in
@@ -16,7 +16,7 @@ worker processes), waits until the bootstrap lists them all, then measures, by
 
 For ``batched`` and ``rolling`` this script is the swarm's parent, as ``overlay
 swarm`` is: the bootstrap runs in this process, the peers in two worker processes
-(``python -m overlay.swarm_worker``).  With ``--modes tcp`` alone it starts ``overlay swarm``
+(``python -m overlay.net.swarm.worker``).  With ``--modes tcp`` alone it starts ``overlay swarm``
 itself (or, with ``--direct``, a bootstrap and workers by hand).
 
 Run: ``python benchmarks/view_1000.py [--peers 1000] [--modes batched,rolling,tcp]
@@ -48,8 +48,14 @@ import trio
 from rich.console import Console
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
-from overlay.cli_view import WorkerControl, live_view, rolling_source
-from overlay.crawl import (
+from overlay.net.node import NodeConfig, one_host, peer_node, peer_stats
+from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address
+from overlay.protocol.messages import StatsReply
+from overlay.protocol.wire import FrameDecoder, encode_frame
+from overlay.sim.scenario import Scenario, build
+from overlay.tools.cli_view import WorkerControl, live_view, rolling_source
+from overlay.tools.crawl import (
     Crawl,
     RollingCrawl,
     StatsClient,
@@ -58,14 +64,8 @@ from overlay.crawl import (
     list_members,
     snapshot_from,
 )
-from overlay.errors import OverlayError
-from overlay.identity import Address
-from overlay.messages import StatsReply
-from overlay.node import NodeConfig, one_host, peer_node, peer_stats
-from overlay.scenario import Scenario, build
-from overlay.swarm import Worker, _stop_worker, start_worker, wait_ready
-from overlay.view import ViewModel, render, sim_frames
-from overlay.wire import FrameDecoder, encode_frame
+from overlay.tools.swarm import Worker, _stop_worker, start_worker, wait_ready
+from overlay.tools.view import ViewModel, render, sim_frames
 
 RESULTS = Path(__file__).parent / "results" / "view_1000.json"
 START_TIMEOUT = 300.0
@@ -188,7 +188,7 @@ async def start_owned(
     for index in range(processes):
         count = peers // processes + (1 if index < peers % processes else 0)
         command = [
-            sys.executable, "-m", "overlay.swarm_worker", "--bootstrap", str(server.address),
+            sys.executable, "-m", "overlay.net.swarm.worker", "--bootstrap", str(server.address),
             "--count", str(count), "--seed", str(1_000_003 + index),
             "--spread", str(min(5.0, count / 200)),
         ]  # fmt: skip
@@ -388,7 +388,7 @@ def start_direct(peers: int, port: int) -> tuple[list[subprocess.Popen[bytes]], 
     entry point), started by hand so that the peers' addresses come from the workers
     and the crawl does not depend on the bootstrap keeping up with 1,000 leases."""
     boot = subprocess.Popen(
-        [sys.executable, "-m", "overlay.cli", "bootstrap", "--port", str(port)],
+        [sys.executable, "-m", "overlay.tools.cli", "bootstrap", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -397,7 +397,7 @@ def start_direct(peers: int, port: int) -> tuple[list[subprocess.Popen[bytes]], 
     addresses: list[Address] = []
     for index, count in enumerate((peers // 2, peers - peers // 2)):
         command = [
-            sys.executable, "-m", "overlay.swarm_worker", "--bootstrap", f"127.0.0.1:{port}",
+            sys.executable, "-m", "overlay.net.swarm.worker", "--bootstrap", f"127.0.0.1:{port}",
             "--count", str(count), "--seed", str(1_000_003 + index), "--spread", "2.5",
         ]  # fmt: skip
         processes.append(
@@ -482,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started, listed = time.monotonic() - began, len(seeds)
     else:
         command = [
-            sys.executable, "-m", "overlay.cli", "swarm", "--peers", str(args.peers),
+            sys.executable, "-m", "overlay.tools.cli", "swarm", "--peers", str(args.peers),
             "--port", str(port), "--duration", "3600", "--json", "--interval", "3600",
         ]  # fmt: skip
         swarm = subprocess.Popen(

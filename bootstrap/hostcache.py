@@ -3,7 +3,7 @@
 Peers ``Register`` under a lease and refresh it (every third of the lease); a
 peer that stops refreshing expires.  Every registration is answered with a
 uniform random sample of the other live peers (never the asker, never more
-than asked, never more than :data:`overlay.messages.MAX_SAMPLE`) and the known
+than asked, never more than :data:`overlay.protocol.messages.MAX_SAMPLE`) and the known
 super peers.  The bootstrap decides nothing about the overlay: it only hands
 out contacts.
 
@@ -19,10 +19,10 @@ import random
 
 import attrs
 
-from overlay import validate
-from overlay.effects import Effect, Send
-from overlay.identity import Address, Contact, PeerId
-from overlay.messages import MAX_SAMPLE, Message, PeerSample, Register, Unregister
+from overlay.protocol import validate
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.messages import MAX_SAMPLE, Message, PeerSample, Register, Unregister
 
 
 @attrs.frozen

@@ -1,5 +1,5 @@
 """The bootstrap node on TCP: the pure :class:`~bootstrap.hostcache.HostCache` driven by
-the trio runtime of :mod:`overlay.node`, plus an optional state file.
+the trio runtime of :mod:`overlay.net.node`, plus an optional state file.
 
 State file: with ``state`` set, the cache is saved every ``save_period`` seconds
 (when it changed) and on shutdown, and reloaded on start, so a restart loses no
@@ -30,11 +30,12 @@ import cattrs
 import trio
 
 from bootstrap.hostcache import HostCache, HostCacheConfig, HostRecord
-from overlay import PROTOCOL_VERSION, validate
-from overlay.atomic_file import write_atomically
-from overlay.effects import Effect, Send
-from overlay.identity import Address, Contact, PeerId, new_peer_id
-from overlay.messages import (
+from overlay.net.atomic_file import write_atomically
+from overlay.net.node import Node, NodeConfig, one_host, open_listeners, stat_counters
+from overlay.protocol import validate
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
+from overlay.protocol.messages import (
     MAX_COUNTER_VALUE,
     MAX_MEMBERS_PAGE,
     Handshake,
@@ -44,7 +45,7 @@ from overlay.messages import (
     Message,
     StatsReply,
 )
-from overlay.node import Node, NodeConfig, one_host, open_listeners, stat_counters
+from overlay.protocol.wire import PROTOCOL_VERSION
 
 log = logging.getLogger("bootstrap.server")
 

@@ -14,10 +14,10 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from overlay.effects import Effect
-from overlay.identity import Contact
-from overlay.membership import Membership
-from overlay.messages import (
+from overlay.core.membership import Membership
+from overlay.protocol.effects import Effect
+from overlay.protocol.identity import Contact
+from overlay.protocol.messages import (
     Fetch,
     FetchReply,
     Message,

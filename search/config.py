@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import attrs
 
-from overlay import validate
-from overlay.messages import MAX_FLOOD_TTL_FIELD, MAX_KEYWORDS_FIELD, MAX_WALK_TTL_FIELD
+from overlay.protocol import validate
+from overlay.protocol.messages import MAX_FLOOD_TTL_FIELD, MAX_KEYWORDS_FIELD, MAX_WALK_TTL_FIELD
 
 
 @attrs.frozen

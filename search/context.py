@@ -16,9 +16,9 @@ from typing import TypeVar
 
 import attrs
 
-from overlay.effects import Effect, Notify
-from overlay.identity import Address, Contact, PeerId
-from overlay.membership import Membership
+from overlay.core.membership import Membership
+from overlay.protocol.effects import Effect, Notify
+from overlay.protocol.identity import Address, Contact, PeerId
 from search.config import SearchConfig
 from search.errors import TooManySearches
 from search.outcome import FetchResult, Hit, SearchResult
@@ -28,7 +28,7 @@ from search.store import Criteria, ItemStore
 Observer = Callable[[str, PeerId, bool], None]
 Evidence = Callable[[PeerId, str], None]
 """Told what a peer did that bears on its standing: (peer, a refusal's counter or a
-walker outcome).  The peer core plugs its ledger in (overlay.standing)."""
+walker outcome).  The peer core plugs its ledger in (overlay.core.standing)."""
 """Called on every reception of a query or walker: (wire id, this peer, duplicate?)."""
 TimerCallback = Callable[[float, list[Effect]], None]
 V = TypeVar("V")

@@ -1,9 +1,12 @@
-"""Typed errors of search and fetch.  Each names who is at fault, as overlay.errors does."""
+"""Typed errors of search and fetch.
+
+Each names who is at fault, as :mod:`overlay.protocol.errors` does.
+"""
 
 from __future__ import annotations
 
-from overlay.errors import LocalError, OverlayError, RemoteError, TransportError
-from overlay.identity import Contact
+from overlay.protocol.errors import LocalError, OverlayError, RemoteError, TransportError
+from overlay.protocol.identity import Contact
 
 
 class FetchError(OverlayError):

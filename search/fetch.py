@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import attrs
 
-from overlay.effects import Effect, Notify, Send
-from overlay.identity import Contact
-from overlay.messages import Fetch, FetchReply
+from overlay.protocol.effects import Effect, Notify, Send
+from overlay.protocol.identity import Contact
+from overlay.protocol.messages import Fetch, FetchReply
 from search.context import SearchContext
 from search.errors import (
     ContentMismatch,

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import attrs
 
-from overlay.effects import Effect, Send
-from overlay.identity import Contact
-from overlay.messages import MAX_FLOOD_TTL_FIELD, Query, QueryHit
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Contact
+from overlay.protocol.messages import MAX_FLOOD_TTL_FIELD, Query, QueryHit
 from search.context import OriginSearch, SearchContext, SeenCache
 from search.outcome import Hit
 from search.store import Criteria, keywords_of

@@ -30,9 +30,9 @@ from collections.abc import Iterable
 
 import attrs
 
-from overlay.errors import RemoteError
-from overlay.identity import Contact, PeerId
-from overlay.messages import IndexItem
+from overlay.protocol.errors import RemoteError
+from overlay.protocol.identity import Contact, PeerId
+from overlay.protocol.messages import IndexItem
 from search.store import keywords_of
 
 

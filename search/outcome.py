@@ -19,8 +19,8 @@ from typing import Any, Final
 
 import attrs
 
-from overlay.identity import Contact, PeerId
-from overlay.messages import (
+from overlay.protocol.identity import Contact, PeerId
+from overlay.protocol.messages import (
     Fetch,
     FetchReply,
     Message,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from overlay.identity import PeerId
+from overlay.protocol.identity import PeerId
 
 
 class NeighborBuckets:

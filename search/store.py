@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import attrs
 
-from overlay.errors import LocalError
-from overlay.messages import MAX_KEYWORD_LENGTH, MAX_NAME, MAX_VALUE
+from overlay.protocol.errors import LocalError
+from overlay.protocol.messages import MAX_KEYWORD_LENGTH, MAX_NAME, MAX_VALUE
 
 _WORD = re.compile(r"[^\W_]+")
 

@@ -25,9 +25,9 @@ from typing import Protocol
 
 import attrs
 
-from overlay.effects import Effect, Send
-from overlay.identity import Contact, PeerId
-from overlay.messages import MAX_WALK_TTL_FIELD, QueryHit, SuperQuery
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Contact, PeerId
+from overlay.protocol.messages import MAX_WALK_TTL_FIELD, QueryHit, SuperQuery
 from search.context import OriginSearch, SearchContext, SeenCache
 from search.flood import Flooding
 from search.index import SuperIndex

@@ -48,9 +48,9 @@ import random
 
 import attrs
 
-from overlay.effects import Effect, Send
-from overlay.identity import Contact, PeerId
-from overlay.messages import MAX_WALKER, QueryHit, WalkCheck, WalkStep, WalkVerdict
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Contact, PeerId
+from overlay.protocol.messages import MAX_WALKER, QueryHit, WalkCheck, WalkStep, WalkVerdict
 from search.context import OriginSearch, SearchContext, SeenCache
 from search.flood import Flooding
 from search.store import Criteria
@@ -65,7 +65,7 @@ class WalkerState:
     alive: bool = True
     via: PeerId = ""
     """The neighbor it was handed to first: blamed if it vanishes before its first check
-    (see overlay.standing), credited when it checks in."""
+    (see overlay.core.standing), credited when it checks in."""
 
 
 @attrs.define

@@ -20,14 +20,13 @@ import attrs
 import trio
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
-from overlay import PROTOCOL_VERSION
-from overlay.config import MembershipConfig, PeerConfig
-from overlay.faults import FaultInjector
-from overlay.identity import Address, Contact, PeerId, new_peer_id
-from overlay.messages import Handshake, Message
-from overlay.node import Node, NodeConfig, one_host, open_listeners, peer_node
-from overlay.peer import Peer
-from overlay.wire import FrameDecoder, check_handshake, encode_frame
+from overlay.core.config import MembershipConfig, PeerConfig
+from overlay.core.peer import Peer
+from overlay.net.faults import FaultInjector
+from overlay.net.node import Node, NodeConfig, one_host, open_listeners, peer_node
+from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
+from overlay.protocol.messages import Handshake, Message
+from overlay.protocol.wire import PROTOCOL_VERSION, FrameDecoder, check_handshake, encode_frame
 from search.config import SearchConfig
 
 FAST = MembershipConfig(
@@ -48,7 +47,7 @@ in vain)."""
 FAST_NODE = NodeConfig(handshake_timeout=0.5, idle_timeout=2.0, transient_idle_timeout=1.0)
 
 REPO = Path(__file__).resolve().parent.parent
-OVERLAY = [sys.executable, "-m", "overlay.cli"]
+OVERLAY = [sys.executable, "-m", "overlay.tools.cli"]
 
 
 async def start_bootstrap(

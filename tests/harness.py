@@ -14,11 +14,11 @@ from collections.abc import Iterable
 import attrs
 
 from bootstrap.hostcache import HostCache, HostCacheConfig
-from overlay.config import MembershipConfig, PeerConfig
-from overlay.effects import Effect, Send
-from overlay.identity import Address, Contact
-from overlay.messages import Message
-from overlay.peer import Peer
+from overlay.core.config import MembershipConfig, PeerConfig
+from overlay.core.peer import Peer
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Address, Contact
+from overlay.protocol.messages import Message
 
 BOOTSTRAP = Address("127.0.0.1", 7000)
 

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from benchmarks.fuzz_decoder import MUTATORS, main, seed_corpus
-from overlay.messages import all_message_types
-from overlay.wire import decode_message
+from overlay.protocol.messages import all_message_types
+from overlay.protocol.wire import decode_message
 
 
 def test_the_seed_corpus_is_valid_frames_of_every_type() -> None:

@@ -17,7 +17,7 @@ import networkx as nx
 import pytest
 
 from benchmarks.live_vs_sim import flood_formula, main
-from overlay.static import StaticNetwork
+from overlay.sim.static import StaticNetwork
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import networkx as nx
 import pytest
 
 from benchmarks.soak import Soak, growth, lost_by_reason, slope, socket_breakdown, why_lost
-from overlay.identity import Address
+from overlay.protocol.identity import Address
 
 MB = 2**20
 

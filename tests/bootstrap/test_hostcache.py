@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bootstrap.hostcache import HostCache, HostCacheConfig
-from overlay.effects import Send
-from overlay.identity import Address, Contact
-from overlay.messages import MAX_SAMPLE, PeerSample, Register, Unregister
+from overlay.protocol.effects import Send
+from overlay.protocol.identity import Address, Contact
+from overlay.protocol.messages import MAX_SAMPLE, PeerSample, Register, Unregister
 
 ME = Contact("e" * 32, Address("127.0.0.1", 7000))
 

@@ -14,9 +14,9 @@ import trio
 
 from bootstrap.hostcache import HostCache, HostCacheConfig
 from bootstrap.server import load_state, restore_cache, save_state
-from overlay.identity import Address, Contact, new_peer_id
-from overlay.messages import PeerSample, Register
-from overlay.node import NodeConfig
+from overlay.net.node import NodeConfig
+from overlay.protocol.identity import Address, Contact, new_peer_id
+from overlay.protocol.messages import PeerSample, Register
 from tests.conftest import connect, finish, handshaken, spawn_overlay, start_bootstrap
 
 

@@ -6,12 +6,12 @@ import random
 
 import networkx as nx
 
-from overlay.config import PeerConfig
-from overlay.effects import Effect, Send
-from overlay.identity import Address, Contact
-from overlay.messages import Message
-from overlay.peer import Peer
-from overlay.static import StaticNetwork
+from overlay.core.config import PeerConfig
+from overlay.core.peer import Peer
+from overlay.protocol.effects import Effect, Send
+from overlay.protocol.identity import Address, Contact
+from overlay.protocol.messages import Message
+from overlay.sim.static import StaticNetwork
 
 
 def wired_peers(

@@ -7,9 +7,10 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from overlay.effects import Notify
-from overlay.identity import Contact
-from overlay.messages import (
+from overlay.core.peer import Peer
+from overlay.protocol.effects import Notify
+from overlay.protocol.identity import Contact
+from overlay.protocol.messages import (
     MAX_KEYWORDS_FIELD,
     Query,
     QueryHit,
@@ -17,8 +18,7 @@ from overlay.messages import (
     WalkStep,
     WalkVerdict,
 )
-from overlay.peer import Peer
-from overlay.static import StaticNetwork
+from overlay.sim.static import StaticNetwork
 from search.store import Criteria, content_key
 from tests.search.helpers import sent_messages, wired_peers
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from overlay.errors import RemoteError
-from overlay.messages import Fetch, FetchReply
-from overlay.static import StaticNetwork
+from overlay.protocol.errors import RemoteError
+from overlay.protocol.messages import Fetch, FetchReply
+from overlay.sim.static import StaticNetwork
 from search.errors import ContentMismatch, FetchTimeout, ItemNotFound
 from search.store import Item, content_key
 from tests.search.helpers import sent_messages, wired_peers

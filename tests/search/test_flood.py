@@ -8,8 +8,8 @@ from collections import Counter
 import networkx as nx
 import pytest
 
-from overlay.identity import PeerId
-from overlay.static import StaticNetwork
+from overlay.protocol.identity import PeerId
+from overlay.sim.static import StaticNetwork
 from search.config import SearchConfig
 from tests.search.helpers import random_connected_graph
 

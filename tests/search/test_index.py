@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from overlay.identity import Address, Contact
-from overlay.messages import IndexItem
+from overlay.protocol.identity import Address, Contact
+from overlay.protocol.messages import IndexItem
 from search.index import (
     ForeignLease,
     IndexFull,

@@ -9,9 +9,9 @@ import attrs
 import networkx as nx
 import pytest
 
-from overlay.config import PeerConfig
-from overlay.messages import Query, WalkCheck, WalkStep
-from overlay.peer import Peer
+from overlay.core.config import PeerConfig
+from overlay.core.peer import Peer
+from overlay.protocol.messages import Query, WalkCheck, WalkStep
 from search.config import SearchConfig
 from search.errors import TooManySearches
 from search.ratelimit import NeighborBuckets

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from overlay.identity import Address, Contact
-from overlay.messages import (
+from overlay.protocol.identity import Address, Contact
+from overlay.protocol.messages import (
     Fetch,
     FetchReply,
     Message,
@@ -16,7 +16,7 @@ from overlay.messages import (
     WalkVerdict,
     all_message_types,
 )
-from overlay.wire import decode_message, encode_message
+from overlay.protocol.wire import decode_message, encode_message
 from search.store import content_key
 
 ORIGIN = Contact("a" * 32, Address("10.0.0.1", 7000))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from overlay.messages import WalkCheck, WalkStep, WalkVerdict
+from overlay.protocol.messages import WalkCheck, WalkStep, WalkVerdict
 from search.config import SearchConfig
 from search.context import SeenCache
 from search.store import Criteria

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from overlay.messages import MAX_VALUE
+from overlay.protocol.messages import MAX_VALUE
 from search.store import (
     Criteria,
     Item,

@@ -7,8 +7,8 @@ import random
 import networkx as nx
 import pytest
 
-from overlay.messages import QueryHit, WalkCheck, WalkStep
-from overlay.static import StaticNetwork
+from overlay.protocol.messages import QueryHit, WalkCheck, WalkStep
+from overlay.sim.static import StaticNetwork
 from search.store import Criteria, Item
 from search.walk import WalkMemory
 from tests.search.helpers import random_connected_graph, sends, sent_messages, wired_peers

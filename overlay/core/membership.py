@@ -1,0 +1,735 @@
+"""The partial view: who my neighbors are, and how the neighbor graph stays random,
+connected and alive.
+
+Three lists, all bounded:
+
+* the **active view**: my neighbors.  Links are symmetric (A lists B exactly when
+  B lists A, once the messages in flight have landed); the degree aims at
+  ``target_degree`` and never exceeds ``max_degree``.
+* the **passive view**: a cache of other peers, kept random by Cyclon shuffles
+  (Voulgaris, Gavidia and van Steen, J. Netw. Syst. Mgmt 2005): each shuffle
+  period a peer sends a few entries, itself among them, to the *oldest* entry
+  in its cache, which answers with a few of its own.  Contacting the oldest
+  entry also purges dead ones: a peer that does not answer is not put back.
+* the **known hosts**: peers that were my neighbors once, kept to rejoin
+  without the bootstrap.
+
+How the graph is built and kept:
+
+* **Join by edge splitting.**  A newcomer sends ``Join`` to a few peers from the
+  bootstrap's sample.  A member u that already has its target degree picks a
+  random neighbor v, drops the link u-v and links both u and v to the newcomer
+  (``Redirect``).  Members keep their degree, the newcomer gets two links per
+  split, and the result is a random regular graph (Cooper, Dyer and Greenhill,
+  SODA 2005).
+* **Repair.**  A peer under its target degree asks random passive entries
+  (``NeighborRequest``), then its known hosts, then the bootstrap.  A request
+  from a peer with no neighbor at all is *urgent* and is accepted even by a
+  full peer, which evicts one of its own (HyParView's rule, Leitao et al.,
+  DSN 2007): an isolated peer can always get back in.
+* **Explore and shed.**  Now and then a peer links to a random passive entry
+  even when it has its target degree; a peer above its target drops a link to
+  a neighbor that is also above its target.  Degrees stay near the target while
+  links keep moving, which keeps the graph random and merges the two sides of
+  a healed partition (the bootstrap's fresh samples carry peers of both).
+* **Failure detection.**  Every heartbeat period each peer sends a
+  ``Heartbeat`` to each neighbor; a neighbor silent for ``failure_timeout`` is
+  declared dead, dropped and remembered for a while (a tombstone) so stale
+  caches cannot bring it back.  A heartbeat from a peer that is not my neighbor
+  gets a ``Disconnect``, which is how a link left half-made by a lost message
+  is undone.
+* **Whom to let in.**  At most ``max_per_prefix`` neighbors share one foreign
+  address prefix (a /24 by default), so attackers holding one prefix cannot
+  surround a peer; and a peer the standing ledger distrusts (:mod:`overlay.core.standing`)
+  is dropped and refused for ``blacklist_seconds``.  Both are checked wherever a
+  link could be made: a join, a redirect, a request, an accept, a heartbeat
+  completing a half-made link, and when choosing whom to ask.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from collections.abc import Iterable
+
+import attrs
+
+from overlay.core.admission import prefix_of
+from overlay.core.config import MembershipConfig
+from overlay.protocol.effects import Close, Effect, Notify, Send
+from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.messages import (
+    MAX_AGE,
+    Disconnect,
+    Heartbeat,
+    Join,
+    Leave,
+    NeighborAccept,
+    NeighborReject,
+    NeighborRequest,
+    PeerSample,
+    Redirect,
+    Register,
+    ShuffleEntry,
+    ShuffleReply,
+    ShuffleRequest,
+    Unregister,
+)
+
+_NEVER = math.inf
+
+
+address_group = functools.lru_cache(maxsize=65_536)(prefix_of)
+"""The address prefix a host belongs to, as the per-prefix neighbor cap counts it: the
+runtime's grouping for its connection limits (a /24, a /64), cached because the cap
+asks it of every neighbor whenever a link is about to be made."""
+
+
+@attrs.define(slots=True)
+class Neighbor:
+    """An entry of the active view."""
+
+    contact: Contact
+    last_heard: float
+    degree: int = 0
+    """The degree the neighbor last told us (heartbeats carry it)."""
+
+
+@attrs.define(slots=True)
+class PassiveEntry:
+    """An entry of the passive view; ``age`` counts the shuffles since it was fresh."""
+
+    contact: Contact
+    age: int = 0
+
+
+@attrs.define(slots=True)
+class PendingShuffle:
+    partner: PeerId
+    sent: list[PeerId]
+    deadline: float
+
+
+class Membership:
+    """The membership part of a peer core.  Pure: no I/O, no clock, no global random.
+
+    Every handler appends effects to ``out``; :class:`overlay.core.peer.Peer`
+    dispatches messages here and merges the timers.
+    """
+
+    def __init__(
+        self,
+        me: Contact,
+        config: MembershipConfig,
+        rng: random.Random,
+        *,
+        role: str = "weak",
+        capacity: int = 1,
+        bootstrap: Address | None = None,
+        join_via: Address | None = None,
+    ) -> None:
+        self.me = me
+        self.config = config
+        self.rng = rng
+        self.role = role
+        self.capacity = capacity
+        self.bootstrap = bootstrap
+        self.join_via = join_via
+        self.active: dict[PeerId, Neighbor] = {}
+        self.passive: dict[PeerId, PassiveEntry] = {}
+        self.known_hosts: dict[PeerId, Contact] = {}
+        self.pending: dict[PeerId, tuple[Contact, float]] = {}
+        self.tombstones: dict[PeerId, float] = {}
+        self.blacklist: dict[PeerId, float] = {}
+        """Peers distrusted for their conduct, until when they are refused as neighbors."""
+        self._my_group = address_group(me.address.host)
+        self.super_peers: dict[PeerId, Contact] = {}
+        self.shuffle: PendingShuffle | None = None
+        self.joined = False
+        self.ever_joined = False
+        self.static = False
+        self.lease = 60.0
+        self.last_bootstrap_ask = -_NEVER
+        self.tick_at = _NEVER
+        self.shuffle_at = _NEVER
+        self.register_at = _NEVER
+        self.expire_at = _NEVER
+        self.counters: dict[str, int] = {}
+        self._heartbeats: dict[int, Heartbeat] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, now: float, out: list[Effect]) -> None:
+        if self.static:
+            return
+        config = self.config
+        # Random phases, so that a thousand peers started together do not tick together.
+        self.tick_at = now + self.rng.random() * config.heartbeat_period
+        self.shuffle_at = now + (0.5 + self.rng.random()) * config.shuffle_period
+        if self.join_via is not None:
+            out.append(Send(self.join_via, Join()))
+        if self.bootstrap is not None:
+            self._ask_bootstrap(now, out)
+
+    def fix_neighbors(self, neighbors: Iterable[Contact], now: float) -> None:
+        """Static-topology mode: these are my neighbors, for good.
+
+        No heartbeats, shuffles or repairs run, so the graph read from a file is
+        exactly the graph searched (the benchmarks compare search modes on fixed
+        topologies, as Lv et al. did).
+        """
+        self.static = True
+        for contact in neighbors:
+            self.active[contact.id] = Neighbor(contact, now)
+        self.joined = self.ever_joined = bool(self.active)
+        self.tick_at = self.shuffle_at = self.register_at = self.expire_at = _NEVER
+
+    def leave(self, now: float, out: list[Effect]) -> None:
+        """Say goodbye to every neighbor and to the bootstrap, then forget everything."""
+        for neighbor in self.active.values():
+            out.append(Send(neighbor.contact.address, Leave()))
+            out.append(Close(neighbor.contact.address))
+        if self.bootstrap is not None:
+            out.append(Send(self.bootstrap, Unregister()))
+        self.active.clear()
+        self.pending.clear()
+        self.shuffle = None
+        self.tick_at = self.shuffle_at = self.register_at = self.expire_at = _NEVER
+
+    def next_deadline(self) -> float:
+        return min(self.tick_at, self.shuffle_at, self.register_at, self.expire_at)
+
+    def handle_timer(self, now: float, out: list[Effect]) -> None:
+        if now >= self.expire_at:
+            # An unanswered request: try another peer now rather than at the next tick,
+            # or a newcomer whose sample named dead peers would wait a whole period.
+            self.expire_at = _NEVER
+            self._expire_pending(now)
+            if not self.static and self.tick_at != _NEVER:
+                self._repair(now, out)
+        if now >= self.tick_at:
+            # A late tick means this peer was itself stalled (stopped, swapped out,
+            # starved of CPU) for at least that long: its neighbors' heartbeats may still
+            # wait unread in its sockets, so it allows them that much more silence.  With
+            # failure_timeout above two periods, a stall alone never makes it accuse a
+            # live neighbor; a dead one is judged at the next, punctual, tick.
+            lateness = now - self.tick_at
+            if lateness > self.config.heartbeat_period / 2:
+                self._count("ticks_late")
+            self.tick_at = now + self.config.heartbeat_period
+            self._tick(now, out, grace=lateness)
+        if now >= self.shuffle_at:
+            self.shuffle_at = now + self.config.shuffle_period
+            self._start_shuffle(now, out)
+        if now >= self.register_at:
+            self._ask_bootstrap(now, out)
+
+    def link_lost(self, peer: PeerId, now: float, out: list[Effect]) -> None:
+        """The runtime lost its link to ``peer``: treat it as gone (it may come back)."""
+        if peer in self.active:
+            self._remove(peer, "link lost", out, keep_passive=False)
+        self.pending.pop(peer, None)
+
+    # ------------------------------------------------------------------ messages
+
+    def on_join(self, _message: Join, sender: Contact, now: float, out: list[Effect]) -> None:
+        peer = sender.id
+        if peer == self.me.id:
+            return
+        if peer in self.active:
+            out.append(Send(sender.address, NeighborAccept(len(self.active))))
+            return
+        if not self._admits(sender, now):
+            out.append(Send(sender.address, NeighborReject()))
+            return
+        if len(self.active) >= self.config.target_degree:
+            # Split a random link u-v: v gets the newcomer instead of me.
+            self._drop_random(peer, Redirect(sender), "split for a newcomer", out)
+        if len(self.active) >= self.config.max_degree:
+            out.append(Send(sender.address, NeighborReject()))
+            return
+        self._add(sender, now, out)
+        out.append(Send(sender.address, NeighborAccept(len(self.active))))
+
+    def on_redirect(
+        self, message: Redirect, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        if sender.id not in self.active:
+            return  # stale: that link is already gone
+        self._remove(sender.id, "link split", out, keep_passive=True)
+        newcomer = message.newcomer
+        if (
+            newcomer.id == self.me.id
+            or newcomer.id in self.active
+            or self._tombstoned(newcomer.id, now)
+            or not self._admits(newcomer, now)
+        ):
+            return  # our degree drops by one; repair will refill it
+        self._add(newcomer, now, out)
+        out.append(Send(newcomer.address, NeighborAccept(len(self.active))))
+
+    def on_neighbor_request(
+        self, message: NeighborRequest, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        peer = sender.id
+        if peer == self.me.id:
+            return
+        if peer in self.active:
+            out.append(Send(sender.address, NeighborAccept(len(self.active))))
+            return
+        if not self._admits(sender, now):
+            out.append(Send(sender.address, NeighborReject()))
+            return
+        if len(self.active) >= self.config.max_degree:
+            if not message.urgent:
+                out.append(Send(sender.address, NeighborReject()))
+                return
+            self._drop_random(peer, Disconnect("evicted"), "evicted for an isolated peer", out)
+        self._add(sender, now, out)
+        out.append(Send(sender.address, NeighborAccept(len(self.active))))
+
+    def on_neighbor_accept(
+        self, message: NeighborAccept, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        peer = sender.id
+        neighbor = self.active.get(peer)
+        if neighbor is not None:
+            neighbor.last_heard = now
+            neighbor.degree = message.degree
+            return
+        if peer == self.me.id:
+            return
+        if len(self.active) >= self.config.max_degree or not self._admits(sender, now):
+            self.pending.pop(peer, None)
+            out.append(Send(sender.address, Disconnect("full")))
+            return
+        self._add(sender, now, out)
+        self.active[peer].degree = message.degree
+
+    def on_neighbor_reject(
+        self, _message: NeighborReject, sender: Contact, _now: float, out: list[Effect]
+    ) -> None:
+        self.pending.pop(sender.id, None)
+        self._done_with(sender, out)
+
+    def on_disconnect(
+        self, _message: Disconnect, sender: Contact, _now: float, out: list[Effect]
+    ) -> None:
+        self.pending.pop(sender.id, None)
+        if sender.id in self.active:
+            self._remove(sender.id, "disconnected", out, keep_passive=True)
+
+    def on_leave(self, _message: Leave, sender: Contact, now: float, out: list[Effect]) -> None:
+        peer = sender.id
+        self.pending.pop(peer, None)
+        self.passive.pop(peer, None)
+        self.known_hosts.pop(peer, None)
+        self._bury(peer, now)
+        if peer in self.active:
+            self._remove(peer, "left", out, keep_passive=False)
+
+    def on_heartbeat(
+        self, message: Heartbeat, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        neighbor = self.active.get(sender.id)
+        if neighbor is not None:
+            neighbor.last_heard = now
+            neighbor.degree = message.degree
+            return
+        if (
+            sender.id in self.pending
+            and len(self.active) < self.config.max_degree
+            and self._admits(sender, now)
+        ):
+            # Our request's answer was lost or overtaken, but the link exists on its side.
+            self._add(sender, now, out)
+            self.active[sender.id].degree = message.degree
+            return
+        out.append(Send(sender.address, Disconnect("not a neighbor")))
+
+    def on_shuffle_request(
+        self, message: ShuffleRequest, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        reply = self._sample_views(self.config.shuffle_length, exclude=sender.id)
+        out.append(Send(sender.address, ShuffleReply(tuple(reply))))
+        self._merge(message.entries, [e.contact.id for e in reply], now)
+
+    def on_shuffle_reply(
+        self, message: ShuffleReply, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        pending = self.shuffle
+        sent: list[PeerId] = []
+        if pending is not None and pending.partner == sender.id:
+            sent = pending.sent
+            self.shuffle = None
+        self._merge(message.entries, sent, now)
+        self._done_with(sender, out)
+
+    def on_peer_sample(
+        self, message: PeerSample, sender: Contact, now: float, out: list[Effect]
+    ) -> None:
+        if sender.address != self.bootstrap:
+            self._count("sample_from_non_bootstrap")
+            return  # only the bootstrap hands out samples; anyone else is lying
+        self.lease = message.lease
+        self.register_at = now + max(message.lease / 3.0, 0.01)
+        for contact in message.super_peers:
+            if contact.id != self.me.id and len(self.super_peers) < len(message.super_peers):
+                self.super_peers[contact.id] = contact
+        fresh = [c for c in message.peers if c.id != self.me.id]
+        # Fresh uniform samples may displace cached entries: that is what carries
+        # peers of the other side into the caches after a partition heals.
+        self._merge(fresh, [], now, displace=min(2, len(fresh)) if self.joined else len(fresh))
+        if not self.joined and not self.active and not self.pending:
+            wanted = max(1, math.ceil(self.config.target_degree / 2))
+            for contact in self.rng.sample(fresh, min(wanted, len(fresh))):
+                self._ask(contact, Join(), now, out)
+        self._done_with(sender, out)
+
+    # ------------------------------------------------------------------ periodic work
+
+    def _tick(self, now: float, out: list[Effect], *, grace: float = 0.0) -> None:
+        config = self.config
+        degree = len(self.active)
+        heartbeat = self._heartbeats.get(degree)
+        if heartbeat is None:
+            heartbeat = self._heartbeats[degree] = Heartbeat(degree)
+        dead: list[PeerId] = []
+        horizon = now - config.failure_timeout - grace
+        for peer, neighbor in self.active.items():
+            if neighbor.last_heard < horizon:
+                dead.append(peer)
+            else:
+                out.append(Send(neighbor.contact.address, heartbeat))
+        for peer in dead:
+            self._count("neighbors_declared_dead")
+            out.append(Notify("suspect", peer, "missed heartbeats"))
+            self.passive.pop(peer, None)
+            self._bury(peer, now)
+            self._remove(peer, "declared dead", out, keep_passive=False)
+        self._expire_pending(now)
+        shuffle = self.shuffle
+        if shuffle is not None and shuffle.deadline <= now:
+            self.shuffle = None  # the partner did not answer; it was not put back
+        if len(self.active) > config.target_degree:
+            self._shed(out)
+        self._repair(now, out)
+        if len(self.tombstones) > 0:
+            for peer in [p for p, until in self.tombstones.items() if until <= now]:
+                del self.tombstones[peer]
+        if self.blacklist:
+            for peer in [p for p, until in self.blacklist.items() if until <= now]:
+                del self.blacklist[peer]
+
+    def _repair(self, now: float, out: list[Effect]) -> None:
+        config = self.config
+        missing = config.target_degree - len(self.active) - len(self.pending)
+        if missing <= 0:
+            return
+        urgent = not self.active
+        if urgent and self.joined:
+            self.joined = False
+            out.append(Notify("isolated"))
+        candidates = [
+            entry.contact
+            for peer, entry in self.passive.items()
+            if peer not in self.active
+            and peer not in self.pending
+            and self._admissible(entry.contact, now)
+        ]
+        if len(candidates) < missing:
+            candidates.extend(
+                contact
+                for peer, contact in self.known_hosts.items()
+                if peer not in self.active
+                and peer not in self.pending
+                and peer not in self.passive
+                and not self._tombstoned(peer, now)
+                and self._admissible(contact, now)
+            )
+        chosen = self.rng.sample(candidates, min(missing, len(candidates)))
+        for contact in chosen:
+            self._ask(contact, NeighborRequest(urgent), now, out)
+        # Only an isolated peer goes back to the bootstrap early; one that merely lacks
+        # candidates (a small overlay where it knows everyone already) waits for its
+        # regular lease refresh, which brings a fresh sample anyway.
+        if (
+            urgent
+            and self.bootstrap is not None
+            and now - self.last_bootstrap_ask >= config.bootstrap_retry
+        ):
+            out.append(Notify("bootstrap_fallback"))
+            self._ask_bootstrap(now, out)
+
+    def settle(self, now: float, out: list[Effect]) -> None:
+        """After any event: refill a lost link at once rather than at the next tick.
+
+        Waiting for the tick would leave a peer that lost several links at once
+        (a burst of crashes, several neighbors shedding it together) under its
+        target degree for up to a heartbeat period.
+        """
+        if (
+            len(self.active) + len(self.pending) < self.config.target_degree
+            and self.ever_joined
+            and not self.static
+            and self.tick_at != _NEVER
+        ):
+            self._repair(now, out)
+
+    def _shed(self, out: list[Effect]) -> None:
+        target = self.config.target_degree
+        # Shed toward the most crowded neighbors, and only half the time: several
+        # neighbors shedding the same peer in the same round would push it far below
+        # its target on the strength of one stale degree report.
+        if self.rng.random() < 0.5:
+            return
+        top = max(nb.degree for nb in self.active.values())
+        crowded = [peer for peer, nb in self.active.items() if nb.degree == top > target]
+        if crowded:
+            peer = crowded[self.rng.randrange(len(crowded))]
+            address = self.active[peer].contact.address
+            out.append(Send(address, Disconnect("shed")))
+            self._remove(peer, "shed", out, keep_passive=True)
+
+    def _start_shuffle(self, now: float, out: list[Effect]) -> None:
+        config = self.config
+        oldest: PassiveEntry | None = None
+        for entry in self.passive.values():
+            entry.age += 1
+            if oldest is None or entry.age > oldest.age:
+                oldest = entry
+        if oldest is not None:
+            partner = oldest.contact
+            del self.passive[partner.id]
+        elif self.active:
+            partner = self.active[self._random_key(self.active) or ""].contact
+        else:
+            return
+        entries = [
+            ShuffleEntry(self.me, 0),
+            *self._sample_views(config.shuffle_length - 1, exclude=partner.id),
+        ]
+        self.shuffle = PendingShuffle(
+            partner.id, [e.contact.id for e in entries[1:]], now + config.shuffle_timeout
+        )
+        out.append(Send(partner.address, ShuffleRequest(tuple(entries))))
+        if (
+            config.explore_probability > 0.0
+            and self.rng.random() < config.explore_probability
+            and config.target_degree <= len(self.active) < config.max_degree
+        ):
+            candidates = [
+                p
+                for p, entry in self.passive.items()
+                if p not in self.active
+                and p not in self.pending
+                and self._admissible(entry.contact, now)
+            ]
+            if candidates:
+                contact = self.passive[candidates[self.rng.randrange(len(candidates))]].contact
+                self._ask(contact, NeighborRequest(False), now, out)
+
+    def _ask(self, contact: Contact, request: Join | NeighborRequest, now: float,
+             out: list[Effect]) -> None:  # fmt: skip
+        deadline = now + self.config.request_timeout
+        self.pending[contact.id] = (contact, deadline)
+        self.expire_at = min(self.expire_at, deadline)
+        out.append(Send(contact.address, request))
+
+    def _expire_pending(self, now: float) -> None:
+        if not self.pending:
+            return
+        expired = [p for p, (_c, deadline) in self.pending.items() if deadline <= now]
+        for peer in expired:
+            del self.pending[peer]
+            self.passive.pop(peer, None)  # did not answer: probably gone
+        if self.pending:
+            self.expire_at = min(self.expire_at, *(d for _c, d in self.pending.values()))
+
+    def _ask_bootstrap(self, now: float, out: list[Effect]) -> None:
+        if self.bootstrap is None:
+            return
+        self.last_bootstrap_ask = now
+        # Until the answer sets the real lease, retry: soon while we have no neighbor
+        # (the request or its answer may have been lost), else on the fallback period.
+        retry = self.config.request_timeout if not self.active else self.config.bootstrap_retry
+        self.register_at = now + retry
+        want = self.config.bootstrap_want if not self.joined else min(4, self.config.bootstrap_want)
+        out.append(Send(self.bootstrap, Register(want, self.role, self.capacity)))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _add(self, contact: Contact, now: float, out: list[Effect]) -> None:
+        peer = contact.id
+        self.active[peer] = Neighbor(contact, now)
+        self.pending.pop(peer, None)
+        self.passive.pop(peer, None)
+        self.tombstones.pop(peer, None)
+        hosts = self.known_hosts
+        hosts.pop(peer, None)
+        hosts[peer] = contact
+        if len(hosts) > self.config.known_hosts_size:
+            del hosts[next(iter(hosts))]
+        if not self.joined:
+            self.joined = True
+            self.ever_joined = True
+            out.append(Notify("joined", peer))
+        out.append(Notify("neighbor_up", peer))
+
+    def _remove(self, peer: PeerId, why: str, out: list[Effect], *, keep_passive: bool) -> None:
+        neighbor = self.active.pop(peer)
+        out.append(Notify("neighbor_down", peer, why))
+        out.append(Close(neighbor.contact.address))
+        if keep_passive and len(self.passive) < self.config.passive_size:
+            self.passive[peer] = PassiveEntry(neighbor.contact)
+
+    def _done_with(self, sender: Contact, out: list[Effect]) -> None:
+        """Close the link to ``sender`` once the exchange we started with it (a shuffle,
+        a registration, a refused request) has its answer, unless it is a neighbor or
+        asked for one: an open connection costs the runtime several KiB, and waiting
+        for it to go idle kept one or two such links per peer open for nothing.  The
+        initiator closes, having read the answer; the other side sees the end."""
+        peer = sender.id
+        if peer not in self.active and peer not in self.pending:
+            out.append(Close(sender.address))
+
+    def _drop_random(
+        self, keep: PeerId, farewell: Redirect | Disconnect, why: str, out: list[Effect]
+    ) -> None:
+        """Drop a random neighbor other than ``keep``, telling it why first."""
+        victim = self._random_key(self.active, exclude=keep)
+        if victim is not None:
+            out.append(Send(self.active[victim].contact.address, farewell))
+            self._remove(victim, why, out, keep_passive=True)
+
+    def _bury(self, peer: PeerId, now: float) -> None:
+        config = self.config
+        if config.tombstones_size == 0:
+            return
+        self.tombstones.pop(peer, None)
+        self.tombstones[peer] = now + config.tombstone_seconds
+        if len(self.tombstones) > config.tombstones_size:
+            del self.tombstones[next(iter(self.tombstones))]
+
+    def _tombstoned(self, peer: PeerId, now: float) -> bool:
+        until = self.tombstones.get(peer)
+        return until is not None and until > now
+
+    def _distrusted(self, peer: PeerId, now: float) -> bool:
+        until = self.blacklist.get(peer)
+        return until is not None and until > now
+
+    def distrusts(self, peer: PeerId, now: float) -> bool:
+        """Whether ``peer`` is on my blacklist now (distrusted for its conduct)."""
+        return bool(self.blacklist) and self._distrusted(peer, now)
+
+    def _refusal(self, contact: Contact, now: float) -> str | None:
+        """Why ``contact`` may not become my neighbor now: it is distrusted, or its
+        prefix already has ``max_per_prefix`` of my neighbors; None if it may."""
+        if self.blacklist and self._distrusted(contact.id, now):
+            return "distrusted"
+        config = self.config
+        cap = config.max_per_prefix
+        if cap == 0 or len(self.active) < cap:
+            return None
+        group = address_group(contact.address.host)
+        if group == self._my_group:
+            return None
+        same = sum(
+            1
+            for peer, neighbor in self.active.items()
+            if peer != contact.id and address_group(neighbor.contact.address.host) == group
+        )
+        return "prefix_full" if same >= cap else None
+
+    def _admissible(self, contact: Contact, now: float) -> bool:
+        """Worth asking (no counter: choosing whom to ask refuses nobody)."""
+        return self._refusal(contact, now) is None
+
+    def _admits(self, contact: Contact, now: float) -> bool:
+        """A link is about to be made with ``contact``: allowed?  A refusal is counted."""
+        why = self._refusal(contact, now)
+        if why is None:
+            return True
+        self._count(f"refused.{why}")
+        return False
+
+    def distrust(self, peer: PeerId, now: float, out: list[Effect]) -> None:
+        """The standing ledger distrusts ``peer``: drop it and keep it out for a while."""
+        config = self.config
+        if peer == self.me.id or self.static or config.blacklist_size == 0:
+            return
+        self.blacklist.pop(peer, None)
+        self.blacklist[peer] = now + config.blacklist_seconds
+        while len(self.blacklist) > config.blacklist_size:
+            del self.blacklist[next(iter(self.blacklist))]
+        self.pending.pop(peer, None)
+        self.passive.pop(peer, None)
+        self.known_hosts.pop(peer, None)
+        neighbor = self.active.get(peer)
+        if neighbor is not None:
+            self._count("standing.replaced")
+            out.append(Send(neighbor.contact.address, Disconnect("distrusted")))
+            self._remove(peer, "distrusted", out, keep_passive=False)
+
+    def _random_key(self, table: dict[PeerId, Neighbor], exclude: PeerId = "") -> PeerId | None:
+        keys = [k for k in table if k != exclude]
+        return keys[self.rng.randrange(len(keys))] if keys else None
+
+    def _sample_views(self, count: int, exclude: PeerId) -> list[ShuffleEntry]:
+        pool: list[PassiveEntry | Neighbor] = [e for p, e in self.passive.items() if p != exclude]
+        pool.extend(nb for p, nb in self.active.items() if p != exclude)
+        return [
+            # Neighbors answered a heartbeat within the last period: they are fresh.
+            ShuffleEntry(e.contact, min(e.age, MAX_AGE) if type(e) is PassiveEntry else 0)
+            for e in self.rng.sample(pool, min(count, len(pool)))
+        ]
+
+    def _merge(
+        self,
+        entries: Iterable[ShuffleEntry | Contact],
+        replaceable: list[PeerId],
+        now: float,
+        displace: int = 0,
+    ) -> None:
+        """Cyclon's merge: new entries fill free slots, then replace what we sent away."""
+        passive = self.passive
+        size = self.config.passive_size
+        me = self.me.id
+        for entry in entries:
+            if type(entry) is ShuffleEntry:
+                contact, age = entry.contact, entry.age
+            else:
+                assert type(entry) is Contact
+                contact, age = entry, 0
+            peer = contact.id
+            if (
+                peer == me
+                or peer in self.active
+                or self._tombstoned(peer, now)
+                or (self.blacklist and self._distrusted(peer, now))
+            ):
+                continue
+            existing = passive.get(peer)
+            if existing is not None:
+                existing.contact = contact  # the same peer may have moved
+                existing.age = min(existing.age, age)
+                continue
+            if len(passive) >= size:
+                victim: PeerId | None = None
+                while replaceable and victim is None:
+                    candidate = replaceable.pop()
+                    if candidate in passive:
+                        victim = candidate
+                if victim is None and displace > 0:
+                    displace -= 1
+                    keys = list(passive)
+                    victim = keys[self.rng.randrange(len(keys))]
+                if victim is None:
+                    continue
+                del passive[victim]
+            passive[peer] = PassiveEntry(contact, age)
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1

@@ -1,0 +1,113 @@
+"""Memory tracing of a swarm worker, for finding growth in soaks (off by default).
+
+With ``OVERLAY_TRACEMALLOC=DIR`` in its environment, a swarm worker
+(:func:`overlay.net.swarm.worker.worker_main`) starts :mod:`tracemalloc` and, every
+``OVERLAY_TRACEMALLOC_PERIOD`` seconds (default 30), writes
+``DIR/worker-PID.txt``: the allocations that grew most since the first dump
+(grouped by the line that allocated them), the largest ones now, and the count of
+live objects of the commonest types.  It is a diagnostic for ``benchmarks/soak.py``
+runs, not part of the protocol; tracing slows the worker down severalfold.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import os
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import trio
+
+ENV_DIR: Final = "OVERLAY_TRACEMALLOC"
+ENV_PERIOD: Final = "OVERLAY_TRACEMALLOC_PERIOD"
+ENV_FRAMES: Final = "OVERLAY_TRACEMALLOC_FRAMES"
+TOP: Final = 40
+
+
+def rss_bytes(pid: int | str = "self") -> int | None:
+    """Resident memory of process ``pid`` (default: this one) from ``/proc``, or None
+    when the process is gone or there is no ``/proc`` (not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def requested() -> Path | None:
+    """The dump directory named in the environment, if tracing was asked for."""
+    value = os.environ.get(ENV_DIR)
+    return Path(value) if value else None
+
+
+def start() -> None:
+    # One frame by default: deeper tracebacks slow a busy worker down several times.
+    tracemalloc.start(int(os.environ.get(ENV_FRAMES, "1")))
+
+
+PROJECT: Final = ("overlay.", "search.", "bootstrap.")
+
+
+def _type_counts(limit: int) -> list[tuple[str, int]]:
+    """The commonest types, then every type of this project's (a peer that outlives its
+    crash shows as one Peer, Node, Membership... too many)."""
+    counts: collections.Counter[str] = collections.Counter(
+        f"{type(obj).__module__}.{type(obj).__qualname__}" for obj in gc.get_objects()
+    )
+    ours = sorted((name, n) for name, n in counts.items() if name.startswith(PROJECT))
+    return [*counts.most_common(limit), ("--- project types", 0), *ours]
+
+
+def dump(path: Path, first: tracemalloc.Snapshot | None, began: float, extra: str = "") -> None:
+    """Write one report to ``path`` (replacing it)."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        (tracemalloc.Filter(False, tracemalloc.__file__),)
+    )
+    current, peak = tracemalloc.get_traced_memory()
+    lines = [
+        f"t={time.monotonic() - began:.1f}s traced={current / 2**20:.1f}MB "
+        f"peak={peak / 2**20:.1f}MB {extra}",
+        "",
+    ]
+    if first is not None:
+        lines.append("== growth since the first dump (by line) ==")
+        lines.extend(str(diff) for diff in snapshot.compare_to(first, "lineno")[:TOP])
+        lines.append("")
+        lines.append("== growth since the first dump (by traceback, top 10) ==")
+        for diff in snapshot.compare_to(first, "traceback")[:10]:
+            lines.append(f"{diff.size_diff / 1024:+.1f} KiB, {diff.count_diff:+d} blocks")
+            lines.extend("    " + line for line in diff.traceback.format())
+        lines.append("")
+    lines.append("== largest now (by line) ==")
+    for stat in snapshot.statistics("lineno")[:TOP]:
+        lines.append(str(stat))
+    lines.append("")
+    lines.append("== live objects by type ==")
+    lines.extend(f"{count:9d} {name}" for name, count in _type_counts(TOP))
+    path.write_text("\n".join(lines) + "\n")
+    history = path.with_suffix(".series")
+    with history.open("a") as out:
+        out.write(f"{time.monotonic() - began:.1f} {current} {extra}\n")
+
+
+async def dump_periodically(directory: Path, describe: Callable[[], str]) -> None:
+    """Dump every period until cancelled; the first dump is the baseline of the diffs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    period = float(os.environ.get(ENV_PERIOD, "30"))
+    path = directory / f"worker-{os.getpid()}.txt"
+    began = time.monotonic()
+    first: tracemalloc.Snapshot | None = None
+    for _ in range(10_000_000):  # bounded; cancelled with the worker
+        await trio.sleep(period)
+        dump(path, first, began, describe())
+        if first is None:
+            first = tracemalloc.take_snapshot().filter_traces(
+                (tracemalloc.Filter(False, tracemalloc.__file__),)
+            )

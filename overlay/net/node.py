@@ -1,0 +1,1210 @@
+"""The trio runtime: one protocol core (a :class:`~overlay.core.peer.Peer` or the bootstrap's
+:class:`~bootstrap.hostcache.HostCache`) on real TCP.
+
+It is a thin shell, as DESIGN.md asks: it accepts and opens connections, frames
+and unframes messages, keeps time and carries out the core's effects.  Every
+decision about the overlay stays in the core.
+
+How a link works here:
+
+* **Connections.**  The first frame each way is a :class:`Handshake`.  The side
+  that dials sends first; the side that accepts answers.  Both run under
+  ``handshake_timeout``.  The remote's handshake names it, and that
+  :class:`Contact` is the ``sender`` of every message read from the
+  connection, so no message can speak for another peer.  (On an outgoing
+  connection the address is the one we dialled, which we know is real.)
+* **Links are keyed by listen address**, because that is what :class:`Send`
+  names.  An accepted connection is filed under the address its remote claims,
+  so a reply to it goes back on the same connection rather than opening a
+  second one.  Two peers dialling each other at once end up with two
+  connections; both work, and the one that carries nothing is closed by the
+  idle timeout.
+* **Sends are queued** per connection in a bounded list, written to the socket
+  without blocking at the end of each chunk of input (or at once, for a send from a
+  timer); a task waits for the socket only while its buffer is full.  A full queue
+  drops the message and counts it
+  (``queue_full.<Kind>``): a stuck neighbor must not block the peer, and the
+  core already copes with lost messages.
+* **A link opens lazily** on the first send to an address with no connection.
+  A failed dial drops what was queued and reports ``link_lost`` for that peer
+  when we know who listens there.
+* **Close** (from the core) flushes what is queued, then closes.  Closes in one
+  batch of effects run after that batch's sends, because the core emits
+  ``Close`` before the farewell ``Send`` (see ``Membership._remove``).
+* **link_lost** reaches the core when the last connection to a peer dies for a
+  reason the core did not ask for (EOF, reset, bad input, idle timeout).
+* **Timers**: one task sleeps until ``core.next_deadline()`` (or the next sweep of
+  the connections for idle and stuck ones); its cancel scope's deadline is moved
+  after every event, so an earlier deadline wakes it early.
+* **Tasks**: a node runs one task per connection and two of its own (accepting, and
+  timers with the sweep).  A connection's task holds no cancel scope once the
+  handshake is done, and parks on ``wait_readable`` straight from its own frame:
+  a parked task keeps its whole await chain and every scope alive, and with six or
+  seven connections per peer that was a fifth of a swarm peer's memory.
+
+Limits, all from :class:`NodeConfig`: at most ``max_connections`` accepted and
+as many dialled connections; a new connection at the limit evicts the oldest one
+still in its handshake (so idle sockets cannot lock well-behaved peers out), or is
+refused when none is; ``idle_timeout`` closes a connection that sends nothing
+(heartbeats keep neighbor links busy); ``send_timeout`` closes one whose remote
+stops reading.  One remote IP may hold ``max_per_host`` accepted connections and one
+/24 ``max_per_prefix`` (:mod:`overlay.core.admission`, same evict-or-refuse rule), and one
+peer's address ``max_per_peer`` connections.
+
+Faults (:mod:`overlay.net.faults`) enter at two points only: every message the core sends
+passes :meth:`FaultInjector.outgoing` in :meth:`Node._send` (lost, held back, or sent),
+and every message read passes :meth:`FaultInjector.incoming` before the core sees it.
+
+Bad input (garbage, an oversized length prefix, a truncated frame then silence,
+a wrong handshake) closes that connection with exactly one log line at WARNING
+and nothing else happens: the core never sees it.  trio's and the OS's
+exceptions are turned into the project's errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from overlay.core.admission import AddressBudget
+from overlay.core.peer import Peer, PeerSnapshot
+from overlay.net.client_requests import ClientRequests
+from overlay.net.faults import FaultInjector
+from overlay.protocol import validate
+from overlay.protocol.effects import Close, Effect, Notify, Send
+from overlay.protocol.errors import (
+    LocalError,
+    OverlayError,
+    ProtocolError,
+    RemoteError,
+    TransportError,
+)
+from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.messages import (
+    CLIENT_REQUESTS,
+    MAX_COUNTER_NAME,
+    MAX_COUNTER_VALUE,
+    MAX_STATS_COUNTERS,
+    MAX_STATS_ENTRIES_PER_WEAK,
+    MAX_STATS_NEIGHBORS,
+    MAX_STATS_PASSIVE,
+    MAX_STATS_SUPER_NEIGHBORS,
+    MAX_STATS_SUPER_TARGET,
+    MAX_STATS_SUPERS,
+    MAX_STATS_WEAK,
+    Handshake,
+    Message,
+    StatCounter,
+    StatsReply,
+    StatsRequest,
+)
+from overlay.protocol.wire import (
+    DEFAULT_FRAME_CAP,
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    check_handshake,
+    encode_frame,
+)
+
+log = logging.getLogger("overlay.net.node")
+
+_ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""Accept failures that mean "out of resources for now": wait and retry, as trio does."""
+_WRITE_BATCH = 64
+"""Most queued frames handed to one ``writev`` (fewer syscalls under load)."""
+
+
+class Core(Protocol):
+    """What the runtime needs of a core; the peer and the host cache both fit."""
+
+    def start(self, now: float) -> list[Effect]: ...
+    def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]: ...
+    def link_lost(self, peer: PeerId, now: float) -> list[Effect]: ...
+    def handle_timer(self, now: float) -> list[Effect]: ...
+    def next_deadline(self) -> float: ...
+
+
+class SilentRemote(RemoteError):
+    """The remote sent nothing, or only part of a frame, for too long."""
+
+
+class TooManyConnections(RemoteError):
+    """The remote opened more connections under one peer's name than ``max_per_peer``."""
+
+
+class IdleConnection(TransportError):
+    """A handshaken connection carried nothing for ``idle_timeout``: an ordinary end."""
+
+    def __init__(self, message: str, *, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
+
+
+@attrs.frozen
+class NodeConfig:
+    """Limits and timeouts of the runtime (seconds)."""
+
+    max_connections: int = attrs.field(default=64, validator=validate.integer(1, 100_000))
+    """Accepted connections at once; dialled connections have their own equal budget."""
+    handshake_timeout: float = attrs.field(default=5.0, validator=validate.real(0.01, 600))
+    connect_timeout: float = attrs.field(default=5.0, validator=validate.real(0.01, 600))
+    idle_timeout: float = attrs.field(default=30.0, validator=validate.real(0.01, 86400))
+    """A connection that delivers no byte for this long is closed."""
+    send_timeout: float = attrs.field(default=10.0, validator=validate.real(0.01, 3600))
+    """A write blocked this long means the remote stopped reading: close."""
+    send_queue: int = attrs.field(default=256, validator=validate.integer(1, 1_000_000))
+    """Frames queued per connection before further sends to it are dropped."""
+    frame_cap: int = attrs.field(default=DEFAULT_FRAME_CAP, validator=validate.integer(64, 2**24))
+    read_size: int = attrs.field(default=65536, validator=validate.integer(1, 2**24))
+    transient_idle_timeout: float = attrs.field(default=3.0, validator=validate.real(0.01, 86400))
+    """Idle timeout of a connection to a peer the core does not keep (a shuffle partner,
+    the bootstrap): such links carry one exchange, and an open socket costs memory.  The
+    peer core closes them itself once the answer is in (``Membership._done_with``, and
+    the asked side then reads the end); this timeout ends those whose answer never comes."""
+    remembered_addresses: int = attrs.field(default=256, validator=validate.integer(0, 10**7))
+    """Who listened where, from past handshakes (to report a failed dial as link_lost).
+    A client (a search, a stats crawl: a fresh contact each time, listening nowhere) is
+    forgotten at its first request; 256 peers cover a peer's views and attachments, where
+    4096 entries, clients included, grew a soak's workers by about 1 MB a minute."""
+    max_per_host: int = attrs.field(default=32, validator=validate.integer(1, 100_000))
+    """Accepted connections at once from one remote IP (see :mod:`overlay.core.admission`)."""
+    max_per_prefix: int = attrs.field(default=48, validator=validate.integer(1, 100_000))
+    """... and from one prefix (IPv4 /24, IPv6 /64)."""
+    max_per_peer: int = attrs.field(default=4, validator=validate.integer(1, 1000))
+    """Connections at once filed under one peer's listen address: an accepted one past it
+    is closed once its handshake names that peer (two peers dialling each other need 2)."""
+
+
+def one_host(config: NodeConfig) -> NodeConfig:
+    """``config`` without separate caps per host and prefix, for a node whose peers all
+    share one address (a swarm on 127.0.0.1, or the bootstrap serving one)."""
+    return attrs.evolve(
+        config, max_per_host=config.max_connections, max_per_prefix=config.max_connections
+    )
+
+
+class Connection:
+    """One TCP connection and its bounded send queue.
+
+    The queue is a plain list of frames (``outbox``), written straight to the socket
+    without blocking by whoever queues (:meth:`Node._flush`); a drain task exists only
+    while the kernel's buffer is full.  A task and a memory channel per connection, the
+    earlier design, cost a peer with 8 to 10 connections about a fifth of its memory
+    and a task switch per message forwarded.
+    """
+
+    __slots__ = (
+        "aborted",
+        "closing",
+        "counted",
+        "decoder",
+        "draining",
+        "error",
+        "inbound",
+        "key",
+        "label",
+        "last_heard",
+        "limit",
+        "outbox",
+        "pending",
+        "remote",
+        "scope",
+        "shut",
+        "socket",
+        "writing_since",
+    )
+
+    def __init__(self, label: str, *, inbound: bool, key: Address | None, queue: int) -> None:
+        self.label = label
+        self.inbound = inbound
+        self.key = key
+        """Listen address this connection is filed under in ``Node.links`` (once known)."""
+        self.remote: Contact | None = None
+        self.closing = False
+        """The core asked for it to close (so its end is not a lost link)."""
+        self.counted = True
+        """Still counted against the connection limit."""
+        self.error: Exception | None = None
+        """Why the connection was ended from outside its reader (a write, the sweeper)."""
+        self.decoder: FrameDecoder | None = None
+        self.last_heard = trio.current_time()
+        self.writing_since = -1.0
+        """When the blocked write began (negative: not writing)."""
+        self.outbox: list[bytes | memoryview] = []
+        """Frames queued and not yet written (at most ``limit``; the first one may be
+        the unwritten rest of a frame)."""
+        self.limit = queue
+        self.shut = False
+        """No more frames are queued: the connection ends once ``outbox`` is written."""
+        self.pending = False
+        """Listed in ``Node._unflushed`` (written when the current batch of input ends)."""
+        self.draining = False
+        """A task waits for the socket to take the rest of ``outbox``."""
+        self.socket: trio.socket.SocketType | None = None
+        """Set once the handshake is done: from then on frames are written to it.  Its
+        descriptor is read afresh for every write (-1 once closed), never kept: a closed
+        descriptor's number is soon another connection's."""
+        self.scope: trio.CancelScope | None = trio.CancelScope()
+        """Cancels the dial and the handshake; None once the connection is open.  An open
+        connection is ended from outside by waking its reader instead (see
+        :meth:`Node.end_connection`): a cancel scope per connection held for its whole
+        life cost a peer about 7 KiB of its memory."""
+        self.aborted = False
+        """Ended from outside its task: the reader stops at its next wake-up."""
+
+    def decoder_buffered(self) -> int:
+        return self.decoder.buffered if self.decoder is not None else 0
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.label}>"
+
+
+def _transport_error(exc: BaseException) -> TransportError:
+    """trio's and the OS's failures, as the project's one transport error."""
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, trio.TooSlowError):
+        return TransportError("timed out")
+    if isinstance(exc, OSError):
+        return TransportError(exc.strerror or type(exc).__name__)
+    return TransportError(type(exc).__name__)
+
+
+def _write_some(connection: Connection, fd: int) -> None:
+    """Write queued frames until the queue is empty or the socket would block.
+
+    The descriptor is non-blocking, so this never waits; a frame written in part
+    leaves its rest at the head of the queue.  Raises OSError when the connection is
+    broken (never BlockingIOError)."""
+    outbox = connection.outbox
+    while outbox:
+        batch = outbox[:_WRITE_BATCH]
+        try:
+            written = os.writev(fd, batch)
+        except BlockingIOError:
+            return
+        done = 0
+        for frame in batch:
+            if written < len(frame):
+                break
+            written -= len(frame)
+            done += 1
+        del outbox[:done]
+        if written:
+            outbox[0] = memoryview(outbox[0])[written:]
+        if done < len(batch):
+            return  # the kernel took part of it: it is full for now
+
+
+def _peer_label(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "an unknown address"
+    return f"{host}:{port}"
+
+
+class Node:
+    """Drive one core over TCP.
+
+    ``handshake`` builds the handshake we send (the role may change while we
+    run); ``stats`` builds the answer to a :class:`StatsRequest` (None: such a
+    request goes to the core like any message); ``identify`` names the peer that
+    listens on an address, so a failed dial can be reported as ``link_lost``;
+    ``farewell`` gives the effects of a graceful leave.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        contact: Contact,
+        config: NodeConfig | None = None,
+        *,
+        handshake: Callable[[], Handshake] | None = None,
+        stats: Callable[[Node], StatsReply] | None = None,
+        identify: Callable[[Address], PeerId | None] | None = None,
+        keeps: Callable[[PeerId], bool] | None = None,
+        farewell: Callable[[float], list[Effect]] | None = None,
+        on_event: Callable[[Notify], None] | None = None,
+        client: ClientRequests | None = None,
+        faults: FaultInjector | None = None,
+    ) -> None:
+        self.core = core
+        self.contact = contact
+        self.config = config or NodeConfig()
+        self._handshake = handshake or (lambda: Handshake(PROTOCOL_VERSION, contact))
+        self._stats = stats
+        self._identify = identify
+        self._farewell = farewell
+        self._keeps = keeps
+        self._on_event = on_event
+        self.client = client
+        """Answers client requests (publish, search, fetch) on the core's behalf, if set."""
+        self.faults = faults
+        """Injected loss, delay and partitions (:mod:`overlay.net.faults`), if set."""
+        if faults is not None:
+            faults.bind(contact.address, self._transmit, self._count)
+        self.links: dict[Address, list[Connection]] = {}
+        self.connections: set[Connection] = set()
+        self.counters: dict[str, int] = {}
+        self.inbound = 0
+        self.outbound = 0
+        self._handshaking: OrderedDict[Connection, None] = OrderedDict()
+        self._addresses: AddressBudget[Connection] = AddressBudget()
+        self._who: dict[Address, PeerId] = {}
+        """Who listened where, oldest first (a plain dict keeps insertion order at half
+        an OrderedDict's size, and there is one per peer)."""
+        self._nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._accepting: trio.CancelScope = trio.CancelScope()
+        self._timer_scope: trio.CancelScope | None = None
+        self._changed: trio.Event | None = None
+        self._all_closed: trio.Event | None = None
+        self._holding = False
+        """Delivering a chunk of input: frames queued meanwhile are written together
+        at its end (one write per connection rather than one per message)."""
+        self._unflushed: list[Connection] = []
+        self.stopping = False
+        self.stopped = trio.Event()
+
+    def stats_reply(self) -> StatsReply | None:
+        """What this node answers a :class:`StatsRequest` with, built now (None: it has
+        no stats function).  A swarm worker asks all its nodes in one batch with it."""
+        return None if self._stats is None else self._stats(self)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def serve(
+        self,
+        listeners: Sequence[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections and run the core until cancelled, :meth:`stop` or :meth:`leave`."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self._accept_all, list(listeners))
+                self._apply(self.core.start(trio.current_time()))
+                nursery.start_soon(self._timer_loop)
+                if self.faults is not None:
+                    nursery.start_soon(self.faults.run)
+                task_status.started()
+        finally:
+            self.stopping = True
+            for listener in listeners:
+                listener.socket.close()  # synchronous: no port is left listening
+            self.stopped.set()
+
+    def stop(self) -> None:
+        """Stop at once: no goodbyes (what a crash looks like to the others, minus the FINs)."""
+        self.stopping = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def leave(self, flush_timeout: float = 3.0) -> None:
+        """Leave gracefully: stop accepting, carry out the core's farewell, flush every
+        queue (bounded by ``flush_timeout``), then stop."""
+        self._accepting.cancel()
+        if self._farewell is not None and not self.stopping:
+            self._apply(self._farewell(trio.current_time()))
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.closing = True
+            self._shut(connection)  # what is queued is written first, then it closes
+        with trio.move_on_after(flush_timeout):
+            while self.connections:
+                self._all_closed = trio.Event()
+                await self._all_closed.wait()
+        self.stop()
+        await self.stopped.wait()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds; it is re-checked after every event the
+        core handles.  Callers bound it (``trio.fail_after``)."""
+        while not predicate():
+            if self._changed is None:
+                self._changed = trio.Event()
+            await self._changed.wait()
+
+    # ------------------------------------------------------------------ effects
+
+    def _count(self, key: str, amount: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + amount
+
+    def _apply(self, effects: list[Effect]) -> None:
+        if effects and not self.stopping:
+            closes: list[Address] = []
+            last_message: Message | None = None
+            last_frame = b""
+            client = self.client
+            watch = client.observe if client is not None and client.tallies else None
+            for effect in effects:
+                kind = type(effect)
+                if kind is Send:
+                    assert isinstance(effect, Send)
+                    message = effect.message
+                    if watch is not None:
+                        watch(message)
+                    if message is not last_message:
+                        # The core hands every neighbor the same Heartbeat object: encode once.
+                        try:
+                            last_frame = encode_frame(message, self.config.frame_cap)
+                        except LocalError as error:
+                            self._count("send.unencodable")
+                            log.error("%s: cannot send %s: %s", self, type(message).__name__, error)
+                            continue
+                        last_message = message
+                    self._send(effect.to, message, last_frame)
+                elif kind is Close:
+                    assert isinstance(effect, Close)
+                    closes.append(effect.to)
+                else:
+                    assert isinstance(effect, Notify)
+                    self._notify(effect)
+            for address in closes:
+                self._close_link(address)
+        timer = self._timer_scope
+        if timer is not None:
+            # Only ever bring the wake-up forward: moving a deadline costs a heap push in
+            # trio, and a timer that wakes early just sleeps again.
+            deadline = self.core.next_deadline()
+            timer.deadline = min(timer.deadline, deadline)
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+
+    def _notify(self, event: Notify) -> None:
+        self._count(f"event.{event.kind}")
+        if self.client is not None:
+            self.client.on_event(event)
+        if self._on_event is not None:
+            self._on_event(event)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s %s %s", self, event.kind, event.peer or "", event.detail)
+
+    def _send(self, to: Address, message: Message, frame: bytes) -> None:
+        faults = self.faults
+        if faults is not None and not faults.outgoing(to, message, frame):
+            return  # lost, or held back: the injector transmits it later
+        self._transmit(to, message, frame)
+
+    def _transmit(self, to: Address, message: Message, frame: bytes) -> None:
+        name = type(message).__name__
+        if to == self.contact.address:
+            self._count("send.to_self")
+            return
+        connections = self.links.get(to)
+        if connections:
+            connection = connections[0]
+        else:
+            dialled = self._dial(to)
+            if dialled is None:
+                self._count(f"dropped.no_link.{name}")
+                return
+            connection = dialled
+        if self._queue(connection, frame, name):
+            self._count(f"sent.{name}")
+
+    def _queue(self, connection: Connection, frame: bytes, name: str) -> bool:
+        """Queue ``frame`` on ``connection``; False (counted) when it is full or closing."""
+        outbox = connection.outbox
+        if connection.shut:
+            self._count(f"dropped.closing.{name}")
+            return False
+        if len(outbox) >= connection.limit:
+            self._count(f"queue_full.{name}")
+            return False
+        outbox.append(frame)
+        if connection.draining or connection.socket is None:
+            return True  # the drain task (or the end of the handshake) writes it
+        if self._holding:
+            if not connection.pending:
+                connection.pending = True
+                self._unflushed.append(connection)
+        else:
+            self._flush(connection)
+        return True
+
+    def _flush_held(self) -> None:
+        """Write what was queued while a chunk of input was being delivered."""
+        unflushed = self._unflushed
+        if unflushed:
+            self._unflushed = []
+            for connection in unflushed:
+                connection.pending = False
+                self._flush(connection)
+
+    def _flush(self, connection: Connection) -> None:
+        """Write as much of the queue as the socket takes now, without blocking; start a
+        drain task for the rest.  A connection shut and fully written ends here."""
+        socket = connection.socket
+        if connection.draining or socket is None:
+            return
+        fd = socket.fileno()
+        if fd < 0:
+            return  # closed by its reader, which forgets the connection next
+        if connection.outbox:
+            try:
+                _write_some(connection, fd)
+            except OSError as exc:
+                connection.outbox.clear()
+                self.end_connection(connection, _transport_error(exc))
+                return
+            if connection.outbox:
+                connection.draining = True
+                connection.writing_since = trio.current_time()
+                assert self._nursery is not None
+                self._nursery.start_soon(self._drain, connection)
+                return
+        if connection.shut:
+            self._abort(connection)  # closed by the core or leave(), and all written
+
+    async def _drain(self, connection: Connection) -> None:
+        """Wait for the socket to take the rest of the queue (the remote reads slowly);
+        the sweeper closes the connection if it waits longer than ``send_timeout``."""
+        try:
+            socket = connection.socket
+            assert socket is not None
+            while connection.outbox and socket.fileno() >= 0:
+                await trio.lowlevel.wait_writable(socket.fileno())
+                fd = socket.fileno()
+                if fd < 0:
+                    return  # closed meanwhile: the reader has ended it
+                _write_some(connection, fd)
+        except trio.ClosedResourceError:
+            return  # the reader closed the socket: the connection is over already
+        except (OSError, trio.BusyResourceError) as exc:
+            connection.outbox.clear()
+            self.end_connection(connection, _transport_error(exc))
+            return
+        finally:
+            connection.draining = False
+            connection.writing_since = -1.0
+        if connection.shut:
+            self._abort(connection)
+
+    def _shut(self, connection: Connection) -> None:
+        """Accept no more frames; end the connection once what is queued is written."""
+        connection.shut = True
+        self._flush(connection)
+
+    def _close_link(self, address: Address) -> None:
+        for connection in self.links.pop(address, []):
+            connection.closing = True
+            self._shut(connection)  # what is queued is written first, then it closes
+
+    def _dial(self, to: Address) -> Connection | None:
+        if self.outbound >= self.config.max_connections or self._nursery is None:
+            self._count("dial.refused_limit")
+            return None
+        connection = Connection(str(to), inbound=False, key=to, queue=self.config.send_queue)
+        self.links.setdefault(to, []).append(connection)
+        self.connections.add(connection)
+        self.outbound += 1
+        self._count("dial.started")
+        self._nursery.start_soon(self._run, connection, None)
+        return connection
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer_loop(self) -> None:
+        """Wake at the core's next deadline, and a few times per timeout to sweep the
+        connections: one sleeping task per node (a second one, with the timeout scope
+        of its sleep, cost a peer about 2 KiB)."""
+        core = self.core
+        period = self._sweep_period()
+        next_sweep = trio.current_time() + period
+        while True:
+            scope = trio.CancelScope(deadline=min(core.next_deadline(), next_sweep))
+            self._timer_scope = scope
+            with scope:
+                await trio.sleep_forever()
+            now = trio.current_time()
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + period
+            if now >= core.next_deadline():
+                self._apply(core.handle_timer(now))
+                if core.next_deadline() <= now:
+                    # A core must move its deadline when handled; never spin if it does not.
+                    await trio.sleep(0.001)
+
+    def _sweep_period(self) -> float:
+        """A few sweeps per shortest timeout the sweep enforces."""
+        config = self.config
+        shortest = min(config.idle_timeout, config.send_timeout)
+        if self._keeps is not None:
+            shortest = min(shortest, config.transient_idle_timeout)
+        return max(0.005, shortest / 4)
+
+    def _sweep(self, now: float) -> None:
+        """Close connections that went silent or stopped reading.
+
+        Scanning every connection a few times per timeout is far cheaper than a cancel
+        scope around every read and write.
+        """
+        config = self.config
+        keeps = self._keeps
+        serving = self.client.serving if self.client is not None else None
+        for connection in list(self.connections):
+            remote = connection.remote
+            if remote is None or connection.error is not None or connection.aborted:
+                continue  # in its handshake (which has its own timeout), or ending
+            if serving and connection in serving:
+                continue  # a client waits for our answer (bounded by its own timeout)
+            silent = now - connection.last_heard
+            if (
+                keeps is not None
+                and silent >= config.transient_idle_timeout
+                and not keeps(remote.id)
+                and connection.writing_since < 0
+                and not connection.decoder_buffered()
+            ):
+                self.end_connection(connection, IdleConnection("transient link done", quiet=True))
+            elif silent >= config.idle_timeout:
+                decoder = connection.decoder
+                if decoder is not None and decoder.buffered:
+                    self.end_connection(
+                        connection,
+                        SilentRemote(
+                            f"truncated frame ({decoder.buffered} bytes of it), then silence"
+                        ),
+                    )
+                else:
+                    self.end_connection(
+                        connection, IdleConnection(f"idle for {config.idle_timeout:g} s")
+                    )
+            elif (
+                connection.writing_since >= 0
+                and now - connection.writing_since >= config.send_timeout
+            ):
+                self._count("connections.slow_reader_closed")
+                self.end_connection(
+                    connection,
+                    TransportError(f"remote stopped reading for {config.send_timeout:g} s"),
+                )
+
+    # ------------------------------------------------------------------ accepting
+
+    async def _accept_all(self, listeners: list[trio.SocketListener]) -> None:
+        with self._accepting:
+            if len(listeners) == 1:  # the usual case: no nursery and task of its own
+                await self._accept_loop(listeners[0])
+                return
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener)
+
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                if error.errno in _ACCEPT_RETRY_ERRNOS:
+                    self._count("accept.out_of_resources")
+                    log.warning("%s: cannot accept (%s); retrying shortly", self, error.strerror)
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            self._admit(stream)
+
+    def _admit(self, stream: trio.SocketStream) -> None:
+        label = _peer_label(stream)
+        host = label.rpartition(":")[0]
+        config = self.config
+        which = self._addresses.full(host, config.max_per_host, config.max_per_prefix)
+        if which is not None:
+            victim = self._addresses.oldest_from(host, which, self._handshaking)
+            if victim is not None:
+                self._evict(victim, f"too many connections from its {which}")
+            else:
+                self._count(f"connections.refused_{which}")
+                log.warning(
+                    "%s: refusing connection from %s: too many from its %s", self, label, which
+                )
+                stream.socket.close()
+                return
+        if self.inbound >= self.config.max_connections:
+            if self._handshaking:
+                self._evict(next(iter(self._handshaking)), "too many connections")
+            else:
+                self._count("connections.refused")
+                log.warning(
+                    "%s: refusing connection from %s: %d connections open",
+                    self,
+                    label,
+                    self.inbound,
+                )
+                stream.socket.close()
+                return
+        connection = Connection(label, inbound=True, key=None, queue=self.config.send_queue)
+        self.inbound += 1
+        self.connections.add(connection)
+        self._handshaking[connection] = None
+        self._addresses.add(connection, host)
+        self._count("connections.accepted")
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run, connection, stream)
+
+    def _evict(self, oldest: Connection, why: str) -> None:
+        """Close a connection still in its handshake to make room for a newcomer."""
+        self._handshaking.pop(oldest, None)
+        self._addresses.release(oldest)
+        oldest.counted = False
+        oldest.error = TransportError("evicted")
+        self.inbound -= 1
+        self._count("connections.evicted")
+        log.warning(
+            "%s: closing connection from %s: evicted, %s still in their handshake",
+            self,
+            oldest.label,
+            why,
+        )
+        self._abort(oldest)
+
+    # ------------------------------------------------------------------ connections
+
+    async def _run(self, connection: Connection, stream: trio.SocketStream | None) -> None:
+        """A connection's one task: dial it (``stream`` None; it goes to
+        ``connection.key``) or take the accepted ``stream``, handshake, then read and
+        deliver until it ends.
+
+        Reads go straight to the socket's descriptor (it is non-blocking: trio made it
+        so): the same steps as ``SocketStream.receive_some`` without its layers, which
+        cost a fifth of a busy peer's time.  A read that fills less than ``read_size``
+        has emptied the socket, so the next step is to wait for input rather than try a
+        read that fails (each failure costs an exception, and the first one a frame
+        object kept as long as the task).  A full read is followed by a checkpoint, so
+        a busy connection cannot starve the others.  The reading loop is in this
+        coroutine rather than in one it awaits because a task parked on a read keeps
+        every coroutine of its await chain alive: one fewer per connection is about
+        2 KiB per peer.  No cancel scope is held while reading (see
+        :meth:`end_connection`).
+        """
+        socket = None if stream is None else stream.socket
+        try:
+            early: list[Message] | None = None
+            decoder = FrameDecoder(self.config.frame_cap)
+            scope = connection.scope
+            assert scope is not None
+            with scope:
+                if stream is None:
+                    stream = await self._connect(connection)
+                if stream is not None:
+                    socket = stream.socket
+                    early = await self._open(connection, stream, decoder)
+            connection.scope = None
+            del scope, stream  # an open connection needs neither: they would live as long
+            if early is None or socket is None:
+                return  # the dial failed or the handshake was cut short: reason recorded
+            connection.socket = socket
+            self._flush(connection)  # what was queued during the handshake
+            self._deliver_batch(connection, early)
+            del early
+            connection.decoder = decoder
+            fd = socket.fileno()  # this task alone closes it, after this loop
+            size = self.config.read_size
+            read = os.read
+            wait_readable = trio.lowlevel.wait_readable
+            checkpoint = trio.lowlevel.checkpoint
+            drained = False
+            while not connection.aborted:
+                if drained:
+                    try:
+                        await wait_readable(fd)
+                    except trio.ClosedResourceError:
+                        break  # woken by _abort: the connection is over
+                    if connection.aborted:
+                        break
+                try:
+                    data = read(fd, size)
+                except BlockingIOError:
+                    drained = True  # woken with nothing to read (rare)
+                    continue
+                except OSError as exc:
+                    raise _transport_error(exc) from None
+                connection.last_heard = trio.current_time()
+                if not data:
+                    if decoder.buffered:
+                        raise TransportError("closed in the middle of a frame")
+                    break
+                drained = len(data) < size
+                self._deliver_batch(connection, decoder.feed(data))
+                del data  # not kept while parked
+                if not drained:
+                    await checkpoint()
+        except Exception as exc:
+            self._end(connection, exc)  # logged before the socket closes
+        finally:
+            connection.scope = None
+            if socket is not None:
+                socket.close()
+            self._forget(connection)
+
+    def _dial_from(self) -> str | None:
+        """The source address of my outgoing connections: the host I listen on.
+
+        Without it the kernel picks the source, and every peer on a loopback address
+        (127.x.y.z, as the Sybil benchmark lays honest peers out one per /24) dials
+        from 127.0.0.1: the other side's per-host and per-prefix admission caps would
+        then count all of them as one host and refuse honest peers.  A wildcard
+        listener (0.0.0.0, ::) leaves the choice to the kernel."""
+        host = self.contact.address.host
+        return None if host in ("0.0.0.0", "::", "") else host
+
+    async def _connect(self, connection: Connection) -> trio.SocketStream | None:
+        """Dial ``connection.key`` from our own host; None (counted, reason recorded)
+        when it fails."""
+        to = connection.key
+        assert to is not None
+        try:
+            with trio.fail_after(self.config.connect_timeout):
+                return await trio.open_tcp_stream(to.host, to.port, local_address=self._dial_from())
+        except (OSError, trio.TooSlowError) as exc:
+            self._count("dial.failed")
+            self._end(connection, _transport_error(exc))
+            return None
+
+    async def _open(
+        self, connection: Connection, stream: trio.SocketStream, decoder: FrameDecoder
+    ) -> list[Message]:
+        """Exchange handshakes (the side that dialled speaks first) and file the
+        connection under the remote's listen address; return the messages that came
+        right behind the remote's handshake."""
+        try:
+            with trio.fail_after(self.config.handshake_timeout):
+                if connection.inbound:
+                    remote, early = await self._read_handshake(stream, decoder)
+                    await self._send_raw(stream, encode_frame(self._handshake()))
+                else:
+                    await self._send_raw(stream, encode_frame(self._handshake()))
+                    remote, early = await self._read_handshake(stream, decoder)
+        except trio.TooSlowError:
+            raise self._silence(decoder, "no handshake") from None
+        if not connection.inbound:
+            if remote.contact.id == self.contact.id:
+                raise ProtocolError("dialled myself")
+            to = connection.key
+            assert to is not None
+            # The address we dialled is where it listens, whatever it claims.
+            connection.remote = Contact(remote.contact.id, to)
+            self._remember(connection.remote)
+            return early
+        self._handshaking.pop(connection, None)
+        if remote.contact.id == self.contact.id:
+            raise ProtocolError("the remote claims to be this very peer")
+        siblings = self.links.get(remote.contact.address, ())
+        if len(siblings) >= self.config.max_per_peer:
+            self._count("connections.refused_peer")
+            limit = self.config.max_per_peer
+            raise TooManyConnections(f"already {len(siblings)} connections (max {limit})")
+        connection.remote = remote.contact
+        connection.key = remote.contact.address
+        self.links.setdefault(connection.key, []).append(connection)
+        self._remember(remote.contact)
+        return early
+
+    async def _send_raw(self, stream: trio.SocketStream, data: bytes) -> None:
+        try:
+            await stream.send_all(data)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise _transport_error(exc) from None
+
+    async def _read_handshake(
+        self, stream: trio.SocketStream, decoder: FrameDecoder
+    ) -> tuple[Handshake, list[Message]]:
+        """Read until the first frame; it must be a handshake in our version."""
+        for _ in range(self.config.frame_cap + 8):  # a frame needs at least one byte per read
+            data = await self._receive(stream)
+            if not data:
+                raise TransportError("closed before the handshake")
+            messages = decoder.feed(data)
+            if messages:
+                return check_handshake(messages[0], PROTOCOL_VERSION), messages[1:]
+        raise ProtocolError("no complete handshake frame")
+
+    async def _receive(self, stream: trio.SocketStream) -> bytes:
+        try:
+            return await stream.receive_some(self.config.read_size)
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise _transport_error(exc) from None
+
+    def _silence(self, decoder: FrameDecoder, what: str) -> SilentRemote:
+        if decoder.buffered:
+            return SilentRemote(f"truncated frame ({decoder.buffered} bytes of it), then silence")
+        return SilentRemote(f"{what} within {self.config.handshake_timeout:g} s")
+
+    def _deliver_batch(self, connection: Connection, messages: list[Message]) -> None:
+        """Deliver a chunk's messages, holding the writes they cause until all are in."""
+        if not messages:
+            return
+        self._holding = True
+        try:
+            self._deliver(connection, messages)
+        finally:
+            self._holding = False
+            self._flush_held()
+
+    def _deliver(self, connection: Connection, messages: list[Message]) -> None:
+        if not messages:
+            return
+        remote = connection.remote
+        assert remote is not None
+        core = self.core
+        for message in messages:
+            if connection.aborted:
+                return  # ended meanwhile (bad input, a limit): not even the rest of its chunk
+            kind = type(message)
+            if kind is StatsRequest and self._stats is not None:
+                self._who.pop(remote.address, None)  # a client: it listens nowhere
+                self._reply(connection, self._stats(self))
+                continue
+            if kind is Handshake:
+                raise ProtocolError("a second handshake on one connection")
+            if self.stopping:
+                return
+            client = self.client
+            if client is not None:
+                if kind in CLIENT_REQUESTS:
+                    self._who.pop(remote.address, None)  # as above
+                    client.handle(self, connection, message)
+                    continue
+                if client.tallies:
+                    client.observe(message)
+            faults = self.faults
+            if faults is not None and not faults.incoming(remote.address, message):
+                continue
+            self._apply(core.receive(message, remote, trio.current_time()))
+
+    def _reply(self, connection: Connection, message: Message) -> None:
+        name = type(message).__name__
+        try:
+            frame = encode_frame(message, self.config.frame_cap)
+        except LocalError as error:
+            self._count("send.unencodable")
+            log.error("%s: cannot reply %s: %s", self, name, error)
+            return
+        if self._queue(connection, frame, name):
+            self._count(f"sent.{name}")
+
+    # ------------------------------------------------------------------ endings
+
+    def _end(self, connection: Connection, exc: Exception) -> None:
+        """Record why a connection ends and log it, once, before its socket is closed
+        (whoever detects the problem calls this, then cancels the connection)."""
+        if connection.error is not None:
+            return
+        connection.error = exc if isinstance(exc, OverlayError) else TransportError(str(exc))
+        self._log_end(connection, exc)
+
+    def end_connection(self, connection: Connection, exc: Exception) -> None:
+        """End ``connection`` from outside its task, for the reason ``exc`` (logged once)."""
+        self._end(connection, exc)
+        self._abort(connection)
+
+    def _abort(self, connection: Connection) -> None:
+        """Make the connection's task end it soon (its reason, if any, is recorded).
+
+        While it dials or handshakes, its cancel scope is cancelled.  Once open, the
+        reader is woken instead (``notify_closing``: a reader waiting for input gets
+        ClosedResourceError, as does a drain task waiting to write); the ``aborted``
+        flag stops a reader that was not waiting at its next wake-up, and nothing is
+        queued any more.  The reader closes the socket itself, so no other task ever
+        reads or writes a descriptor number that may already be another socket's."""
+        if connection.aborted:
+            return
+        connection.aborted = True
+        connection.shut = True
+        scope = connection.scope
+        if scope is not None:
+            scope.cancel()
+            return
+        socket = connection.socket
+        if socket is not None:
+            fd = socket.fileno()
+            if fd >= 0:
+                trio.lowlevel.notify_closing(fd)
+
+    def _log_end(self, connection: Connection, exc: BaseException) -> None:
+        """Exactly one line per connection that ends badly; quiet for ordinary ends."""
+        who = connection.label if connection.remote is None else str(connection.remote)
+        direction = "from" if connection.inbound else "to"
+        if isinstance(exc, RemoteError):
+            self._count("connections.bad_input")
+            log.warning("%s: closing connection %s %s: %s", self, direction, who, exc)
+        elif isinstance(exc, IdleConnection):
+            self._count("connections.idle_closed")
+            if exc.quiet:
+                log.debug("%s: closing connection %s %s: %s", self, direction, who, exc)
+                return
+            log.info("%s: closing connection %s %s: %s", self, direction, who, exc)
+        elif isinstance(exc, TransportError):
+            log.debug("%s: connection %s %s ended: %s", self, direction, who, exc)
+        elif isinstance(exc, OverlayError):
+            log.error("%s: connection %s %s failed: %s", self, direction, who, exc)
+        elif isinstance(exc, OSError | trio.BrokenResourceError | trio.ClosedResourceError):
+            log.debug("%s: connection %s %s ended: %s", self, direction, who, exc)
+        elif isinstance(exc, Exception):
+            log.exception("%s: connection %s %s crashed", self, direction, who)
+
+    def _forget(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        self._handshaking.pop(connection, None)
+        self._addresses.release(connection)
+        if connection.counted:
+            connection.counted = False
+            if connection.inbound:
+                self.inbound -= 1
+            else:
+                self.outbound -= 1
+        connection.shut = True
+        connection.outbox.clear()
+        key = connection.key
+        if key is not None:
+            siblings = self.links.get(key)
+            if siblings is not None and connection in siblings:
+                siblings.remove(connection)
+                if not siblings:
+                    del self.links[key]
+        if self._all_closed is not None and not self.connections:
+            self._all_closed.set()
+        if self.stopping or connection.closing or trio.current_effective_deadline() == -math.inf:
+            return  # we are shutting down (or being cancelled): nothing was lost
+        if key is not None and self.links.get(key):
+            return  # another connection to the same peer is still up
+        peer = connection.remote.id if connection.remote is not None else None
+        if peer is None and key is not None:
+            peer = self._who.get(key)
+            if peer is None and self._identify is not None:
+                peer = self._identify(key)
+        if peer is not None:
+            self._apply(self.core.link_lost(peer, trio.current_time()))
+
+    def _remember(self, contact: Contact) -> None:
+        limit = self.config.remembered_addresses
+        if limit == 0:
+            return
+        who = self._who
+        who.pop(contact.address, None)
+        who[contact.address] = contact.id
+        if len(who) > limit:
+            del who[next(iter(who))]
+
+    def __str__(self) -> str:
+        return f"{self.contact.id[:8]}@{self.contact.address}"
+
+
+# ---------------------------------------------------------------------- peers
+
+
+def peer_stats(peer: Peer, node: Node) -> StatsReply:
+    """The answer to a stats request: the core's snapshot plus the runtime's counters."""
+    shot = peer.snapshot()
+    counters = stat_counters(shot.counters, node)
+    return StatsReply(
+        id=shot.id,
+        address=shot.address,
+        role=shot.role,
+        joined=shot.joined,
+        neighbors=shot.neighbors[:MAX_STATS_NEIGHBORS],
+        passive=shot.passive[:MAX_STATS_PASSIVE],
+        known_hosts=min(shot.known_hosts, MAX_COUNTER_VALUE),
+        counters=counters,
+        **super_stats(shot),
+    )
+
+
+def stat_counters(core_counters: dict[str, int], node: Node) -> tuple[StatCounter, ...]:
+    """A core's counters and the runtime's (under ``node.``), cut to the wire's bounds."""
+    merged = dict(core_counters)
+    for key, value in node.counters.items():
+        merged[f"node.{key}"] = value
+    merged["node.connections.open"] = len(node.connections)
+    return tuple(
+        StatCounter(name[:MAX_COUNTER_NAME], min(max(value, 0), MAX_COUNTER_VALUE))
+        for name, value in sorted(merged.items())[:MAX_STATS_COUNTERS]
+    )
+
+
+def super_stats(shot: PeerSnapshot) -> dict[str, Any]:
+    """The super-peer fields of a stats reply, cut to the wire's bounds (a super peer
+    serving more weak peers than a reply names lists the first ones, each with its count)."""
+    weak = shot.weak_peers[:MAX_STATS_WEAK]
+    return {
+        "super_peers": shot.super_peers[:MAX_STATS_SUPERS],
+        "weak_peers": weak,
+        "index_entries": tuple(
+            min(entries, MAX_STATS_ENTRIES_PER_WEAK) for entries in shot.index_entries[: len(weak)]
+        ),
+        "super_neighbors": shot.super_neighbors[:MAX_STATS_SUPER_NEIGHBORS],
+        "index_size": min(shot.index_size, MAX_COUNTER_VALUE),
+        "role_changes": min(shot.role_changes, MAX_COUNTER_VALUE),
+        "super_target": min(shot.super_target, MAX_STATS_SUPER_TARGET),
+        "item_count": min(shot.item_count, MAX_COUNTER_VALUE),
+    }
+
+
+def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
+    """Who the peer's views say listens on an address (views are small: a scan is cheap)."""
+    membership = peer.membership
+
+    def identify(address: Address) -> PeerId | None:
+        for peer_id, neighbor in membership.active.items():
+            if neighbor.contact.address == address:
+                return peer_id
+        for peer_id, (contact, _deadline) in membership.pending.items():
+            if contact.address == address:
+                return peer_id
+        for peer_id, entry in membership.passive.items():
+            if entry.contact.address == address:
+                return peer_id
+        return None
+
+    return identify
+
+
+def peer_node(
+    peer: Peer, config: NodeConfig | None = None, *, faults: FaultInjector | None = None
+) -> Node:
+    """A node that runs ``peer``: handshakes with its role, answers stats and client
+    requests, leaves politely."""
+    client = ClientRequests(peer)
+    return Node(
+        peer,
+        peer.contact,
+        config,
+        handshake=lambda: Handshake(
+            PROTOCOL_VERSION, peer.contact, peer.role, peer.config.capacity
+        ),
+        stats=lambda node: peer_stats(peer, node),
+        identify=peer_identifier(peer),
+        keeps=lambda peer_id: (
+            peer_id in peer.membership.active
+            or peer_id in peer.membership.pending
+            or (peer.supers is not None and peer.supers.relates(peer_id))
+        ),
+        farewell=peer.leave,
+        client=client,
+        faults=faults,
+    )
+
+
+async def open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], Address]:
+    """Listen on ``host:port`` (0: any free port) and return the address others dial."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise _transport_error(exc) from exc
+    bound = listeners[0].socket.getsockname()[1]
+    return listeners, Address(host, int(bound))

@@ -1,0 +1,77 @@
+"""What ``overlay swarm`` gives its peers: seeded items, capacities, the super-peer config.
+
+The parent (:mod:`overlay.tools.swarm`) and its worker processes (:mod:`overlay.net.swarm.worker`)
+both need these, and each computes them itself from the swarm's arguments: every
+function here is a pure function of its arguments (seeded random sources of their own),
+so a worker draws its own peers' share and a test or benchmark that knows the arguments
+knows every key and capacity without asking anyone.  Kept apart from the parent's module
+so that a worker imports nothing of what only the parent uses (networkx, rich).
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+from overlay.core.capacity import pareto_capacity
+from overlay.core.config import PeerConfig, SuperConfig
+from overlay.net.node import NodeConfig
+
+CONNECTION_HEADROOM = 64
+"""Connections a super peer keeps free beyond its weak peers and neighbors (clients,
+stats requests, shuffles, the bootstrap)."""
+
+
+def seeded_items(count: int, seed: int) -> list[tuple[bytes, str]]:
+    """The (value, name) of the items ``overlay swarm --items COUNT --seed SEED`` seeds.
+
+    Item i's name has the word ``item<i>``, unique to it, so it can be searched for by
+    keywords as well as by key.
+    """
+    return [
+        (f"overlay swarm item {i} of {count}, seed {seed}\n".encode(), f"swarm item{i} seed{seed}")
+        for i in range(count)
+    ]
+
+
+def seed_plan(count: int, replication: float, peers: int, seed: int) -> list[list[int]]:
+    """For each seeded item, the indices (in start order) of the peers that hold it:
+    ``max(1, round(replication * peers))`` distinct peers, drawn from their own seeded
+    random source."""
+    rng = random.Random(f"swarm items {seed}")
+    holders = min(peers, max(1, round(replication * peers)))
+    return [sorted(rng.sample(range(peers), holders)) for _ in range(count)]
+
+
+def peer_capacity(seed: int, index: int) -> int:
+    """Peer ``index``'s capacity in a super-peer swarm: heavy-tailed, as in the simulator
+    (:func:`overlay.core.capacity.pareto_capacity`), and a pure function of (seed, index), so a
+    worker draws its own peers' and the same arguments give the same capacities."""
+    return pareto_capacity(random.Random(f"swarm capacity {seed} {index}"))
+
+
+def super_peer_config(capacity: int) -> PeerConfig:
+    """The defaults, with the super-peer layer on and this capacity (``overlay peer
+    --super-peers`` and ``overlay swarm --super-peers``)."""
+    return PeerConfig(capacity=capacity, supers=SuperConfig(enabled=True))
+
+
+def room_for_weak_peers(config: NodeConfig, peer: PeerConfig) -> NodeConfig:
+    """``config`` with room for what a super peer accepts: a connection from each weak
+    peer it may serve (``max_load``), its super-layer and overlay neighbors, and some
+    headroom.  The default budget (64) is below the default ``max_load`` (80), and a
+    super peer at it would refuse the very weak peers it was elected for.  Caps per host
+    and prefix that were lifted to the whole budget (a swarm on loopback) stay lifted."""
+    supers = peer.supers
+    needed = (
+        supers.max_load + supers.max_super_degree + peer.membership.max_degree + CONNECTION_HEADROOM
+    )
+    if not supers.enabled or config.max_connections >= needed:
+        return config
+    lifted = {
+        name: needed
+        for name in ("max_per_host", "max_per_prefix")
+        if getattr(config, name) >= config.max_connections
+    }
+    return attrs.evolve(config, max_connections=needed, **lifted)

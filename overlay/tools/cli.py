@@ -1,0 +1,72 @@
+"""The ``overlay`` command.  Each group of subcommands lives in its own module and
+registers itself here, so the simulator, the network runtime and search stay apart."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from overlay.protocol.identity import Address
+
+COMMAND_MODULES = (
+    "overlay.tools.cli_sim",
+    "overlay.tools.cli_net",
+    "overlay.tools.cli_view",
+    "overlay.tools.cli_search",
+)
+"""Modules with a ``register(subparsers)`` function; a missing one is skipped."""
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def address_argument(text: str) -> Address:
+    """argparse type for ``HOST:PORT``: a bad one is a usage error, not a traceback."""
+    try:
+        return Address.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="overlay",
+        description="An unstructured peer-to-peer overlay with super peers.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(message)s",
+        # Logs go to stderr: stdout carries --json output that scripts parse.
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    command: Command = args.run
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

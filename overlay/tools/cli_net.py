@@ -1,0 +1,218 @@
+"""``overlay bootstrap``, ``overlay peer`` and ``overlay swarm``: the protocol on real TCP.
+
+Each command prints the address it listens on as its first line of output, then
+runs until SIGINT or SIGTERM, when it shuts down gracefully: a peer says goodbye
+to its neighbors and the bootstrap and flushes those messages, a bootstrap saves
+its state; every listening socket is closed before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.logging import RichHandler
+
+from bootstrap.server import serve_bootstrap
+from overlay.core.config import PeerConfig
+from overlay.core.peer import Peer
+from overlay.net.faults import watch_partition_file
+from overlay.net.node import open_listeners, peer_node
+from overlay.net.options import (
+    add_bootstrap_arguments,
+    add_runtime_arguments,
+    check_runtime_arguments,
+    fault_injectors,
+    host_cache_config_of,
+    node_config_of,
+    peer_config_of,
+)
+from overlay.net.peer_state import load_peer_state, save_peer_state
+from overlay.net.swarm.setup import room_for_weak_peers, super_peer_config
+from overlay.protocol.errors import OverlayError
+from overlay.tools.cli import address_argument
+from overlay.tools.swarm import register_swarm
+
+log = logging.getLogger("overlay.tools.cli_net")
+
+STATE_SAVE_PERIOD = 5.0
+
+
+def register(subparsers: Any) -> None:
+    boot: argparse.ArgumentParser = subparsers.add_parser(
+        "bootstrap",
+        help="run a bootstrap node (the host cache peers join through)",
+        description="Serve the host cache on TCP.  With --state, the cache is saved "
+        "atomically every few seconds and on shutdown, and reloaded on start.",
+    )
+    boot.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    boot.add_argument("--port", type=int, default=7000, help="port (0: any free port)")
+    boot.add_argument("--state", type=Path, default=None, help="state file to keep")
+    add_bootstrap_arguments(boot)
+    boot.set_defaults(run=run_bootstrap)
+
+    peer: argparse.ArgumentParser = subparsers.add_parser(
+        "peer",
+        help="run one peer",
+        description="Run one peer: join through the bootstrap (or --join, any live peer) "
+        "and keep a random neighbor list until SIGINT/SIGTERM, then leave gracefully.",
+    )
+    peer.add_argument("--bootstrap", type=address_argument, default=None, metavar="HOST:PORT")
+    peer.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    peer.add_argument("--port", type=int, default=0, help="port (0: any free port)")
+    peer.add_argument("--capacity", type=int, default=1, help="capacity (super peer election)")
+    peer.add_argument(
+        "--state", type=Path, default=None, metavar="DIR", help="keep id and known hosts here"
+    )
+    peer.add_argument(
+        "--join",
+        type=address_argument,
+        default=None,
+        metavar="HOST:PORT",
+        help="join via this peer",
+    )
+    peer.add_argument("--seed", type=int, default=None, help="seed of the peer's random source")
+    peer.add_argument(
+        "--super-peers",
+        action="store_true",
+        help="run the super-peer layer (the peer may be elected super peer; --capacity counts)",
+    )
+    add_runtime_arguments(peer)
+    peer.set_defaults(run=run_peer)
+
+    register_swarm(subparsers)
+
+
+def log_to_stderr() -> None:
+    """Keep standard output for what scripts read (the address line, ``--json``): the
+    rich log handler set up by :mod:`overlay.tools.cli` writes to stdout otherwise."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RichHandler):
+            handler.console = Console(stderr=True)
+
+
+def run_bootstrap(args: argparse.Namespace) -> int:
+    log_to_stderr()
+    try:
+        host_cache_config_of(args)
+    except ValueError as error:
+        print(f"overlay bootstrap: {error}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_bootstrap_main, args)
+    except OverlayError as error:
+        print(f"overlay bootstrap: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _bootstrap_main(args: argparse.Namespace) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                lambda task_status: serve_bootstrap(
+                    args.host,
+                    args.port,
+                    state=args.state,
+                    config=host_cache_config_of(args),
+                    task_status=task_status,
+                )
+            )
+            print(f"bootstrap {server.cache.me.id} listening on {server.address}", flush=True)
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()  # serve_bootstrap saves the state on its way out
+
+
+def run_peer(args: argparse.Namespace) -> int:
+    log_to_stderr()
+    if args.bootstrap is None and args.join is None:
+        print("overlay peer: give --bootstrap HOST:PORT or --join HOST:PORT", file=sys.stderr)
+        return 2
+    if not 0 <= args.capacity <= 1_000_000:
+        print("overlay peer: --capacity must be in [0, 1000000]", file=sys.stderr)
+        return 2
+    usage = check_runtime_arguments(args)
+    if usage is not None:
+        print(f"overlay peer: {usage}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_peer_main, args)
+    except OverlayError as error:
+        print(f"overlay peer: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _peer_main(args: argparse.Namespace) -> None:
+    state_dir: Path | None = args.state
+    saved = load_peer_state(state_dir) if state_dir is not None else None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        listeners, address = await open_listeners(args.host, args.port)
+        config = (
+            super_peer_config(args.capacity)
+            if args.super_peers
+            else PeerConfig(capacity=args.capacity)
+        )
+        peer = Peer(
+            address,
+            peer_config_of(args, config),
+            random.Random(args.seed),
+            peer_id=saved.id if saved is not None else None,
+            bootstrap=args.bootstrap,
+            join_via=args.join,
+        )
+        if saved is not None:
+            seed_known_hosts(peer, saved.known_hosts)
+        make_faults, partition = fault_injectors(args, args.seed)
+        node_config = node_config_of(args)
+        if args.max_connections is None:
+            node_config = room_for_weak_peers(node_config, peer.config)
+        node = peer_node(peer, node_config, faults=make_faults())
+        async with trio.open_nursery() as nursery:
+            if args.partition_file is not None:
+                nursery.start_soon(watch_partition_file, args.partition_file, partition)
+            await nursery.start(node.serve, listeners)
+            print(f"peer {peer.id} listening on {address}", flush=True)
+            if state_dir is not None:
+                nursery.start_soon(_save_periodically, state_dir, peer)
+            async for _ in signals:
+                break
+            await node.leave()
+            nursery.cancel_scope.cancel()
+        if state_dir is not None:
+            _save(state_dir, peer)
+
+
+def seed_known_hosts(peer: Peer, hosts: list[Any]) -> None:
+    """Put saved known hosts back before start: the membership's repair asks them
+    when the bootstrap cannot be reached."""
+    membership = peer.membership
+    limit = membership.config.known_hosts_size
+    for contact in hosts[-limit:] if limit else []:
+        if contact.id != peer.id:
+            membership.known_hosts[contact.id] = contact
+
+
+def _save(directory: Path, peer: Peer) -> None:
+    try:
+        save_peer_state(directory, peer.id, list(peer.membership.known_hosts.values()))
+    except OSError as error:
+        log.error("cannot save peer state to %s: %s", directory, error)
+
+
+async def _save_periodically(directory: Path, peer: Peer) -> None:
+    last: list[Any] | None = None
+    while True:
+        await trio.sleep(STATE_SAVE_PERIOD)
+        hosts = list(peer.membership.known_hosts.values())
+        if hosts != last:
+            _save(directory, peer)
+            last = hosts

@@ -1,0 +1,472 @@
+"""Search from the command line: ``overlay sim query`` in the simulator, and
+``overlay publish``, ``overlay search`` and ``overlay fetch`` over TCP.
+
+``overlay sim query`` runs one search on a static topology (wired under ``overlay sim``
+by :mod:`overlay.tools.cli_sim`; it takes the options :func:`add_query_arguments` defines).
+
+The TCP commands are clients: they connect to one peer (``--via HOST:PORT``), handshake
+as a peer that listens nowhere (as the swarm's stats client does), send one request and
+print the peer's answer.  The peer does the work on the client's behalf (see
+:mod:`overlay.net.client_requests`); the client only moves the request and the reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from overlay.net.client import CLIENT_TIMEOUT, ask
+from overlay.protocol.errors import OverlayError, ProtocolError
+from overlay.protocol.identity import Address, Contact
+from overlay.protocol.messages import (
+    MAX_NAME,
+    MAX_VALUE,
+    ClientFetch,
+    ClientFetchResult,
+    ClientPublish,
+    ClientPublished,
+    ClientSearch,
+    ClientSearchResult,
+)
+from overlay.sim.static import StaticNetwork, TopologyError
+from overlay.tools.cli import address_argument
+from search.config import SearchConfig
+from search.errors import ContentMismatch, FetchError
+from search.outcome import FLAT_MODES, MODES
+from search.store import content_key, keywords_of
+
+
+def register_sim_query(sim_subparsers: Any) -> None:
+    """``overlay sim query``: registered under ``overlay sim`` by :mod:`overlay.tools.cli_sim`."""
+    parser: argparse.ArgumentParser = sim_subparsers.add_parser(
+        "query",
+        help="search a static topology in the simulator (flood, walk or ring)",
+        description="Read a graph (networkx edge list of integer node ids) and an item "
+        'placement (JSON {"KEY": [node, ...]}), run one search from SOURCE in the '
+        "simulator and print its outcome.",
+    )
+    add_query_arguments(parser)
+    parser.set_defaults(run=run_query)
+
+
+def add_query_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topology", required=True, help="edge list file")
+    parser.add_argument("--placement", required=True, help='JSON {"KEY": [node, ...]}')
+    parser.add_argument("--mode", required=True, choices=FLAT_MODES)
+    parser.add_argument("--source", required=True, type=int, help="node the query starts at")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--key", help="a placement KEY or a 64-hex content key")
+    target.add_argument("--keywords", help="words that must all be in the item's name")
+    parser.add_argument(
+        "--ttl",
+        type=int,
+        default=None,
+        help="flood TTL (default 7, cap 10), largest ring, or walk hops (default 256)",
+    )
+    parser.add_argument("--walkers", type=int, default=None, help="walkers (default 16)")
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=None,
+        help="walkers check with the origin every C hops (default 4)",
+    )
+    parser.add_argument("--want", type=int, default=None, help="hits wanted (default 1)")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="flood hits go straight to the origin, not back along the path",
+    )
+    parser.add_argument(
+        "--fetch", action="store_true", help="also fetch the first hit's value and verify it"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--loss", type=float, default=0.0, help="message loss probability")
+    parser.add_argument("--latency", type=float, default=0.02, help="link latency, seconds")
+    parser.add_argument("--jitter", type=float, default=0.0, help="extra uniform latency")
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def run_query(args: argparse.Namespace) -> int:
+    try:
+        network = StaticNetwork.from_files(
+            args.topology,
+            args.placement,
+            seed=args.seed,
+            loss=args.loss,
+            latency=getattr(args, "latency", 0.02),
+            jitter=getattr(args, "jitter", 0.0),
+            search_config=SearchConfig(),
+        )
+        outcome = network.query(
+            args.source,
+            args.mode,
+            key=args.key,
+            keywords=args.keywords,
+            ttl=args.ttl,
+            walkers=args.walkers,
+            check=args.check,
+            want=getattr(args, "want", None),
+            direct=True if getattr(args, "direct", False) else None,
+            fetch=getattr(args, "fetch", False),
+        )
+    except (TopologyError, ValueError) as error:
+        print(f"overlay query: {error}", file=sys.stderr)
+        return 2
+    report = network.outcome_json(outcome)
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        print_outcome(report, Console())
+    return 0
+
+
+def print_outcome(report: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"{report['mode']} query", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    messages = report["messages"]
+    rows = [
+        ("success", report["success"]),
+        ("hits", len(report["hits"])),
+        ("holders", ", ".join(str(hit["holder"]) for hit in report["hits"][:8])),
+        (
+            "messages: query / hit / check / fetch",
+            f"{messages['query']} / {messages['hit']} / {messages['check']} / {messages['fetch']}",
+        ),
+        ("messages in all", messages["total"]),
+        ("duplicate receptions", report["duplicates"]),
+        ("peers visited", report["visited_count"]),
+        ("hops to first hit", report["first_hit_hops"]),
+        ("time to first hit (s)", report["first_hit_time"]),
+    ]
+    if "rings" in report:
+        rows.append(("rings", ", ".join(map(str, report["rings"]))))
+    if "walkers" in report:
+        rows.append(("walkers (relaunched)", f"{report['walkers']} ({report['relaunched']})"))
+    if "fetch" in report:
+        fetch = report["fetch"]
+        rows.append(("fetch", "verified" if fetch["ok"] else fetch["error"]))
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- TCP client
+
+
+async def publish_via(
+    via: Address, value: bytes, name: str | None = None, timeout: float = CLIENT_TIMEOUT
+) -> str:
+    """Ask the peer at ``via`` to hold ``value``; the key it holds it under."""
+    reply = await ask(via, ClientPublish(value, name), ClientPublished, timeout)
+    if reply.key is None:
+        raise ProtocolError(f"{via} refused to publish: {reply.error}")
+    return reply.key
+
+
+async def search_via(
+    via: Address,
+    mode: str,
+    *,
+    key: str | None = None,
+    keywords: str | None = None,
+    ttl: int | None = None,
+    walkers: int | None = None,
+    want: int | None = None,
+    timeout: float = CLIENT_TIMEOUT,
+) -> ClientSearchResult:
+    """Ask the peer at ``via`` to search by ``mode`` for a key or for keywords."""
+    words = keywords_of(keywords) if keywords is not None else ()
+    request = ClientSearch(mode, key, words, ttl, walkers, want)
+    return await ask(via, request, ClientSearchResult, timeout)
+
+
+async def fetch_via(
+    via: Address,
+    key: str,
+    *,
+    holder: Contact | None = None,
+    mode: str = "ring",
+    timeout: float = CLIENT_TIMEOUT,
+) -> ClientFetchResult:
+    """Ask the peer at ``via`` for the verified value of ``key`` (see :class:`ClientFetch`).
+
+    The value is checked here once more, so a lying ``via`` peer is caught as well.
+    """
+    result = await ask(via, ClientFetch(key, holder, mode), ClientFetchResult, timeout)
+    if result.value is not None and content_key(result.value) != key:
+        actual = content_key(result.value)
+        if result.holder is None:
+            raise ProtocolError(f"{via} returned bytes with SHA-256 {actual}, not {key}")
+        raise ContentMismatch(holder=result.holder, key=key, actual=actual)
+    return result
+
+
+def fetch_error(result: ClientFetchResult) -> FetchError | None:
+    """The typed error of a failed fetch: the first holder's refusal, or a plain one."""
+    if result.value is not None:
+        return None
+    for failure in result.failures:
+        if failure.kind == "mismatch" and failure.actual is not None:
+            return ContentMismatch(holder=failure.holder, key=result.key, actual=failure.actual)
+    if result.failures:
+        first = result.failures[0]
+        return FetchError(first.error, holder=first.holder, key=result.key)
+    return None
+
+
+def _holder(text: str) -> Contact:
+    peer_id, sep, address = text.partition("@")
+    try:
+        if not sep:
+            raise ValueError("expected ID@HOST:PORT")
+        return Contact(peer_id, Address.parse(address))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def register(subparsers: Any) -> None:
+    """``overlay publish``, ``overlay search`` and ``overlay fetch``."""
+    via_help = "the peer to ask (it acts on our behalf)"
+    publish: argparse.ArgumentParser = subparsers.add_parser(
+        "publish",
+        help="have a peer hold an item (key = SHA-256 of the value)",
+        description="Send a value (a FILE or --text) to the peer at --via, which holds it "
+        "and answers queries for it.  Prints the key.  The name (default: the file's "
+        "name) gives the item its keywords.",
+    )
+    publish.add_argument(
+        "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
+    )
+    what = publish.add_mutually_exclusive_group(required=True)
+    what.add_argument("file", nargs="?", type=Path, default=None, metavar="FILE")
+    what.add_argument("--text", help="publish this text (UTF-8) instead of a file")
+    publish.add_argument("--name", default=None, help="the item's name (its keywords)")
+    publish.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    publish.add_argument("--json", action="store_true", help="print the answer as JSON")
+    publish.set_defaults(run=run_publish)
+
+    search: argparse.ArgumentParser = subparsers.add_parser(
+        "search",
+        help="search the overlay from a peer (flood, walk, ring, super-flood or super-walk)",
+        description="Ask the peer at --via to search by key or by keywords and print "
+        "what it found: hits with their holders, the messages the origin sent and "
+        "received by kind, hops and time to the first hit.  Exit status 0 when found, "
+        "1 when not.",
+    )
+    search.add_argument(
+        "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
+    )
+    search.add_argument("--mode", required=True, choices=MODES)
+    target = search.add_mutually_exclusive_group(required=True)
+    target.add_argument("key", nargs="?", default=None, metavar="KEY", help="a 64-hex key")
+    target.add_argument("--keywords", help="words that must all be in the item's name")
+    search.add_argument(
+        "--ttl",
+        type=int,
+        default=None,
+        help="flood TTL (default 7, cap 10), largest ring, or walk hops",
+    )
+    search.add_argument("--walkers", type=int, default=None, help="walkers (default 16)")
+    search.add_argument("--want", type=int, default=None, help="hits wanted (default 1)")
+    search.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    search.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    search.set_defaults(run=run_search)
+
+    fetch: argparse.ArgumentParser = subparsers.add_parser(
+        "fetch",
+        help="fetch an item's value through a peer, verified against its key",
+        description="Ask the peer at --via for the value of KEY: it finds holders (by "
+        "--mode, default ring) unless --holder names one, fetches, and checks the bytes "
+        "against the key; so does this command.  Writes FILE only when verified.",
+    )
+    fetch.add_argument(
+        "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
+    )
+    fetch.add_argument("key", metavar="KEY")
+    fetch.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    fetch.add_argument(
+        "--holder",
+        type=_holder,
+        default=None,
+        metavar="ID@HOST:PORT",
+        help="fetch from this holder only",
+    )
+    fetch.add_argument("--mode", choices=MODES, default="ring", help="how to find holders")
+    fetch.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    fetch.add_argument("--json", action="store_true", help="print the answer as JSON")
+    fetch.set_defaults(run=run_fetch)
+
+
+def _fail(command: str, why: object, code: int = 1) -> int:
+    print(f"overlay {command}: {why}", file=sys.stderr)
+    return code
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    name: str | None = args.name
+    if args.file is not None:
+        try:
+            value = args.file.read_bytes()
+        except OSError as error:
+            return _fail("publish", f"cannot read {args.file}: {error.strerror}", 2)
+        if name is None:
+            name = args.file.name
+    else:
+        value = args.text.encode()
+    if len(value) > MAX_VALUE:
+        return _fail("publish", f"{len(value)} bytes is over the item limit of {MAX_VALUE}", 2)
+    if name is not None and len(name) > MAX_NAME:
+        return _fail("publish", f"a name has at most {MAX_NAME} characters", 2)
+    try:
+        key = trio.run(publish_via, args.via, value, name, args.timeout)
+    except OverlayError as error:
+        return _fail("publish", error)
+    if args.json:
+        print(json.dumps({"key": key, "name": name, "size": len(value), "via": str(args.via)}))
+    else:
+        print(key)
+    return 0
+
+
+def search_json(result: ClientSearchResult) -> dict[str, Any]:
+    """A search result as the plain dict ``--json`` prints."""
+    messages = {counter.name: counter.value for counter in result.messages}
+    return {
+        "search_id": result.search_id,
+        "mode": result.mode,
+        "success": result.success,
+        "hits": [
+            {
+                "key": hit.key,
+                "name": hit.name,
+                "size": hit.size,
+                "holder": {"id": hit.holder.id, "address": str(hit.holder.address)},
+                "hops": hit.hops,
+                "time": round(hit.time, 6),
+            }
+            for hit in result.hits
+        ],
+        "messages": {**messages, "total": sum(messages.values())},
+        "first_hit_hops": result.first_hit_hops,
+        "first_hit_time": (
+            round(result.first_hit_time, 6) if result.first_hit_time is not None else None
+        ),
+        "duration": round(result.duration, 6),
+        "error": result.error or None,
+    }
+
+
+def run_search(args: argparse.Namespace) -> int:
+    key: str | None = args.key
+    if key is not None:
+        key = key.lower()
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            return _fail("search", "KEY is 64 hex digits (the SHA-256 of the value)", 2)
+    elif not keywords_of(args.keywords):
+        return _fail("search", "--keywords needs at least one word", 2)
+    try:
+        result = trio.run(
+            lambda: search_via(
+                args.via,
+                args.mode,
+                key=key,
+                keywords=args.keywords,
+                ttl=args.ttl,
+                walkers=args.walkers,
+                want=args.want,
+                timeout=args.timeout,
+            )
+        )
+    except (OverlayError, ValueError) as error:
+        return _fail("search", error)
+    report = search_json(result)
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    elif result.error:
+        return _fail("search", result.error)
+    else:
+        _print_search(report, Console())
+    return 0 if result.success else 1
+
+
+def _print_search(report: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"{report['mode']} search {report['search_id']}", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    messages = report["messages"]
+    rows: list[tuple[str, object]] = [
+        ("success", report["success"]),
+        ("hits", len(report["hits"])),
+        (
+            "messages at the origin: query / hit / check",
+            f"{messages.get('query', 0)} / {messages.get('hit', 0)} / {messages.get('check', 0)}",
+        ),
+        ("hops to first hit", report["first_hit_hops"]),
+        ("time to first hit (s)", report["first_hit_time"]),
+        ("duration (s)", report["duration"]),
+    ]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+    for hit in report["hits"]:
+        holder = hit["holder"]
+        console.print(
+            f"{hit['key']}  {hit['size']:>6} B  {hit['name'] or '-'}  "
+            f"at {holder['id']}@{holder['address']}  ({hit['hops']} hops)",
+            highlight=False,
+        )
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    key = args.key.lower()
+    if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        return _fail("fetch", "KEY is 64 hex digits (the SHA-256 of the value)", 2)
+    try:
+        result = trio.run(
+            lambda: fetch_via(
+                args.via, key, holder=args.holder, mode=args.mode, timeout=args.timeout
+            )
+        )
+    except OverlayError as error:
+        return _fail("fetch", error)
+    for failure in result.failures:
+        print(f"overlay fetch: refused {failure.holder}: {failure.error}", file=sys.stderr)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "key": key,
+                    "ok": result.value is not None,
+                    "size": len(result.value) if result.value is not None else None,
+                    "holder": str(result.holder) if result.holder is not None else None,
+                    "failures": [
+                        {"holder": str(f.holder), "kind": f.kind, "error": f.error}
+                        for f in result.failures
+                    ],
+                    "error": result.error or None,
+                    "output": str(args.output) if result.value is not None else None,
+                },
+                sort_keys=True,
+            )
+        )
+    if result.value is None:
+        refusal = fetch_error(result)
+        return _fail("fetch", refusal if refusal is not None else result.error)
+    try:
+        args.output.write_bytes(result.value)
+    except OSError as error:
+        return _fail("fetch", f"cannot write {args.output}: {error.strerror}")
+    if not args.json:
+        print(
+            f"{len(result.value)} bytes from {result.holder}, verified, written to {args.output}",
+            file=sys.stderr,
+        )
+    return 0

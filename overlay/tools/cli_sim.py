@@ -1,0 +1,163 @@
+"""``overlay sim``: run a scenario in the simulator and print its summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from overlay.sim.scenario import Scenario, build, run
+from overlay.tools.cli_search import register_sim_query
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "sim",
+        help="simulate an overlay in virtual time from a seed",
+        description="Simulate N peers joining through a bootstrap node, with optional loss, "
+        "churn, a mass crash and a partition, and print the topology summary.",
+    )
+    parser.add_argument("--peers", type=int, default=1000, help="peers to start (default 1000)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--duration", type=float, default=60.0, help="simulated seconds")
+    parser.add_argument("--loss", type=float, default=0.0, help="message loss probability")
+    parser.add_argument("--latency", type=float, default=0.02, help="link latency, seconds")
+    parser.add_argument("--jitter", type=float, default=0.0, help="extra uniform latency")
+    parser.add_argument(
+        "--churn", type=float, default=0.0, help="peers crashing and joining per second"
+    )
+    parser.add_argument(
+        "--leave-fraction", type=float, default=0.0, help="share of churn that leaves gracefully"
+    )
+    parser.add_argument("--crash-fraction", type=float, default=0.0)
+    parser.add_argument("--crash-at", type=float, default=None)
+    parser.add_argument("--recover-after", type=float, default=None)
+    parser.add_argument("--partition-at", type=float, default=None)
+    parser.add_argument("--heal-at", type=float, default=None)
+    parser.add_argument("--join-window", type=float, default=None)
+    parser.add_argument(
+        "--super-peers", action="store_true", help="elect super peers and keep their index"
+    )
+    parser.add_argument("--items-per-peer", type=int, default=3, help="items each peer holds")
+    parser.add_argument("--crash-super-fraction", type=float, default=0.0)
+    parser.add_argument("--crash-super-at", type=float, default=None)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="replay the run in the live topology view, one frame per simulated second",
+    )
+    parser.add_argument(
+        "--pace", type=float, default=1.0, help="with --view: wall seconds per frame (0: fast)"
+    )
+    parser.set_defaults(run=run_sim)
+    below = parser.add_subparsers(dest="sim_command", metavar="query", required=False)
+    register_sim_query(below)
+
+
+def scenario_from(args: argparse.Namespace) -> Scenario:
+    return Scenario(
+        peers=args.peers,
+        seed=args.seed,
+        duration=args.duration,
+        loss=args.loss,
+        latency=args.latency,
+        jitter=args.jitter,
+        churn=args.churn,
+        leave_fraction=args.leave_fraction,
+        crash_fraction=args.crash_fraction,
+        crash_at=args.crash_at,
+        recover_after=args.recover_after,
+        partition_at=args.partition_at,
+        heal_at=args.heal_at,
+        join_window=args.join_window,
+        super_peers=args.super_peers,
+        items_per_peer=args.items_per_peer,
+        crash_super_fraction=args.crash_super_fraction,
+        crash_super_at=args.crash_super_at,
+    )
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    try:
+        scenario = scenario_from(args)
+    except ValueError as error:
+        print(f"overlay sim: {error}", file=sys.stderr)
+        return 2
+    if args.view:
+        return replay(scenario, args)
+    stderr = Console(stderr=True)
+    with Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    ) as progress:
+        task = progress.add_task("sim", total=scenario.duration)
+        summary = run(scenario, progress=lambda t: progress.update(task, completed=t))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print_summary(summary, Console())
+    return 0
+
+
+def replay(scenario: Scenario, args: argparse.Namespace) -> int:
+    """``overlay sim --view``: the same live view as a real swarm, fed by the simulator."""
+    from overlay.tools.cli_view import replay_sim  # noqa: PLC0415 - the view is loaded on demand
+
+    sim = build(scenario)
+    console = Console()
+    replay_sim(sim, until=scenario.duration, console=console, step=1.0, pace=args.pace)
+    summary = sim.summary()
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print_summary(summary, console)
+    return 0
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    table = Table(title="overlay summary", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    degree = summary["degree"]
+    roles = summary.get("roles", {})
+    rows = [
+        ("peers started", summary["peers"]),
+        ("alive", summary["alive"]),
+        ("still joining", summary["joining"]),
+        ("components", summary["components"]),
+        ("largest component", f"{summary['largest_component_fraction']:.1%}"),
+        ("degree min / mean / max", f"{degree['min']} / {degree['mean']:.2f} / {degree['max']}"),
+        ("clustering", f"{summary['clustering']:.4f}"),
+        ("average path length", f"{summary['avg_path_length']:.2f}"),
+        ("dangling view entries", summary["dangling_entries"]),
+        ("roles (super / weak)", f"{roles.get('super', 0)} / {roles.get('weak', 0)}"),
+        ("messages sent", sum(summary["messages"].values())),
+    ]
+    if summary.get("index_coverage") is not None:
+        rows += [
+            ("weak peers short of super peers", summary["unattached_weak"]),
+            ("index coverage", f"{summary['index_coverage']:.4f}"),
+            ("stale index entries", summary["stale_index_entries"]),
+            ("role changes", summary["role_changes"]),
+        ]
+    for key, label in (
+        ("sim_seconds", "simulated seconds"),
+        ("wall_seconds", "wall seconds"),
+        ("messages_per_wall_second", "delivered messages / wall s"),
+    ):
+        if key in summary:
+            rows.append((label, f"{summary[key]:,.1f}"))
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)

@@ -1,0 +1,622 @@
+"""``overlay swarm``: a bootstrap and N peers on loopback, watched live, summarized at the end.
+
+Layout: the parent process (this module) runs the bootstrap and the observer; the
+peers run in P worker processes (``python -m overlay.net.swarm.worker``, see
+:mod:`overlay.net.swarm.worker`), many peers per process in one ``trio.run`` each, so that
+every core works.  A worker prints one JSON line per peer it started
+(``{"peer": "HOST:PORT", "id": ...}``), then ``{"ready": n}``; it leaves gracefully
+when its standard input closes (or on SIGINT/SIGTERM) and prints ``{"left": n}``.
+Workers run in their own session, so a Ctrl-C at the terminal reaches only the parent,
+which first reads the final stats and only then tells the workers to leave.  What
+both sides need lives in light modules (:mod:`overlay.net.swarm.setup`,
+:mod:`overlay.net.swarm.control`, :mod:`overlay.net.swarm.stats`): a worker never imports
+this module, nor networkx or rich.
+
+The observer reads every peer through a :class:`StatsRequest` (concurrently,
+each under a timeout) and computes the same summary as ``overlay sim``
+(:func:`overlay.sim.topology.summarize`), plus wall-clock figures.
+
+Content (``--items M --replication R``): M items, each held by a random fraction R of
+the peers (at least one).  The plan is a pure function of (M, R, peers, seed)
+(:func:`overlay.net.swarm.setup.seed_plan`), so each worker computes it itself and
+publishes its own share locally before its peers start, and a test or benchmark that
+knows the arguments knows every key (:func:`overlay.net.swarm.setup.seeded_items`) without
+asking anyone.  The summary lists the keys.
+
+For benchmarks (``benchmarks/live_vs_sim.py``): ``--topology-out FILE`` rewrites FILE
+after every stats poll with the current topology as an edge list, peer i being the
+i-th started (the numbering the plan names holders by), so the static
+simulator can replay it; ``--first-seen DIR`` has every worker record when its peers
+first saw each query id (:mod:`overlay.net.first_seen`) and write it to DIR as it leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import networkx as nx
+import trio
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.text import Text
+
+from bootstrap.server import serve_bootstrap
+from overlay.core.peer import PeerSnapshot
+from overlay.net.client import ask
+from overlay.net.memtrace import rss_bytes
+from overlay.net.node import NodeConfig, one_host
+from overlay.net.options import (
+    add_runtime_arguments,
+    check_runtime_arguments,
+    fault_and_limit_totals,
+    host_cache_config_of,
+    runtime_argv,
+)
+from overlay.net.swarm.control import CONTROL_ADD, CONTROL_CRASH, for_each_stdin_line
+from overlay.net.swarm.setup import seed_plan, seeded_items
+from overlay.net.swarm.stats import MAX_STATS_RECORD, StatsBatches
+from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address
+from overlay.protocol.messages import StatsReply, StatsRequest
+from overlay.sim.topology import graph_of, summarize
+from overlay.tools.cli_sim import print_summary
+from overlay.tools.cli_view import WorkerControl, swarm_view
+from overlay.tools.crawl import snapshot_from
+from overlay.tools.view import write_edge_list
+from search.store import content_key
+
+log = logging.getLogger("overlay.tools.swarm")
+
+STATS_TIMEOUT = 3.0
+STATS_CONCURRENCY = 128
+"""Stats requests in flight at once (bounded: each holds a socket)."""
+WORKER_START_TIMEOUT = 120.0
+WORKER_EXIT_TIMEOUT = 15.0
+MAX_PEERS = 20_000
+OBSERVER_KINDS = frozenset(
+    {"StatsReply", "ClientPublished", "ClientSearchResult", "ClientFetchResult"}
+)
+"""Messages the observer and clients cause; left out of the protocol's message counts."""
+MAX_ITEMS = 100_000
+
+
+def register_swarm(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "swarm",
+        help="run a bootstrap and N peers on loopback, watch them, summarize",
+        description="Start a bootstrap on --port and N peers on 127.0.0.1 spread over P "
+        "worker processes; show joined / components / messages per second while it runs; "
+        "at the end (--duration or Ctrl-C) every peer leaves gracefully and the summary "
+        "of `overlay sim` is printed, read from every peer through a stats request.",
+    )
+    parser.add_argument("--peers", type=int, default=50, help="peers to start (default 50)")
+    parser.add_argument(
+        "--processes", type=int, default=None, help="worker processes (default: one per core)"
+    )
+    parser.add_argument("--port", type=int, default=7000, help="bootstrap port (0: any free)")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds to run (default 60; Ctrl-C ends)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="show the live topology view until q (keys: k crash, K crash super, a add, "
+        "f flood, w walk); --duration is then ignored",
+    )
+    parser.add_argument("--interval", type=float, default=None, help="seconds between stats polls")
+    parser.add_argument(
+        "--items", type=int, default=0, help="items to seed (default 0; see --replication)"
+    )
+    parser.add_argument(
+        "--replication",
+        type=float,
+        default=0.01,
+        help="fraction of the peers holding each seeded item (default 0.01, at least one)",
+    )
+    parser.add_argument(
+        "--super-peers",
+        action="store_true",
+        help="run the super-peer layer (election, attachment, index, super-layer search)",
+    )
+    parser.add_argument(
+        "--capacity-seed",
+        type=int,
+        default=None,
+        help="seed of the peers' capacities, drawn as in `overlay sim --super-peers` "
+        "(default: --seed)",
+    )
+    parser.add_argument(
+        "--topology-out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="after every stats poll, write the current topology to FILE as an edge list "
+        "(peers numbered in start order, as the --items plan numbers holders; see "
+        "`overlay sim query --topology`)",
+    )
+    parser.add_argument(
+        "--first-seen",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="each worker records when its peers first saw each query id and writes "
+        "DIR/first-seen-<pid>.json when it leaves (flood reach times; overlay.net.first_seen)",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="read control lines on standard input once the peers are up: `crash HOST:PORT` "
+        "(stop that peer without a goodbye), `add` (start one more peer), `stop-bootstrap` "
+        "(stop serving the bootstrap; the peers stay); the end of input "
+        "ends the swarm as --duration does (for scripts: benchmarks/soak.py)",
+    )
+    add_runtime_arguments(parser, swarm=True)
+    parser.set_defaults(run=run_swarm)
+
+
+# ---------------------------------------------------------------------- stats client
+
+
+async def fetch_stats(address: Address, timeout: float = STATS_TIMEOUT) -> StatsReply:
+    """Ask one peer for its stats over a fresh connection (handshake, request, reply)."""
+    return await ask(address, StatsRequest(), StatsReply, timeout)
+
+
+def snapshot_of(reply: StatsReply) -> PeerSnapshot:
+    """A stats reply as the snapshot the summary reads (super-peer fields included)."""
+    return snapshot_from(reply)
+
+
+async def collect_stats(
+    addresses: Sequence[Address], timeout: float = STATS_TIMEOUT
+) -> tuple[list[StatsReply], int]:
+    """Stats of every peer, asked concurrently; returns the replies and how many failed."""
+    replies: list[StatsReply] = []
+    failed = 0
+    limiter = trio.CapacityLimiter(STATS_CONCURRENCY)
+
+    async def ask(address: Address) -> None:
+        nonlocal failed
+        async with limiter:
+            try:
+                replies.append(await fetch_stats(address, timeout))
+            except OverlayError as error:
+                failed += 1
+                log.debug("stats: %s", error)
+
+    async with trio.open_nursery() as nursery:
+        for address in addresses:
+            nursery.start_soon(ask, address)
+    return replies, failed
+
+
+def sent_by_kind(replies: Sequence[StatsReply]) -> dict[str, int]:
+    """Messages sent by kind over all peers (the runtime counts ``node.sent.<Kind>``)."""
+    totals: dict[str, int] = {}
+    for reply in replies:
+        for counter in reply.counters:
+            if counter.name.startswith("node.sent."):
+                kind = counter.name[len("node.sent.") :]
+                if kind in OBSERVER_KINDS:
+                    continue
+                totals[kind] = totals.get(kind, 0) + counter.value
+    return totals
+
+
+# ---------------------------------------------------------------------- workers
+
+
+@attrs.define
+class Worker:
+    """One worker process and what it told us."""
+
+    index: int
+    count: int
+    process: trio.Process
+    peers: list[Address] = attrs.field(factory=list)
+    ready: trio.Event = attrs.field(factory=trio.Event)
+    left: int | None = None
+    stats: StatsBatches = attrs.field(factory=StatsBatches)
+    """Its answers to batched stats requests (``overlay swarm --view``)."""
+
+
+async def _read_worker(worker: Worker) -> None:
+    """Follow a worker's JSON lines (bounded line length, bounded buffer)."""
+    stream = worker.process.stdout
+    assert stream is not None
+    buffer = b""
+    while True:
+        data = await stream.receive_some(65536)
+        if not data:
+            break
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_STATS_RECORD:  # the longest record: a batch of stats
+            log.error("worker %d: overlong output line; ignoring it", worker.index)
+            buffer = b""
+        for line in lines:
+            try:
+                record = json.loads(line)
+                if "peer" in record:
+                    worker.peers.append(Address.parse(record["peer"]))
+                elif "ready" in record:
+                    worker.ready.set()
+                elif "stats" in record:
+                    worker.stats.deliver(record)
+                elif "left" in record:
+                    worker.left = int(record["left"])
+            except (ValueError, TypeError, KeyError):
+                log.error("worker %d: unexpected output %r", worker.index, line[:80])
+    worker.ready.set()  # it ended: whoever waits for it must not wait forever
+
+
+async def start_worker(
+    nursery: trio.Nursery, index: int, count: int, command: Sequence[str]
+) -> Worker:
+    """Launch one worker process (its own session, so a Ctrl-C reaches it through us
+    only) and follow its output in ``nursery``."""
+    process = await trio.lowlevel.open_process(
+        list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+    )
+    worker = Worker(index, count, process)
+    nursery.start_soon(_read_worker, worker)
+    return worker
+
+
+async def wait_ready(workers: Sequence[Worker], timeout: float) -> None:
+    """Wait until every worker has started its peers (or ended), at most ``timeout``."""
+    with trio.move_on_after(timeout):
+        for worker in workers:
+            await worker.ready.wait()
+
+
+async def _stop_worker(worker: Worker) -> None:
+    """Close its stdin (leave gracefully), then escalate to SIGTERM and SIGKILL."""
+    process = worker.process
+    if process.stdin is not None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await process.stdin.aclose()
+    with trio.move_on_after(WORKER_EXIT_TIMEOUT):
+        await process.wait()
+        return
+    log.warning("worker %d did not leave in time; terminating it", worker.index)
+    process.terminate()
+    with trio.move_on_after(3.0):
+        await process.wait()
+        return
+    process.kill()
+    await process.wait()
+
+
+CONTROL_STOP_BOOTSTRAP = b"stop-bootstrap"
+"""Control line for the parent itself: stop serving the bootstrap (the peers stay up)."""
+
+
+async def _within(
+    scope: trio.CancelScope,
+    serve: Callable[..., Awaitable[object]],
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``serve`` (started through ``nursery.start``) until ``scope`` is cancelled."""
+    with scope:
+        await serve(task_status=task_status)
+
+
+async def follow_control(
+    control: WorkerControl, stop: trio.Event, stop_bootstrap: Callable[[], None] | None = None
+) -> None:
+    """``--control``: carry out the lines on our standard input through the workers (as
+    the keys of ``--view`` do); the end of input sets ``stop``.  ``stop-bootstrap`` calls
+    ``stop_bootstrap`` (benchmarks/faults.py: joins while the bootstrap is down).  A line
+    that is not a command is logged and skipped."""
+
+    async def handle(raw: bytes) -> bool:
+        line = raw.strip()
+        if line == CONTROL_STOP_BOOTSTRAP and stop_bootstrap is not None:
+            stop_bootstrap()
+            said = "stopped the bootstrap"
+        elif line == CONTROL_ADD:
+            said = await control.add()
+        elif line.startswith(CONTROL_CRASH):
+            try:
+                said = await control.crash(
+                    Address.parse(line[len(CONTROL_CRASH) :].decode("ascii"))
+                )
+            except (UnicodeDecodeError, ValueError):
+                log.error("control: bad address in %r", raw[:80])
+                return True
+        else:
+            log.error("control: unknown line %r", raw[:80])
+            return True
+        log.info("control: %s", said)
+        return True
+
+    await for_each_stdin_line(handle)
+    stop.set()
+
+
+def write_topology(graph: nx.Graph, addresses: Sequence[Address], path: Path) -> None:
+    """``--topology-out``: the graph as an edge list, peer i being the i-th started."""
+    start_order = {str(address): index for index, address in enumerate(addresses)}
+    numbers = {
+        node: start_order[address]
+        for node, address in graph.nodes(data="address")
+        if address in start_order
+    }
+    write_edge_list(graph, path, numbers)
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+# ---------------------------------------------------------------------- the swarm
+
+
+@attrs.define
+class Progress:
+    """What the live status line shows."""
+
+    started: float
+    joined: int = 0
+    alive: int = 0
+    components: int = 0
+    rate: float = 0.0
+    converged_at: float | None = None
+
+    def line(self, peers: int) -> Text:
+        elapsed = time.monotonic() - self.started
+        return Text(
+            f"swarm {elapsed:6.1f} s  joined {self.joined}/{peers}  answering {self.alive}  "
+            f"components {self.components}  messages/s {self.rate:,.0f}"
+        )
+
+
+def run_swarm(args: argparse.Namespace) -> int:
+    for handler in logging.getLogger().handlers:  # stdout is for the summary
+        if isinstance(handler, RichHandler):
+            handler.console = Console(stderr=True)
+    processes = args.processes if args.processes is not None else (os.cpu_count() or 1)
+    if not 1 <= args.peers <= MAX_PEERS:
+        print(f"overlay swarm: --peers must be in [1, {MAX_PEERS}]", file=sys.stderr)
+        return 2
+    if processes < 1 or args.duration < 0:
+        print("overlay swarm: --processes must be >= 1 and --duration >= 0", file=sys.stderr)
+        return 2
+    if not 0 <= args.items <= MAX_ITEMS or not 0.0 < args.replication <= 1.0:
+        print(
+            f"overlay swarm: --items must be in [0, {MAX_ITEMS}] and --replication in (0, 1]",
+            file=sys.stderr,
+        )
+        return 2
+    usage = check_runtime_arguments(args)
+    if usage is not None:
+        print(f"overlay swarm: {usage}", file=sys.stderr)
+        return 2
+    processes = min(processes, args.peers)
+    try:
+        summary = trio.run(_swarm_main, args, processes)
+    except OverlayError as error:
+        print(f"overlay swarm: {error}", file=sys.stderr)
+        return 1
+    if summary is None:
+        return 1
+    if args.json:
+        print(json.dumps(summary, sort_keys=True), flush=True)
+    else:
+        print_summary(summary, Console())
+    return 0
+
+
+async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any] | None:
+    peers: int = args.peers
+    stderr = Console(stderr=True)
+    interval = args.interval if args.interval is not None else max(1.0, peers / 500)
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    log.info("swarm: %s, shutting down", signal.Signals(signum).name)
+                    stop.set()
+
+            nursery.start_soon(watch_signals)
+            bootstrap_scope = trio.CancelScope()  # `stop-bootstrap` (--control) cancels it
+            server = await nursery.start(
+                _within,
+                bootstrap_scope,
+                lambda task_status: serve_bootstrap(
+                    "127.0.0.1",
+                    args.port,
+                    config=host_cache_config_of(args),
+                    node_config=one_host(
+                        NodeConfig(max_connections=max(4096, 2 * peers), idle_timeout=15.0)
+                    ),
+                    seed=args.seed,
+                    task_status=task_status,
+                ),
+            )
+            stderr.print(f"bootstrap listening on {server.address}", highlight=False)
+            started = time.monotonic()
+            workers: list[Worker] = []
+            offset = 0
+            try:
+                for index, count in enumerate(_split(peers, processes)):
+                    command = [
+                        sys.executable,
+                        "-m",
+                        "overlay.net.swarm.worker",
+                        "--bootstrap",
+                        str(server.address),
+                        "--count",
+                        str(count),
+                        "--seed",
+                        str(args.seed * 1_000_003 + index),
+                        "--spread",
+                        str(min(5.0, count / 200)),
+                    ]
+                    if args.super_peers:
+                        capacity_seed = args.capacity_seed
+                        if capacity_seed is None:
+                            capacity_seed = args.seed
+                        command += [
+                            "--super-peers",
+                            "--capacity-seed",
+                            str(capacity_seed),
+                            "--first",
+                            str(offset),
+                        ]
+                    if args.items:
+                        command += [
+                            "--items",
+                            str(args.items),
+                            "--replication",
+                            repr(args.replication),
+                            "--items-seed",
+                            str(args.seed),
+                            "--total",
+                            str(peers),
+                            "--offset",
+                            str(offset),
+                        ]
+                    offset += count
+                    if args.first_seen is not None:
+                        command += ["--first-seen", str(args.first_seen)]
+                    command += runtime_argv(args)
+                    workers.append(await start_worker(nursery, index, count, command))
+                await wait_ready(workers, WORKER_START_TIMEOUT)
+                addresses = [a for w in workers for a in w.peers]
+                if len(addresses) < peers:
+                    log.error("swarm: only %d of %d peers started", len(addresses), peers)
+                if args.control and not args.view:
+                    churn = WorkerControl(workers, [], random.Random(args.seed))
+                    nursery.start_soon(follow_control, churn, stop, bootstrap_scope.cancel)
+                if args.view:
+                    keys = [content_key(value) for value, _ in seeded_items(args.items, args.seed)]
+                    control = WorkerControl(workers, keys, random.Random(args.seed))
+                    await swarm_view(
+                        server.address,
+                        control,
+                        console=Console(),
+                        interval=args.interval or 1.0,
+                        batch=control.snapshots,
+                        stop=stop,
+                        seed=args.seed,
+                    )
+                    stop.set()  # q: go straight to the final summary
+                    addresses = [a for w in workers for a in w.peers]  # after k and a
+                summary = await _observe(
+                    args, addresses, stop, interval=interval, started=started, stderr=stderr
+                )
+                summary["worker_rss_bytes"] = [rss_bytes(w.process.pid) for w in workers]
+                summary["processes"] = processes
+                summary["bootstrap"] = str(server.address)
+                summary["bootstrap_hosts"] = len(server.cache)
+                summary["bootstrap_counters"] = dict(sorted(server.cache.counters.items()))
+                if args.items:
+                    plan = seed_plan(args.items, args.replication, peers, args.seed)
+                    summary["items"] = {
+                        "count": args.items,
+                        "replication": args.replication,
+                        "holders_per_item": len(plan[0]),
+                        "keys": [
+                            content_key(value) for value, _ in seeded_items(args.items, args.seed)
+                        ],
+                    }
+            finally:
+                with trio.CancelScope(shield=True):
+                    async with trio.open_nursery() as stopping:
+                        for worker in workers:
+                            stopping.start_soon(_stop_worker, worker)
+                nursery.cancel_scope.cancel()
+            summary["peers_left_gracefully"] = sum(w.left or 0 for w in workers)
+            summary["wall_seconds"] = time.monotonic() - started
+    return summary
+
+
+async def _observe(
+    args: argparse.Namespace,
+    addresses: list[Address],
+    stop: trio.Event,
+    *,
+    interval: float,
+    started: float,
+    stderr: Console,
+) -> dict[str, Any]:
+    """Poll until the duration passes or a signal arrives; return the final summary."""
+    peers: int = args.peers
+    progress = Progress(started)
+    end = trio.current_time() + args.duration
+    last_total: int | None = None
+    last_time = time.monotonic()
+    rates: list[float] = []
+    with Live(
+        progress.line(peers),
+        console=stderr,
+        transient=True,
+        refresh_per_second=4,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as live:
+        while not stop.is_set() and trio.current_time() < end:
+            replies, _failed = await collect_stats(addresses)
+            now = time.monotonic()
+            shots = [snapshot_of(r) for r in replies]
+            graph = graph_of(shots)
+            progress.alive = len(shots)
+            progress.joined = sum(1 for s in shots if s.joined)
+            progress.components = (
+                nx.number_connected_components(graph) if graph.number_of_nodes() else 0
+            )
+            if args.topology_out is not None:
+                write_topology(graph, addresses, args.topology_out)
+            total = sum(sent_by_kind(replies).values())
+            if last_total is not None and now > last_time:
+                progress.rate = (total - last_total) / (now - last_time)
+                rates.append(progress.rate)
+            last_total, last_time = total, now
+            if (
+                progress.converged_at is None
+                and progress.joined == peers
+                and progress.components == 1
+            ):
+                progress.converged_at = now - started
+            live.update(progress.line(peers))
+            with trio.move_on_at(min(end, trio.current_time() + interval)):
+                await stop.wait()
+    replies, failed = await collect_stats(addresses)
+    shots = [snapshot_of(r) for r in replies]
+    if args.topology_out is not None:
+        write_topology(graph_of(shots), addresses, args.topology_out)
+    sent = sent_by_kind(replies)
+    summary = summarize(shots, peers=peers, messages=sent, seed=args.seed)
+    elapsed = time.monotonic() - started
+    summary.update(
+        {
+            "seed": args.seed,
+            "duration": args.duration,
+            "stats_unanswered": failed,
+            "converged_seconds": progress.converged_at,
+            "messages_per_wall_second": sum(sent.values()) / elapsed if elapsed > 0 else 0.0,
+            "steady_messages_per_second": (sum(rates[-5:]) / len(rates[-5:])) if rates else None,
+            "faults_and_limits": fault_and_limit_totals(shot.counters for shot in shots),
+        }
+    )
+    return summary
