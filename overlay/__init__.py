@@ -1,7 +1,7 @@
 """An unstructured peer-to-peer overlay with super peers.
 
 The package is layered; each layer is a folder and imports only the ones above it
-in this list (``tests/overlay/test_layers.py`` fails otherwise):
+in this list (``tests/test_layers.py`` fails otherwise):
 
 * :mod:`overlay.protocol`: what crosses the wire and what a core returns: identities,
   messages and their validators, the wire format, the effects, the ``Core`` protocol,

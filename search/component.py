@@ -11,11 +11,9 @@ and the effects to carry out.  When the search is over the peer emits
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
-from overlay.core.membership import Membership
-from overlay.protocol.effects import Effect
+from overlay.protocol.effects import Effect, Handler
 from overlay.protocol.identity import Contact
 from overlay.protocol.messages import (
     Fetch,
@@ -29,15 +27,13 @@ from overlay.protocol.messages import (
     WalkVerdict,
 )
 from search.config import SearchConfig
-from search.context import Observer, SearchContext
+from search.context import Neighbors, Observer, SearchContext
 from search.fetch import Fetching
 from search.flood import Flooding
 from search.outcome import FetchResult, SearchResult
 from search.store import Criteria, Item, ItemStore
 from search.superlayer import SuperSearching
 from search.walk import Walking
-
-Handler = Callable[[Any, Contact, float, list[Effect]], None]
 
 
 def criteria_of(key: str | None = None, keywords: str | tuple[str, ...] | None = None) -> Criteria:
@@ -54,12 +50,12 @@ class Search:
         self,
         me: Contact,
         rng: random.Random,
-        membership: Membership,
+        view: Neighbors,
         config: SearchConfig | None = None,
     ) -> None:
         config = config or SearchConfig()
         self.store = ItemStore(config.store_capacity)
-        self.ctx = SearchContext(me, config, rng, membership, self.store)
+        self.ctx = SearchContext(me, config, rng, view, self.store)
         self.flooding = Flooding(self.ctx)
         self.walking = Walking(self.ctx, self.flooding)
         self.fetching = Fetching(self.ctx)

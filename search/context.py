@@ -11,12 +11,11 @@ import heapq
 import math
 import random
 from collections import deque
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Protocol, TypeVar
 
 import attrs
 
-from overlay.core.membership import Membership
 from overlay.protocol.effects import Effect, Notify
 from overlay.protocol.identity import Address, Contact, PeerId
 from search.config import SearchConfig
@@ -26,12 +25,32 @@ from search.ratelimit import NeighborBuckets
 from search.store import Criteria, ItemStore
 
 Observer = Callable[[str, PeerId, bool], None]
+"""Called on every reception of a query or walker: (wire id, this peer, duplicate?)."""
 Evidence = Callable[[PeerId, str], None]
 """Told what a peer did that bears on its standing: (peer, a refusal's counter or a
 walker outcome).  The peer core plugs its ledger in (overlay.core.standing)."""
-"""Called on every reception of a query or walker: (wire id, this peer, duplicate?)."""
 TimerCallback = Callable[[float, list[Effect]], None]
 V = TypeVar("V")
+
+
+class Linked(Protocol):
+    """A neighbor, as search sees it: whom to send to."""
+
+    @property
+    def contact(self) -> Contact: ...
+
+
+class Neighbors(Protocol):
+    """What search needs of the peer's membership, and nothing more: the neighbors it
+    floods and walks to, and whether a peer is distrusted (a hit naming one is dropped).
+
+    The peer core hands in its :class:`~overlay.core.membership.Membership`; tests hand
+    in anything with these two members.  Search never changes the view.
+    """
+
+    @property
+    def active(self) -> Mapping[PeerId, Linked]: ...
+    def distrusts(self, peer: PeerId, now: float) -> bool: ...
 
 
 class SeenCache:
@@ -120,13 +139,14 @@ class SearchContext:
         me: Contact,
         config: SearchConfig,
         rng: random.Random,
-        membership: Membership,
+        view: Neighbors,
         store: ItemStore,
     ) -> None:
         self.me = me
         self.config = config
         self.rng = rng
-        self.membership = membership
+        self.view = view
+        """The peer's neighbors (its membership's active view)."""
         self.store = store
         self.counters: dict[str, int] = {}
         self.observer: Observer | None = None
@@ -156,7 +176,7 @@ class SearchContext:
         return f"{self.rng.getrandbits(128):032x}"
 
     def neighbors(self) -> list[Contact]:
-        return [neighbor.contact for neighbor in self.membership.active.values()]
+        return [neighbor.contact for neighbor in self.view.active.values()]
 
     def within_rate(self, sender: Contact, now: float) -> bool:
         """Charge a fresh query or walker step to ``sender``; False (counted) when it is

@@ -193,7 +193,7 @@ class Flooding:
             # Not what was asked for: a confused or lying holder; never a hit.
             ctx.count("search.hit.mismatched")
             return
-        if ctx.membership.distrusts(message.holder.id, now):
+        if ctx.view.distrusts(message.holder.id, now):
             # A holder this peer has caught serving forged bytes (or otherwise distrusts):
             # its hits are not hits, or one liar answering first would satisfy every walk
             # and send every fetch to it again.
@@ -259,7 +259,7 @@ class Flooding:
                 message.direct,
             )
             came_from = sender.id
-            for neighbor in ctx.membership.active.values():
+            for neighbor in ctx.view.active.values():
                 contact = neighbor.contact
                 if contact.id != came_from:
                     out.append(Send(contact.address, forward))

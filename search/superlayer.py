@@ -26,7 +26,7 @@ from typing import Protocol
 import attrs
 
 from overlay.protocol.effects import Effect, Send
-from overlay.protocol.identity import Contact, PeerId
+from overlay.protocol.identity import Contact, PeerId, Role
 from overlay.protocol.messages import MAX_WALK_TTL_FIELD, QueryHit, SuperQuery
 from search.context import OriginSearch, SearchContext, SeenCache
 from search.flood import Flooding
@@ -45,7 +45,7 @@ class SuperLayer(Protocol):
     """What super-layer search needs of the peer's attachment component."""
 
     @property
-    def role(self) -> str: ...
+    def role(self) -> Role: ...
 
     index: SuperIndex
 

@@ -190,7 +190,7 @@ class Walking:
         if ctx.observer is not None:
             ctx.observer(search.search_id, ctx.me.id, False)
         self.flooding._local_hits(search, now, out)
-        if search.satisfied or not ctx.membership.active:
+        if search.satisfied or not ctx.view.active:
             self._finish(search, now, out)
             return search.search_id
         for _ in range(count):
@@ -327,7 +327,7 @@ class Walking:
         ctx.count("search.walk.steps_handled")
         if ctx.observer is not None:
             ctx.observer(query_id, ctx.me.id, duplicate)
-        if sender.id in ctx.membership.active:
+        if sender.id in ctx.view.active:
             self.memory.note(query_id, sender.id, now)
         mine = step.origin.id == ctx.me.id
         found = False
@@ -366,7 +366,7 @@ class Walking:
 
     def _forward(self, step: WalkStep, came_from: PeerId, now: float, out: list[Effect]) -> None:
         ctx = self.ctx
-        active = ctx.membership.active
+        active = ctx.view.active
         if not active:
             ctx.count("search.walk.stranded")
             return

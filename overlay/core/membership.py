@@ -58,7 +58,7 @@ import attrs
 from overlay.core.admission import prefix_of
 from overlay.core.config import MembershipConfig
 from overlay.protocol.effects import Close, Effect, Notify, Send
-from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.identity import Address, Contact, PeerId, Role
 from overlay.protocol.messages import (
     MAX_AGE,
     Disconnect,
@@ -124,7 +124,7 @@ class Membership:
         config: MembershipConfig,
         rng: random.Random,
         *,
-        role: str = "weak",
+        role: Role = "weak",
         capacity: int = 1,
         bootstrap: Address | None = None,
         join_via: Address | None = None,

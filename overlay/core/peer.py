@@ -10,15 +10,13 @@ The surface every runtime drives (see DESIGN.md, "One protocol, two worlds")::
     effects = peer.leave(now)
 
 It never blocks, sleeps, opens a socket, reads a clock or touches the global
-random generator: a test enforces that (tests/overlay/test_purity.py).
+random generator: a test enforces that (tests/test_layers.py).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
-from typing import Any
 
 import attrs
 
@@ -26,8 +24,8 @@ from overlay.core.config import PeerConfig
 from overlay.core.membership import Membership
 from overlay.core.standing import Standing
 from overlay.core.supers.attachment import Attachment
-from overlay.protocol.effects import Close, Effect, Notify
-from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
+from overlay.protocol.effects import Close, Effect, Handler, Notify
+from overlay.protocol.identity import Address, Contact, PeerId, Role, new_peer_id
 from overlay.protocol.messages import (
     Disconnect,
     Heartbeat,
@@ -44,8 +42,6 @@ from overlay.protocol.messages import (
 )
 from search.component import Search
 
-Handler = Callable[[Any, Contact, float, list[Effect]], None]
-
 
 @attrs.frozen
 class PeerSnapshot:
@@ -53,7 +49,7 @@ class PeerSnapshot:
 
     id: PeerId
     address: Address
-    role: str
+    role: Role
     joined: bool
     """Has had a neighbor at least once (a peer still joining is not counted in components)."""
     neighbors: tuple[PeerId, ...]
@@ -98,7 +94,7 @@ class Peer:
         self.config = config
         self.rng = rng
         self.contact = Contact(peer_id if peer_id is not None else new_peer_id(rng), address)
-        self._role = "weak"
+        self._role: Role = "weak"
         self.membership = Membership(
             self.contact,
             config.membership,
@@ -148,7 +144,7 @@ class Peer:
             self._handlers[PeerSample] = self._on_peer_sample
 
     @property
-    def role(self) -> str:
+    def role(self) -> Role:
         """ "weak" or "super" (always "weak" while the super-peer layer is off)."""
         return self.supers.role if self.supers is not None else self._role
 

@@ -69,7 +69,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
@@ -79,7 +79,7 @@ from overlay.core.peer import Peer, PeerSnapshot
 from overlay.net.client_requests import ClientRequests
 from overlay.net.faults import FaultInjector
 from overlay.protocol import validate
-from overlay.protocol.effects import Close, Effect, Notify, Send
+from overlay.protocol.effects import Close, Core, Effect, Notify, Send
 from overlay.protocol.errors import (
     LocalError,
     OverlayError,
@@ -120,16 +120,6 @@ _ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errn
 """Accept failures that mean "out of resources for now": wait and retry, as trio does."""
 _WRITE_BATCH = 64
 """Most queued frames handed to one ``writev`` (fewer syscalls under load)."""
-
-
-class Core(Protocol):
-    """What the runtime needs of a core; the peer and the host cache both fit."""
-
-    def start(self, now: float) -> list[Effect]: ...
-    def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]: ...
-    def link_lost(self, peer: PeerId, now: float) -> list[Effect]: ...
-    def handle_timer(self, now: float) -> list[Effect]: ...
-    def next_deadline(self) -> float: ...
 
 
 class SilentRemote(RemoteError):

@@ -1,9 +1,10 @@
-"""Who a peer is: a random 128-bit id and the address it listens on."""
+"""Who a peer is: a random 128-bit id, the address it listens on, and its role."""
 
 from __future__ import annotations
 
 import random
 import re
+from typing import Final, Literal, get_args
 
 import attrs
 
@@ -11,6 +12,10 @@ from overlay.protocol import validate
 
 PeerId = str
 """A peer's id: 128 random bits as 32 lowercase hex digits (readable in logs and JSON)."""
+
+Role = Literal["weak", "super"]
+"""What a peer is in the overlay: every peer starts weak; the election makes some super."""
+ROLES: Final[tuple[Role, ...]] = get_args(Role)
 
 PEER_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_HOST_LENGTH = 253  # the longest DNS name

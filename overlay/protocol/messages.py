@@ -18,9 +18,8 @@ from typing import Any, Final
 import attrs
 
 from overlay.protocol import validate
-from overlay.protocol.identity import Address, Contact, check_peer_id
+from overlay.protocol.identity import ROLES, Address, Contact, check_peer_id
 
-ROLES: Final = ("weak", "super")
 MAX_SAMPLE: Final = 64
 """Most contacts in one bootstrap sample."""
 MAX_SHUFFLE: Final = 32

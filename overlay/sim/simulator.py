@@ -28,7 +28,7 @@ import heapq
 import math
 import random
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
@@ -36,7 +36,7 @@ from bootstrap.hostcache import HostCache, HostCacheConfig
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer, PeerSnapshot
 from overlay.protocol import validate
-from overlay.protocol.effects import Effect, Notify, Send
+from overlay.protocol.effects import Core, Effect, Notify, Send
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
 from overlay.protocol.messages import Message
 from overlay.sim.topology import summarize
@@ -65,15 +65,6 @@ def few_collections(young: int = 200_000) -> Iterator[None]:
     finally:
         gc.set_threshold(*old)
         gc.unfreeze()
-
-
-class Core(Protocol):
-    """What the simulator needs of a core: the peer and the host cache both fit."""
-
-    def start(self, now: float) -> list[Effect]: ...
-    def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]: ...
-    def handle_timer(self, now: float) -> list[Effect]: ...
-    def next_deadline(self) -> float: ...
 
 
 @attrs.frozen

@@ -50,8 +50,8 @@ import attrs
 from overlay.core.config import SuperConfig
 from overlay.core.membership import Membership
 from overlay.core.supers.election import SUPER, WEAK, Candidate, Election
-from overlay.protocol.effects import Effect, Notify, Send
-from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.effects import Effect, Handler, Notify, Send
+from overlay.protocol.identity import Address, Contact, PeerId, Role
 from overlay.protocol.messages import (
     MAX_LOAD,
     MAX_SUPER_INFO,
@@ -87,7 +87,6 @@ from search.index import (
 )
 from search.store import ItemStore
 
-Handler = Callable[[object, Contact, float, list[Effect]], None]
 _NEVER = math.inf
 MAX_CANDIDATES = 32
 SPARES = 2
@@ -197,7 +196,7 @@ class Attachment:
     # ------------------------------------------------------------------ surface
 
     @property
-    def role(self) -> str:
+    def role(self) -> Role:
         return self.election.role
 
     @property

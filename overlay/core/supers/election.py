@@ -36,16 +36,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from typing import Final
 
 import attrs
 
 from overlay.core.config import SuperConfig
-from overlay.protocol.identity import Contact, PeerId
+from overlay.protocol.identity import Contact, PeerId, Role
 
 STARVED_WAIT_PERIODS = 2
 """Periods a starved super peer waits after acting before it asks for another promotion."""
-WEAK = "weak"
-SUPER = "super"
+WEAK: Final[Role] = "weak"
+SUPER: Final[Role] = "super"
 
 
 @attrs.frozen
@@ -83,7 +84,7 @@ class Election:
         self.capacity = capacity
         self.config = config
         self.rng = rng
-        self.role = WEAK
+        self.role: Role = WEAK
         self.started = 0.0
         self.role_changes = 0
         self.demotions = 0

@@ -1,7 +1,7 @@
 """A stats probe that lives inside one network namespace, for tests/overlay/net/test_netns.py.
 
 The test process sits in the root namespace and cannot reach the peers' addresses;
-this process, started with ``ip netns exec NS python -m tests.overlay.netns_probe``,
+this process, started with ``ip netns exec NS python -m tests.overlay.net.netns_probe``,
 can.  Each line on its standard input is a JSON list of ``HOST:PORT``; it asks each of
 them for its stats (:func:`overlay.tools.swarm.collect_stats`, every request under a
 timeout) and answers with one JSON line: the replies as hex-encoded wire frames (so the

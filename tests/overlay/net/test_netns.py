@@ -7,7 +7,7 @@ untouched.  The bootstrap runs in h1, three ``overlay peer --super-peers`` proce
 each namespace, bound to that namespace's address, on quick timers (the membership's and
 the super layer's, by flags).  The test process
 stays in the root namespace, where those addresses do not exist; it reads the peers'
-stats through a probe process in each namespace (:mod:`tests.overlay.netns_probe`) and
+stats through a probe process in each namespace (:mod:`tests.overlay.net.netns_probe`) and
 drives publish, search and fetch with the ``overlay`` commands run by ``ip netns exec``.
 
 It shows, in order: join across namespaces (one component of all nine), a flood search
@@ -204,7 +204,7 @@ def in_namespace(name: str) -> list[str]:
 
 @attrs.define
 class Probe:
-    """A :mod:`tests.overlay.netns_probe` process inside one namespace."""
+    """A :mod:`tests.overlay.net.netns_probe` process inside one namespace."""
 
     process: trio.Process
     buffer: bytes = b""
@@ -212,7 +212,7 @@ class Probe:
     @classmethod
     async def start(cls, namespace: str) -> Probe:
         process = await trio.lowlevel.open_process(
-            [*in_namespace(namespace), sys.executable, "-m", "tests.overlay.netns_probe"],
+            [*in_namespace(namespace), sys.executable, "-m", "tests.overlay.net.netns_probe"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=str(REPO),

@@ -31,7 +31,7 @@ from overlay.protocol.errors import (
     RemoteError,
     VersionMismatch,
 )
-from overlay.protocol.identity import Address, Contact
+from overlay.protocol.identity import ROLES, Address, Contact
 from overlay.protocol.messages import (
     MAX_CAPACITY,
     MAX_COUNTER_NAME,
@@ -47,7 +47,6 @@ from overlay.protocol.messages import (
     MAX_STATS_SUPER_TARGET,
     MAX_STATS_SUPERS,
     MAX_STATS_WEAK,
-    ROLES,
     Disconnect,
     Handshake,
     Heartbeat,

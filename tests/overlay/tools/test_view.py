@@ -13,7 +13,7 @@ from rich.console import Console
 from overlay.core.config import PeerConfig, SuperConfig
 from overlay.core.peer import PeerSnapshot
 from overlay.protocol.effects import Notify
-from overlay.protocol.identity import Address, PeerId
+from overlay.protocol.identity import Address, PeerId, Role
 from overlay.sim.scenario import Scenario, build
 from overlay.sim.static import read_topology
 from overlay.tools.cli_view import replay_sim
@@ -52,7 +52,7 @@ def shot(
     letter: str,
     neighbors: str,
     *,
-    role: str = "weak",
+    role: Role = "weak",
     port: int = 0,
     counters: dict[str, int] | None = None,
     supers: str = "",
@@ -211,7 +211,7 @@ def big_overlay(count: int, supers: int) -> list[Shot]:
     ids = [f"{i:032x}" for i in range(count)]
     out = []
     for i in range(count):
-        role = "super" if i < supers else "weak"
+        role: Role = "super" if i < supers else "weak"
         attach = () if role == "super" or not supers else (ids[i % supers],)
         neighbors = tuple(ids[j] for j in graph.neighbors(i))
         out.append(
