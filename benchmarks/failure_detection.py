@@ -58,7 +58,8 @@ import trio
 from bootstrap.server import serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
-from overlay.net.node import Node, NodeConfig, open_listeners, peer_node
+from overlay.net.node import Node, NodeConfig, open_listeners
+from overlay.net.peer_node import peer_node
 from overlay.protocol.effects import Effect, Notify
 from overlay.protocol.identity import Address, Contact, PeerId
 from overlay.protocol.messages import Message

@@ -47,8 +47,9 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net import memtrace
-from overlay.net.node import Node, open_listeners, peer_node
+from overlay.net.node import Node, open_listeners
 from overlay.net.options import add_runtime_arguments, peer_config_of, swarm_node_config_of
+from overlay.net.peer_node import peer_node
 from overlay.protocol.identity import Address, new_peer_id
 
 RESULT = Path(__file__).resolve().parent / "results" / "peer_memory.json"

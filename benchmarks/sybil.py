@@ -4,7 +4,7 @@
         [--rounds 4] [--round-searches 50] [--concurrency 8] [--out benchmarks/results]
 
 One process runs a bootstrap (127.0.0.1), ``--honest`` peers and later ``--attackers``
-:class:`benchmarks.hostile_peer.ForgingPeer` s, each a real :func:`overlay.net.node.peer_node`
+:class:`benchmarks.hostile_peer.ForgingPeer` s, each a real :func:`overlay.net.peer_node.peer_node`
 on its own loopback address with default protocol parameters.
 
 **Layout.**  Honest peer i listens on 127.10.i.1 (and 127.11.*, ... past 256), each in
@@ -64,7 +64,8 @@ from benchmarks.hostile_peer import ForgingPeer
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
-from overlay.net.node import Node, NodeConfig, one_host, open_listeners, peer_node
+from overlay.net.node import Node, NodeConfig, one_host, open_listeners
+from overlay.net.peer_node import peer_node
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address, PeerId

@@ -48,7 +48,8 @@ import trio
 from rich.console import Console
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
-from overlay.net.node import NodeConfig, one_host, peer_node, peer_stats
+from overlay.net.node import NodeConfig, one_host
+from overlay.net.peer_node import peer_node, peer_stats
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address
 from overlay.protocol.messages import StatsReply

@@ -23,7 +23,8 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import FaultInjector
-from overlay.net.node import Node, NodeConfig, one_host, open_listeners, peer_node
+from overlay.net.node import Node, NodeConfig, one_host, open_listeners
+from overlay.net.peer_node import peer_node
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
 from overlay.protocol.messages import Handshake, Message
 from overlay.protocol.wire import PROTOCOL_VERSION, FrameDecoder, check_handshake, encode_frame

@@ -8,8 +8,11 @@ the node, waits for the core's ``search_done`` / ``fetch_done`` event for that i
 (bounded by a timeout) and answers on the connection the request came on.  So the
 core stays pure and has no notion of clients.
 
-Each request runs in its own task in the node's nursery, so a slow walk never holds
-up the peer or other requests.  While a client waits, the node's sweeper leaves its
+:class:`ClientRequests` is the peer node's :class:`~overlay.net.node.RequestHandler`:
+the node knows it only through that protocol, and this module uses the node's public
+methods alone.  Each request runs in its own task of the node's
+(:meth:`~overlay.net.node.Node.start_soon`), so a slow walk never holds up the peer or
+other requests.  While a client waits, the node's sweeper leaves its
 connection alone (:attr:`ClientRequests.serving`): the client is silent by design, and
 would otherwise be closed as idle before a long search ends.
 At most :data:`MAX_PENDING` requests wait at once per peer; more are refused with an
@@ -18,12 +21,14 @@ error reply, because each holds a task and a socket.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Final, TypeVar
 
 import trio
 
 from overlay.core.admission import prefix_of
 from overlay.core.peer import Peer
+from overlay.net.connection import Connection
+from overlay.net.node import Node
 from overlay.protocol.effects import Notify
 from overlay.protocol.errors import LocalError
 from overlay.protocol.identity import Contact, PeerId
@@ -48,9 +53,6 @@ from overlay.protocol.messages import (
 from search.errors import ContentMismatch, FetchTimeout, ItemNotFound
 from search.outcome import KIND_OF, KINDS, MODES, FetchResult, SearchResult
 from search.store import Criteria, content_key, keywords_of
-
-if TYPE_CHECKING:
-    from overlay.net.node import Connection, Node
 
 CLIENT_TIMEOUT: Final = 20.0
 """Longest a client request waits for the core (searches and fetches end on their own
@@ -128,7 +130,8 @@ def fetch_failure(result: FetchResult) -> FetchFailure:
 
 
 class ClientRequests:
-    """Serves client requests for one peer's node."""
+    """Serves client requests for one peer's node: its
+    :class:`~overlay.net.node.RequestHandler`."""
 
     def __init__(self, peer: Peer, timeout: float = CLIENT_TIMEOUT) -> None:
         self.peer = peer
@@ -167,14 +170,13 @@ class ClientRequests:
 
     def handle(self, node: Node, connection: Connection, message: Message) -> None:
         """A request arrived: serve it in its own task (or refuse it at once when full)."""
-        assert node._nursery is not None
         if self.pending >= MAX_PENDING:
-            node._count("client.refused_busy")  # in the stats reply as node.client.*
-            node._reply(connection, self._refusal(message, "the peer is busy; try later"))
+            node.count("client.refused_busy")  # in the stats reply as node.client.*
+            node.reply(connection, self._refusal(message, "the peer is busy; try later"))
             return
         self.pending += 1
         self.serving[connection] = self.serving.get(connection, 0) + 1
-        node._nursery.start_soon(self._serve, node, connection, message)
+        node.start_soon(self._serve, node, connection, message)
 
     # ------------------------------------------------------------------ requests
 
@@ -196,8 +198,8 @@ class ClientRequests:
                 self.serving[connection] = left
             else:
                 self.serving.pop(connection, None)
-        node._count(f"client.{type(message).__name__}")
-        node._reply(connection, reply)
+        node.count(f"client.{type(message).__name__}")
+        node.reply(connection, reply)
 
     def _refusal(self, message: Message, why: str) -> Message:
         if type(message) is ClientPublish:
@@ -213,7 +215,7 @@ class ClientRequests:
             effects = self.peer.publish(message.value, message.name, trio.current_time())
         except (LocalError, ValueError) as error:
             return ClientPublished(None, _clip(f"cannot publish: {error}"))
-        node._apply(effects)
+        node.apply(effects)
         return ClientPublished(content_key(message.value))
 
     async def _search(self, node: Node, message: ClientSearch) -> ClientSearchResult:
@@ -262,7 +264,7 @@ class ClientRequests:
             return None, {}, f"search refused: {error}"
         tally = self.tallies[search_id] = dict.fromkeys(KINDS, 0)
         try:
-            node._apply(effects)
+            node.apply(effects)
             found = await self._wait(search_id, search.results)
         finally:
             del self.tallies[search_id]
@@ -329,7 +331,7 @@ class ClientRequests:
             request_id, effects = self.peer.search.start_fetch(key, holder, trio.current_time())
         except (LocalError, ValueError) as error:
             return FetchFailure(holder, "refused", _clip(f"fetch refused: {error}"))
-        node._apply(effects)
+        node.apply(effects)
         result = await self._wait(request_id, self.peer.search.fetches)
         if result is None:
             return FetchFailure(holder, "timeout", _clip(f"no fetch result from {holder}"))

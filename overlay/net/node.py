@@ -1,9 +1,12 @@
-"""The trio runtime: one protocol core (a :class:`~overlay.core.peer.Peer` or the bootstrap's
-:class:`~bootstrap.hostcache.HostCache`) on real TCP.
+"""The trio runtime: one protocol core, any :class:`~overlay.protocol.effects.Core`, on
+real TCP.
 
 It is a thin shell, as DESIGN.md asks: it accepts and opens connections, frames
 and unframes messages, keeps time and carries out the core's effects.  Every
-decision about the overlay stays in the core.
+decision about the overlay stays in the core.  What differs from one core to another
+is handed in (see :class:`Node`): the handshake, the stats reply, who listens where,
+which links are kept, the farewell, and a :class:`RequestHandler` for client requests.
+A connection's state and its socket I/O are in :mod:`overlay.net.connection`.
 
 How a link works here:
 
@@ -23,14 +26,14 @@ How a link works here:
   without blocking at the end of each chunk of input (or at once, for a send from a
   timer); a task waits for the socket only while its buffer is full.  A full queue
   drops the message and counts it
-  (``queue_full.<Kind>``): a stuck neighbor must not block the peer, and the
-  core already copes with lost messages.
+  (``queue_full.<Kind>``): a stuck remote must not block the node, and a
+  core copes with lost messages.
 * **A link opens lazily** on the first send to an address with no connection.
   A failed dial drops what was queued and reports ``link_lost`` for that peer
   when we know who listens there.
 * **Close** (from the core) flushes what is queued, then closes.  Closes in one
-  batch of effects run after that batch's sends, because the core emits
-  ``Close`` before the farewell ``Send`` (see ``Membership._remove``).
+  batch of effects run after that batch's sends, because a core may emit
+  ``Close`` before its farewell ``Send`` (the peer's ``Membership._remove`` does).
 * **link_lost** reaches the core when the last connection to a peer dies for a
   reason the core did not ask for (EOF, reset, bad input, idle timeout).
 * **Timers**: one task sleeps until ``core.next_deadline()`` (or the next sweep of
@@ -46,10 +49,11 @@ Limits, all from :class:`NodeConfig`: at most ``max_connections`` accepted and
 as many dialled connections; a new connection at the limit evicts the oldest one
 still in its handshake (so idle sockets cannot lock well-behaved peers out), or is
 refused when none is; ``idle_timeout`` closes a connection that sends nothing
-(heartbeats keep neighbor links busy); ``send_timeout`` closes one whose remote
-stops reading.  One remote IP may hold ``max_per_host`` accepted connections and one
-/24 ``max_per_prefix`` (:mod:`overlay.core.admission`, same evict-or-refuse rule), and one
-peer's address ``max_per_peer`` connections.
+(a core keeps a link busy by sending on it, as a peer's heartbeats do);
+``send_timeout`` closes one whose remote stops reading.  One remote IP may hold
+``max_per_host`` accepted connections and one /24 ``max_per_prefix``
+(:mod:`overlay.core.admission`, same evict-or-refuse rule), and one peer's address
+``max_per_peer`` connections.
 
 Faults (:mod:`overlay.net.faults`) enter at two points only: every message the core sends
 passes :meth:`FaultInjector.outgoing` in :meth:`Node._send` (lost, held back, or sent),
@@ -58,7 +62,8 @@ and every message read passes :meth:`FaultInjector.incoming` before the core see
 Bad input (garbage, an oversized length prefix, a truncated frame then silence,
 a wrong handshake) closes that connection with exactly one log line at WARNING
 and nothing else happens: the core never sees it.  trio's and the OS's
-exceptions are turned into the project's errors here and nowhere else.
+exceptions are turned into the project's errors here and in
+:mod:`overlay.net.connection`, nowhere else.
 """
 
 from __future__ import annotations
@@ -68,15 +73,21 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Sequence, Sized
+from typing import Protocol, TypeVarTuple
 
 import attrs
 import trio
 
 from overlay.core.admission import AddressBudget
-from overlay.core.peer import Peer, PeerSnapshot
-from overlay.net.client_requests import ClientRequests
+from overlay.net.connection import (
+    Connection,
+    peer_label,
+    read_handshake,
+    send_all,
+    transport_error,
+    write_some,
+)
 from overlay.net.faults import FaultInjector
 from overlay.protocol import validate
 from overlay.protocol.effects import Close, Core, Effect, Notify, Send
@@ -93,13 +104,6 @@ from overlay.protocol.messages import (
     MAX_COUNTER_NAME,
     MAX_COUNTER_VALUE,
     MAX_STATS_COUNTERS,
-    MAX_STATS_ENTRIES_PER_WEAK,
-    MAX_STATS_NEIGHBORS,
-    MAX_STATS_PASSIVE,
-    MAX_STATS_SUPER_NEIGHBORS,
-    MAX_STATS_SUPER_TARGET,
-    MAX_STATS_SUPERS,
-    MAX_STATS_WEAK,
     Handshake,
     Message,
     StatCounter,
@@ -110,16 +114,15 @@ from overlay.protocol.wire import (
     DEFAULT_FRAME_CAP,
     PROTOCOL_VERSION,
     FrameDecoder,
-    check_handshake,
     encode_frame,
 )
 
 log = logging.getLogger("overlay.net.node")
 
+Args = TypeVarTuple("Args")
+
 _ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 """Accept failures that mean "out of resources for now": wait and retry, as trio does."""
-_WRITE_BATCH = 64
-"""Most queued frames handed to one ``writev`` (fewer syscalls under load)."""
 
 
 class SilentRemote(RemoteError):
@@ -181,125 +184,32 @@ def one_host(config: NodeConfig) -> NodeConfig:
     )
 
 
-class Connection:
-    """One TCP connection and its bounded send queue.
+class RequestHandler(Protocol):
+    """Serves client requests on the core's behalf (for a peer:
+    :class:`overlay.net.client_requests.ClientRequests`).
 
-    The queue is a plain list of frames (``outbox``), written straight to the socket
-    without blocking by whoever queues (:meth:`Node._flush`); a drain task exists only
-    while the kernel's buffer is full.  A task and a memory channel per connection, the
-    earlier design, cost a peer with 8 to 10 connections about a fifth of its memory
-    and a task switch per message forwarded.
+    The node hands it every message of :data:`CLIENT_REQUESTS` instead of the core, shows
+    it the messages it sends and receives while :attr:`tallies` is not empty, passes it
+    the core's events, and leaves the connections in :attr:`serving` to it.
     """
 
-    __slots__ = (
-        "aborted",
-        "closing",
-        "counted",
-        "decoder",
-        "draining",
-        "error",
-        "inbound",
-        "key",
-        "label",
-        "last_heard",
-        "limit",
-        "outbox",
-        "pending",
-        "remote",
-        "scope",
-        "shut",
-        "socket",
-        "writing_since",
-    )
+    @property
+    def tallies(self) -> Sized:
+        """Not empty while it wants :meth:`observe` called (a test on every message)."""
 
-    def __init__(self, label: str, *, inbound: bool, key: Address | None, queue: int) -> None:
-        self.label = label
-        self.inbound = inbound
-        self.key = key
-        """Listen address this connection is filed under in ``Node.links`` (once known)."""
-        self.remote: Contact | None = None
-        self.closing = False
-        """The core asked for it to close (so its end is not a lost link)."""
-        self.counted = True
-        """Still counted against the connection limit."""
-        self.error: Exception | None = None
-        """Why the connection was ended from outside its reader (a write, the sweeper)."""
-        self.decoder: FrameDecoder | None = None
-        self.last_heard = trio.current_time()
-        self.writing_since = -1.0
-        """When the blocked write began (negative: not writing)."""
-        self.outbox: list[bytes | memoryview] = []
-        """Frames queued and not yet written (at most ``limit``; the first one may be
-        the unwritten rest of a frame)."""
-        self.limit = queue
-        self.shut = False
-        """No more frames are queued: the connection ends once ``outbox`` is written."""
-        self.pending = False
-        """Listed in ``Node._unflushed`` (written when the current batch of input ends)."""
-        self.draining = False
-        """A task waits for the socket to take the rest of ``outbox``."""
-        self.socket: trio.socket.SocketType | None = None
-        """Set once the handshake is done: from then on frames are written to it.  Its
-        descriptor is read afresh for every write (-1 once closed), never kept: a closed
-        descriptor's number is soon another connection's."""
-        self.scope: trio.CancelScope | None = trio.CancelScope()
-        """Cancels the dial and the handshake; None once the connection is open.  An open
-        connection is ended from outside by waking its reader instead (see
-        :meth:`Node.end_connection`): a cancel scope per connection held for its whole
-        life cost a peer about 7 KiB of its memory."""
-        self.aborted = False
-        """Ended from outside its task: the reader stops at its next wake-up."""
+    @property
+    def serving(self) -> Collection[Connection]:
+        """Connections waiting for an answer: the sweeper does not close them as idle."""
 
-    def decoder_buffered(self) -> int:
-        return self.decoder.buffered if self.decoder is not None else 0
+    def handle(self, node: Node, connection: Connection, message: Message) -> None:
+        """A request came on ``connection``; the answer goes back with :meth:`Node.reply`,
+        at once or from a task (:meth:`Node.start_soon`)."""
 
-    def __repr__(self) -> str:
-        return f"<Connection {self.label}>"
+    def observe(self, message: Message) -> None:
+        """A message the node is about to send, or has just read."""
 
-
-def _transport_error(exc: BaseException) -> TransportError:
-    """trio's and the OS's failures, as the project's one transport error."""
-    if isinstance(exc, TransportError):
-        return exc
-    if isinstance(exc, trio.TooSlowError):
-        return TransportError("timed out")
-    if isinstance(exc, OSError):
-        return TransportError(exc.strerror or type(exc).__name__)
-    return TransportError(type(exc).__name__)
-
-
-def _write_some(connection: Connection, fd: int) -> None:
-    """Write queued frames until the queue is empty or the socket would block.
-
-    The descriptor is non-blocking, so this never waits; a frame written in part
-    leaves its rest at the head of the queue.  Raises OSError when the connection is
-    broken (never BlockingIOError)."""
-    outbox = connection.outbox
-    while outbox:
-        batch = outbox[:_WRITE_BATCH]
-        try:
-            written = os.writev(fd, batch)
-        except BlockingIOError:
-            return
-        done = 0
-        for frame in batch:
-            if written < len(frame):
-                break
-            written -= len(frame)
-            done += 1
-        del outbox[:done]
-        if written:
-            outbox[0] = memoryview(outbox[0])[written:]
-        if done < len(batch):
-            return  # the kernel took part of it: it is full for now
-
-
-def _peer_label(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-    except OSError:
-        return "an unknown address"
-    return f"{host}:{port}"
+    def on_event(self, event: Notify) -> None:
+        """An event of the core, before the node's own ``on_event`` callback sees it."""
 
 
 class Node:
@@ -309,7 +219,8 @@ class Node:
     run); ``stats`` builds the answer to a :class:`StatsRequest` (None: such a
     request goes to the core like any message); ``identify`` names the peer that
     listens on an address, so a failed dial can be reported as ``link_lost``;
-    ``farewell`` gives the effects of a graceful leave.
+    ``farewell`` gives the effects of a graceful leave; ``client`` serves client
+    requests (a :class:`RequestHandler`).
     """
 
     def __init__(
@@ -324,7 +235,7 @@ class Node:
         keeps: Callable[[PeerId], bool] | None = None,
         farewell: Callable[[float], list[Effect]] | None = None,
         on_event: Callable[[Notify], None] | None = None,
-        client: ClientRequests | None = None,
+        client: RequestHandler | None = None,
         faults: FaultInjector | None = None,
     ) -> None:
         self.core = core
@@ -341,7 +252,7 @@ class Node:
         self.faults = faults
         """Injected loss, delay and partitions (:mod:`overlay.net.faults`), if set."""
         if faults is not None:
-            faults.bind(contact.address, self._transmit, self._count)
+            faults.bind(contact.address, self._transmit, self.count)
         self.links: dict[Address, list[Connection]] = {}
         self.connections: set[Connection] = set()
         self.counters: dict[str, int] = {}
@@ -384,7 +295,7 @@ class Node:
                 self._nursery = nursery
                 self._scope = nursery.cancel_scope
                 nursery.start_soon(self._accept_all, list(listeners))
-                self._apply(self.core.start(trio.current_time()))
+                self.apply(self.core.start(trio.current_time()))
                 nursery.start_soon(self._timer_loop)
                 if self.faults is not None:
                     nursery.start_soon(self.faults.run)
@@ -406,7 +317,7 @@ class Node:
         queue (bounded by ``flush_timeout``), then stop."""
         self._accepting.cancel()
         if self._farewell is not None and not self.stopping:
-            self._apply(self._farewell(trio.current_time()))
+            self.apply(self._farewell(trio.current_time()))
         self.stopping = True
         for connection in list(self.connections):
             connection.closing = True
@@ -418,6 +329,11 @@ class Node:
         self.stop()
         await self.stopped.wait()
 
+    def start_soon(self, function: Callable[[*Args], Awaitable[object]], *args: *Args) -> None:
+        """Run ``function(*args)`` in a task of this node's, ended when the node stops."""
+        assert self._nursery is not None, "the node is not serving"
+        self._nursery.start_soon(function, *args)
+
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` holds; it is re-checked after every event the
         core handles.  Callers bound it (``trio.fail_after``)."""
@@ -428,10 +344,13 @@ class Node:
 
     # ------------------------------------------------------------------ effects
 
-    def _count(self, key: str, amount: int = 1) -> None:
+    def count(self, key: str, amount: int = 1) -> None:
+        """Add ``amount`` to the runtime's counter ``key`` (in stats replies as ``node.<key>``)."""
         self.counters[key] = self.counters.get(key, 0) + amount
 
-    def _apply(self, effects: list[Effect]) -> None:
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out effects of the core (a batch's closes after its sends), then bring
+        the timer forward if the core's next deadline moved."""
         if effects and not self.stopping:
             closes: list[Address] = []
             last_message: Message | None = None
@@ -450,7 +369,7 @@ class Node:
                         try:
                             last_frame = encode_frame(message, self.config.frame_cap)
                         except LocalError as error:
-                            self._count("send.unencodable")
+                            self.count("send.unencodable")
                             log.error("%s: cannot send %s: %s", self, type(message).__name__, error)
                             continue
                         last_message = message
@@ -475,7 +394,7 @@ class Node:
             changed.set()
 
     def _notify(self, event: Notify) -> None:
-        self._count(f"event.{event.kind}")
+        self.count(f"event.{event.kind}")
         if self.client is not None:
             self.client.on_event(event)
         if self._on_event is not None:
@@ -492,7 +411,7 @@ class Node:
     def _transmit(self, to: Address, message: Message, frame: bytes) -> None:
         name = type(message).__name__
         if to == self.contact.address:
-            self._count("send.to_self")
+            self.count("send.to_self")
             return
         connections = self.links.get(to)
         if connections:
@@ -500,20 +419,20 @@ class Node:
         else:
             dialled = self._dial(to)
             if dialled is None:
-                self._count(f"dropped.no_link.{name}")
+                self.count(f"dropped.no_link.{name}")
                 return
             connection = dialled
         if self._queue(connection, frame, name):
-            self._count(f"sent.{name}")
+            self.count(f"sent.{name}")
 
     def _queue(self, connection: Connection, frame: bytes, name: str) -> bool:
         """Queue ``frame`` on ``connection``; False (counted) when it is full or closing."""
         outbox = connection.outbox
         if connection.shut:
-            self._count(f"dropped.closing.{name}")
+            self.count(f"dropped.closing.{name}")
             return False
         if len(outbox) >= connection.limit:
-            self._count(f"queue_full.{name}")
+            self.count(f"queue_full.{name}")
             return False
         outbox.append(frame)
         if connection.draining or connection.socket is None:
@@ -546,10 +465,10 @@ class Node:
             return  # closed by its reader, which forgets the connection next
         if connection.outbox:
             try:
-                _write_some(connection, fd)
+                write_some(connection, fd)
             except OSError as exc:
                 connection.outbox.clear()
-                self.end_connection(connection, _transport_error(exc))
+                self.end_connection(connection, transport_error(exc))
                 return
             if connection.outbox:
                 connection.draining = True
@@ -571,12 +490,12 @@ class Node:
                 fd = socket.fileno()
                 if fd < 0:
                     return  # closed meanwhile: the reader has ended it
-                _write_some(connection, fd)
+                write_some(connection, fd)
         except trio.ClosedResourceError:
             return  # the reader closed the socket: the connection is over already
         except (OSError, trio.BusyResourceError) as exc:
             connection.outbox.clear()
-            self.end_connection(connection, _transport_error(exc))
+            self.end_connection(connection, transport_error(exc))
             return
         finally:
             connection.draining = False
@@ -596,13 +515,13 @@ class Node:
 
     def _dial(self, to: Address) -> Connection | None:
         if self.outbound >= self.config.max_connections or self._nursery is None:
-            self._count("dial.refused_limit")
+            self.count("dial.refused_limit")
             return None
         connection = Connection(str(to), inbound=False, key=to, queue=self.config.send_queue)
         self.links.setdefault(to, []).append(connection)
         self.connections.add(connection)
         self.outbound += 1
-        self._count("dial.started")
+        self.count("dial.started")
         self._nursery.start_soon(self._run, connection, None)
         return connection
 
@@ -625,7 +544,7 @@ class Node:
                 self._sweep(now)
                 next_sweep = now + period
             if now >= core.next_deadline():
-                self._apply(core.handle_timer(now))
+                self.apply(core.handle_timer(now))
                 if core.next_deadline() <= now:
                     # A core must move its deadline when handled; never spin if it does not.
                     await trio.sleep(0.001)
@@ -679,7 +598,7 @@ class Node:
                 connection.writing_since >= 0
                 and now - connection.writing_since >= config.send_timeout
             ):
-                self._count("connections.slow_reader_closed")
+                self.count("connections.slow_reader_closed")
                 self.end_connection(
                     connection,
                     TransportError(f"remote stopped reading for {config.send_timeout:g} s"),
@@ -702,7 +621,7 @@ class Node:
                 stream = await listener.accept()
             except OSError as error:
                 if error.errno in _ACCEPT_RETRY_ERRNOS:
-                    self._count("accept.out_of_resources")
+                    self.count("accept.out_of_resources")
                     log.warning("%s: cannot accept (%s); retrying shortly", self, error.strerror)
                     await trio.sleep(0.1)
                     continue
@@ -710,7 +629,7 @@ class Node:
             self._admit(stream)
 
     def _admit(self, stream: trio.SocketStream) -> None:
-        label = _peer_label(stream)
+        label = peer_label(stream)
         host = label.rpartition(":")[0]
         config = self.config
         which = self._addresses.full(host, config.max_per_host, config.max_per_prefix)
@@ -719,7 +638,7 @@ class Node:
             if victim is not None:
                 self._evict(victim, f"too many connections from its {which}")
             else:
-                self._count(f"connections.refused_{which}")
+                self.count(f"connections.refused_{which}")
                 log.warning(
                     "%s: refusing connection from %s: too many from its %s", self, label, which
                 )
@@ -729,7 +648,7 @@ class Node:
             if self._handshaking:
                 self._evict(next(iter(self._handshaking)), "too many connections")
             else:
-                self._count("connections.refused")
+                self.count("connections.refused")
                 log.warning(
                     "%s: refusing connection from %s: %d connections open",
                     self,
@@ -743,7 +662,7 @@ class Node:
         self.connections.add(connection)
         self._handshaking[connection] = None
         self._addresses.add(connection, host)
-        self._count("connections.accepted")
+        self.count("connections.accepted")
         assert self._nursery is not None
         self._nursery.start_soon(self._run, connection, stream)
 
@@ -754,7 +673,7 @@ class Node:
         oldest.counted = False
         oldest.error = TransportError("evicted")
         self.inbound -= 1
-        self._count("connections.evicted")
+        self.count("connections.evicted")
         log.warning(
             "%s: closing connection from %s: evicted, %s still in their handshake",
             self,
@@ -823,7 +742,7 @@ class Node:
                     drained = True  # woken with nothing to read (rare)
                     continue
                 except OSError as exc:
-                    raise _transport_error(exc) from None
+                    raise transport_error(exc) from None
                 connection.last_heard = trio.current_time()
                 if not data:
                     if decoder.buffered:
@@ -862,8 +781,8 @@ class Node:
             with trio.fail_after(self.config.connect_timeout):
                 return await trio.open_tcp_stream(to.host, to.port, local_address=self._dial_from())
         except (OSError, trio.TooSlowError) as exc:
-            self._count("dial.failed")
-            self._end(connection, _transport_error(exc))
+            self.count("dial.failed")
+            self._end(connection, transport_error(exc))
             return None
 
     async def _open(
@@ -875,11 +794,11 @@ class Node:
         try:
             with trio.fail_after(self.config.handshake_timeout):
                 if connection.inbound:
-                    remote, early = await self._read_handshake(stream, decoder)
-                    await self._send_raw(stream, encode_frame(self._handshake()))
+                    remote, early = await read_handshake(stream, decoder, self.config.read_size)
+                    await send_all(stream, encode_frame(self._handshake()))
                 else:
-                    await self._send_raw(stream, encode_frame(self._handshake()))
-                    remote, early = await self._read_handshake(stream, decoder)
+                    await send_all(stream, encode_frame(self._handshake()))
+                    remote, early = await read_handshake(stream, decoder, self.config.read_size)
         except trio.TooSlowError:
             raise self._silence(decoder, "no handshake") from None
         if not connection.inbound:
@@ -896,7 +815,7 @@ class Node:
             raise ProtocolError("the remote claims to be this very peer")
         siblings = self.links.get(remote.contact.address, ())
         if len(siblings) >= self.config.max_per_peer:
-            self._count("connections.refused_peer")
+            self.count("connections.refused_peer")
             limit = self.config.max_per_peer
             raise TooManyConnections(f"already {len(siblings)} connections (max {limit})")
         connection.remote = remote.contact
@@ -904,31 +823,6 @@ class Node:
         self.links.setdefault(connection.key, []).append(connection)
         self._remember(remote.contact)
         return early
-
-    async def _send_raw(self, stream: trio.SocketStream, data: bytes) -> None:
-        try:
-            await stream.send_all(data)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _transport_error(exc) from None
-
-    async def _read_handshake(
-        self, stream: trio.SocketStream, decoder: FrameDecoder
-    ) -> tuple[Handshake, list[Message]]:
-        """Read until the first frame; it must be a handshake in our version."""
-        for _ in range(self.config.frame_cap + 8):  # a frame needs at least one byte per read
-            data = await self._receive(stream)
-            if not data:
-                raise TransportError("closed before the handshake")
-            messages = decoder.feed(data)
-            if messages:
-                return check_handshake(messages[0], PROTOCOL_VERSION), messages[1:]
-        raise ProtocolError("no complete handshake frame")
-
-    async def _receive(self, stream: trio.SocketStream) -> bytes:
-        try:
-            return await stream.receive_some(self.config.read_size)
-        except (OSError, trio.BrokenResourceError) as exc:
-            raise _transport_error(exc) from None
 
     def _silence(self, decoder: FrameDecoder, what: str) -> SilentRemote:
         if decoder.buffered:
@@ -958,7 +852,7 @@ class Node:
             kind = type(message)
             if kind is StatsRequest and self._stats is not None:
                 self._who.pop(remote.address, None)  # a client: it listens nowhere
-                self._reply(connection, self._stats(self))
+                self.reply(connection, self._stats(self))
                 continue
             if kind is Handshake:
                 raise ProtocolError("a second handshake on one connection")
@@ -975,18 +869,19 @@ class Node:
             faults = self.faults
             if faults is not None and not faults.incoming(remote.address, message):
                 continue
-            self._apply(core.receive(message, remote, trio.current_time()))
+            self.apply(core.receive(message, remote, trio.current_time()))
 
-    def _reply(self, connection: Connection, message: Message) -> None:
+    def reply(self, connection: Connection, message: Message) -> None:
+        """Answer on ``connection``, the one a request came on (a client listens nowhere)."""
         name = type(message).__name__
         try:
             frame = encode_frame(message, self.config.frame_cap)
         except LocalError as error:
-            self._count("send.unencodable")
+            self.count("send.unencodable")
             log.error("%s: cannot reply %s: %s", self, name, error)
             return
         if self._queue(connection, frame, name):
-            self._count(f"sent.{name}")
+            self.count(f"sent.{name}")
 
     # ------------------------------------------------------------------ endings
 
@@ -1031,10 +926,10 @@ class Node:
         who = connection.label if connection.remote is None else str(connection.remote)
         direction = "from" if connection.inbound else "to"
         if isinstance(exc, RemoteError):
-            self._count("connections.bad_input")
+            self.count("connections.bad_input")
             log.warning("%s: closing connection %s %s: %s", self, direction, who, exc)
         elif isinstance(exc, IdleConnection):
-            self._count("connections.idle_closed")
+            self.count("connections.idle_closed")
             if exc.quiet:
                 log.debug("%s: closing connection %s %s: %s", self, direction, who, exc)
                 return
@@ -1079,7 +974,7 @@ class Node:
             if peer is None and self._identify is not None:
                 peer = self._identify(key)
         if peer is not None:
-            self._apply(self.core.link_lost(peer, trio.current_time()))
+            self.apply(self.core.link_lost(peer, trio.current_time()))
 
     def _remember(self, contact: Contact) -> None:
         limit = self.config.remembered_addresses
@@ -1095,26 +990,6 @@ class Node:
         return f"{self.contact.id[:8]}@{self.contact.address}"
 
 
-# ---------------------------------------------------------------------- peers
-
-
-def peer_stats(peer: Peer, node: Node) -> StatsReply:
-    """The answer to a stats request: the core's snapshot plus the runtime's counters."""
-    shot = peer.snapshot()
-    counters = stat_counters(shot.counters, node)
-    return StatsReply(
-        id=shot.id,
-        address=shot.address,
-        role=shot.role,
-        joined=shot.joined,
-        neighbors=shot.neighbors[:MAX_STATS_NEIGHBORS],
-        passive=shot.passive[:MAX_STATS_PASSIVE],
-        known_hosts=min(shot.known_hosts, MAX_COUNTER_VALUE),
-        counters=counters,
-        **super_stats(shot),
-    )
-
-
 def stat_counters(core_counters: dict[str, int], node: Node) -> tuple[StatCounter, ...]:
     """A core's counters and the runtime's (under ``node.``), cut to the wire's bounds."""
     merged = dict(core_counters)
@@ -1127,74 +1002,11 @@ def stat_counters(core_counters: dict[str, int], node: Node) -> tuple[StatCounte
     )
 
 
-def super_stats(shot: PeerSnapshot) -> dict[str, Any]:
-    """The super-peer fields of a stats reply, cut to the wire's bounds (a super peer
-    serving more weak peers than a reply names lists the first ones, each with its count)."""
-    weak = shot.weak_peers[:MAX_STATS_WEAK]
-    return {
-        "super_peers": shot.super_peers[:MAX_STATS_SUPERS],
-        "weak_peers": weak,
-        "index_entries": tuple(
-            min(entries, MAX_STATS_ENTRIES_PER_WEAK) for entries in shot.index_entries[: len(weak)]
-        ),
-        "super_neighbors": shot.super_neighbors[:MAX_STATS_SUPER_NEIGHBORS],
-        "index_size": min(shot.index_size, MAX_COUNTER_VALUE),
-        "role_changes": min(shot.role_changes, MAX_COUNTER_VALUE),
-        "super_target": min(shot.super_target, MAX_STATS_SUPER_TARGET),
-        "item_count": min(shot.item_count, MAX_COUNTER_VALUE),
-    }
-
-
-def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
-    """Who the peer's views say listens on an address (views are small: a scan is cheap)."""
-    membership = peer.membership
-
-    def identify(address: Address) -> PeerId | None:
-        for peer_id, neighbor in membership.active.items():
-            if neighbor.contact.address == address:
-                return peer_id
-        for peer_id, (contact, _deadline) in membership.pending.items():
-            if contact.address == address:
-                return peer_id
-        for peer_id, entry in membership.passive.items():
-            if entry.contact.address == address:
-                return peer_id
-        return None
-
-    return identify
-
-
-def peer_node(
-    peer: Peer, config: NodeConfig | None = None, *, faults: FaultInjector | None = None
-) -> Node:
-    """A node that runs ``peer``: handshakes with its role, answers stats and client
-    requests, leaves politely."""
-    client = ClientRequests(peer)
-    return Node(
-        peer,
-        peer.contact,
-        config,
-        handshake=lambda: Handshake(
-            PROTOCOL_VERSION, peer.contact, peer.role, peer.config.capacity
-        ),
-        stats=lambda node: peer_stats(peer, node),
-        identify=peer_identifier(peer),
-        keeps=lambda peer_id: (
-            peer_id in peer.membership.active
-            or peer_id in peer.membership.pending
-            or (peer.supers is not None and peer.supers.relates(peer_id))
-        ),
-        farewell=peer.leave,
-        client=client,
-        faults=faults,
-    )
-
-
 async def open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], Address]:
     """Listen on ``host:port`` (0: any free port) and return the address others dial."""
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
-        raise _transport_error(exc) from exc
+        raise transport_error(exc) from exc
     bound = listeners[0].socket.getsockname()[1]
     return listeners, Address(host, int(bound))

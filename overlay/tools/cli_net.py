@@ -24,7 +24,7 @@ from bootstrap.server import serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import watch_partition_file
-from overlay.net.node import open_listeners, peer_node
+from overlay.net.node import open_listeners
 from overlay.net.options import (
     add_bootstrap_arguments,
     add_runtime_arguments,
@@ -34,6 +34,7 @@ from overlay.net.options import (
     node_config_of,
     peer_config_of,
 )
+from overlay.net.peer_node import peer_node
 from overlay.net.peer_state import load_peer_state, save_peer_state
 from overlay.net.swarm.setup import room_for_weak_peers, super_peer_config
 from overlay.protocol.errors import OverlayError

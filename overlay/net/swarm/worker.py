@@ -35,13 +35,14 @@ from overlay.core.peer import Peer
 from overlay.net import memtrace
 from overlay.net.faults import watch_partition_file
 from overlay.net.first_seen import FirstSeen
-from overlay.net.node import Node, open_listeners, peer_node
+from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_runtime_arguments,
     fault_injectors,
     peer_config_of,
     swarm_node_config_of,
 )
+from overlay.net.peer_node import peer_node
 from overlay.net.swarm.control import emit, for_each_stdin_line, handle_control_line
 from overlay.net.swarm.setup import (
     peer_capacity,

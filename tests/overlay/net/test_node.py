@@ -16,7 +16,8 @@ import pytest
 import trio
 
 from overlay.core.peer import Peer
-from overlay.net.node import Connection, IdleConnection, Node, NodeConfig
+from overlay.net.connection import Connection
+from overlay.net.node import IdleConnection, Node, NodeConfig
 from overlay.protocol.identity import Address, Contact, new_peer_id
 from overlay.protocol.messages import Handshake, Heartbeat, StatsReply, StatsRequest
 from overlay.protocol.wire import PROTOCOL_VERSION, encode_frame

@@ -26,7 +26,8 @@ from bootstrap.server import BootstrapServer
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.client_requests import prefix_diverse
-from overlay.net.node import Node, NodeConfig, one_host, open_listeners, peer_node
+from overlay.net.node import Node, NodeConfig, one_host, open_listeners
+from overlay.net.peer_node import peer_node
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.identity import Address, Contact, new_peer_id
 from overlay.protocol.messages import MAX_KEYWORDS_FIELD, ClientSearchResult, Query, QueryHit

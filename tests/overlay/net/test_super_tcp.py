@@ -32,13 +32,12 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.capacity import pareto_capacity
 from overlay.core.config import PeerConfig, SuperConfig
 from overlay.core.peer import Peer, PeerSnapshot
-from overlay.net.node import Node, NodeConfig, one_host, open_listeners, peer_node, super_stats
+from overlay.net.node import Node, NodeConfig, one_host, open_listeners
+from overlay.net.peer_node import peer_node
 from overlay.net.swarm.control import handle_control_line
 from overlay.net.swarm.setup import CONNECTION_HEADROOM, room_for_weak_peers, super_peer_config
 from overlay.protocol.identity import Address, Contact, PeerId
 from overlay.protocol.messages import (
-    MAX_STATS_ENTRIES_PER_WEAK,
-    MAX_STATS_WEAK,
     Attach,
     AttachReject,
     Detach,
@@ -48,7 +47,6 @@ from overlay.protocol.messages import (
     IndexRefused,
     Message,
     Promote,
-    StatsReply,
     SuperBeat,
     SuperLink,
     SuperQuery,
@@ -58,7 +56,7 @@ from overlay.protocol.wire import PROTOCOL_VERSION, check_handshake
 from overlay.sim.topology import super_layer_figures
 from overlay.tools.cli_search import fetch_via, publish_via, search_via
 from overlay.tools.cli_view import live_view, swarm_actions
-from overlay.tools.crawl import Crawl, crawl, fetch_stats, snapshot_from
+from overlay.tools.crawl import Crawl, crawl, fetch_stats
 from search.store import content_key
 from tests.conftest import FAST, OVERLAY, REPO, RawClient, connect, spawn_overlay
 
@@ -582,29 +580,6 @@ async def test_overlay_swarm_with_super_peers_reports_roles_and_coverage() -> No
 
 
 # ---------------------------------------------------------------------- bounds
-
-
-def test_a_stats_reply_names_at_most_its_bound_of_weak_peers_each_with_its_count() -> None:
-    weak = tuple(f"{n:032x}" for n in range(1, MAX_STATS_WEAK + 41))
-    shot = PeerSnapshot(
-        id="f" * 32,
-        address=Address("127.0.0.1", 9),
-        role="super",
-        joined=True,
-        neighbors=(),
-        passive=(),
-        known_hosts=0,
-        weak_peers=weak,
-        index_entries=tuple(n % 200 for n in range(len(weak))),
-        super_target=2,
-        index_size=10**6,
-    )
-    fields = super_stats(shot)
-    assert fields["weak_peers"] == weak[:MAX_STATS_WEAK]
-    assert len(fields["index_entries"]) == MAX_STATS_WEAK
-    assert max(fields["index_entries"]) == MAX_STATS_ENTRIES_PER_WEAK  # 199 cut to the bound
-    reply = StatsReply(shot.id, shot.address, "super", True, (), (), 0, (), **fields)
-    assert snapshot_from(reply).weak_peers == weak[:MAX_STATS_WEAK]
 
 
 def test_a_super_peer_gets_a_connection_budget_for_its_weak_peers() -> None:

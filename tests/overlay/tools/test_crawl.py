@@ -22,7 +22,9 @@ from rich.console import Console
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
-from overlay.net.node import Connection, IdleConnection, Node, NodeConfig, open_listeners, peer_node
+from overlay.net.connection import Connection
+from overlay.net.node import IdleConnection, Node, NodeConfig, open_listeners
+from overlay.net.peer_node import peer_node
 from overlay.net.swarm.control import handle_control_line
 from overlay.net.swarm.stats import StatsBatches
 from overlay.protocol.errors import TransportError

@@ -1,0 +1,111 @@
+"""A :class:`~overlay.core.peer.Peer` on the trio runtime: the glue that makes a generic
+:class:`~overlay.net.node.Node` a peer's node.
+
+It builds the peer's handshake (with its role and capacity), its stats reply, who it
+keeps links to, who listens where, its farewell, and the client requests it serves
+(:mod:`overlay.net.client_requests`).  The node itself knows none of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from overlay.core.peer import Peer, PeerSnapshot
+from overlay.net.client_requests import ClientRequests
+from overlay.net.faults import FaultInjector
+from overlay.net.node import Node, NodeConfig, stat_counters
+from overlay.protocol.identity import Address, PeerId
+from overlay.protocol.messages import (
+    MAX_COUNTER_VALUE,
+    MAX_STATS_ENTRIES_PER_WEAK,
+    MAX_STATS_NEIGHBORS,
+    MAX_STATS_PASSIVE,
+    MAX_STATS_SUPER_NEIGHBORS,
+    MAX_STATS_SUPER_TARGET,
+    MAX_STATS_SUPERS,
+    MAX_STATS_WEAK,
+    Handshake,
+    StatsReply,
+)
+from overlay.protocol.wire import PROTOCOL_VERSION
+
+
+def peer_stats(peer: Peer, node: Node) -> StatsReply:
+    """The answer to a stats request: the core's snapshot plus the runtime's counters."""
+    shot = peer.snapshot()
+    counters = stat_counters(shot.counters, node)
+    return StatsReply(
+        id=shot.id,
+        address=shot.address,
+        role=shot.role,
+        joined=shot.joined,
+        neighbors=shot.neighbors[:MAX_STATS_NEIGHBORS],
+        passive=shot.passive[:MAX_STATS_PASSIVE],
+        known_hosts=min(shot.known_hosts, MAX_COUNTER_VALUE),
+        counters=counters,
+        **super_stats(shot),
+    )
+
+
+def super_stats(shot: PeerSnapshot) -> dict[str, Any]:
+    """The super-peer fields of a stats reply, cut to the wire's bounds (a super peer
+    serving more weak peers than a reply names lists the first ones, each with its count)."""
+    weak = shot.weak_peers[:MAX_STATS_WEAK]
+    return {
+        "super_peers": shot.super_peers[:MAX_STATS_SUPERS],
+        "weak_peers": weak,
+        "index_entries": tuple(
+            min(entries, MAX_STATS_ENTRIES_PER_WEAK) for entries in shot.index_entries[: len(weak)]
+        ),
+        "super_neighbors": shot.super_neighbors[:MAX_STATS_SUPER_NEIGHBORS],
+        "index_size": min(shot.index_size, MAX_COUNTER_VALUE),
+        "role_changes": min(shot.role_changes, MAX_COUNTER_VALUE),
+        "super_target": min(shot.super_target, MAX_STATS_SUPER_TARGET),
+        "item_count": min(shot.item_count, MAX_COUNTER_VALUE),
+    }
+
+
+def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
+    """Who the peer's views say listens on an address (views are small: a scan is cheap)."""
+    membership = peer.membership
+
+    def identify(address: Address) -> PeerId | None:
+        for peer_id, neighbor in membership.active.items():
+            if neighbor.contact.address == address:
+                return peer_id
+        for peer_id, (contact, _deadline) in membership.pending.items():
+            if contact.address == address:
+                return peer_id
+        for peer_id, entry in membership.passive.items():
+            if entry.contact.address == address:
+                return peer_id
+        return None
+
+    return identify
+
+
+def peer_node(
+    peer: Peer, config: NodeConfig | None = None, *, faults: FaultInjector | None = None
+) -> Node:
+    """A node that runs ``peer``: handshakes with its role, answers stats and client
+    requests, leaves politely."""
+    client = ClientRequests(peer)
+    return Node(
+        peer,
+        peer.contact,
+        config,
+        handshake=lambda: Handshake(
+            PROTOCOL_VERSION, peer.contact, peer.role, peer.config.capacity
+        ),
+        stats=lambda node: peer_stats(peer, node),
+        identify=peer_identifier(peer),
+        keeps=lambda peer_id: (
+            peer_id in peer.membership.active
+            or peer_id in peer.membership.pending
+            or (peer.supers is not None and peer.supers.relates(peer_id))
+        ),
+        farewell=peer.leave,
+        client=client,
+        faults=faults,
+    )
