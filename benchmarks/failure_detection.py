@@ -36,16 +36,13 @@ Results go to ``failure_detection.json`` under ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
-import platform
 import random
 import signal
 import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +52,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import attrs
 import trio
 
+from benchmarks.harness import Run, listening, overlay_command, started
 from bootstrap.server import serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
@@ -140,32 +138,22 @@ async def start_observers(
     return observers
 
 
-async def start_victim(bootstrap: Address, seed: int, membership: MembershipConfig) -> Victim:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+@contextlib.asynccontextmanager
+async def running_victim(
+    bootstrap: Address, seed: int, membership: MembershipConfig
+) -> AsyncIterator[Victim]:
+    """An ``overlay peer`` process with the run's timers, once it listens; SIGKILLed at
+    the end of the block (whatever was done to it: killed, stopped, stalled)."""
     timers = [
         "--heartbeat-period",
         repr(membership.heartbeat_period),
         "--failure-timeout",
         repr(membership.failure_timeout),
     ]
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "overlay.tools.cli", "peer", "--bootstrap", str(bootstrap), "--seed",
-         str(seed), *timers],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=str(REPO),
-        env=env,
-    )  # fmt: skip
-    assert process.stdout is not None
-    data = b""
-    with trio.fail_after(30):
-        while b"\n" not in data:
-            chunk = await process.stdout.receive_some(4096)
-            if not chunk:
-                raise RuntimeError(f"victim exited: {data!r}")
-            data += chunk
-    words = data.split(b"\n", 1)[0].decode().split()  # "peer ID listening on HOST:PORT"
-    return Victim(process, words[1], Address.parse(words[-1]))
+    command = overlay_command("peer", "--bootstrap", str(bootstrap), "--seed", str(seed), *timers)
+    async with started(command, listening("peer"), timeout=30, stop=signal.SIGKILL) as peer:
+        assert peer.ready.id is not None  # "peer ID listening on HOST:PORT"
+        yield Victim(peer.process, peer.ready.id, peer.ready.address)
 
 
 def watchers(observers: Sequence[Observer], victim: PeerId) -> list[Observer]:
@@ -268,8 +256,6 @@ async def detect(
     }
     _log(f"{kind}: {row['neighbors']} neighbors, first {row['first_seconds']}, "
          f"last {row['last_seconds']}")  # fmt: skip
-    victim.process.kill()
-    await victim.process.wait()
     return row
 
 
@@ -304,8 +290,6 @@ async def stall(
         "victim_neighbors_after": len(reply.neighbors) if reply is not None else None,
     }
     _log(f"stall: {row}")
-    victim.process.kill()
-    await victim.process.wait()
     return row
 
 
@@ -333,18 +317,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ] * args.silent
         plan += [("stall", seconds) for seconds in args.stall_seconds for _ in range(args.stalls)]
         for kind, seconds in plan:
-            victim = await start_victim(server.address, next(seeds), membership)
-            try:
+            async with running_victim(server.address, next(seeds), membership) as victim:
                 if kind == "stall":
                     stalls[seconds].append(
                         await stall(observers, victim, seconds, membership.failure_timeout, period)
                     )
                 else:
                     rows[kind].append(await detect(observers, victim, kind, period))
-            finally:
-                if victim.process.returncode is None:
-                    victim.process.kill()
-                    await victim.process.wait()
         result = {
             "heartbeat_period": period,
             "failure_timeout": membership.failure_timeout,
@@ -398,19 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    started = time.monotonic()
-    result = trio.run(run, args)
-    result["command"] = "python benchmarks/failure_detection.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    result["wall_seconds"] = time.monotonic() - started
-    result["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average_at_end": os.getloadavg(),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "failure_detection.json").write_text(json.dumps(result, indent=2) + "\n")
+    recording = Run.begin("benchmarks/failure_detection.py", argv)
+    result = recording.write(args.out / "failure_detection.json", trio.run(run, args))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

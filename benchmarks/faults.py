@@ -37,17 +37,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +54,17 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import networkx as nx
 import trio
 
-from benchmarks.swarm_1000 import _bootstrap_of, _drain
+from benchmarks.harness import (
+    Child,
+    Listening,
+    Run,
+    as_typed,
+    listening,
+    overlay_command,
+    read_result,
+    started,
+    write_json,
+)
 from overlay.core.config import MembershipConfig, SuperConfig
 from overlay.core.peer import PeerSnapshot
 from overlay.net.faults import write_partition_file
@@ -71,6 +78,7 @@ from overlay.tools.swarm import collect_stats, snapshot_of
 from search.store import content_key
 
 REPO = Path(__file__).resolve().parents[1]
+SCRIPT = "benchmarks/faults.py"
 SEED = 1
 ITEMS = 20
 REPLICATION = 0.04
@@ -186,10 +194,9 @@ async def run_one(args: argparse.Namespace, loss: float, partition: bool) -> dic
         ]  # fmt: skip
         if partition:
             extra += ["--partition-file", str(partition_file)]
-        out = bytearray()
-        async with _running_swarm(args, extra, out) as (_, bootstrap, command):
-            row: dict[str, Any] = {"loss": loss, "command": command}
-            addresses, converged = await _converge(bootstrap, args.peers)
+        async with _running_swarm(args, extra) as swarm:
+            row: dict[str, Any] = {"loss": loss, "command": as_typed(swarm.command)}
+            addresses, converged = await _converge(swarm.ready.address, args.peers)
             row["converged_seconds"] = converged
             _progress(f"loss {loss}: one component after {converged:.1f} s")
             await trio.sleep(args.settle)
@@ -201,7 +208,7 @@ async def run_one(args: argparse.Namespace, loss: float, partition: bool) -> dic
             if partition:
                 row["partition"] = await _partition(addresses, partition_file)
                 _progress(f"loss {loss}: partition {row['partition']}")
-        summary = json.loads(bytes(out)) if out.strip() else {}
+        summary = json.loads(swarm.stdout) if swarm.stdout.strip() else {}
         row["faults_and_limits"] = summary.get("faults_and_limits")
         row["components_at_end"] = summary.get("components")
         return row
@@ -220,46 +227,21 @@ CRASH_TIMEOUT = 90.0
 NEWCOMERS = 3
 
 
-@contextlib.asynccontextmanager
-async def _running_swarm(
-    args: argparse.Namespace, extra: Sequence[str], out: bytearray | None = None
-) -> AsyncIterator[tuple[trio.Process, Address, str]]:
-    """``overlay swarm`` running, with its bootstrap address and the command as recorded;
-    left with SIGTERM at the end of the block (its JSON summary then in ``out``)."""
-    command = [
-        sys.executable, "-m", "overlay.tools.cli", "swarm",
+def _running_swarm(
+    args: argparse.Namespace, extra: Sequence[str]
+) -> contextlib.AbstractAsyncContextManager[Child[Listening]]:
+    """``overlay swarm`` running (``ready.address``: its bootstrap); SIGTERMed at the end
+    of the block, its JSON summary then in ``stdout``."""
+    command = overlay_command(
+        "swarm",
         "--peers", str(args.peers), "--processes", str(args.processes),
         "--duration", "3600", "--interval", "3600", "--port", "0", "--json",
         "--seed", str(SEED), *extra,
-    ]  # fmt: skip
-    _progress(" ".join(command[2:]))
-    process = await trio.lowlevel.open_process(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=str(REPO),
+    )  # fmt: skip
+    _progress(as_typed(command))
+    return started(
+        command, listening("bootstrap"), ready_on="stderr", stop=signal.SIGTERM, grace=120
     )
-    try:
-        bootstrap, err = await _bootstrap_of(process)
-        async with trio.open_nursery() as nursery:
-            assert process.stdout is not None and process.stderr is not None
-            nursery.start_soon(_drain, process.stdout, bytearray() if out is None else out)
-            nursery.start_soon(_drain, process.stderr, err)
-            yield process, bootstrap, "overlay swarm " + " ".join(command[4:])
-            process.send_signal(signal.SIGTERM)
-            with trio.fail_after(120):
-                await process.wait()
-            nursery.cancel_scope.cancel()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def _control(process: trio.Process, lines: Sequence[str]) -> None:
-    assert process.stdin is not None
-    await process.stdin.send_all("".join(f"{line}\n" for line in lines).encode())
 
 
 async def _snapshots(addresses: Sequence[Address]) -> list[PeerSnapshot]:
@@ -272,13 +254,13 @@ async def _crash_half(args: argparse.Namespace) -> dict[str, Any]:
     links form one component, and until, besides, no survivor lists a crashed peer as a
     neighbor any more (each noticed its dead) and every degree is in [1, max_degree]."""
     max_degree = MembershipConfig().max_degree
-    async with _running_swarm(args, ["--control"]) as (process, bootstrap, command):
-        addresses, converged = await _converge(bootstrap, args.peers)
+    async with _running_swarm(args, ["--control"]) as swarm:
+        addresses, converged = await _converge(swarm.ready.address, args.peers)
         await trio.sleep(args.settle)
         victims = set(random.Random(f"{args.seed} crash").sample(addresses, len(addresses) // 2))
         survivors = [a for a in addresses if a not in victims]
         dead = {s.id for s in await _snapshots(addresses) if s.address in victims}
-        await _control(process, [f"crash {v}" for v in sorted(victims, key=str)])
+        await swarm.send(*(f"crash {v}" for v in sorted(victims, key=str)))
         crashed = time.monotonic()
         _progress(f"crash: {len(victims)} of {len(addresses)} peers crashed")
         seconds = None
@@ -304,7 +286,7 @@ async def _crash_half(args: argparse.Namespace) -> dict[str, Any]:
                 await trio.sleep(POLL)
         degrees = [d for _, d in graph_of(shots, alive={s.id for s in shots}).degree]
     return {
-        "command": command,
+        "swarm_command": as_typed(swarm.command),
         "converged_seconds": converged,
         "crashed": len(victims),
         "survivors": len(survivors),
@@ -330,8 +312,8 @@ async def _crash_super(args: argparse.Namespace) -> dict[str, Any]:
     k = SuperConfig().k
     extra = ["--control", "--super-peers", "--items", str(ITEMS)]
     extra += ["--replication", str(REPLICATION)]
-    async with _running_swarm(args, extra) as (process, bootstrap, command):
-        addresses, converged = await _converge(bootstrap, args.peers)
+    async with _running_swarm(args, extra) as swarm:
+        addresses, converged = await _converge(swarm.ready.address, args.peers)
         started = time.monotonic()
         settled = None
         shots: list[PeerSnapshot] = []
@@ -344,7 +326,7 @@ async def _crash_super(args: argparse.Namespace) -> dict[str, Any]:
                     break
                 await trio.sleep(POLL)
         row: dict[str, Any] = {
-            "command": command,
+            "swarm_command": as_typed(swarm.command),
             "converged_seconds": converged,
             "k": k,
             "seconds_until_layer_settled": settled,
@@ -356,7 +338,7 @@ async def _crash_super(args: argparse.Namespace) -> dict[str, Any]:
         load = Counter(p for supers in attached.values() for p in supers)
         victim, orphans = load.most_common(1)[0]
         where = next(s.address for s in shots if s.id == victim)
-        await _control(process, [f"crash {where}"])
+        await swarm.send(f"crash {where}")
         crashed = time.monotonic()
         left = [a for a in addresses if a != where]
         _progress(f"super: crashed the super peer at {where} ({orphans} weak peers)")
@@ -392,23 +374,10 @@ async def _crash_super(args: argparse.Namespace) -> dict[str, Any]:
         return row
 
 
-async def _newcomer(via: Address, seed: int) -> tuple[trio.Process, Address]:
-    """``overlay peer --join VIA`` started; its address from its first line."""
-    command = [
-        sys.executable, "-m", "overlay.tools.cli", "peer", "--join", str(via), "--seed", str(seed),
-    ]  # fmt: skip
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=str(REPO)
-    )
-    assert process.stdout is not None
-    line = bytearray()
-    with trio.fail_after(60):
-        while b"\n" not in line:
-            chunk = await process.stdout.receive_some(4096)
-            if not chunk:
-                raise RuntimeError(f"overlay peer exited: {bytes(line)!r}")
-            line += chunk
-    return process, Address.parse(bytes(line).split(b" listening on ", 1)[1].split()[0].decode())
+def _newcomer(via: Address, seed: int) -> contextlib.AbstractAsyncContextManager[Child[Listening]]:
+    """``overlay peer --join VIA`` running (``ready.address``: where it listens)."""
+    command = overlay_command("peer", "--join", str(via), "--seed", str(seed))
+    return started(command, listening("peer"), stop=signal.SIGTERM, grace=15)
 
 
 async def _refuses(address: Address) -> bool:
@@ -424,47 +393,40 @@ async def _bootstrap_down(args: argparse.Namespace) -> dict[str, Any]:
     """Part ``bootstrap``: the swarm's bootstrap stopped once the overlay converged, then
     ``NEWCOMERS`` peers started with ``overlay peer --join`` a random live peer; seconds
     until each has a neighbor and the overlay, newcomers included, is one component."""
-    async with _running_swarm(args, ["--control"]) as (process, bootstrap, command):
+    async with _running_swarm(args, ["--control"]) as swarm, contextlib.AsyncExitStack() as peers:
+        bootstrap = swarm.ready.address
         addresses, converged = await _converge(bootstrap, args.peers)
-        await _control(process, ["stop-bootstrap"])
+        await swarm.send("stop-bootstrap")
         with trio.fail_after(30):
             while not await _refuses(bootstrap):
                 await trio.sleep(POLL)
         _progress(f"bootstrap: {bootstrap} refuses connections")
         rng = random.Random(f"{args.seed} bootstrap")
         started = time.monotonic()
-        newcomers: list[tuple[trio.Process, Address]] = []
-        try:
-            for index in range(NEWCOMERS):
-                newcomers.append(await _newcomer(rng.choice(addresses), args.seed + index))
-            fresh = [a for _, a in newcomers]
-            joined = None
-            degrees: list[int] = []
-            with trio.move_on_after(CRASH_TIMEOUT):
-                while True:
-                    shots = await _snapshots([*addresses, *fresh])
-                    graph = graph_of(shots, alive={s.id for s in shots})
-                    by_address = {s.address: s.id for s in shots}
-                    degrees = [graph.degree[by_address[a]] if a in by_address else 0 for a in fresh]
-                    if (
-                        len(shots) == len(addresses) + len(fresh)
-                        and min(degrees) >= 1
-                        and nx.is_connected(graph)
-                    ):
-                        joined = time.monotonic() - started
-                        break
-                    await trio.sleep(POLL)
-        finally:
-            for peer, _ in newcomers:
-                peer.send_signal(signal.SIGTERM)
-            with trio.move_on_after(15):
-                for peer, _ in newcomers:
-                    await peer.wait()
-            for peer, _ in newcomers:
-                if peer.returncode is None:
-                    peer.kill()
+        fresh: list[Address] = []
+        for index in range(NEWCOMERS):
+            peer = await peers.enter_async_context(
+                _newcomer(rng.choice(addresses), args.seed + index)
+            )
+            fresh.append(peer.ready.address)
+        joined = None
+        degrees: list[int] = []
+        with trio.move_on_after(CRASH_TIMEOUT):
+            while True:
+                shots = await _snapshots([*addresses, *fresh])
+                graph = graph_of(shots, alive={s.id for s in shots})
+                by_address = {s.address: s.id for s in shots}
+                degrees = [graph.degree[by_address[a]] if a in by_address else 0 for a in fresh]
+                if (
+                    len(shots) == len(addresses) + len(fresh)
+                    and min(degrees) >= 1
+                    and nx.is_connected(graph)
+                ):
+                    joined = time.monotonic() - started
+                    break
+                await trio.sleep(POLL)
     return {
-        "command": command + " (then `stop-bootstrap` on its input)",
+        "swarm_command": as_typed(swarm.command) + " (then `stop-bootstrap` on its input)",
         "converged_seconds": converged,
         "bootstrap_refused_connections": True,
         "newcomers": NEWCOMERS,
@@ -507,24 +469,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     path = args.out / "faults.json"
-    result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    command = "python benchmarks/faults.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # Each part is a run of its own (its own command, date, load, seconds): a run replaces
+    # the parts it ran and keeps the others.  The search part's run is the file's top.
+    result: dict[str, Any] = read_result(path) or {}
     for name, part in PARTS.items():
         if name in args.only:
-            started = time.monotonic()
-            figures = trio.run(part, args)
-            figures |= {
-                "benchmark_command": command,
-                "peers": args.peers,
-                "wall_seconds": time.monotonic() - started,
-                "load_average_at_end": os.getloadavg(),
-            }
-            _progress(f"{name}: {figures}")
-            result[name] = figures
+            recording = Run.begin(SCRIPT, argv)
+            result[name] = recording.record({**trio.run(part, args), "peers": args.peers})
+            _progress(f"{name}: {result[name]}")
     if "search" in args.only:
-        result |= _search_part(args, command)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+        recording = Run.begin(SCRIPT, argv)
+        result |= recording.record(_search_part(args))
+    write_json(path, result)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -537,9 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _search_part(args: argparse.Namespace, command: str) -> dict[str, Any]:
+def _search_part(args: argparse.Namespace) -> dict[str, Any]:
     """The loss rows (and the partition), as the script measured them before the parts."""
-    started = time.monotonic()
     rows = trio.run(run, args)
     baseline = next((r for r in rows if r["loss"] == 0.0), None)
     for row in rows:
@@ -547,19 +502,7 @@ def _search_part(args: argparse.Namespace, command: str) -> dict[str, Any]:
             base = baseline[mode]["success_rate"] if baseline else None
             rate = row[mode]["success_rate"]
             row[mode]["relative_to_loss_0"] = rate / base if base and rate is not None else None
-    return {
-        "command": command,
-        "peers": args.peers,
-        "items": ITEMS,
-        "replication": REPLICATION,
-        "rows": rows,
-        "wall_seconds": time.monotonic() - started,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg(),
-        },
-    }
+    return {"peers": args.peers, "items": ITEMS, "replication": REPLICATION, "rows": rows}
 
 
 if __name__ == "__main__":

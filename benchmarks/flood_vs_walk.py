@@ -34,7 +34,7 @@ the longest first.  Measured by simulated deliveries (a fixed cost per message),
 the full sweep is about 105 million deliveries, which at the simulator's 70,000
 deliveries per CPU second is about 13 minutes on an otherwise idle 2-core machine
 (16 before the floods were derived); a machine shared with other work takes
-longer in proportion (``meta.load_average_*`` records it).
+longer in proportion (``load_before`` and ``load_after`` record it).
 
 ``--quick`` runs the same design on ~400-peer graphs (pieces of the real crawls
 included) with 50 queries, in seconds; the test suite runs it so this script
@@ -47,13 +47,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import multiprocessing
 import os
-import platform
 import queue
-import shlex
 import signal
 import sys
 import time
@@ -78,6 +75,7 @@ from rich.progress import (
 from rich.table import Table
 
 from benchmarks import plots
+from benchmarks.harness import Run
 from benchmarks.placement import STRATEGIES, ZIPF_ALPHA
 from benchmarks.runner import (
     FLOOD_STOP,
@@ -574,8 +572,9 @@ def show(report: dict[str, Any], figures: list[Path], out: Path, as_json: bool) 
     console.print(sweep_table(rows))
     print_claims(report["claims"], console)
     meta = report["meta"]
+    wall = report.get("wall_seconds", meta.get("wall_seconds"))  # in meta before the harness
     console.print(
-        f"{len(rows)} rows in {meta['wall_seconds']:.0f} s with {meta['workers']} "
+        f"{len(rows)} rows in {wall:.0f} s with {meta['workers']} "
         f"workers; wrote {out / 'flood_vs_walk.json'}, .csv and "
         f"{', '.join(f.name for f in figures)}"
     )
@@ -596,23 +595,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataMissing as error:
         print(f"error: {error}", file=sys.stderr)  # one plain line: no wrapping, no markup
         return 2
+    recording = Run.begin("benchmarks/flood_vs_walk.py", argv)
     tasks = plan(args.quick, args.queries, args.seed, args.data)
-    load_before = os.getloadavg()
-    started = time.perf_counter()
     rows, unfinished = run_all(tasks, args.workers, console)
-    wall = time.perf_counter() - started
     rows = sort_rows(rows, [spec.name for spec in topologies])
     found = claims(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "command": "python benchmarks/flood_vs_walk.py "
-        + shlex.join(sys.argv[1:] if argv is None else list(argv)),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "queries_per_config": args.queries,
         "seed": args.seed,
         "workers": args.workers,
-        "wall_seconds": round(wall, 1),
+        # The simulation's own CPU time, task by task in the workers (the run's
+        # ``cpu_seconds`` counts this process's as well).
         "cpu_seconds": round(sum(r["cpu_seconds"] for r in rows), 1),
         # What the simulator actually carried (derived rows cost nothing): the figure
         # the sweep's time is proportional to, whatever else runs on the machine.
@@ -621,10 +615,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "complete": not unfinished,
         "unfinished_tasks": unfinished,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "topologies": {spec.name: spec.describe() for spec in topologies},
         "design": {
             "main": f"every topology x flood TTL {FLOOD_TTLS[0]}..{FLOOD_TTLS[-1]}, expanding "
@@ -642,8 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "not_measured": NOT_MEASURED,
         },
     }
-    report = {"meta": meta, "claims": found, "rows": rows}
-    (args.out / "flood_vs_walk.json").write_text(json.dumps(report, indent=1) + "\n")
+    report = recording.write(
+        args.out / "flood_vs_walk.json", {"meta": meta, "claims": found, "rows": rows}
+    )
     write_csv(rows, args.out / "flood_vs_walk.csv")
     figures = plots.draw_all(rows, args.out)
     show(report, figures, args.out, args.json)

@@ -97,8 +97,33 @@ def checks(found: dict[str, Any]) -> str:
     )
 
 
+RUN = (
+    "command",
+    "date",
+    "commit",
+    "wall_seconds",
+    "cpu_seconds",
+    "workers",
+    "complete",
+    "unfinished_tasks",
+    "python",  # in ``meta`` before benchmarks/harness.py; now in ``machine``
+    "machine",
+    "load_before",
+    "load_after",
+    "load_average_before",  # the names before benchmarks/harness.py
+    "load_average_after",
+)
+
+
+def run_conditions(report: dict[str, Any]) -> dict[str, Any]:
+    """How the sweep ran: the run's keys (benchmarks/harness.py) over the sweep's own
+    ``meta``; an older file had them all in ``meta``, some under other names."""
+    known = {**report["meta"], **{k: v for k, v in report.items() if k not in ("meta", "rows")}}
+    return {key: known[key] for key in RUN if key in known}
+
+
 def render(report: dict[str, Any]) -> str:
-    meta, rows, found = report["meta"], report["rows"], report["claims"]
+    rows, found = report["rows"], report["claims"]
     parts = [
         "### Main table, no loss",
         main_table(rows, 0.0),
@@ -111,27 +136,7 @@ def render(report: dict[str, Any]) -> str:
         "### The issue's claims, computed from the rows",
         checks(found),
         "### Run",
-        "```\n"
-        + json.dumps(
-            {
-                k: meta[k]
-                for k in (
-                    "command",
-                    "date",
-                    "wall_seconds",
-                    "cpu_seconds",
-                    "workers",
-                    "complete",
-                    "unfinished_tasks",
-                    "python",
-                    "machine",
-                    "load_average_before",
-                    "load_average_after",
-                )
-            },
-            indent=1,
-        )
-        + "\n```",
+        "```\n" + json.dumps(run_conditions(report), indent=1) + "\n```",
     ]
     return "\n\n".join(parts) + "\n"
 

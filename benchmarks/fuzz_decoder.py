@@ -30,7 +30,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import random
 import resource
 import sys
@@ -50,6 +49,7 @@ from hypothesis import HealthCheck, given, settings
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from benchmarks.harness import Run
 from overlay.protocol.errors import RemoteError
 from overlay.protocol.messages import Message, all_message_types
 from overlay.protocol.wire import (
@@ -306,7 +306,7 @@ def rss_kib() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def fuzz(inputs: int, seed: int, *, progress: bool = True, command: str = "") -> dict[str, Any]:
+def fuzz(inputs: int, seed: int, *, progress: bool = True) -> dict[str, Any]:
     rng = random.Random(seed)
     corpus_started = time.perf_counter()
     corpus = seed_corpus(seed)
@@ -319,7 +319,6 @@ def fuzz(inputs: int, seed: int, *, progress: bool = True, command: str = "") ->
     warmup = max(1, int(inputs * RSS_WARMUP_FRACTION))
     checkpoint = max(1, inputs // 10)
     rss_series: list[int] = []
-    load_before = os.getloadavg()
     started = time.perf_counter()
     cpu_started = time.process_time()
     console = Console(stderr=True, quiet=not progress)
@@ -359,14 +358,13 @@ def fuzz(inputs: int, seed: int, *, progress: bool = True, command: str = "") ->
     rss_end = rss_kib()
     growth = rss_end - rss_after_warmup
     return {
-        "command": f"python benchmarks/fuzz_decoder.py {command}".strip(),
         "inputs": inputs,
         "seed": seed,
         "corpus_frames": len(corpus),
         "corpus_types": len(all_message_types()),
         "corpus_seconds": round(corpus_seconds, 2),
         "seconds": round(seconds, 2),
-        "cpu_seconds": round(time.process_time() - cpu_started, 2),
+        "fuzz_cpu_seconds": round(time.process_time() - cpu_started, 2),
         "inputs_per_second": round(inputs / seconds) if seconds > 0 else None,
         "operators": dict(sorted(operators.items())),
         "outcomes": dict(sorted(outcomes.items())),
@@ -380,13 +378,6 @@ def fuzz(inputs: int, seed: int, *, progress: bool = True, command: str = "") ->
         "rss_growth_limit_kib": RSS_GROWTH_LIMIT_KIB,
         "peak_rss_kib": max(rss_end, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
         "memory_bounded": growth <= RSS_GROWTH_LIMIT_KIB,
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
     }
 
 
@@ -399,10 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.inputs < 1:
         parser.error("--inputs must be at least 1")
-    words = list(argv) if argv is not None else sys.argv[1:]
-    record = fuzz(args.inputs, args.seed, progress=not args.json, command=" ".join(words))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fuzz_decoder.json").write_text(json.dumps(record, indent=2) + "\n")
+    recording = Run.begin("benchmarks/fuzz_decoder.py", argv)
+    figures = fuzz(args.inputs, args.seed, progress=not args.json)
+    record = recording.write(args.out / "fuzz_decoder.json", figures)
     if args.json:
         print(json.dumps(record, indent=2))
     else:

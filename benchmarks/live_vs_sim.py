@@ -54,20 +54,16 @@ runs it small and checks its structure and the flood formula).
 from __future__ import annotations
 
 import argparse
-import datetime
+import contextlib
 import json
 import math
-import os
-import platform
 import random
-import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +73,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import networkx as nx
 import trio
 
+from benchmarks.harness import Child, Listening, Run, as_typed, listening, overlay_command, started
 from overlay.net.first_seen import read_first_seen
 from overlay.net.swarm.setup import seed_plan, seeded_items
 from overlay.protocol.errors import OverlayError
@@ -90,7 +87,6 @@ from search.outcome import KIND_OF
 from search.store import content_key
 
 RESULTS = Path(__file__).resolve().parent / "results" / "live_vs_sim.json"
-REPO = Path(__file__).resolve().parents[1]
 AGREEMENT = 0.10
 REACH_GOAL_SECONDS = 0.3
 STATS_TIMEOUT = 15.0
@@ -132,14 +128,12 @@ class SwarmTopology:
 
 
 class LiveSwarm:
-    """An ``overlay swarm`` subprocess: started, waited for, stopped with its summary."""
+    """An ``overlay swarm`` subprocess: run for a block (:meth:`running`), waited for,
+    stopped with its summary."""
 
     def __init__(self, args: Sequence[str], workdir: Path) -> None:
         self.topology_path = workdir / "topology.edgelist"
-        self.command = [
-            sys.executable,
-            "-m",
-            "overlay.tools.cli",
+        self.command = overlay_command(
             "swarm",
             "--port",
             "0",
@@ -149,28 +143,31 @@ class LiveSwarm:
             "--topology-out",
             str(self.topology_path),
             *args,
-        ]
-        self.process: trio.Process | None = None
-        self._latest: tuple[int, SwarmTopology] | None = None
-        self.out = bytearray()
-        self.err = bytearray()
-
-    async def start(self, nursery: trio.Nursery) -> None:
-        self.process = await trio.lowlevel.open_process(
-            self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(REPO)
         )
-        assert self.process.stdout is not None and self.process.stderr is not None
-        nursery.start_soon(_drain, self.process.stdout, self.out)
-        nursery.start_soon(_drain, self.process.stderr, self.err)
+        self.child: Child[Listening] | None = None
+        self._latest: tuple[int, SwarmTopology] | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The swarm runs for the block; SIGINT (its graceful stop) at the end."""
+        async with started(
+            self.command,
+            listening("bootstrap"),
+            ready_on="stderr",
+            stop=signal.SIGINT,
+            grace=120,
+        ) as child:
+            self.child = child
+            yield
 
     async def converged(self, peers: int, timeout: float) -> tuple[SwarmTopology, float]:
         """Wait until the topology file shows every peer in one component."""
         started = time.monotonic()
         with trio.fail_after(timeout):
             while True:
-                assert self.process is not None
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"the swarm exited: {bytes(self.err[-2000:])!r}")
+                assert self.child is not None
+                if self.child.process.returncode is not None:
+                    raise RuntimeError(f"the swarm exited: {self.child.stderr_tail[-2000:]!r}")
                 try:
                     topology = SwarmTopology(self.topology_path)
                 except (TopologyError, ValueError, OSError):
@@ -201,27 +198,15 @@ class LiveSwarm:
         return self.topology(), time.monotonic() - started
 
     async def stop(self) -> dict[str, Any]:
-        """SIGINT (the swarm's graceful stop); its JSON summary."""
-        process = self.process
-        assert process is not None
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-        with trio.move_on_after(120):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await trio.sleep(0.2)  # the drains read the last bytes
+        """Stop it now (as the end of :meth:`running` would); its JSON summary."""
+        child = self.child
+        assert child is not None
+        await child.stop()
         try:
-            summary: dict[str, Any] = json.loads(bytes(self.out))
+            summary: dict[str, Any] = json.loads(child.stdout)
         except ValueError:
-            summary = {"error": bytes(self.err[-2000:]).decode(errors="replace")}
+            summary = {"error": child.stderr_tail[-2000:]}
         return summary
-
-
-async def _drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
-    while chunk := await stream.receive_some(65536):
-        into += chunk
 
 
 def _kinds(replies: Sequence[StatsReply]) -> dict[str, int]:
@@ -444,9 +429,8 @@ async def messages_comparison(args: argparse.Namespace, workdir: Path) -> dict[s
         *args.swarm_arg,
     ]
     swarm = LiveSwarm(swarm_args, workdir)
-    result: dict[str, Any] = {"swarm_command": "overlay " + shlex.join(swarm.command[3:])}
-    async with trio.open_nursery() as nursery:
-        await swarm.start(nursery)
+    result: dict[str, Any] = {"swarm_command": as_typed(swarm.command)}
+    async with swarm.running():
         try:
             _progress(f"waiting for {peers} peers to join one component")
             topology, waited = await swarm.converged(peers, args.join_timeout)
@@ -476,7 +460,6 @@ async def messages_comparison(args: argparse.Namespace, workdir: Path) -> dict[s
                 for key, value in (await swarm.stop()).items()
                 if key in ("peers", "alive", "components", "degree", "wall_seconds", "error")
             }
-            nursery.cancel_scope.cancel()
     result["live"] = {}
     result["sim"] = {}
     result["agreement"] = []
@@ -515,8 +498,7 @@ async def flood_reach(args: argparse.Namespace, peers: int, workdir: Path) -> di
     rng = random.Random(f"flood reach {args.seed} {peers}")
     flood_ids: list[str] = []
     errors = 0
-    async with trio.open_nursery() as nursery:
-        await swarm.start(nursery)
+    async with swarm.running():
         try:
             _progress(f"reach: waiting for {peers} peers to join one component")
             topology, waited = await swarm.converged(peers, args.join_timeout)
@@ -533,7 +515,6 @@ async def flood_reach(args: argparse.Namespace, peers: int, workdir: Path) -> di
                     flood_ids.append(found.search_id)
         finally:
             await swarm.stop()
-            nursery.cancel_scope.cancel()
     seen, dropped = read_first_seen(seen_dir)
     times: list[float] = []
     reached: list[int] = []
@@ -607,21 +588,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    load_before = os.getloadavg()
-    started = time.monotonic()
+    recording = Run.begin("benchmarks/live_vs_sim.py", argv)
     result = trio.run(run, args)
     reach_goal = next((r for r in result["flood_reach"] if r["peers"] == 200), None)
-    report = {
-        "meta": {
-            "command": "python benchmarks/live_vs_sim.py "
-            + shlex.join(sys.argv[1:] if argv is None else list(argv)),
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "wall_seconds": round(time.monotonic() - started, 1),
-        },
+    figures = {
         **result,
         "claims": {
             "messages_agree_within_10_percent": all(
@@ -634,8 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    report = recording.write(args.out, figures)
     if args.json:
         print(json.dumps(report))
     else:

@@ -30,11 +30,8 @@ import argparse
 import gc
 import json
 import os
-import platform
 import random
-import re
-import subprocess
-import sys
+import signal
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +40,7 @@ from typing import Any
 import attrs
 import trio
 
+from benchmarks.harness import Run, listening, module_command, started
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
@@ -55,7 +53,6 @@ from overlay.protocol.identity import Address, new_peer_id
 RESULT = Path(__file__).resolve().parent / "results" / "peer_memory.json"
 REPO = Path(__file__).resolve().parent.parent
 TOP_SITES = 20
-BOOTSTRAP_START_LINES = 50  # a bootstrap prints its address within its first lines
 
 
 def resident_bytes() -> int:
@@ -65,29 +62,11 @@ def resident_bytes() -> int:
     return rss
 
 
-def start_bootstrap() -> tuple[subprocess.Popen[bytes], Address]:
-    child = subprocess.Popen(
-        [sys.executable, "-u", "-m", "benchmarks.peer_memory", "--serve-bootstrap"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-    )
-    assert child.stdout is not None
-    for _ in range(BOOTSTRAP_START_LINES):
-        line = child.stdout.readline()
-        found = re.search(rb"listening on 127\.0\.0\.1:(\d+)", line)
-        if found:
-            return child, Address("127.0.0.1", int(found.group(1)))
-        if not line:
-            break
-    child.kill()
-    raise RuntimeError("the bootstrap did not say where it listens")
-
-
 async def serve_bootstrap_here() -> None:
-    """The child's side of :func:`start_bootstrap`: a bootstrap with default settings,
-    until killed (started from here rather than ``overlay bootstrap`` so that the
-    measurement depends on the runtime and the core only)."""
+    """The bootstrap's process (``--serve-bootstrap``; a child, so that its host cache is
+    not counted): a bootstrap with default settings and a fixed seed, until terminated
+    (started from here rather than ``overlay bootstrap`` so that the measurement depends
+    on the runtime and the core only)."""
 
     async def report(task_status: trio.TaskStatus[BootstrapServer]) -> None:
         await serve_bootstrap("127.0.0.1", 0, seed=0, task_status=task_status)
@@ -148,7 +127,13 @@ def link_shape(nodes: Sequence[Node], peers: Sequence[Peer]) -> dict[str, float]
     }
 
 
-async def measure(args: argparse.Namespace, bootstrap: Address) -> dict[str, Any]:
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    command = module_command("benchmarks.peer_memory", "--serve-bootstrap")
+    async with started(command, listening("bootstrap"), stop=signal.SIGTERM, grace=10) as child:
+        return await measure_peers(args, child.ready.address)
+
+
+async def measure_peers(args: argparse.Namespace, bootstrap: Address) -> dict[str, Any]:
     runtime = _runtime_defaults()
     node_config = swarm_node_config_of(runtime)
     if args.read_size:
@@ -216,33 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve_bootstrap:
         trio.run(serve_bootstrap_here)
         return 0
-    load_before = os.getloadavg()
-    child, bootstrap = start_bootstrap()
-    try:
-        record = trio.run(measure, args, bootstrap)
-    finally:
-        child.terminate()
-        child.wait()
-    result = {
-        "command": "python -m benchmarks.peer_memory "
-        + " ".join(sys.argv[1:] if argv is None else argv),
-        "peers": args.peers,
-        "settle_seconds": args.settle,
-        "traced": args.trace,
-        **record,
-        "machine": {
-            "cores": os.cpu_count(),
-            "arch": platform.machine(),
-            "python": sys.version.split()[0],
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        },
-    }
+    recording = Run.begin("-m benchmarks.peer_memory", argv)
+    record = trio.run(measure, args)
+    figures = {"peers": args.peers, "settle_seconds": args.settle, "traced": args.trace, **record}
+    before = None
     if args.before is not None:
         earlier = json.loads(args.before.read_text())
-        result["before"] = {k: v for k, v in earlier.items() if k not in ("top_sites", "before")}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+        before = {k: v for k, v in earlier.items() if k not in ("top_sites", "before")}
+    result = recording.write(args.output, figures, before=before)
     print(json.dumps({k: v for k, v in result.items() if k != "top_sites"}))
     return 0
 

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from benchmarks.harness import Run
 from overlay.sim.scenario import Scenario, build
 from overlay.sim.simulator import few_collections
 
@@ -62,35 +66,29 @@ def measure(peers: int, duration: float, seed: int) -> dict[str, Any]:
         "sim_seconds": duration,
         "seed": seed,
         "build_seconds": started - built_at,
-        "wall_seconds": wall,
+        "sim_wall_seconds": wall,
         "summary_seconds": summary_wall,
         "delivered_messages": sim.delivered,
         "messages_per_wall_second": sim.delivered / wall,
-        "cpu_seconds": cpu,
+        "sim_cpu_seconds": cpu,
         "messages_per_cpu_second": sim.delivered / cpu,
         "peak_rss_bytes": peak_kib * 1024,
         "goal_messages_per_wall_second": 300_000,
         "goal_peak_rss_bytes": 2 * 1024**3,
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-        },
         "summary": summary,
     }
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=int, default=100_000)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    result = measure(args.peers, args.duration, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parser.parse_args(argv)
+    recording = Run.begin("benchmarks/sim_scale.py", argv)
     path = args.out / f"sim_{args.peers}.json"
-    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    result = recording.write(path, measure(args.peers, args.duration, args.seed))
     print(json.dumps({k: v for k, v in result.items() if k != "summary"}, indent=2))
     print(f"written to {path}", file=sys.stderr)
     return 0

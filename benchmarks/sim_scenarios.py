@@ -12,14 +12,18 @@ survivors were one component again.  Writes ``sim_scenarios.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.harness import Run
 from overlay.sim.scenario import Scenario, run
 from overlay.sim.simulator import Simulator
 from overlay.sim.topology import summarize
@@ -50,11 +54,12 @@ def timeline(scenario: Scenario, since: float) -> tuple[dict[str, Any], dict[str
     return summary, worst
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    recording = Run.begin("benchmarks/sim_scenarios.py", argv)
     n = args.peers
     scenarios = {
         "join": (Scenario(peers=n, seed=1, duration=60), None),
@@ -87,9 +92,8 @@ def main() -> int:
             "crash_at": scenario.crash_at, "partition_at": scenario.partition_at,
             "heal_at": scenario.heal_at,
         }, "summary": summary, "after_fault": worst}  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "sim_scenarios.json"
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    recording.write(path, results)
     table = Table(title="simulator scenarios (seed 1)")
     for column in ("scenario", "peers", "alive", "components", "degree", "clustering",
                    "path", "dangling", "one component after", "msgs/wall s"):  # fmt: skip

@@ -44,13 +44,12 @@ down, and its dumps stall them for a moment: use it to find growth, not to measu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +59,7 @@ import attrs
 import networkx as nx
 import trio
 
+from benchmarks.harness import Child, Listening, Run, listening, overlay_command, started
 from overlay.net import memtrace
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address
@@ -68,7 +68,6 @@ from overlay.tools.cli_search import publish_via, search_via
 from overlay.tools.crawl import Crawl, crawl
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
-REPO: Final = Path(__file__).resolve().parent.parent
 FULL_TTL: Final = 10
 SEARCH_TIMEOUT: Final = 20.0
 CRAWL_TIMEOUT: Final = 5.0
@@ -128,7 +127,7 @@ class Window:
 class Soak:
     args: argparse.Namespace
     rng: random.Random
-    swarm: trio.Process
+    swarm: Child[Listening]
     bootstrap: Address
     started: float
     items: dict[str, Item] = attrs.field(factory=dict)
@@ -163,9 +162,7 @@ class Soak:
         return [item for item in self.items.values() if item.holders & alive]
 
     async def control(self, line: str) -> None:
-        stdin = self.swarm.stdin
-        assert stdin is not None
-        await stdin.send_all(line.encode() + b"\n")
+        await self.swarm.send(line)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -276,37 +273,33 @@ def children_of(pid: int) -> list[int]:
     return sorted(set(kids))
 
 
-async def start_swarm(args: argparse.Namespace, log: Path) -> tuple[trio.Process, Address]:
-    command = [
-        sys.executable, "-m", "overlay.tools.cli", "swarm",
+def running_swarm(
+    args: argparse.Namespace,
+) -> contextlib.AbstractAsyncContextManager[Child[Listening]]:
+    """``overlay swarm --control`` for the soak (``ready.address``: its bootstrap); the end
+    of its input ends it, and it prints its summary (the last line of ``stdout``)."""
+    command = overlay_command(
+        "swarm",
         "--peers", str(args.peers), "--port", "0", "--seed", str(args.seed),
         "--duration", str(args.minutes * 60 + END_TIMEOUT + START_TIMEOUT),
         "--interval", str(args.sample_period), "--control", "--json",
-    ]  # fmt: skip
+    )  # fmt: skip
     if args.super_peers:
         command.append("--super-peers")
     if args.processes is not None:
         command += ["--processes", str(args.processes)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = {}
     if args.tracemalloc is not None:  # the workers dump their allocations there
         env[memtrace.ENV_DIR] = str(args.tracemalloc)
         env[memtrace.ENV_PERIOD] = str(args.tracemalloc_period)
-    with log.open("wb") as errors:
-        process = await trio.lowlevel.open_process(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            cwd=str(REPO),
-            env=env,
-        )
-    with trio.fail_after(60):
-        for _ in range(600):  # bounded; the deadline too
-            for line in log.read_text(errors="replace").splitlines():
-                if "bootstrap listening on" in line:
-                    return process, Address.parse(line.split()[-1])
-            await trio.sleep(0.1)
-    raise RuntimeError("the swarm never said where its bootstrap listens")
+    return started(
+        command,
+        listening("bootstrap"),
+        ready_on="stderr",
+        stop="eof",
+        grace=END_TIMEOUT,
+        env=env,
+    )
 
 
 # ---------------------------------------------------------------------- the load
@@ -586,8 +579,8 @@ async def sample(soak: Soak) -> dict[str, Any]:
     alive_ids = {s.id for s in shots}
     figures = super_layer_figures(shots, alive_ids) if shots else {}
     window, soak.window = soak.window, Window()
-    processes = {"swarm": soak.swarm.pid}
-    for index, pid in enumerate(children_of(soak.swarm.pid)):
+    processes = {"swarm": soak.swarm.process.pid}
+    for index, pid in enumerate(children_of(soak.swarm.process.pid)):
         processes[f"worker{index}"] = pid
     memory: dict[str, dict[str, Any]] = {}
     sockets = socket_breakdown(list(processes.values()))
@@ -711,64 +704,44 @@ def growth(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 async def soak_main(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as scratch:
-        log = Path(scratch) / "swarm.stderr"
-        process, bootstrap = await start_swarm(args, log)
-        soak = Soak(args, rng, process, bootstrap, time.monotonic())
-        summary: dict[str, Any] | None = None
-        try:
-            with trio.fail_after(START_TIMEOUT):
-                for _ in range(10_000):  # bounded; the deadline too
-                    result = await refresh(soak)
-                    joined = sum(1 for s in result.snapshots if s.joined)
-                    if joined >= args.peers and nx.is_connected(result.graph()):
-                        break
-                    await trio.sleep(2.0)
-            settled = soak.elapsed()
-            print(f"soak: {args.peers} peers joined in {settled:.1f} s", file=sys.stderr)
-            for _ in range(args.items):
-                await publish(soak, args.replicas)
-            soak.started = time.monotonic()  # the clock of the samples starts here
-            until = trio.current_time() + args.minutes * 60
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(churn, soak, until)
-                nursery.start_soon(queries, soak, until)
-                nursery.start_soon(lost_checker, soak, until)
-                began = trio.current_time()
-                for n in range(1, 1_000_000):  # bounded; the end time too
-                    at = began + n * args.sample_period  # a fixed grid
-                    if at > until:
-                        break
-                    if at < trio.current_time():
-                        continue  # the last sample overran this tick
-                    await trio.sleep_until(at)
-                    await sample(soak)
-                nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                if process.stdin is not None:
-                    await process.stdin.aclose()  # the end of input ends the swarm
-                out = b""
-                with trio.move_on_after(END_TIMEOUT):
-                    assert process.stdout is not None
-                    for _ in range(100_000):
-                        data = await process.stdout.receive_some(1 << 20)
-                        if not data:
-                            break
-                        out += data
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-                try:
-                    summary = json.loads(out.splitlines()[-1]) if out.strip() else None
-                except ValueError:
-                    summary = None
+    async with running_swarm(args) as swarm:
+        soak = Soak(args, rng, swarm, swarm.ready.address, time.monotonic())
+        with trio.fail_after(START_TIMEOUT):
+            for _ in range(10_000):  # bounded; the deadline too
+                result = await refresh(soak)
+                joined = sum(1 for s in result.snapshots if s.joined)
+                if joined >= args.peers and nx.is_connected(result.graph()):
+                    break
+                await trio.sleep(2.0)
+        settled = soak.elapsed()
+        print(f"soak: {args.peers} peers joined in {settled:.1f} s", file=sys.stderr)
+        for _ in range(args.items):
+            await publish(soak, args.replicas)
+        soak.started = time.monotonic()  # the clock of the samples starts here
+        until = trio.current_time() + args.minutes * 60
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(churn, soak, until)
+            nursery.start_soon(queries, soak, until)
+            nursery.start_soon(lost_checker, soak, until)
+            began = trio.current_time()
+            for n in range(1, 1_000_000):  # bounded; the end time too
+                at = began + n * args.sample_period  # a fixed grid
+                if at > until:
+                    break
+                if at < trio.current_time():
+                    continue  # the last sample overran this tick
+                await trio.sleep_until(at)
+                await sample(soak)
+            nursery.cancel_scope.cancel()
+    # Stopped (the end of its input ends it); its summary is its last line.
+    try:
+        summary = json.loads(swarm.stdout.splitlines()[-1]) if swarm.stdout.strip() else None
+    except ValueError:
+        summary = None
     success = [s["search_success"] for s in soak.samples if s["search_success"] is not None]
     coverage = [s["index_coverage"] for s in soak.samples if s["index_coverage"] is not None]
     memory = growth(soak.samples)
     return {
-        "command": "python -m benchmarks.soak " + " ".join(sys.argv[1:]),
         "peers": args.peers,
         "minutes": args.minutes,
         "seed": args.seed,
@@ -809,9 +782,8 @@ async def soak_main(args: argparse.Namespace) -> dict[str, Any]:
             "lost_rule": LOST_RULE,
             "lost_by_reason": lost_by_reason(soak.lost),
         },
-        "swarm_exit": process.returncode,
+        "swarm_exit": swarm.process.returncode,
         "swarm_peers_left_gracefully": (summary or {}).get("peers_left_gracefully"),
-        "load_average": os.getloadavg(),
         "samples": soak.samples,
     }
 
@@ -846,9 +818,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.peers < 2 or args.minutes <= 0 or args.churn_period <= 0 or args.query_rate <= 0:
         parser.error("--peers >= 2, and --minutes, --churn-period, --query-rate > 0")
-    report = trio.run(soak_main, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    recording = Run.begin("-m benchmarks.soak", argv)
+    report = recording.write(args.out, trio.run(soak_main, args))
     keys = ("lost_items", "lost_checks", "search_success_mean", "index_coverage_mean")
     print(json.dumps({k: report[k] for k in keys} | {"memory": report["memory"]["total"]}))
     print(f"wrote {args.out}", file=sys.stderr)

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from benchmarks.harness import Run
 from overlay.sim.scenario import Scenario, build
 from overlay.sim.simulator import Simulator, few_collections
 from overlay.sim.topology import super_layer_figures
@@ -101,8 +104,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "heartbeat_period": period,
         "lease": config.lease,
         "target_supers": target,
-        "wall_seconds": wall,
-        "python": platform.python_version(),
+        "sim_wall_seconds": wall,
         "series": series,
         "messages": dict(sorted(sim.sent.items())),
     }
@@ -154,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "super_peers.json")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    result = measure(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    recording = Run.begin("benchmarks/super_peers.py", argv)
+    result = recording.write(args.out, measure(args))
     summary = {k: v for k, v in result.items() if k not in ("series", "messages")}
     print(json.dumps(summary, indent=1 if not args.json else None, sort_keys=True))
     return 0

@@ -21,6 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import Run
 from overlay.sim.scenario import Scenario, build
 from overlay.sim.simulator import Simulator
 from search.store import Criteria, content_key
@@ -111,10 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--out", type=Path, default=RESULTS / "super_search.json")
     args = parser.parse_args(argv)
-    result = measure(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    print(json.dumps(result, indent=1, sort_keys=True))
+    recording = Run.begin("benchmarks/super_search.py", argv)
+    result = recording.write(args.out, measure(args))
+    print(json.dumps(result, indent=1))
     return 0
 
 

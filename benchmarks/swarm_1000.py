@@ -59,10 +59,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -72,9 +70,21 @@ from typing import Any
 import networkx as nx
 import trio
 
+from benchmarks.harness import (
+    Child,
+    Listening,
+    NotReady,
+    Run,
+    WorkerStarted,
+    as_typed,
+    listening,
+    overlay_command,
+    read_result,
+    started,
+    worker_command,
+)
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
-from overlay.protocol.identity import Address
 from overlay.protocol.messages import StatsReply
 from overlay.sim.topology import graph_of
 from overlay.tools.cli_search import search_via
@@ -145,31 +155,16 @@ def _pss_bytes(pids: Sequence[int]) -> list[int]:
     return _rss_bytes(pids, field="Pss:", file="smaps_rollup")
 
 
-def interpreter_rss() -> int | None:
+async def interpreter_rss() -> int | None:
     """Resident memory of a swarm worker that runs no peer: the interpreter and the
     modules a worker imports, which every worker pays once whatever its peers."""
-    command = [
-        sys.executable,
-        "-m",
-        "overlay.net.swarm.worker",
-        "--bootstrap",
-        "127.0.0.1:9",
-        "--count",
-        "0",
-    ]
-    with subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    ) as worker:
-        assert worker.stdout is not None and worker.stdin is not None
-        try:
-            ready = worker.stdout.readline()  # {"ready": 0}: imports done, trio running
-            size = _rss_bytes([worker.pid]) if b"ready" in ready else []
-        finally:
-            worker.stdin.close()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+    command = worker_command("--bootstrap", "127.0.0.1:9", "--count", "0")
+    try:
+        # {"ready": 0}: imports done, trio running.  The end of its input makes it leave.
+        async with started(command, WorkerStarted(), stop="eof", grace=30) as worker:
+            size = _rss_bytes([worker.process.pid])
+    except NotReady:
+        return None
     return size[0] if size else None
 
 
@@ -192,150 +187,112 @@ def _converged(state: dict[str, int], peers: int) -> bool:
     return state["answered"] == state["joined"] == peers and state["components"] == 1
 
 
-async def _bootstrap_of(process: trio.Process) -> tuple[Address, bytearray]:
-    assert process.stderr is not None
-    err = bytearray()
-    with trio.fail_after(60):
-        while b"bootstrap listening on " not in err or not err.split(b"bootstrap listening on ", 1)[
-            1
-        ].count(b"\n"):
-            chunk = await process.stderr.receive_some(4096)
-            if not chunk:
-                raise RuntimeError(f"the swarm exited: {bytes(err)!r}")
-            err += chunk
-    text = err.split(b"bootstrap listening on ", 1)[1].split()[0].decode()
-    return Address.parse(text), err
-
-
-async def _drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
-    while chunk := await stream.receive_some(65536):
-        into += chunk
-
-
 async def _measure(
-    args: argparse.Namespace, process: trio.Process, launched: float
+    args: argparse.Namespace, swarm: Child[Listening], launched: float
 ) -> dict[str, Any]:
+    """The figures of a running swarm; the swarm's own summary comes when it stops."""
     peers: int = args.peers
-    bootstrap, err = await _bootstrap_of(process)
-    out = bytearray()
+    bootstrap = swarm.ready.address
     result: dict[str, Any] = {}
-    async with trio.open_nursery() as nursery:
-        assert process.stdout is not None and process.stderr is not None
-        nursery.start_soon(_drain, process.stdout, out)
-        nursery.start_soon(_drain, process.stderr, err)
+    # Every peer registered, then every peer joined in one component.
+    members: list[Any] = []
+    state: dict[str, int] = {}
+    with trio.move_on_after(args.join_timeout) as joining:
+        while len(members := await list_members(bootstrap)) < peers:
+            _progress(f"{len(members)} of {peers} peers registered")
+            await trio.sleep(POLL)
+        addresses = [m.contact.address for m in members]
+        while True:
+            replies = (await collect_stats(addresses, STATS_TIMEOUT))[0]
+            state = _state(replies)
+            _progress(f"stats: {state}")
+            if _converged(state, peers):
+                break
+            await trio.sleep(POLL)
+    if joining.cancelled_caught:
+        # Record what was seen rather than nothing: on a starved machine a swarm of
+        # this size may not settle, and that is a result too.
+        result["converged_seconds"] = None
+        result["not_converged"] = {"registered": len(members), **state}
+        return result
+    result["converged_seconds"] = time.monotonic() - launched
+    _progress(f"converged after {result['converged_seconds']:.1f} s")
 
-        # Every peer registered, then every peer joined in one component.
-        members: list[Any] = []
-        state: dict[str, int] = {}
-        with trio.move_on_after(args.join_timeout) as joining:
-            while len(members := await list_members(bootstrap)) < peers:
-                _progress(f"{len(members)} of {peers} peers registered")
-                await trio.sleep(POLL)
-            addresses = [m.contact.address for m in members]
-            while True:
-                replies = (await collect_stats(addresses, STATS_TIMEOUT))[0]
-                state = _state(replies)
-                _progress(f"stats: {state}")
-                if _converged(state, peers):
-                    break
-                await trio.sleep(POLL)
-        if joining.cancelled_caught:
-            # Record what was seen rather than nothing: on a starved machine a swarm of
-            # this size may not settle, and that is a result too.
-            result["converged_seconds"] = None
-            result["not_converged"] = {"registered": len(members), **state}
-            process.send_signal(signal.SIGTERM)
-            with trio.fail_after(120):
-                await process.wait()
-            nursery.cancel_scope.cancel()
-            result["summary"] = json.loads(bytes(out)) if out.strip() else {}
-            return result
-        result["converged_seconds"] = time.monotonic() - launched
-        _progress(f"converged after {result['converged_seconds']:.1f} s")
+    # Idle: membership traffic only.
+    idle_start = time.monotonic()
+    idle_before = sum(sent_by_kind(replies).values())
+    await trio.sleep(args.idle)
+    replies, _ = await collect_stats(addresses, STATS_TIMEOUT)
+    idle_seconds = time.monotonic() - idle_start
+    result["messages_per_second"] = (
+        sum(sent_by_kind(replies).values()) - idle_before
+    ) / idle_seconds
+    workers = _workers(swarm.process.pid)
+    result["worker_rss_settled"] = _rss_bytes(workers)
+    result["worker_pss_settled"] = _pss_bytes(workers)
 
-        # Idle: membership traffic only.
-        idle_start = time.monotonic()
-        idle_before = sum(sent_by_kind(replies).values())
-        await trio.sleep(args.idle)
-        replies, _ = await collect_stats(addresses, STATS_TIMEOUT)
-        idle_seconds = time.monotonic() - idle_start
-        result["messages_per_second"] = (
-            sum(sent_by_kind(replies).values()) - idle_before
-        ) / idle_seconds
-        workers = _workers(process.pid)
-        result["worker_rss_settled"] = _rss_bytes(workers)
-        result["worker_pss_settled"] = _pss_bytes(workers)
+    # Floods: keep `concurrency` in flight for `window` seconds.
+    keys = [content_key(value) for value, _ in seeded_items(args.items, SEED)]
+    sent_before = _total(replies, "node.sent.Query")
+    received_before = _total(replies, "received.Query")
+    rng = random.Random(SEED)
+    done = {"floods": 0, "found": 0, "errors": 0}
+    _progress(f"flooding for {args.window:g} s, {args.concurrency} floods in flight")
+    cpu_before = _cpu_seconds(workers)
+    flood_start = time.monotonic()
+    stop_at = flood_start + args.window
 
-        # Floods: keep `concurrency` in flight for `window` seconds.
-        keys = [content_key(value) for value, _ in seeded_items(args.items, SEED)]
-        sent_before = _total(replies, "node.sent.Query")
-        received_before = _total(replies, "received.Query")
-        rng = random.Random(SEED)
-        done = {"floods": 0, "found": 0, "errors": 0}
-        _progress(f"flooding for {args.window:g} s, {args.concurrency} floods in flight")
-        cpu_before = _cpu_seconds(workers)
-        flood_start = time.monotonic()
-        stop_at = flood_start + args.window
+    async def flooder() -> None:
+        while time.monotonic() < stop_at:
+            via = rng.choice(addresses)
+            try:
+                found = await search_via(via, "flood", key=rng.choice(keys), ttl=7)
+            except OverlayError:
+                done["errors"] += 1
+                continue
+            done["floods"] += 1
+            done["found"] += found.success
 
-        async def flooder() -> None:
-            while time.monotonic() < stop_at:
-                via = rng.choice(addresses)
-                try:
-                    found = await search_via(via, "flood", key=rng.choice(keys), ttl=7)
-                except OverlayError:
-                    done["errors"] += 1
-                    continue
-                done["floods"] += 1
-                done["found"] += found.success
-
-        async with trio.open_nursery() as floods:
-            for _ in range(args.concurrency):
-                floods.start_soon(flooder)
-        flood_seconds = time.monotonic() - flood_start  # the last floods have ended here
-        cpu_used = _cpu_seconds(workers) - cpu_before
-        load_after_window = os.getloadavg()
-        result["worker_rss_after_floods"] = _rss_bytes(workers)
-        replies, unanswered = await collect_stats(addresses, STATS_TIMEOUT)
-        sent = _total(replies, "node.sent.Query") - sent_before
-        received = _total(replies, "received.Query") - received_before
-        processes = args.processes or (os.cpu_count() or 1)
-        per_process = sent / flood_seconds / processes
-        result["flood"] = {
-            "window_seconds": flood_seconds,
-            "concurrency": args.concurrency,
-            "floods_completed": done["floods"],
-            "floods_found_item": done["found"],
-            "client_errors": done["errors"],
-            "ttl": 7,
-            "items": args.items,
-            "replication": 0.01,
-            "queries_forwarded": sent,
-            "queries_received": received,
-            "forwarded_per_second": sent / flood_seconds,
-            "forwarded_per_second_per_process": per_process,
-            "goal_forwarded_per_second_per_process": GOAL_FORWARDED,
-            "meets_goal": per_process >= GOAL_FORWARDED,
-            "stats_unanswered": unanswered,
-            "worker_cpu_seconds": cpu_used,
-            "worker_cpu_share": cpu_used / flood_seconds / max(len(workers), 1),
-            "forwarded_per_worker_cpu_second": sent / cpu_used if cpu_used > 0 else None,
-            "load_average_at_end_of_window": load_after_window,
-        }
-        final = _state(replies)
-        result["after_floods"] = final
-        process.send_signal(signal.SIGTERM)
-        with trio.fail_after(120):
-            await process.wait()
-        nursery.cancel_scope.cancel()
-    result["summary"] = json.loads(bytes(out))
+    async with trio.open_nursery() as floods:
+        for _ in range(args.concurrency):
+            floods.start_soon(flooder)
+    flood_seconds = time.monotonic() - flood_start  # the last floods have ended here
+    cpu_used = _cpu_seconds(workers) - cpu_before
+    load_after_window = os.getloadavg()
+    result["worker_rss_after_floods"] = _rss_bytes(workers)
+    replies, unanswered = await collect_stats(addresses, STATS_TIMEOUT)
+    sent = _total(replies, "node.sent.Query") - sent_before
+    received = _total(replies, "received.Query") - received_before
+    processes = args.processes or (os.cpu_count() or 1)
+    per_process = sent / flood_seconds / processes
+    result["flood"] = {
+        "window_seconds": flood_seconds,
+        "concurrency": args.concurrency,
+        "floods_completed": done["floods"],
+        "floods_found_item": done["found"],
+        "client_errors": done["errors"],
+        "ttl": 7,
+        "items": args.items,
+        "replication": 0.01,
+        "queries_forwarded": sent,
+        "queries_received": received,
+        "forwarded_per_second": sent / flood_seconds,
+        "forwarded_per_second_per_process": per_process,
+        "goal_forwarded_per_second_per_process": GOAL_FORWARDED,
+        "meets_goal": per_process >= GOAL_FORWARDED,
+        "stats_unanswered": unanswered,
+        "worker_cpu_seconds": cpu_used,
+        "worker_cpu_share": cpu_used / flood_seconds / max(len(workers), 1),
+        "forwarded_per_worker_cpu_second": sent / cpu_used if cpu_used > 0 else None,
+        "load_average_at_end_of_window": load_after_window,
+    }
+    final = _state(replies)
+    result["after_floods"] = final
     return result
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "overlay.tools.cli",
+    command = overlay_command(
         "swarm",
         "--peers",
         str(args.peers),
@@ -352,45 +309,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "--replication",
         "0.01",
         "--json",
-    ]
+    )
     if args.processes is not None:
         command += ["--processes", str(args.processes)]
 
-    async def main() -> dict[str, Any]:
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         launched = time.monotonic()
-        process = await trio.lowlevel.open_process(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        try:
-            return await _measure(args, process, launched)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        async with started(
+            command, listening("bootstrap"), ready_on="stderr", stop=signal.SIGTERM, grace=120
+        ) as swarm:
+            measured = await _measure(args, swarm, launched)
+        # Stopped: its summary (JSON) is all it printed on standard output.
+        return measured, json.loads(swarm.stdout) if swarm.stdout.strip() else {}
 
-    started = time.monotonic()
-    load_at_start = os.getloadavg()
-    measured = trio.run(main)
-    summary = measured.pop("summary")
+    measured, summary = trio.run(main)
     processes = summary.get("processes") or args.processes or (os.cpu_count() or 1)
     idle_rate = measured.get("messages_per_second")
     settled = measured.get("worker_rss_settled") or []
     flooded = measured.get("worker_rss_after_floods") or []
     proportional = measured.get("worker_pss_settled") or []
-    interpreter = interpreter_rss()
+    interpreter = trio.run(interpreter_rss)
 
     def per_peer(sizes: Sequence[int], less: int = 0) -> float | None:
         return (sum(sizes) - less * len(sizes)) / args.peers / 1024 if sizes else None
 
     return {
-        "command": " ".join(["overlay", *command[3:]]),
-        "machine": {
-            "arch": platform.machine(),
-            "cores": os.cpu_count(),
-            "python": sys.version,
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-        },
+        "swarm_command": as_typed(command),
         "peers": args.peers,
         "processes": processes,
         "alive": summary.get("alive"),
@@ -419,7 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "note": "messages_per_second is membership traffic in an idle window; flood is "
         "Query messages forwarded per second while the script kept floods in flight. "
         "The machine is shared: the swarm's parent, this script's flood clients and other "
-        "users' jobs ran on the same cores (see load_average_at_end). rss_per_peer_kib is "
+        "users' jobs ran on the same cores (see load_after). rss_per_peer_kib is "
         "the workers' resident memory, summed, over the peers, read after the idle window "
         "(joined and settled, before any flood); rss_per_peer_kib_after_floods the same "
         "at the end of the flood window (each peer then remembers the query ids of the "
@@ -428,11 +372,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "(libraries) counted once.",
         "messages": summary.get("messages"),
         "peers_left_gracefully": summary.get("peers_left_gracefully"),
-        "wall_seconds": time.monotonic() - started,
     }
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--peers", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=None)
@@ -461,7 +404,8 @@ def main() -> int:
         help="floods in flight for the one-process run (enough to keep its worker busy)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    recording = Run.begin("-m benchmarks.swarm_1000", argv)
     result = run(args)
     if args.one_process_peers:
         _progress(f"one worker process with {args.one_process_peers} peers")
@@ -476,21 +420,17 @@ def main() -> int:
         )
         one = run(focused)
         result["flood_one_process"] = {
-            "command": one["command"],
+            "swarm_command": one["swarm_command"],
             "peers": one["peers"],
             "converged_seconds": one["converged_seconds"],
             "flood": one["flood"],
-            "machine": one["machine"],
             "note": "every peer in one worker process; the bootstrap (the swarm's parent) "
             "and this script's flood clients run in other processes, so the worker can "
             "have a core to itself (flood.worker_cpu_share says how much it got)",
         }
-    if args.output.exists():
-        # The previous result goes under "before" (with its own "before": the history).
-        result["before"] = json.loads(args.output.read_text())
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(result, indent=2, sort_keys=True))
+    # The previous result goes under "before" (with its own "before": the history).
+    record = recording.write(args.output, result, before=read_result(args.output))
+    print(json.dumps(record, indent=2))
     return 0
 
 

@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -60,6 +58,7 @@ import attrs
 import networkx as nx
 import trio
 
+from benchmarks.harness import Run
 from benchmarks.hostile_peer import ForgingPeer
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
@@ -382,11 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.attackers <= 254 or not 1 <= args.honest <= 256 * 50:
         parser.error("--attackers is 1..254 (one /24), --honest 1..12800")
-    started = time.monotonic()
+    recording = Run.begin("benchmarks/sybil.py", argv)
     result = trio.run(run, args)
-    result = {
-        "command": "python benchmarks/sybil.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+    figures = {
         "honest": args.honest,
         "attackers": args.attackers,
         "attacker_prefix": f"{ATTACK_PREFIX}.0/24",
@@ -395,15 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replication": REPLICATION,
         "summary": summarize(result),
         **result,
-        "wall_seconds": round(time.monotonic() - started, 1),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg(),
-        },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sybil.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = recording.write(args.out / "sybil.json", figures)
     print(json.dumps(result if args.json else result["summary"], indent=2))
     return 0
 

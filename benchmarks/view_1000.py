@@ -20,33 +20,40 @@ swarm`` is: the bootstrap runs in this process, the peers in two worker processe
 itself (or, with ``--direct``, a bootstrap and workers by hand).
 
 Run: ``python benchmarks/view_1000.py [--peers 1000] [--modes batched,rolling,tcp]
-[--frames 25] [--refreshes 10] [--output FILE]``.
+[--frames 25] [--refreshes 10] [--output FILE] [--before FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import itertools
 import json
-import os
-import platform
 import random
-import shlex
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trio
 from rich.console import Console
 
+from benchmarks.harness import (
+    Run,
+    WorkerStarted,
+    listening,
+    overlay_command,
+    read_result,
+    started,
+    worker_command,
+)
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.net.node import NodeConfig, one_host
 from overlay.net.peer_node import peer_node, peer_stats
@@ -71,12 +78,6 @@ from overlay.tools.view import ViewModel, render, sim_frames
 RESULTS = Path(__file__).parent / "results" / "view_1000.json"
 START_TIMEOUT = 300.0
 STALL = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def wait_for_peers(bootstrap: Address, peers: int) -> tuple[float, int]:
@@ -188,11 +189,12 @@ async def start_owned(
     workers: list[Worker] = []
     for index in range(processes):
         count = peers // processes + (1 if index < peers % processes else 0)
-        command = [
-            sys.executable, "-m", "overlay.net.swarm.worker", "--bootstrap", str(server.address),
-            "--count", str(count), "--seed", str(1_000_003 + index),
-            "--spread", str(min(5.0, count / 200)),
-        ]  # fmt: skip
+        command = worker_command(
+            "--bootstrap", str(server.address), "--count", str(count),
+            "--seed", str(1_000_003 + index), "--spread", str(min(5.0, count / 200)),
+        )  # fmt: skip
+        # overlay swarm's own start_worker, not benchmarks.harness.started: the batched
+        # mode asks the workers for stats through it (WorkerControl), as the swarm does.
         workers.append(await start_worker(nursery, index, count, command))
     await wait_ready(workers, START_TIMEOUT)
     return server, workers
@@ -323,7 +325,6 @@ async def owned_run(args: argparse.Namespace, modes: set[str]) -> dict[str, Any]
             record["swarm_start_seconds"] = time.monotonic() - began
             record["peers_listed_at_start"] = listed
             record["peers_reported_by_workers"] = sum(len(w.peers) for w in workers)
-            record["load_average_before_after"] = [os.getloadavg()]
             if "batched" in modes:
                 record["batched"] = await measure_batched(
                     server.address, workers, args.frames, args.timeout
@@ -337,7 +338,6 @@ async def owned_run(args: argparse.Namespace, modes: set[str]) -> dict[str, Any]
                 record["fresh_connections"] = await measure(
                     server.address, args.refreshes, args.timeout, reuse=False
                 )
-            record["load_average_before_after"].append(os.getloadavg())
         finally:
             with trio.CancelScope(shield=True):
                 stopping = time.monotonic()
@@ -384,59 +384,87 @@ def render_only(peers: int) -> dict[str, Any]:
     }
 
 
-def start_direct(peers: int, port: int) -> tuple[list[subprocess.Popen[bytes]], list[Address]]:
-    """A bootstrap process and two worker processes of ``overlay swarm`` (its own worker
-    entry point), started by hand so that the peers' addresses come from the workers
-    and the crawl does not depend on the bootstrap keeping up with 1,000 leases."""
-    boot = subprocess.Popen(
-        [sys.executable, "-m", "overlay.tools.cli", "bootstrap", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    processes = [boot]
-    addresses: list[Address] = []
-    for index, count in enumerate((peers // 2, peers - peers // 2)):
-        command = [
-            sys.executable, "-m", "overlay.net.swarm.worker", "--bootstrap", f"127.0.0.1:{port}",
-            "--count", str(count), "--seed", str(1_000_003 + index), "--spread", "2.5",
-        ]  # fmt: skip
-        processes.append(
-            subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
+async def tcp_run(args: argparse.Namespace) -> dict[str, Any]:
+    """``--modes tcp`` alone: bring up ``overlay swarm`` (or, with ``--direct``, a bootstrap
+    and two of its worker processes by hand), measure the TCP crawls, stop it."""
+    async with contextlib.AsyncExitStack() as processes:
+        began = time.monotonic()
+        seeds: list[Address] = []
+        bootstrap: Address | None = None
+        if args.direct:
+            # By hand, so that the peers' addresses come from the workers and the crawl
+            # does not depend on the bootstrap keeping up with 1,000 leases.
+            boot = await processes.enter_async_context(
+                started(
+                    overlay_command("bootstrap", "--port", "0"),
+                    listening("bootstrap"),
+                    stop=signal.SIGINT,
+                    grace=30,
+                )
             )
-        )
-    for worker in processes[1:]:
-        assert worker.stdout is not None
-        for line in worker.stdout:  # ends at {"ready": n} (or when the worker dies)
-            record = json.loads(line)
-            if "peer" in record:
-                addresses.append(Address.parse(record["peer"]))
-            if "ready" in record:
-                break
-    return processes, addresses
+            for index, count in enumerate((args.peers // 2, args.peers - args.peers // 2)):
+                command = worker_command(
+                    "--bootstrap", str(boot.ready.address), "--count", str(count),
+                    "--seed", str(1_000_003 + index), "--spread", "2.5",
+                )  # fmt: skip
+                worker = await processes.enter_async_context(
+                    started(command, WorkerStarted(), timeout=START_TIMEOUT, stop="eof", grace=60)
+                )
+                seeds += worker.ready
+            listed = len(seeds)
+        else:
+            command = overlay_command(
+                "swarm", "--peers", str(args.peers), "--port", "0",
+                "--duration", "3600", "--json", "--interval", "3600",
+            )  # fmt: skip
+            swarm = await processes.enter_async_context(
+                started(
+                    command,
+                    listening("bootstrap"),
+                    ready_on="stderr",
+                    stop=signal.SIGINT,  # the swarm leaves gracefully and reaps its workers
+                    grace=120,
+                )
+            )
+            bootstrap = swarm.ready.address
+            _waited, listed = await wait_for_peers(bootstrap, args.peers)
+        swarm_start = time.monotonic() - began
+        reused = await measure(bootstrap, args.refreshes, args.timeout, reuse=True, seeds=seeds)
+        fresh = await measure(bootstrap, args.refreshes, args.timeout, reuse=False, seeds=seeds)
+        offline = render_only(args.peers)
+    return {
+        "benchmark": "view_1000",
+        "mode": "direct (worker-reported addresses)" if args.direct else "overlay swarm + listing",
+        "peers": args.peers,
+        "refreshes": args.refreshes,
+        "per_peer_timeout": args.timeout,
+        "swarm_start_seconds": swarm_start,
+        "peers_listed_at_start": listed,
+        "console": "160x50, recorded",
+        "reused_connections": reused,
+        "fresh_connections": fresh,
+        "render_only_from_simulator": offline,
+    }
 
 
-def stop_direct(processes: list[subprocess.Popen[bytes]]) -> None:
-    for worker in processes[1:]:
-        if worker.stdin is not None:
-            worker.stdin.close()  # the workers' signal to leave
-    for process in processes[1:]:
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    processes[0].send_signal(signal.SIGINT)
-    try:
-        processes[0].wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(processes[0].pid, signal.SIGKILL)
-        processes[0].wait()
+def owned_figures(args: argparse.Namespace, modes: set[str]) -> dict[str, Any]:
+    """``--modes`` with batched or rolling: this process is the swarm's parent."""
+    record = trio.run(owned_run, args, modes)
+    record.update(
+        {
+            "benchmark": "view_1000",
+            "mode": "owned swarm: this process runs the bootstrap and the view, "
+            "2 worker processes run the peers (as `overlay swarm` does)",
+            "modes": sorted(modes),
+            "peers": args.peers,
+            "refreshes": args.refreshes,
+            "frames": args.frames,
+            "per_peer_timeout": args.timeout,
+            "console": "160x50, recorded",
+            "render_only_from_simulator": render_only(args.peers),
+        }
+    )
+    return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -469,104 +497,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = set(args.modes.split(","))
     if not modes or modes - {"batched", "rolling", "tcp"}:
         parser.error("--modes takes batched, rolling and tcp")
+    if args.direct and modes & {"batched", "rolling"}:
+        parser.error("--direct goes with --modes tcp alone")
+    recording = Run.begin("benchmarks/view_1000.py", argv)
+    before = read_result(args.before) if args.before is not None else None  # may be --output
     if modes & {"batched", "rolling"}:
-        if args.direct:
-            parser.error("--direct goes with --modes tcp alone")
-        return owned_main(args, modes)
-    port = free_port()
-    bootstrap = Address("127.0.0.1", port)
-    seeds: list[Address] = []
-    began = time.monotonic()
-    if args.direct:
-        processes, seeds = start_direct(args.peers, port)
-        swarm = None
-        started, listed = time.monotonic() - began, len(seeds)
+        figures = owned_figures(args, modes)
     else:
-        command = [
-            sys.executable, "-m", "overlay.tools.cli", "swarm", "--peers", str(args.peers),
-            "--port", str(port), "--duration", "3600", "--json", "--interval", "3600",
-        ]  # fmt: skip
-        swarm = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-    source = None if args.direct else bootstrap
-    try:
-        if swarm is not None:
-            started, listed = trio.run(wait_for_peers, bootstrap, args.peers)
-        load_before = os.getloadavg()
-        reused = trio.run(
-            partial(measure, source, args.refreshes, args.timeout, reuse=True, seeds=seeds)
-        )
-        fresh = trio.run(
-            partial(measure, source, args.refreshes, args.timeout, reuse=False, seeds=seeds)
-        )
-        load_after = os.getloadavg()
-        offline = render_only(args.peers)
-    finally:
-        if swarm is None:
-            stop_direct(processes)
-        else:
-            swarm.send_signal(signal.SIGINT)  # the swarm leaves gracefully, reaps its workers
-            try:
-                swarm.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(swarm.pid, signal.SIGKILL)
-                swarm.wait()
-    record = {
-        "benchmark": "view_1000",
-        "mode": "direct (worker-reported addresses)" if args.direct else "overlay swarm + listing",
-        "peers": args.peers,
-        "refreshes": args.refreshes,
-        "per_peer_timeout": args.timeout,
-        "swarm_start_seconds": started,
-        "peers_listed_at_start": listed,
-        "console": "160x50, recorded",
-        "load_average_before_after": [load_before, load_after],
-        "reused_connections": reused,
-        "fresh_connections": fresh,
-        "render_only_from_simulator": offline,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(record, indent=2, sort_keys=True))
-    return 0
-
-
-def owned_main(args: argparse.Namespace, modes: set[str]) -> int:
-    before = None
-    if args.before is not None and args.before.exists():
-        before = json.loads(args.before.read_text())  # read first: it may be --output
-    record = trio.run(owned_run, args, modes)
-    record.update(
-        {
-            "benchmark": "view_1000",
-            "mode": "owned swarm: this process runs the bootstrap and the view, "
-            "2 worker processes run the peers (as `overlay swarm` does)",
-            "modes": sorted(modes),
-            "command": shlex.join(["python", "benchmarks/view_1000.py", *sys.argv[1:]]),
-            "peers": args.peers,
-            "refreshes": args.refreshes,
-            "frames": args.frames,
-            "per_peer_timeout": args.timeout,
-            "console": "160x50, recorded",
-            "render_only_from_simulator": render_only(args.peers),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-            },
-        }
-    )
-    if before is not None:
-        record["before"] = before
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(record, indent=2, sort_keys=True))
+        figures = trio.run(tcp_run, args)
+    record = recording.write(args.output, figures, before=before)
+    print(json.dumps(record, indent=2))
     return 0
 
 

@@ -17,7 +17,6 @@ import io
 import json
 import random
 import signal
-import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import attrs
 import trio
 from rich.console import Console
 
-from benchmarks.swarm_1000 import _bootstrap_of, _drain
+from benchmarks.harness import listening, started
 from bootstrap.hostcache import HostCacheConfig
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.capacity import pareto_capacity
@@ -542,34 +541,19 @@ async def test_overlay_swarm_with_super_peers_reports_roles_and_coverage() -> No
     fixed duration is either long or sometimes too short: the swarm runs until a crawl
     of it sees a super peer that has beaten, then is stopped as Ctrl-C stops it (its
     summary is the same; ``--duration`` only bounds the run)."""
-    process = await trio.lowlevel.open_process(
-        [*OVERLAY, "swarm", *SMALL_SWARM, "--super-peers", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=str(REPO),
-    )
-    assert process.stdout is not None and process.stderr is not None
-    out = bytearray()
-    try:
-        bootstrap, err = await _bootstrap_of(process)
-        async with trio.open_nursery() as reading:
-            reading.start_soon(_drain, process.stdout, out)
-            reading.start_soon(_drain, process.stderr, err)
-            await until_seen(
-                bootstrap,
-                lambda s: (
-                    bool(s.supers())
-                    and sum(x.counters.get("node.sent.SuperBeat", 0) for x in s.shots) > 0
-                ),
-            )
-            process.send_signal(signal.SIGINT)
-            with trio.fail_after(60):
-                assert await process.wait() == 0, bytes(err[-2000:])
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    summary = json.loads(bytes(out))
+    command = [*OVERLAY, "swarm", *SMALL_SWARM, "--super-peers", "--json"]
+    async with started(
+        command, listening("bootstrap"), ready_on="stderr", stop=signal.SIGINT, grace=60
+    ) as swarm:
+        await until_seen(
+            swarm.ready.address,
+            lambda s: (
+                bool(s.supers())
+                and sum(x.counters.get("node.sent.SuperBeat", 0) for x in s.shots) > 0
+            ),
+        )
+        assert await swarm.stop() == 0, swarm.stderr_tail[-2000:]
+    summary = json.loads(swarm.stdout)
     assert summary["roles"]["super"] >= 1
     assert summary["roles"]["super"] + summary["roles"]["weak"] == summary["alive"]
     assert 0.0 <= summary["index_coverage"] <= 1.0
