@@ -23,7 +23,7 @@ import attrs
 from overlay.core.config import PeerConfig
 from overlay.core.membership import Membership
 from overlay.core.standing import Standing
-from overlay.core.supers.attachment import Attachment
+from overlay.core.supers.weak_side import Attachment
 from overlay.protocol.effects import Close, Effect, Handler, Notify
 from overlay.protocol.identity import Address, Contact, PeerId, Role, new_peer_id
 from overlay.protocol.messages import (

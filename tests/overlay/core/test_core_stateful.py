@@ -51,7 +51,7 @@ from hypothesis.stateful import (
 from overlay.core.config import MembershipConfig, PeerConfig, SuperConfig
 from overlay.core.membership import PassiveEntry, address_group
 from overlay.core.peer import Peer
-from overlay.core.supers.attachment import MAX_CANDIDATES, MAX_DEAD, SPARES, PendingAttach
+from overlay.core.supers.weak_side import MAX_CANDIDATES, MAX_DEAD, SPARES, PendingAttach
 from overlay.protocol.effects import Effect, Send
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import (
