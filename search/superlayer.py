@@ -42,12 +42,12 @@ duplicates."""
 
 
 class SuperLayer(Protocol):
-    """What super-layer search needs of the peer's attachment component."""
+    """What super-layer search needs of the peer's super-peer layer."""
 
     @property
     def role(self) -> Role: ...
-
-    index: SuperIndex
+    @property
+    def index(self) -> SuperIndex: ...
 
     def super_neighbors(self) -> list[Contact]: ...
     def my_supers(self) -> list[Contact]: ...

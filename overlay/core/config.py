@@ -61,7 +61,7 @@ class MembershipConfig:
 
 @attrs.frozen
 class SuperConfig:
-    """Parameters of the super-peer layer (see :mod:`overlay.core.supers.attachment` and
+    """Parameters of the super-peer layer (see :mod:`overlay.core.supers.layer` and
     :mod:`overlay.core.supers.election`).
 
     Off by default, so a flat overlay (the benchmarks' baseline) pays nothing for it.

@@ -23,7 +23,7 @@ import attrs
 from overlay.core.config import PeerConfig
 from overlay.core.membership import Membership
 from overlay.core.standing import Standing
-from overlay.core.supers.attachment import Attachment
+from overlay.core.supers.layer import SuperPeerLayer
 from overlay.protocol.effects import Close, Effect, Handler, Notify
 from overlay.protocol.identity import Address, Contact, PeerId, Role, new_peer_id
 from overlay.protocol.messages import (
@@ -127,19 +127,19 @@ class Peer:
         self._search_timers = self.search.ctx.timers
         self._handlers.update(self.search.handlers())
         self.search.ctx.evidence = self.standing.record
-        self.supers: Attachment | None = None
+        self.supers: SuperPeerLayer | None = None
         """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
         if config.supers.enabled:
-            supers = self.supers = Attachment(
+            supers = self.supers = SuperPeerLayer(
                 self.contact,
                 config.supers,
                 rng,
                 self.membership,
                 store=self.search.store,
                 capacity=config.capacity,
+                evidence=self.standing.record,
             )
             self._handlers.update(supers.handlers())
-            supers.evidence = self.standing.record
             self.search.super_searching.layer = supers
             self._handlers[PeerSample] = self._on_peer_sample
 

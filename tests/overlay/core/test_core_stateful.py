@@ -51,7 +51,8 @@ from hypothesis.stateful import (
 from overlay.core.config import MembershipConfig, PeerConfig, SuperConfig
 from overlay.core.membership import PassiveEntry, address_group
 from overlay.core.peer import Peer
-from overlay.core.supers.attachment import MAX_CANDIDATES, MAX_DEAD, SPARES, PendingAttach
+from overlay.core.supers.directory import MAX_CANDIDATES, MAX_DEAD
+from overlay.core.supers.weak_side import SPARES, PendingAttach
 from overlay.protocol.effects import Effect, Send
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import (
@@ -220,16 +221,17 @@ def bounds_of(peer: Peer, started: int = 0) -> Iterator[tuple[str, int, int]]:
     if supers is None:
         return
     c = supers.config
-    yield "Attachment.attached", len(supers.attached), c.k
-    yield "Attachment.pending", len(supers.pending), c.k + SPARES + 1
-    yield "Attachment.known", len(supers.known), MAX_CANDIDATES
-    yield "Attachment.dead", len(supers.dead), MAX_DEAD
-    yield "Attachment.neighbors", len(supers.neighbors), c.max_super_degree
-    yield "Attachment.linking", len(supers.linking), c.super_degree
-    yield "Attachment.published", len(supers.published), c.max_items_per_weak
-    yield "Attachment.counters", len(supers.counters), 64
-    index = supers.index
-    yield "Attachment.index", len(index), c.max_load
+    weak_side, super_side, directory = supers.weak_side, supers.super_side, supers.directory
+    yield "WeakSide.attached", len(weak_side.attached), c.k
+    yield "WeakSide.pending", len(weak_side.pending), c.k + SPARES + 1
+    yield "Directory.known", len(directory.known), MAX_CANDIDATES
+    yield "Directory.dead", len(directory.dead), MAX_DEAD
+    yield "SuperSide.neighbors", len(super_side.neighbors), c.max_super_degree
+    yield "SuperSide.linking", len(super_side.linking), c.super_degree
+    yield "WeakSide.published", len(weak_side.published), c.max_items_per_weak
+    yield "SuperContext.counters", len(supers.counters), 64
+    index = super_side.index
+    yield "SuperSide.index", len(index), c.max_load
     yield "SuperIndex.by_owner", len(index.by_owner), c.max_load
     yield "SuperIndex.leases", len(index.leases), c.max_load
     yield "SuperIndex.entries", index.entries, c.max_index_entries
@@ -689,7 +691,15 @@ def test_every_table_of_the_core_has_a_stated_bound(flavour: str) -> None:
         peer.search.super_searching,
     ]
     if peer.supers is not None:
-        owners += [peer.supers, peer.supers.index]
+        supers = peer.supers
+        owners += [
+            supers,
+            supers.ctx,
+            supers.directory,
+            supers.weak_side,
+            supers.super_side,
+            supers.index,
+        ]
     found = [table for owner in owners for table in tables(owner)]
     # A table reachable under two names (the store, the timers) needs one bound.
     covered = {id(value) for name, value in found if name in stated}
@@ -771,13 +781,13 @@ def test_strangers_cannot_grow_the_dead_super_peers_table_or_name_counters() -> 
     rng = random.Random(4)
     for _ in range(1000):
         peer.receive(SuperUnlink("not a super peer"), random_contact(rng), 1.0)
-    assert len(supers.dead) == MAX_DEAD
+    assert len(supers.directory.dead) == MAX_DEAD
     # A super peer's refusal reason is free text: the counter name is not.
     weak_side = Peer(ME, FLAVOURS["super"], random.Random(5), bootstrap=BOOTSTRAP)
     weak_side.start(0.0)
     assert weak_side.supers is not None
     super_peer = SENDERS[7]
-    weak_side.supers.pending[super_peer.id] = PendingAttach(super_peer, 10.0)
+    weak_side.supers.weak_side.pending[super_peer.id] = PendingAttach(super_peer, 10.0)
     weak_side.receive(AttachAccept("f" * 32, 30.0, 1), super_peer, 1.0)
     weak_side.receive(IndexRefused("f" * 32, "x" * 60), super_peer, 1.0)
     assert weak_side.snapshot().counters["index.refused_by_super.other"] == 1
