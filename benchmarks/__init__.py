@@ -1,1 +1,1 @@
-"""Benchmarks of the overlay: the sweeps behind the README's tables and plots."""
+"""Benchmarks of the overlay: the sweeps behind the tables and plots in docs/results."""

@@ -1,9 +1,9 @@
-"""Render the "Flood vs walk" README section from ``flood_vs_walk.json``.
+"""Render the tables of docs/results/flood-vs-walk.md from ``flood_vs_walk.json``.
 
     python benchmarks/flood_vs_walk_markdown.py [benchmarks/results/flood_vs_walk.json]
 
 The tables and every number in the section's text come from the JSON the sweep
-wrote, so the README cannot drift from the results it quotes; the prose around
+wrote, so the page cannot drift from the results it quotes; the prose around
 them is kept short and states only what the numbers show.
 """
 

@@ -1,4 +1,4 @@
-"""The simulator scenarios behind the README's membership figures.
+"""The simulator scenarios behind docs/results/membership-in-the-simulator.md.
 
     python benchmarks/sim_scenarios.py [--peers 10000] [--out DIR]
 

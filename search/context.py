@@ -2,7 +2,7 @@
 timers, my counters, and the searches I run as their origin.
 
 Flooding, walking and fetching are separate modules; they meet here, not through
-the network, as DESIGN.md asks of the parts of a core.
+the network, as docs/design.md asks of the parts of a core.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The peer core: one pure state machine that composes the parts of the protocol.
 
-The surface every runtime drives (see DESIGN.md, "One protocol, two worlds")::
+The surface every runtime drives (see docs/design.md, "One protocol, two worlds")::
 
     peer = Peer(address, PeerConfig(), random.Random(seed), bootstrap=...)
     effects = peer.start(now)

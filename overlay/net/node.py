@@ -1,7 +1,7 @@
 """The trio runtime: one protocol core, any :class:`~overlay.protocol.effects.Core`, on
 real TCP.
 
-It is a thin shell, as DESIGN.md asks: it accepts and opens connections, frames
+It is a thin shell, as docs/design.md asks: it accepts and opens connections, frames
 and unframes messages, keeps time and carries out the core's effects.  Every
 decision about the overlay stays in the core.  What differs from one core to another
 is handed in (see :class:`Node`): the handshake, the stats reply, who listens where,
