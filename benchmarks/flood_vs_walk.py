@@ -1,6 +1,7 @@
 """Flood against random walks on fixed topologies: Lv et al. (ICS 2002), reproduced.
 
     python benchmarks/flood_vs_walk.py [--quick] [--out DIR] [--queries N] [--json]
+        [--workers N | --scheduler tcp://HOST:PORT] [--topologies NAME[,NAME]]
 
 Every search runs on the simulator's static-topology mode
 (:class:`overlay.sim.static.StaticNetwork`): the same peer cores as a live swarm, on a
@@ -29,12 +30,16 @@ need and states what it leaves out):
   simulated overlay that has).
 
 Time: the work is split into tasks of one graph, one loss rate and either the
-floods or the other modes, run by two worker processes (the machine's two cores),
-the longest first.  Measured by simulated deliveries (a fixed cost per message),
-the full sweep is about 105 million deliveries, which at the simulator's 70,000
-deliveries per CPU second is about 13 minutes on an otherwise idle 2-core machine
-(16 before the floods were derived); a machine shared with other work takes
-longer in proportion (``load_before`` and ``load_after`` record it).
+floods or the other modes, submitted to Dask's distributed scheduler
+(:mod:`benchmarks.engine`), the longest first: by default a local cluster of one worker
+process per core, or with ``--scheduler tcp://HOST:PORT`` a cluster started beforehand
+(``--topologies`` runs the tasks of some graphs only).  A task's rows depend on its
+seeds only, so every cluster gives the same rows (``meta.rows_digest`` says so at a
+glance).  Measured by simulated deliveries (a fixed cost per message), the full sweep
+is about 105 million deliveries, which at the simulator's 70,000 deliveries per CPU
+second is about 13 minutes on an otherwise idle 2-core machine (16 before the floods
+were derived); a machine shared with other work takes longer in proportion
+(``load_before`` and ``load_after`` record it).
 
 ``--quick`` runs the same design on ~400-peer graphs (pieces of the real crawls
 included) with 50 queries, in seconds; the test suite runs it so this script
@@ -48,14 +53,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import multiprocessing
-import os
-import queue
-import signal
 import sys
-import time
 from collections.abc import Sequence
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +62,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from benchmarks import plots
+from benchmarks.engine import Outcome, SweepError, Where, add_arguments, run_sweep, where_from
 from benchmarks.harness import Run
 from benchmarks.placement import STRATEGIES, ZIPF_ALPHA
 from benchmarks.runner import (
@@ -82,7 +73,7 @@ from benchmarks.runner import (
     WALK_TTL,
     ModeSpec,
     Task,
-    init_worker,
+    rows_digest,
     run_task,
 )
 from benchmarks.topologies import (
@@ -110,6 +101,7 @@ SWEEP_RATIOS = (0.001, 0.005, 0.01, 0.02, 0.05)
 QUICK_SWEEP_RATIOS = (0.02, 0.05)
 SWEEP_TOPOLOGIES = ("gnutella04",)
 SWEEP_WALKERS = 16
+TOPOLOGY_NAMES = tuple(spec.name for spec in FULL_TOPOLOGIES)
 NOT_MEASURED = (
     "super-layer flood and super-layer walk: the static topologies have no super peers "
     "(benchmarks/super_search.py compares them with flat floods on a simulated overlay)"
@@ -153,9 +145,20 @@ def modes_search() -> tuple[ModeSpec, ...]:
     return (ModeSpec("ring"), *(ModeSpec("walk", walkers=k, check=CHECK_EVERY) for k in WALKERS))
 
 
-def plan(quick: bool, queries: int, seed: int, data_dir: Path | None) -> list[Task]:
-    """The tasks of the design described in the module docstring."""
-    topologies: Sequence[TopologySpec] = QUICK_TOPOLOGIES if quick else FULL_TOPOLOGIES
+def plan(
+    quick: bool,
+    queries: int,
+    seed: int,
+    data_dir: Path | None,
+    only: Sequence[str] | None = None,
+) -> list[Task]:
+    """The tasks of the design described in the module docstring (those of the
+    topologies named in ``only``, if given: each task is the same whatever else runs)."""
+    topologies: Sequence[TopologySpec] = [
+        spec
+        for spec in (QUICK_TOPOLOGIES if quick else FULL_TOPOLOGIES)
+        if only is None or spec.name in only
+    ]
     tasks: list[Task] = []
     for spec in topologies:
         for loss in LOSSES:
@@ -203,101 +206,31 @@ def sort_rows(rows: list[Row], topology_order: Sequence[str]) -> list[Row]:
     )
 
 
-def _stop_on_sigterm(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # handled like Ctrl-C: keep what is done, write it out
-
-
-def run_all(tasks: list[Task], workers: int, console: Console) -> tuple[list[Row], list[str]]:
-    """Run the tasks in a pool of ``workers`` processes, with progress bars on stderr.
-
-    Returns the rows and the labels of tasks that did not finish: on Ctrl-C or
-    SIGTERM the workers are stopped and the finished tasks' rows still come back,
-    so a sweep cut short by a deadline leaves valid (and marked) partial results.
-    """
-    context = multiprocessing.get_context("fork")
-    progress_queue: Any = context.Queue()
-    rows: list[Row] = []
-    total = sum(task.planned_queries() for task in tasks)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+def sweep(tasks: Sequence[Task], where: Where, console: Console) -> Outcome[list[Row]]:
+    """Run the tasks on the cluster ``where`` names, with progress bars on ``console``;
+    their rows task by task, in the order of ``tasks``."""
+    return run_sweep(
+        tasks,
+        run_task,
+        labels=[task.label for task in tasks],
+        planned=[task.planned_queries() for task in tasks],
+        unit="queries",
+        where=where,
+        console=console,
+        describe=lambda rows: f"{len(rows)} rows, {sum(r['cpu_seconds'] for r in rows):.0f} CPU s",
     )
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    pool = futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=init_worker, initargs=(progress_queue,)
-    )
-    pending: dict[futures.Future[list[Row]], Task] = {}
-    try:
-        with Progress(*columns, console=console, transient=False) as progress:
-            overall = progress.add_task("all queries", total=total)
-            bars: dict[int, TaskID] = {}
-            finished = 0
-            pending = {pool.submit(run_task, task, index): task for index, task in enumerate(tasks)}
-            while pending:
-                done, _ = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
-                finished += _drain(progress_queue, progress, overall, bars)
-                for future in done:
-                    task = pending.pop(future)
-                    try:
-                        result = future.result()
-                    except Exception as error:
-                        raise RuntimeError(f"task {task.label} failed: {error}") from error
-                    rows.extend(result)
-                    # One plain line per task as well: when stderr is a log file the
-                    # bars are drawn only at the end, and this shows how far it got.
-                    progress.console.log(
-                        f"finished {task.label}: {len(result)} rows, "
-                        f"{sum(r['cpu_seconds'] for r in result):.0f} CPU s"
-                    )
-            pool.shutdown()
-            # Workers' last reports may still be in the queue's pipe: take them all.
-            deadline = time.monotonic() + 10.0
-            while finished < len(tasks) and time.monotonic() < deadline:
-                finished += _drain(progress_queue, progress, overall, bars)
-                time.sleep(0.05)
-    except KeyboardInterrupt:
-        console.print(
-            f"[yellow]stopped: writing the {len(rows)} rows of finished tasks; "
-            f"{len(pending)} tasks unfinished[/]"
-        )
-        pool.shutdown(wait=False, cancel_futures=True)
-        for child in multiprocessing.active_children():
-            child.terminate()  # our own pool workers, mid-task
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return rows, [task.label for task in pending.values()]
 
 
-def _drain(source: Any, progress: Progress, overall: TaskID, bars: dict[int, TaskID]) -> int:
-    """Apply the workers' reports to the bars; return how many tasks reported done."""
-    finished = 0
-    while True:
-        try:
-            message = source.get_nowait()
-        except queue.Empty:
-            return finished
-        kind, task_id = message[0], message[1]
-        if kind == "start":
-            bars[task_id] = progress.add_task(f"  {message[2]}", total=message[3])
-        elif kind == "advance":
-            progress.advance(overall, message[2])
-            if task_id in bars:
-                progress.advance(bars[task_id], message[2])
-        elif kind == "skip":
-            # Flood TTLs past the stop rule are not run: shrink the totals instead.
-            skipped = message[2]
-            progress.update(overall, total=(progress.tasks[overall].total or 0) - skipped)
-            if task_id in bars:
-                bar = bars[task_id]
-                index = next(i for i, t in enumerate(progress.tasks) if t.id == bar)
-                progress.update(bar, total=(progress.tasks[index].total or 0) - skipped)
-        elif kind == "done":
-            finished += 1
-            if task_id in bars:
-                progress.remove_task(bars.pop(task_id))
+def run_all(
+    tasks: list[Task], where: Where, console: Console
+) -> tuple[list[Row], list[str], dict[str, Any]]:
+    """:func:`sweep`: the rows (task by task, in the plan's order), the labels of the
+    tasks that did not finish (on Ctrl-C or SIGTERM the finished tasks' rows still come
+    back, so a sweep cut short by a deadline leaves valid, marked, partial results) and
+    what the cluster was."""
+    outcome = sweep(tasks, where, console)
+    rows = [row for result in outcome.results if result is not None for row in result]
+    return rows, [tasks[index].label for index in outcome.unfinished], outcome.cluster
 
 
 # ---------------------------------------------------------------------- claims
@@ -360,6 +293,8 @@ def claims(rows: Sequence[Row]) -> dict[str, Any]:
             if found is not None:
                 out["comparisons"].append(found)
     for name in ("gnutella04", "power-law"):
+        if not _main_rows(rows, name, 0.0):
+            continue  # not in this run (--topologies): neither holds nor fails
         found = compare(rows, name, 0.0)
         holds = bool(
             found
@@ -535,11 +470,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="print rows and claims as JSON on stdout instead of tables",
     )
+    add_arguments(parser)
     parser.add_argument(
-        "--workers",
-        type=int,
-        default=min(2, os.cpu_count() or 1),
-        help="worker processes (default: 2, or fewer cores)",
+        "--topologies",
+        type=lambda text: tuple(name.strip() for name in text.split(",") if name.strip()),
+        default=None,
+        metavar="NAME[,NAME]",
+        help=f"run only the tasks of these topologies (of {', '.join(TOPOLOGY_NAMES)}); "
+        "their rows are the full sweep's rows",
     )
     parser.add_argument(
         "--data",
@@ -555,10 +493,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run nothing: redraw the figures and tables from the JSON in --out",
     )
     args = parser.parse_args(argv)
+    args.where = where_from(args, parser)
     if args.queries is None:
         args.queries = 50 if args.quick else 1000
-    if args.queries < 1 or args.workers < 1:
-        parser.error("--queries and --workers must be at least 1")
+    if args.queries < 1:
+        parser.error("--queries must be at least 1")
+    unknown = sorted(set(args.topologies or ()) - set(TOPOLOGY_NAMES))
+    if unknown or args.topologies == ():
+        parser.error(f"--topologies takes names of {', '.join(TOPOLOGY_NAMES)}")
     return args
 
 
@@ -573,9 +515,10 @@ def show(report: dict[str, Any], figures: list[Path], out: Path, as_json: bool) 
     print_claims(report["claims"], console)
     meta = report["meta"]
     wall = report.get("wall_seconds", meta.get("wall_seconds"))  # in meta before the harness
+    where = meta.get("cluster", {}).get("scheduler", "a process pool")  # pool: before Dask
     console.print(
         f"{len(rows)} rows in {wall:.0f} s with {meta['workers']} "
-        f"workers; wrote {out / 'flood_vs_walk.json'}, .csv and "
+        f"workers ({where}); wrote {out / 'flood_vs_walk.json'}, .csv and "
         f"{', '.join(f.name for f in figures)}"
     )
 
@@ -587,7 +530,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = json.loads((args.out / "flood_vs_walk.json").read_text())
         show(report, plots.draw_all(report["rows"], args.out), args.out, args.json)
         return 0
-    topologies = QUICK_TOPOLOGIES if args.quick else FULL_TOPOLOGIES
+    topologies = [
+        spec
+        for spec in (QUICK_TOPOLOGIES if args.quick else FULL_TOPOLOGIES)
+        if args.topologies is None or spec.name in args.topologies
+    ]
     try:
         for spec in topologies:
             if spec.kind == "crawl":
@@ -596,15 +543,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)  # one plain line: no wrapping, no markup
         return 2
     recording = Run.begin("benchmarks/flood_vs_walk.py", argv)
-    tasks = plan(args.quick, args.queries, args.seed, args.data)
-    rows, unfinished = run_all(tasks, args.workers, console)
+    tasks = plan(args.quick, args.queries, args.seed, args.data, args.topologies)
+    try:
+        rows, unfinished, cluster = run_all(tasks, args.where, console)
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     rows = sort_rows(rows, [spec.name for spec in topologies])
     found = claims(rows)
     meta = {
         "quick": args.quick,
         "queries_per_config": args.queries,
         "seed": args.seed,
-        "workers": args.workers,
+        "workers": cluster["workers"],
+        "cluster": cluster,
+        # Equal digests, equal rows (timing fields aside): how runs on different
+        # clusters are compared (benchmarks.runner.rows_digest).
+        "rows_digest": rows_digest(rows),
         # The simulation's own CPU time, task by task in the workers (the run's
         # ``cpu_seconds`` counts this process's as well).
         "cpu_seconds": round(sum(r["cpu_seconds"] for r in rows), 1),

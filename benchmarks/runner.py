@@ -7,9 +7,11 @@ milliseconds, so reuse is what makes 1,000 queries per configuration affordable.
 Items of every (placement, ratio) it needs are placed under distinct labels in
 the same network, and each configuration searches the same seeded query stream.
 
-Tasks run in worker processes (the sweep is CPU-bound Python and the machine has
-two cores); they report progress through a queue the parent turns into rich
-progress bars.
+Tasks run on Dask workers (:mod:`benchmarks.engine`: a local cluster of one process
+per core, or a cluster given by its scheduler's address); a task depends on nothing
+but itself (its graph, placement, query stream and network come from seeds named
+after it), so its rows are the same on any worker, and it reports its progress through
+the :class:`~benchmarks.engine.TaskProgress` it is handed.
 
 Metrics (per configuration, over its queries):
 
@@ -45,18 +47,22 @@ graph's flood messages.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import hashlib
+import json
 import math
-import multiprocessing.queues
 import random
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import networkx as nx
 
+from benchmarks.engine import NO_PROGRESS, TaskProgress
 from benchmarks.placement import QueryStream, place, zipf_popularity
 from benchmarks.topologies import TopologySpec, build_topology
 from overlay.protocol.effects import Effect, Send
@@ -119,22 +125,29 @@ class Task:
         return len(self.configs) * len(self.modes) * self.queries
 
 
+TIMING_FIELDS = frozenset(
+    {"wall_seconds", "cpu_seconds", "build_seconds", "delivered_per_second",
+     "delivered_per_cpu_second"}
+)  # fmt: skip
+"""The fields of a row that measure the machine, not the search: they change from run to
+run.  Every other field is a function of the task (its seeds), wherever it ran."""
+
+
+def measured(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` without its :data:`TIMING_FIELDS`: what the same seeds must reproduce."""
+    return {key: value for key, value in row.items() if key not in TIMING_FIELDS}
+
+
+def rows_digest(rows: list[dict[str, Any]]) -> str:
+    """SHA-256 of the rows' :func:`measured` fields, in order: two runs with equal digests
+    gave the same rows (a result file records it, so runs compare at a glance)."""
+    text = json.dumps([measured(row) for row in rows], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def stable_seed(*parts: object) -> int:
     """A seed from names, the same in every process and on every machine (unlike hash())."""
     return zlib.crc32("/".join(str(part) for part in parts).encode())
-
-
-_progress: multiprocessing.queues.Queue[tuple[Any, ...]] | None = None
-
-
-def init_worker(queue: multiprocessing.queues.Queue[tuple[Any, ...]] | None) -> None:
-    global _progress  # noqa: PLW0603  (set once per worker process by the pool)
-    _progress = queue
-
-
-def _report(*message: Any) -> None:
-    if _progress is not None:
-        _progress.put(message)
 
 
 class LoadMeter:
@@ -379,7 +392,7 @@ def derived_flood_rows(
     names: list[str],
     top: int,
     *,
-    task_id: int,
+    progress: TaskProgress,
     peers: int,
 ) -> dict[int, dict[str, Any]]:
     """Rows of lossless floods of TTL 1..``top`` from one simulated flood of TTL ``top``
@@ -414,8 +427,8 @@ def derived_flood_rows(
             for meter, figure in zip(meters, figures, strict=True):
                 meter.add_counts(**figure)
             if done % 25 == 0:
-                _report("advance", task_id, 25 * top)
-        _report("advance", task_id, (len(stream) % 25) * top)
+                progress.advance(25 * top)
+        progress.advance((len(stream) % 25) * top)
     finally:
         sim.on_effect = previous
     wall = time.perf_counter() - wall
@@ -453,7 +466,22 @@ def derived_flood_rows(
     return rows
 
 
-def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """The objects alive now are left out of the cyclic collector for the block.
+
+    A task's network lives for the whole task: the collector would rescan its 10^5-10^6
+    long-lived objects over and over (~10% of the time).  A Dask worker runs task after
+    task in one process, so the heap is thawed again even when the task fails."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def run_task(task: Task, progress: TaskProgress = NO_PROGRESS) -> list[dict[str, Any]]:
     """Run every configuration of ``task``; return one row per configuration run."""
     started = time.perf_counter()
     graph: nx.Graph = build_topology(task.topology, task.data_dir)
@@ -480,85 +508,84 @@ def run_task(task: Task, task_id: int) -> list[dict[str, Any]]:
             names.append(label)
         labels[(strategy, ratio)] = names
         placed[(strategy, ratio)] = holders
-    # The network's objects live for the whole task: keep the cyclic collector off
-    # them (it would rescan 10^5-10^6 long-lived objects over and over; ~10% faster).
-    gc.collect()
-    gc.freeze()
-    build_seconds = time.perf_counter() - started
-    _report("start", task_id, task.label, task.planned_queries())
-    rows: list[dict[str, Any]] = []
-    base = {
-        "table": task.table,
-        "topology": task.topology.name,
-        "topology_source": task.topology.describe(),
-        "nodes": peers,
-        "edges": graph.number_of_edges(),
-        "mean_degree": 2 * graph.number_of_edges() / peers,
-        "max_degree": max(degree for _, degree in graph.degree),
-        "loss": task.loss,
-        "build_seconds": round(build_seconds, 3),
-    }
-    sim = net.sim
-    for strategy, ratio in task.configs:
-        stream_seed = stable_seed(task.seed, task.topology.name, "queries", strategy, ratio)
-        stream = QueryStream(nodes, popularity, stream_seed).take(task.queries)
-        names = labels[(strategy, ratio)]
-        flood_done = False
-        flood_cap = 99
-        if task.loss > 0 and any(spec.mode == "flood" for spec in task.modes):
-            flood_cap = lossless_flood_ttl(graph, placed[(strategy, ratio)], stream)
-        derived: dict[int, dict[str, Any]] | None = None
-        flood_ttls = [spec.ttl for spec in task.modes if spec.mode == "flood"]
-        if task.derive_floods and task.loss == 0 and flood_ttls:
-            if flood_ttls != list(range(1, len(flood_ttls) + 1)):
-                raise ValueError(f"derived floods need TTLs 1..n, got {flood_ttls}")
-            top = lossless_flood_ttl(graph, placed[(strategy, ratio)], stream, len(flood_ttls))
-            derived = derived_flood_rows(net, stream, names, top, task_id=task_id, peers=peers)
-        for spec in task.modes:
-            if spec.mode == "flood" and derived is not None:
-                if spec.ttl in derived:
-                    rows.append({**_row_head(base, strategy, ratio, spec), **derived[spec.ttl]})
-                else:
-                    _report("skip", task_id, task.queries)
-                continue
-            if spec.mode == "flood" and (flood_done or (spec.ttl or 0) > flood_cap):
-                _report("skip", task_id, task.queries)
-                continue
-            meter = Meter()
-            delivered = sim.delivered
-            sent = sum(sim.sent.values())
-            lost = sim.lost
-            wall = time.perf_counter()
-            cpu = time.process_time()
-            for done, (source, item) in enumerate(stream, 1):
-                outcome = net.query(
-                    source,
-                    spec.mode,
-                    key=names[item],
-                    ttl=spec.ttl,
-                    walkers=spec.walkers,
-                    check=spec.check,
+    with frozen_heap():
+        build_seconds = time.perf_counter() - started
+        progress.start(task.planned_queries())
+        rows: list[dict[str, Any]] = []
+        base = {
+            "table": task.table,
+            "topology": task.topology.name,
+            "topology_source": task.topology.describe(),
+            "nodes": peers,
+            "edges": graph.number_of_edges(),
+            "mean_degree": 2 * graph.number_of_edges() / peers,
+            "max_degree": max(degree for _, degree in graph.degree),
+            "loss": task.loss,
+            "build_seconds": round(build_seconds, 3),
+        }
+        sim = net.sim
+        for strategy, ratio in task.configs:
+            stream_seed = stable_seed(task.seed, task.topology.name, "queries", strategy, ratio)
+            stream = QueryStream(nodes, popularity, stream_seed).take(task.queries)
+            names = labels[(strategy, ratio)]
+            flood_done = False
+            flood_cap = 99
+            if task.loss > 0 and any(spec.mode == "flood" for spec in task.modes):
+                flood_cap = lossless_flood_ttl(graph, placed[(strategy, ratio)], stream)
+            derived: dict[int, dict[str, Any]] | None = None
+            flood_ttls = [spec.ttl for spec in task.modes if spec.mode == "flood"]
+            if task.derive_floods and task.loss == 0 and flood_ttls:
+                if flood_ttls != list(range(1, len(flood_ttls) + 1)):
+                    raise ValueError(f"derived floods need TTLs 1..n, got {flood_ttls}")
+                top = lossless_flood_ttl(graph, placed[(strategy, ratio)], stream, len(flood_ttls))
+                derived = derived_flood_rows(
+                    net, stream, names, top, progress=progress, peers=peers
                 )
-                meter.add(outcome, meter_hook.take())
-                if done % 25 == 0:
-                    _report("advance", task_id, 25)
-            _report("advance", task_id, task.queries % 25)
-            wall = time.perf_counter() - wall
-            cpu = time.process_time() - cpu
-            row = {
-                **_row_head(base, strategy, ratio, spec),
-                **meter.row(peers),
-                "wall_seconds": round(wall, 3),
-                "sim_delivered": sim.delivered - delivered,
-                "sim_sent": sum(sim.sent.values()) - sent,
-                "sim_lost": sim.lost - lost,
-                "cpu_seconds": round(cpu, 3),
-                "delivered_per_second": round((sim.delivered - delivered) / wall, 1),
-                "delivered_per_cpu_second": round((sim.delivered - delivered) / max(cpu, 1e-9), 1),
-            }
-            rows.append(row)
-            if spec.mode == "flood" and row["success_rate"] >= FLOOD_STOP:
-                flood_done = True
-    _report("done", task_id)
-    gc.unfreeze()
+            for spec in task.modes:
+                if spec.mode == "flood" and derived is not None:
+                    if spec.ttl in derived:
+                        rows.append({**_row_head(base, strategy, ratio, spec), **derived[spec.ttl]})
+                    else:
+                        progress.shrink(task.queries)
+                    continue
+                if spec.mode == "flood" and (flood_done or (spec.ttl or 0) > flood_cap):
+                    progress.shrink(task.queries)
+                    continue
+                meter = Meter()
+                delivered = sim.delivered
+                sent = sum(sim.sent.values())
+                lost = sim.lost
+                wall = time.perf_counter()
+                cpu = time.process_time()
+                for done, (source, item) in enumerate(stream, 1):
+                    outcome = net.query(
+                        source,
+                        spec.mode,
+                        key=names[item],
+                        ttl=spec.ttl,
+                        walkers=spec.walkers,
+                        check=spec.check,
+                    )
+                    meter.add(outcome, meter_hook.take())
+                    if done % 25 == 0:
+                        progress.advance(25)
+                progress.advance(task.queries % 25)
+                wall = time.perf_counter() - wall
+                cpu = time.process_time() - cpu
+                row = {
+                    **_row_head(base, strategy, ratio, spec),
+                    **meter.row(peers),
+                    "wall_seconds": round(wall, 3),
+                    "sim_delivered": sim.delivered - delivered,
+                    "sim_sent": sum(sim.sent.values()) - sent,
+                    "sim_lost": sim.lost - lost,
+                    "cpu_seconds": round(cpu, 3),
+                    "delivered_per_second": round((sim.delivered - delivered) / wall, 1),
+                    "delivered_per_cpu_second": round(
+                        (sim.delivered - delivered) / max(cpu, 1e-9), 1
+                    ),
+                }
+                rows.append(row)
+                if spec.mode == "flood" and row["success_rate"] >= FLOOD_STOP:
+                    flood_done = True
     return rows

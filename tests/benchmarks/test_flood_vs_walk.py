@@ -215,8 +215,8 @@ def test_derived_flood_rows_equal_simulating_every_ttl(name: str) -> None:
     derived.  They must be exactly the rows of simulating each TTL, figure for figure."""
     spec = next(s for s in QUICK_TOPOLOGIES if s.name == name)
     task = Task("main", spec, 0.0, (("uniform", 0.05),), modes_flood(), 40, 7)
-    derived = run_task(task, 0)
-    simulated = run_task(attrs.evolve(task, derive_floods=False), 0)
+    derived = run_task(task)
+    simulated = run_task(attrs.evolve(task, derive_floods=False))
     assert [r["ttl"] for r in derived] == [r["ttl"] for r in simulated]
     assert len(derived) >= 2 and "derived_from_ttl" not in derived[-1]
     assert all(r["derived_from_ttl"] == derived[-1]["ttl"] for r in derived[:-1])
@@ -230,7 +230,7 @@ def test_16_walkers_on_the_random_graph_stay_within_2_5_over_r() -> None:
     every key on 1% of the peers (1/r = 100), 1,000 queries, steps and checks counted."""
     spec = next(s for s in FULL_TOPOLOGIES if s.name == "random")
     walk = ModeSpec("walk", walkers=16, check=CHECK_EVERY)
-    (row,) = run_task(Task("main", spec, 0.0, (("uniform", MAIN_RATIO),), (walk,), 1000, 2002), 0)
+    (row,) = run_task(Task("main", spec, 0.0, (("uniform", MAIN_RATIO),), (walk,), 1000, 2002))
     assert row["success_rate"] == 1.0
     assert row["search_messages_per_query"] <= 2.5 / MAIN_RATIO
 
