@@ -11,7 +11,7 @@ the same rows for the same seeds on one machine or on many:
   contend for the interpreter lock), listening on 127.0.0.1 only, dashboard included;
 * with ``--scheduler tcp://HOST:PORT``, on a cluster started beforehand (``dask
   scheduler`` and ``dask worker`` processes, on this machine or others; the recipe is
-  in docs/results/flood-vs-walk.md).  The workers run the code they import, not the
+  in docs/sweeps.md).  The workers run the code they import, not the
   client's: before it submits anything the sweep compares a digest of every worker's
   source (:func:`code_digest`) with its own and refuses to run on a mismatch.
 
@@ -310,7 +310,7 @@ def check_workers(client: Any, where: Where) -> dict[str, Any]:
         raise SweepError(
             f"the cluster cannot run this repository's code ({error!r}): start its "
             "scheduler and workers with this checkout on PYTHONPATH "
-            "(see docs/results/flood-vs-walk.md)"
+            "(see docs/sweeps.md)"
         ) from error
     other = sorted(who for who, digest in theirs.items() if digest != mine)
     if other:

@@ -537,7 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     try:
         for spec in topologies:
-            if spec.kind == "crawl":
+            # The workers read the crawls: a remote cluster's may have them where this
+            # machine has none (a missing one there fails its task, by name).
+            if spec.kind == "crawl" and args.where.scheduler is None:
                 crawl_path(spec.name, args.data)
     except DataMissing as error:
         print(f"error: {error}", file=sys.stderr)  # one plain line: no wrapping, no markup
