@@ -8,12 +8,12 @@ the same rows for the same seeds on one machine or on many:
 
 * by default on a local cluster (:class:`Where` with no scheduler): one worker process
   per core, one thread each (the tasks are CPU-bound Python, so threads would only
-  contend for the interpreter lock), listening on 127.0.0.1 only, dashboard included;
+  contend for the interpreter lock), listening on 127.0.0.1 only, its HTTP port too;
 * with ``--scheduler tcp://HOST:PORT``, on a cluster started beforehand (``dask
   scheduler`` and ``dask worker`` processes, on this machine or others; the recipe is
-  in docs/sweeps.md).  The workers run the code they import, not the
-  client's: before it submits anything the sweep compares a digest of every worker's
-  source (:func:`code_digest`) with its own and refuses to run on a mismatch.
+  in docs/sweeps.md).  The scheduler and the workers run the code they import, not the
+  client's: before it submits anything the sweep compares a digest of their sources
+  (:func:`code_digest`) with its own and refuses to run on a mismatch.
 
 Progress goes through Dask's own event log: a task reports through the
 :class:`TaskProgress` it is handed, which in a worker is :class:`EventProgress`
@@ -29,8 +29,8 @@ dropped).
 
 Why Dask rather than Ray: the tasks are a few dozen coarse, independent Python calls
 whose results are small lists, which is exactly Dask's ``submit`` / ``as_completed``;
-``dask[distributed]`` is pure Python (tornado, cloudpickle, msgpack, psutil...) and
-installs from the package index in seconds; its scheduler and workers are plain
+``dask[distributed]`` is Python packages (tornado, cloudpickle, msgpack, psutil...,
+about 40 MB) that install from the package index in seconds; its scheduler and workers are plain
 processes started by ``dask scheduler`` / ``dask worker``, which is the shape of a
 cluster a researcher has (or makes with SSH or a batch system).  Ray brings a native
 runtime (a control store, a raylet and an object store per node, its own dashboard)
@@ -364,6 +364,30 @@ def _sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _collect(
+    futures: Sequence[Any],
+    results: list[Any],
+    *,
+    labels: Sequence[str],
+    bars: Bars,
+    console: Console,
+    describe: Callable[[Any], str],
+) -> None:
+    """Fill ``results`` (by task index) as the ``futures`` finish, in whatever order."""
+    index_of = {future.key: index for index, future in enumerate(futures)}
+    for future in _engine().as_completed(futures):
+        index = index_of[future.key]
+        try:
+            result = future.result()
+        except Exception as error:
+            raise SweepError(f"task {labels[index]} failed: {error!r}") from error
+        if result is None:
+            raise SweepError(f"task {labels[index]} returned nothing")
+        results[index] = result
+        bars.finish(index)
+        console.log(f"finished {labels[index]}: {describe(result)}")
+
+
 def run_sweep(
     tasks: Sequence[T],
     run: Callable[[T, TaskProgress], R],
@@ -398,7 +422,6 @@ def run_sweep(
     )
     with connected(where) as client:
         cluster = check_workers(client, where)
-        distributed = _engine()
         token = uuid.uuid4().hex[:12]
         topic = f"sweep-progress-{token}"
         with (
@@ -418,21 +441,21 @@ def run_sweep(
                 )
                 for index, task in enumerate(tasks)
             ]
-            index_of = {future.key: index for index, future in enumerate(futures)}
             try:
-                for future in distributed.as_completed(futures):
-                    index = index_of[future.key]
-                    try:
-                        result: R = future.result()
-                    except Exception as error:
-                        raise SweepError(f"task {labels[index]} failed: {error!r}") from error
-                    if result is None:
-                        raise SweepError(f"task {labels[index]} returned nothing")
-                    results[index] = result
-                    bars.finish(index)
-                    progress.console.log(f"finished {labels[index]}: {describe(result)}")
+                _collect(
+                    futures,
+                    results,
+                    labels=labels,
+                    bars=bars,
+                    console=progress.console,
+                    describe=describe,
+                )
             except KeyboardInterrupt:
-                left = [future for future in futures if results[index_of[future.key]] is None]
+                left = [
+                    future
+                    for future, result in zip(futures, results, strict=True)
+                    if result is None
+                ]
                 console.print(
                     f"[yellow]stopped: keeping the {len(tasks) - len(left)} finished tasks; "
                     f"{len(left)} cancelled[/]"
@@ -441,11 +464,15 @@ def run_sweep(
             finally:
                 client.unsubscribe_topic(topic)
             holders: dict[str, list[str]] = client.who_has(
-                [future for future in futures if results[index_of[future.key]] is not None]
+                [
+                    future
+                    for future, result in zip(futures, results, strict=True)
+                    if result is not None
+                ]
             )
-    ran_on = [
-        min(holders.get(future.key, []), default=None) for future in futures
-    ]  # one holder, unless Dask copied a result (it does not move these: nothing reads them)
+    # One holder each, the worker that ran it (Dask copies a result only to a task that
+    # reads it, and none does).
+    ran_on = [min(holders.get(future.key, []), default=None) for future in futures]
     counts: dict[str, int] = {}
     for worker in ran_on:
         if worker is not None:
