@@ -138,13 +138,14 @@ async def separate_cluster(tmp_path: Path) -> AsyncIterator[str]:
             with distributed.Client(address, timeout=30) as client:
                 client.wait_for_workers(2, timeout=60)
 
-        await trio.to_thread.run_sync(two_workers)
+        await in_thread(two_workers)
         yield address
 
 
 async def in_thread(call: Callable[[], Any]) -> Any:
-    """Dask's blocking client off the trio thread: the processes' output keeps being read."""
-    return await trio.to_thread.run_sync(call)
+    """Dask's blocking client off the trio thread: the processes' output keeps being read,
+    and a timeout abandons the thread, so that the block still stops the processes."""
+    return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
 
 
 async def test_a_scheduler_and_two_separate_workers_give_the_rows_of_a_serial_run(
