@@ -10,8 +10,9 @@ import pytest
 
 from overlay.sim.static import StaticNetwork, TopologyError, read_placement, read_topology
 from overlay.tools.cli import main
+from tests.conftest import REPO
 
-GNUTELLA = Path("/work/shared/data/gnutella/p2p-Gnutella08.edgelist")
+GNUTELLA = REPO / "benchmarks" / "data" / "gnutella" / "p2p-Gnutella08.txt.gz"
 
 
 @pytest.fixture
