@@ -75,7 +75,7 @@ import trio
 
 from benchmarks.harness import Child, Listening, Run, as_typed, listening, overlay_command, started
 from overlay.net.first_seen import read_first_seen
-from overlay.net.swarm.setup import seed_plan, seeded_items
+from overlay.net.swarm.setup import copies_for, seed_plan, seeded_items
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address
 from overlay.protocol.messages import StatsReply
@@ -411,7 +411,7 @@ async def messages_comparison(args: argparse.Namespace, workdir: Path) -> dict[s
     seed: int = args.seed
     items = seeded_items(args.items, seed)
     keys = [content_key(value) for value, _ in items]
-    plan = seed_plan(args.items, args.replication, peers, seed)
+    plan = seed_plan(args.items, copies_for(args.replication, peers), peers, seed)
     rng = random.Random(f"live vs sim queries {seed}")
     streams = {
         mode: [(rng.randrange(peers), rng.randrange(args.items)) for _ in range(args.queries)]

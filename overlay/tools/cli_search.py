@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from overlay.net.client import CLIENT_TIMEOUT, ask
+from overlay.net.search_tally import NetworkTally, gather
 from overlay.protocol.errors import OverlayError, ProtocolError
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import (
@@ -257,9 +258,10 @@ def register(subparsers: Any) -> None:
         "search",
         help="search the overlay from a peer (flood, walk, ring, super-flood or super-walk)",
         description="Ask the peer at --via to search by key or by keywords and print "
-        "what it found: hits with their holders, the messages the origin sent and "
-        "received by kind, hops and time to the first hit.  Exit status 0 when found, "
-        "1 when not.",
+        "what it found: hits with their holders, the search's messages network-wide by "
+        "kind (each peer's own count, read from every peer that took part, as `overlay "
+        "sim query` counts them), hops and time to the first hit.  Exit status 0 when "
+        "found, 1 when not.",
     )
     search.add_argument(
         "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
@@ -336,9 +338,18 @@ def run_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def search_json(result: ClientSearchResult) -> dict[str, Any]:
-    """A search result as the plain dict ``--json`` prints."""
-    messages = {counter.name: counter.value for counter in result.messages}
+def search_json(result: ClientSearchResult, network: NetworkTally | None = None) -> dict[str, Any]:
+    """A search result as the plain dict ``--json`` prints.
+
+    ``messages`` is the search's cost over the whole network, by kind, as every peer
+    that took part reported it (``network``; the meaning ``overlay sim query`` gives
+    it); ``messages_at_origin`` what the origin itself sent.  ``hits`` are the items the
+    origin kept (at most ``--want`` unless more came at once); ``messages.hit`` counts
+    every hit message sent, each hop back along a flood's path included.
+    """
+    at_origin = {counter.name: counter.value for counter in result.messages}
+    at_origin["total"] = sum(at_origin.values())
+    messages = network.messages(result.wire_ids) if network is not None else None
     return {
         "search_id": result.search_id,
         "mode": result.mode,
@@ -354,7 +365,14 @@ def search_json(result: ClientSearchResult) -> dict[str, Any]:
             }
             for hit in result.hits
         ],
-        "messages": {**messages, "total": sum(messages.values())},
+        "messages": messages,
+        "messages_at_origin": at_origin,
+        "peers_counted": (
+            {"asked": network.asked, "answered": network.answered, "senders": network.senders}
+            if network is not None
+            else None
+        ),
+        "wire_ids": list(result.wire_ids),
         "first_hit_hops": result.first_hit_hops,
         "first_hit_time": (
             round(result.first_hit_time, 6) if result.first_hit_time is not None else None
@@ -372,22 +390,27 @@ def run_search(args: argparse.Namespace) -> int:
             return _fail("search", "KEY is 64 hex digits (the SHA-256 of the value)", 2)
     elif not keywords_of(args.keywords):
         return _fail("search", "--keywords needs at least one word", 2)
-    try:
-        result = trio.run(
-            lambda: search_via(
-                args.via,
-                args.mode,
-                key=key,
-                keywords=args.keywords,
-                ttl=args.ttl,
-                walkers=args.walkers,
-                want=args.want,
-                timeout=args.timeout,
-            )
+
+    async def search_and_count() -> tuple[ClientSearchResult, NetworkTally | None]:
+        result = await search_via(
+            args.via,
+            args.mode,
+            key=key,
+            keywords=args.keywords,
+            ttl=args.ttl,
+            walkers=args.walkers,
+            want=args.want,
+            timeout=args.timeout,
         )
+        if result.error or not result.wire_ids:
+            return result, None
+        return result, await gather([args.via], result.wire_ids)
+
+    try:
+        result, network = trio.run(search_and_count)
     except (OverlayError, ValueError) as error:
         return _fail("search", error)
-    report = search_json(result)
+    report = search_json(result, network)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     elif result.error:
@@ -397,18 +420,32 @@ def run_search(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def kinds_line(messages: dict[str, int]) -> str:
+    """``query / hit / check = total``, as the tables print a tally."""
+    return (
+        f"{messages.get('query', 0)} / {messages.get('hit', 0)} / {messages.get('check', 0)}"
+        f" = {messages.get('total', 0)}"
+    )
+
+
 def _print_search(report: dict[str, Any], console: Console) -> None:
     table = Table(title=f"{report['mode']} search {report['search_id']}", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    messages = report["messages"]
+    network = report["messages"]
+    counted = report["peers_counted"]
     rows: list[tuple[str, object]] = [
         ("success", report["success"]),
-        ("hits", len(report["hits"])),
+        ("items found (hits kept by the origin)", len(report["hits"])),
         (
-            "messages at the origin: query / hit / check",
-            f"{messages.get('query', 0)} / {messages.get('hit', 0)} / {messages.get('check', 0)}",
+            "messages, network-wide: query / hit / check",
+            kinds_line(network) if network is not None else "not counted",
         ),
+        (
+            "peers that sent any / answered",
+            f"{counted['senders']} / {counted['answered']}" if counted is not None else "-",
+        ),
+        ("messages the origin sent", kinds_line(report["messages_at_origin"])),
         ("hops to first hit", report["first_hit_hops"]),
         ("time to first hit (s)", report["first_hit_time"]),
         ("duration (s)", report["duration"]),
@@ -416,6 +453,12 @@ def _print_search(report: dict[str, Any], console: Console) -> None:
     for label, value in rows:
         table.add_row(label, str(value))
     console.print(table)
+    console.print(
+        "hit messages count every hop a hit travels back, and every holder's hit: "
+        "one item found can cost many",
+        style="dim",
+        highlight=False,
+    )
     for hit in report["hits"]:
         holder = hit["holder"]
         console.print(

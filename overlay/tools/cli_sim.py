@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from overlay.net.options import add_super_peers_argument
 from overlay.sim.scenario import Scenario, build, run
 from overlay.tools.cli_search import register_sim_query
 
@@ -40,9 +41,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--partition-at", type=float, default=None)
     parser.add_argument("--heal-at", type=float, default=None)
     parser.add_argument("--join-window", type=float, default=None)
-    parser.add_argument(
-        "--super-peers", action="store_true", help="elect super peers and keep their index"
-    )
+    add_super_peers_argument(parser, "elect super peers and keep their index")
     parser.add_argument("--items-per-peer", type=int, default=3, help="items each peer holds")
     parser.add_argument("--crash-super-fraction", type=float, default=0.0)
     parser.add_argument("--crash-super-at", type=float, default=None)

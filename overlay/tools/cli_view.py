@@ -62,6 +62,7 @@ from overlay.tools.crawl import (
     StatsBatch,
     StatsClient,
     crawl,
+    list_members,
 )
 from overlay.tools.view import FeedEvent, Frame, ViewModel, export_graph, render, short, sim_frames
 
@@ -324,6 +325,8 @@ def run_view(args: argparse.Namespace) -> int:
 
     target = str(args.bootstrap) if args.bootstrap is not None else "peers"
     console = Console()
+    once = args.once or args.export is not None  # an export is one picture: draw it and go
+    failure: list[str] = []
 
     async def main() -> None:
         client = StatsClient()  # one connection per peer, kept between refreshes
@@ -331,15 +334,30 @@ def run_view(args: argparse.Namespace) -> int:
             live_view,
             console=console,
             interval=args.interval,
-            once=args.once,
+            once=once,
             export=args.export,
             title=f"overlay view {target}",
         )
         try:
-            if args.once:
+            if once:
                 timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-                await show(lambda: crawl(args.bootstrap, args.peer, timeout=timeout))
+                found = await crawl(args.bootstrap, args.peer, timeout=timeout)
+                why = unreachable(found)
+                if why is not None:
+                    failure.append(why)
+                    return
+
+                async def crawled() -> Crawl:
+                    return found
+
+                await show(crawled)
                 return
+            if args.bootstrap is not None and not args.peer:
+                try:
+                    await list_members(args.bootstrap)
+                except OverlayError as error:
+                    failure.append(str(error))
+                    return
             rolling = RollingCrawl(
                 args.bootstrap,
                 args.peer,
@@ -357,9 +375,22 @@ def run_view(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         trio.run(main)
+    if failure:
+        print(f"overlay view: {failure[0]}", file=sys.stderr)
+        return 1
     if args.export is not None:
         Console(stderr=True).print(f"wrote {args.export}", highlight=False)
     return 0
+
+
+def unreachable(found: Crawl) -> str | None:
+    """Why a one-shot crawl found nobody at all (one line naming the address), or None."""
+    if found.snapshots:
+        return None
+    if found.bootstrap_error is not None:
+        return found.bootstrap_error
+    errors = [m.error for m in found.members if m.error]
+    return errors[0] if errors else "no peer answered"
 
 
 def rolling_source(rolling: RollingCrawl) -> CrawlSource:
