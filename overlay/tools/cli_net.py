@@ -78,7 +78,13 @@ def register(subparsers: Any) -> None:
         description="Run one peer: join through the bootstrap (or --join, any live peer) "
         "and keep a random neighbor list until SIGINT/SIGTERM, then leave gracefully.",
     )
-    peer.add_argument("--bootstrap", type=address_argument, default=None, metavar="HOST:PORT")
+    peer.add_argument(
+        "--bootstrap",
+        type=address_argument,
+        default=None,
+        metavar="HOST:PORT",
+        help="join through this bootstrap",
+    )
     peer.add_argument("--host", default="127.0.0.1", help="address to listen on")
     peer.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     peer.add_argument("--capacity", type=int, default=1, help="capacity (super peer election)")

@@ -60,7 +60,9 @@ def register_sim_query(sim_subparsers: Any) -> None:
 def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", required=True, help="edge list file")
     parser.add_argument("--placement", required=True, help='JSON {"KEY": [node, ...]}')
-    parser.add_argument("--mode", required=True, choices=FLAT_MODES)
+    parser.add_argument(
+        "--mode", required=True, choices=FLAT_MODES, help="flood, walk or the expanding ring"
+    )
     parser.add_argument("--source", required=True, type=int, help="node the query starts at")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--key", help="a placement KEY or a 64-hex content key")
@@ -94,7 +96,20 @@ def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
+def positive_options(args: argparse.Namespace, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` given as less than 1, as a one-line complaint."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            return f"--{name} must be at least 1, not {value}"
+    return None
+
+
 def run_query(args: argparse.Namespace) -> int:
+    problem = positive_options(args, ("ttl", "walkers", "check", "want"))
+    if problem is not None:
+        print(f"overlay sim query: {problem}", file=sys.stderr)
+        return 2
     try:
         network = StaticNetwork.from_files(
             args.topology,
@@ -118,14 +133,14 @@ def run_query(args: argparse.Namespace) -> int:
             fetch=getattr(args, "fetch", False),
         )
     except (TopologyError, ValueError) as error:
-        print(f"overlay query: {error}", file=sys.stderr)
+        print(f"overlay sim query: {error}", file=sys.stderr)
         return 2
     report = network.outcome_json(outcome)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
         print_outcome(report, Console())
-    return 0
+    return 0 if outcome.success else 1  # as `overlay search`: found or not
 
 
 def print_outcome(report: dict[str, Any], console: Console) -> None:
@@ -236,6 +251,7 @@ def _holder(text: str) -> Contact:
 def register(subparsers: Any) -> None:
     """``overlay publish``, ``overlay search`` and ``overlay fetch``."""
     via_help = "the peer to ask (it acts on our behalf)"
+    timeout_help = f"seconds to wait for the answer (default {CLIENT_TIMEOUT:g})"
     publish: argparse.ArgumentParser = subparsers.add_parser(
         "publish",
         help="have a peer hold an item (key = SHA-256 of the value)",
@@ -247,10 +263,12 @@ def register(subparsers: Any) -> None:
         "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
     )
     what = publish.add_mutually_exclusive_group(required=True)
-    what.add_argument("file", nargs="?", type=Path, default=None, metavar="FILE")
+    what.add_argument(
+        "file", nargs="?", type=Path, default=None, metavar="FILE", help="publish this file"
+    )
     what.add_argument("--text", help="publish this text (UTF-8) instead of a file")
     publish.add_argument("--name", default=None, help="the item's name (its keywords)")
-    publish.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    publish.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     publish.add_argument("--json", action="store_true", help="print the answer as JSON")
     publish.set_defaults(run=run_publish)
 
@@ -266,7 +284,13 @@ def register(subparsers: Any) -> None:
     search.add_argument(
         "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
     )
-    search.add_argument("--mode", required=True, choices=MODES)
+    search.add_argument(
+        "--mode",
+        required=True,
+        choices=MODES,
+        help="flood, walk, ring (the expanding ring), or over the super layer: super-flood, "
+        "super-walk",
+    )
     target = search.add_mutually_exclusive_group(required=True)
     target.add_argument("key", nargs="?", default=None, metavar="KEY", help="a 64-hex key")
     target.add_argument("--keywords", help="words that must all be in the item's name")
@@ -278,7 +302,7 @@ def register(subparsers: Any) -> None:
     )
     search.add_argument("--walkers", type=int, default=None, help="walkers (default 16)")
     search.add_argument("--want", type=int, default=None, help="hits wanted (default 1)")
-    search.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    search.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     search.add_argument("--json", action="store_true", help="print the outcome as JSON")
     search.set_defaults(run=run_search)
 
@@ -292,8 +316,15 @@ def register(subparsers: Any) -> None:
     fetch.add_argument(
         "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
     )
-    fetch.add_argument("key", metavar="KEY")
-    fetch.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    fetch.add_argument("key", metavar="KEY", help="the item's key (64 hex digits)")
+    fetch.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="write the verified value here (-: standard output)",
+    )
     fetch.add_argument(
         "--holder",
         type=_holder,
@@ -302,7 +333,7 @@ def register(subparsers: Any) -> None:
         help="fetch from this holder only",
     )
     fetch.add_argument("--mode", choices=MODES, default="ring", help="how to find holders")
-    fetch.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    fetch.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     fetch.add_argument("--json", action="store_true", help="print the answer as JSON")
     fetch.set_defaults(run=run_fetch)
 
@@ -390,6 +421,9 @@ def run_search(args: argparse.Namespace) -> int:
             return _fail("search", "KEY is 64 hex digits (the SHA-256 of the value)", 2)
     elif not keywords_of(args.keywords):
         return _fail("search", "--keywords needs at least one word", 2)
+    problem = positive_options(args, ("ttl", "walkers", "want"))
+    if problem is not None:
+        return _fail("search", problem, 2)
 
     async def search_and_count() -> tuple[ClientSearchResult, NetworkTally | None]:
         result = await search_via(
@@ -469,6 +503,9 @@ def _print_search(report: dict[str, Any], console: Console) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    to_stdout = str(args.output) == "-"
+    if to_stdout and args.json:
+        return _fail("fetch", "-o - and --json both write to standard output: pick one", 2)
     key = args.key.lower()
     if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
         return _fail("fetch", "KEY is 64 hex digits (the SHA-256 of the value)", 2)
@@ -504,12 +541,17 @@ def run_fetch(args: argparse.Namespace) -> int:
         refusal = fetch_error(result)
         return _fail("fetch", refusal if refusal is not None else result.error)
     try:
-        args.output.write_bytes(result.value)
+        if to_stdout:
+            sys.stdout.buffer.write(result.value)
+            sys.stdout.buffer.flush()
+        else:
+            args.output.write_bytes(result.value)
     except OSError as error:
         return _fail("fetch", f"cannot write {args.output}: {error.strerror}")
     if not args.json:
+        where = "standard output" if to_stdout else args.output
         print(
-            f"{len(result.value)} bytes from {result.holder}, verified, written to {args.output}",
+            f"{len(result.value)} bytes from {result.holder}, verified, written to {where}",
             file=sys.stderr,
         )
     return 0

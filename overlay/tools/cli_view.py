@@ -86,7 +86,13 @@ def register(subparsers: Any) -> None:
         "and each frame is drawn on time from the latest answers; the header shows how old "
         "the data is, and a peer silent for more than --stale seconds is shown unreachable.",
     )
-    view.add_argument("--bootstrap", type=address_argument, metavar="HOST:PORT", default=None)
+    view.add_argument(
+        "--bootstrap",
+        type=address_argument,
+        metavar="HOST:PORT",
+        default=None,
+        help="where the crawl starts: the bootstrap lists every registered peer",
+    )
     view.add_argument(
         "--peer",
         type=address_argument,
@@ -109,7 +115,11 @@ def register(subparsers: Any) -> None:
         help="seconds without an answer after which a peer is shown unreachable "
         f"(default {DEFAULT_STALE:g})",
     )
-    view.add_argument("--once", action="store_true", help="print one frame and exit")
+    view.add_argument(
+        "--once",
+        action="store_true",
+        help="print one frame and exit (1 if nobody answers); --export implies it",
+    )
     view.add_argument(
         "--export",
         type=Path,
@@ -125,8 +135,16 @@ def register(subparsers: Any) -> None:
         description="One row per peer: id, address, role, degree, its super peers (or its "
         "weak peers), status (alive, suspect, unreachable).",
     )
-    members.add_argument("--bootstrap", type=address_argument, metavar="HOST:PORT", required=True)
-    members.add_argument("--role", choices=("super", "weak"), default=None)
+    members.add_argument(
+        "--bootstrap",
+        type=address_argument,
+        metavar="HOST:PORT",
+        required=True,
+        help="the overlay's bootstrap (it lists every registered peer)",
+    )
+    members.add_argument(
+        "--role", choices=("super", "weak"), default=None, help="list only peers of this role"
+    )
     members.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="per-peer timeout")
     members.add_argument("--json", action="store_true", help="print JSON (one list)")
     members.set_defaults(run=run_members)
@@ -537,8 +555,8 @@ class WorkerControl:
             if address in worker.peers:
                 await self._tell(worker, CONTROL_CRASH + str(address).encode())
                 worker.peers.remove(address)
-                return f"k: crashed the peer at {address}"
-        return f"k: no worker runs {address}"
+                return f"crashed the peer at {address}"
+        return f"no worker runs {address}"
 
     async def add(self) -> str:
         if not self.workers:
@@ -592,13 +610,13 @@ def swarm_actions(
         targets = alive(None)
         if not targets:
             return "k: no live peer to crash"
-        return await control.crash(rng.choice(targets))
+        return f"k: {await control.crash(rng.choice(targets))}"
 
     async def crash_super() -> str:
         targets = alive("super")
         if not targets:
             return "K: no super peer to crash"
-        return await control.crash(rng.choice(targets))
+        return f"K: {await control.crash(rng.choice(targets))} (a super peer)"
 
     async def search(mode: str) -> str:
         origins = alive(None)

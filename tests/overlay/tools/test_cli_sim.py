@@ -63,3 +63,30 @@ def test_readable_summary_without_json(capsys: pytest.CaptureFixture[str]) -> No
 def test_invalid_arguments_get_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--peers", "10", "--loss", "1.5"]) == 2
     assert "loss" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--partition-at", "30", "--heal-at", "10"], ("--heal-at", "--partition-at")),
+        (["--heal-at", "10"], ("--heal-at", "--partition-at")),
+        (["--crash-fraction", "0.5", "--crash-at", "90"], ("--crash-at", "--duration")),
+        (["--crash-at", "5"], ("--crash-fraction", "--crash-at")),
+        (["--crash-fraction", "0.5"], ("--crash-fraction", "--crash-at")),
+        (["--crash-super-at", "5"], ("--crash-super-fraction", "--crash-super-at")),
+        (
+            ["--no-super-peers", "--crash-super-fraction", "0.3", "--crash-super-at", "5"],
+            ("--crash-super-at", "--no-super-peers"),
+        ),
+        (["--recover-after", "5"], ("--recover-after", "--crash-at")),
+        (["--partition-at", "61"], ("--partition-at", "--duration")),
+        (["--leave-fraction", "0.5"], ("--leave-fraction", "--churn")),
+    ],
+)
+def test_impossible_combinations_are_refused_naming_the_flags(
+    flags: list[str], named: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sim", "--peers", "10", "--duration", "60", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("overlay sim: ") and "\n" not in err
+    assert all(flag in err for flag in named), err

@@ -1,4 +1,5 @@
-"""``overlay search`` reports a search's cost network-wide, and the figure is true.
+"""``overlay search`` reports a search's cost network-wide, and the figure is true;
+``overlay fetch -o -`` writes to standard output; a default swarm lists both roles.
 
 A real swarm (a subprocess, 30 peers) with no other search traffic: the same item is
 searched for from the same peer, by flood and then by walk, with the ``overlay search``
@@ -20,7 +21,8 @@ from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Query, QueryHit, TallyRequest
 from overlay.tools.crawl import list_members
 from overlay.tools.swarm import collect_stats
-from tests.conftest import OVERLAY, REPO, interrupt
+from search.store import content_key
+from tests.conftest import OVERLAY, REPO, interrupt, start_peer
 
 SEARCH_KINDS = ("Query", "QueryHit", "WalkStep", "WalkCheck", "WalkVerdict", "SuperQuery")
 PEERS = 30
@@ -66,6 +68,18 @@ async def test_search_reports_what_the_peers_counters_say_it_cost() -> None:
                 if len(listed) == PEERS:
                     break
                 await trio.sleep(0.2)
+        # A default swarm runs the super layer: `overlay members` lists both roles.
+        with trio.fail_after(DEADLINE):
+            while True:
+                listing = await trio.run_process(
+                    [*OVERLAY, "members", "--bootstrap", str(bootstrap), "--json"],
+                    capture_stdout=True,
+                    cwd=str(REPO),
+                )
+                roles = {member["role"] for member in json.loads(listing.stdout)}
+                if roles == {"super", "weak"}:
+                    break
+                await trio.sleep(0.5)
         for mode in ("flood", "walk"):
             before = await _search_messages_sent(listed)
             done = await trio.run_process(
@@ -113,3 +127,23 @@ async def test_a_gathering_bounds_how_many_peers_it_asks() -> None:
     found = await gather_once(starts, ["a" * 32], timeout=1.0, limit=2)
     assert found.asked == 2 and found.answered == 0 and found.by_id == {}
     assert TallyRequest(("a" * 32,)).query_ids == ("a" * 32,)
+
+
+async def test_fetch_to_standard_output(nursery: trio.Nursery) -> None:
+    """``overlay fetch KEY -o -`` writes the verified value to standard output, and
+    nothing else: the report goes to standard error."""
+    peer, _node = await start_peer(nursery, bootstrap=None)
+    value = b"bytes for standard output\n"
+    peer.search.publish(value, "stdout item")
+    key = content_key(value)
+    done = await trio.run_process(
+        [*OVERLAY, "fetch", "--via", str(peer.address), key, "-o", "-"],
+        capture_stdout=True,
+        capture_stderr=True,
+        cwd=str(REPO),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == value
+    assert b"written to standard output" in done.stderr
+    assert not (REPO / "-").exists()
