@@ -426,6 +426,8 @@ async def messages_comparison(args: argparse.Namespace, workdir: Path) -> dict[s
         str(args.items),
         "--replication",
         repr(args.replication),
+        "--no-super-peers",  # flat searches, replayed on the flat topology
+        "--no-searches",  # only this script's queries
         *args.swarm_arg,
     ]
     swarm = LiveSwarm(swarm_args, workdir)
