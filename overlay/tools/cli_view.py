@@ -577,7 +577,7 @@ class WorkerControl:
         outcome = "found" if result.success else "not found"
         return (
             f"{mode} {key[:8]} from {origin}: {outcome}, {len(result.hits)} hits, "
-            f"first hit {hops} hops, {sent} msgs at origin, {result.duration:.2f} s"
+            f"first hit {hops} hops, {sent} msgs sent by the origin, {result.duration:.2f} s"
         )
 
 

@@ -46,7 +46,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import networkx as nx
@@ -92,6 +92,7 @@ from overlay.tools.view import write_edge_list
 from search.store import content_key
 
 log = logging.getLogger("overlay.tools.swarm")
+T = TypeVar("T")
 
 STATS_TIMEOUT = 3.0
 STATS_CONCURRENCY = 128
@@ -784,7 +785,7 @@ async def _observe(
             ):
                 progress.phase = "searching"
                 live.update(progress.line(args.peers))
-                search = await _search_phase(args, addresses, everyone)
+                search = await _unless_stopped(stop, _search_phase(args, addresses, everyone))
                 progress.phase = "searched; running until the end" + (
                     " (Ctrl-C ends)" if forever else ""
                 )
@@ -815,6 +816,22 @@ async def _observe(
         }
     )
     return summary
+
+
+async def _unless_stopped(stop: trio.Event, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None once ``stop`` is set first (Ctrl-C ends the swarm at
+    any time, searches included)."""
+    done: list[T] = []
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        done.append(await work)
+        nursery.cancel_scope.cancel()
+    return done[0] if done else None
 
 
 async def _search_phase(

@@ -121,6 +121,21 @@ async def start_swarm(
     return swarm
 
 
+def diagnose(swarm: Swarm, origin: Peer, key: str) -> str:  # pragma: no cover - on failure
+    """What the origin's searches for ``key`` saw, and the swarm's drops and refusals."""
+    found = [
+        f"{r.mode} hits={[h.holder.id[:8] for h in r.hits]} took={r.finished - r.started:.2f}s"
+        for r in origin.search.results.values()
+        if key in r.criteria
+    ]
+    totals: dict[str, int] = {}
+    for peer, node in zip(swarm.peers, swarm.nodes, strict=True):
+        for name, value in [*peer.search.counters.items(), *node.counters.items()]:
+            if any(word in name for word in ("drop", "refus", "distrust", "limit", "full")):
+                totals[name] = totals.get(name, 0) + value
+    return f"origin {origin.id[:8]}: {found}; swarm {dict(sorted(totals.items()))}"
+
+
 def counters(reply: object) -> dict[str, int]:
     return {c.name: c.value for c in getattr(reply, "counters", ())}
 
@@ -205,7 +220,9 @@ async def test_flood_walk_and_ring_find_fetch_and_refuse_tampered_bytes_in_200_p
         assert counters(await fetch_stats(asker.address))["search.fetch.mismatch"] == 1
         # Found by a search instead of named: the only holder lies, so nothing is handed on.
         searched = await fetch_via(others[7].address, secret_key, mode="flood")
-        assert searched.value is None and searched.error == "every holder failed"
+        assert searched.value is None and searched.error == "every holder failed", diagnose(
+            swarm, others[7], secret_key
+        )
         assert [f.holder.id for f in searched.failures] == [liar.id]
         assert isinstance(fetch_error(searched), ContentMismatch)
 

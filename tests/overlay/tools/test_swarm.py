@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import trio
 
+from overlay.net.swarm.setup import copies_for
+from overlay.tools.cli import main
 from tests.conftest import REPO
 
 OVERLAY = [sys.executable, "-m", "overlay.tools.cli"]
@@ -123,3 +126,15 @@ async def test_sigterm_stops_the_swarm_gracefully() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_replication_is_a_fraction_and_copies_a_count(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["swarm", "--replication", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--replication is a fraction" in err and "use --copies 2" in err
+    assert main(["swarm", "--peers", "10", "--copies", "11"]) == 2
+    assert "--copies is a count" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["swarm", "--copies", "2", "--replication", "0.1"])
+    assert "not allowed with argument --copies" in capsys.readouterr().err
+    assert copies_for(0.01, 50) == 1 and copies_for(0.1, 50) == 5 and copies_for(1.0, 7) == 7
