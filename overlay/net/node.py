@@ -410,10 +410,12 @@ class Node:
         if to == self.contact.address:
             self.count("send.to_self")
             return
-        connections = self.links.get(to)
-        if connections:
-            connection = connections[0]
-        else:
+        # A link being ended (bad input, idle, a blocked write) stays listed until its
+        # task forgets it, and on a busy machine that can take a while: send on a sibling
+        # that is still open, or on a fresh one, rather than drop what the core sent
+        # (a flood's copy lost that way once hid the only holder of an item).
+        connection = next((c for c in self.links.get(to, ()) if not c.shut), None)
+        if connection is None:
             dialled = self._dial(to)
             if dialled is None:
                 self.count(f"dropped.no_link.{name}")
