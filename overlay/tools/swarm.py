@@ -1,4 +1,6 @@
-"""``overlay swarm``: a bootstrap and N peers on loopback, watched live, summarized at the end.
+"""``overlay swarm``, the main job: a bootstrap and N peers on this machine (or N peers
+joining another machine's overlay, ``--bootstrap``), watched live, searched once settled,
+summarized at the end.
 
 Layout: the parent process (this module) runs the bootstrap and the observer; the
 peers run in P worker processes (``python -m overlay.net.swarm.worker``, see
@@ -16,12 +18,20 @@ The observer reads every peer through a :class:`StatsRequest` (concurrently,
 each under a timeout) and computes the same summary as ``overlay sim``
 (:func:`overlay.sim.topology.summarize`), plus wall-clock figures.
 
-Content (``--items M --replication R``): M items, each held by a random fraction R of
-the peers (at least one).  The plan is a pure function of (M, R, peers, seed)
-(:func:`overlay.net.swarm.setup.seed_plan`), so each worker computes it itself and
-publishes its own share locally before its peers start, and a test or benchmark that
-knows the arguments knows every key (:func:`overlay.net.swarm.setup.seeded_items`) without
-asking anyone.  The summary lists the keys.
+Content (``--items M`` with ``--copies C`` or ``--replication R``): M items (5 by
+default), each held by C random peers (R of them, at least one).  The plan is a pure
+function of (M, C, peers, seed) (:func:`overlay.net.swarm.setup.seed_plan`), so each
+worker computes it itself and publishes its own share locally before its peers start,
+and a test or benchmark that knows the arguments knows every key
+(:func:`overlay.net.swarm.setup.seeded_items`) without asking anyone.  The summary lists
+the keys.  Once the overlay has settled (:func:`overlay.tools.swarm_search.settled`, read
+from the stats; at the latest when ``--duration`` ends) every item is searched for by
+every mode, and each search's cost is read from every peer's own tally
+(:mod:`overlay.tools.swarm_search`, :mod:`overlay.net.search_tally`).
+
+Across machines (``--bootstrap HOST:PORT --host ADDRESS``): no bootstrap is started, the
+peers listen on ADDRESS and join the given overlay; the observer then reads every peer
+the bootstrap lists, so the summary describes the whole overlay (docs/multi-host.md).
 
 For benchmarks (``benchmarks/live_vs_sim.py``): ``--topology-out FILE`` rewrites FILE
 after every stats poll with the current topology as an edge list, peer i being the
