@@ -55,7 +55,7 @@ from overlay.protocol.messages import (
     TallyRequest,
 )
 from search.errors import ContentMismatch, FetchTimeout, ItemNotFound
-from search.outcome import KINDS, MODES, FetchResult, SearchResult
+from search.outcome import KIND_OF, KINDS, MODES, FetchResult, SearchResult
 from search.store import Criteria, content_key, keywords_of
 
 CLIENT_TIMEOUT: Final = 20.0
@@ -161,7 +161,8 @@ class ClientRequests:
                 done.set()
 
     def sent(self, message: Message) -> None:
-        self.tally.sent(message, trio.current_time())
+        if type(message) in KIND_OF:  # most of what a peer sends is membership: skip it cheaply
+            self.tally.sent(message, trio.current_time())
 
     def handle(self, node: Node, connection: Connection, message: Message) -> None:
         """A request arrived: serve it in its own task (or refuse it at once when full);
