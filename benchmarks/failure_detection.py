@@ -150,7 +150,10 @@ async def running_victim(
         "--failure-timeout",
         repr(membership.failure_timeout),
     ]
-    command = overlay_command("peer", "--bootstrap", str(bootstrap), "--seed", str(seed), *timers)
+    # The flat overlay: what is measured is the membership's failure detector.
+    command = overlay_command(
+        "peer", "--bootstrap", str(bootstrap), "--seed", str(seed), "--no-super-peers", *timers
+    )
     async with started(command, listening("peer"), timeout=30, stop=signal.SIGKILL) as peer:
         assert peer.ready.id is not None  # "peer ID listening on HOST:PORT"
         yield Victim(peer.process, peer.ready.id, peer.ready.address)

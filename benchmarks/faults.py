@@ -236,8 +236,10 @@ def _running_swarm(
         "swarm",
         "--peers", str(args.peers), "--processes", str(args.processes),
         "--duration", "3600", "--interval", "3600", "--port", "0", "--json",
-        "--seed", str(SEED), *extra,
+        "--seed", str(SEED), "--no-searches", *extra,
     )  # fmt: skip
+    if "--super-peers" not in extra:  # every part but `super` measures the flat overlay
+        command += ["--no-super-peers", *(() if "--items" in extra else ("--items", "0"))]
     _progress(as_typed(command))
     return started(
         command, listening("bootstrap"), ready_on="stderr", stop=signal.SIGTERM, grace=120
@@ -376,7 +378,7 @@ async def _crash_super(args: argparse.Namespace) -> dict[str, Any]:
 
 def _newcomer(via: Address, seed: int) -> contextlib.AbstractAsyncContextManager[Child[Listening]]:
     """``overlay peer --join VIA`` running (``ready.address``: where it listens)."""
-    command = overlay_command("peer", "--join", str(via), "--seed", str(seed))
+    command = overlay_command("peer", "--join", str(via), "--seed", str(seed), "--no-super-peers")
     return started(command, listening("peer"), stop=signal.SIGTERM, grace=15)
 
 

@@ -483,8 +483,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--data",
         type=Path,
         default=None,
-        help="directory of the Gnutella crawls (default ../shared/data/gnutella "
-        "beside the repository)",
+        help="directory of the Gnutella crawls (default: benchmarks/data/gnutella, in the "
+        "repository)",
     )
     parser.add_argument("--seed", type=int, default=2002)
     parser.add_argument(

@@ -75,7 +75,7 @@ import trio
 
 from benchmarks.harness import Child, Listening, Run, as_typed, listening, overlay_command, started
 from overlay.net.first_seen import read_first_seen
-from overlay.net.swarm.setup import seed_plan, seeded_items
+from overlay.net.swarm.setup import copies_for, seed_plan, seeded_items
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address
 from overlay.protocol.messages import StatsReply
@@ -411,7 +411,7 @@ async def messages_comparison(args: argparse.Namespace, workdir: Path) -> dict[s
     seed: int = args.seed
     items = seeded_items(args.items, seed)
     keys = [content_key(value) for value, _ in items]
-    plan = seed_plan(args.items, args.replication, peers, seed)
+    plan = seed_plan(args.items, copies_for(args.replication, peers), peers, seed)
     rng = random.Random(f"live vs sim queries {seed}")
     streams = {
         mode: [(rng.randrange(peers), rng.randrange(args.items)) for _ in range(args.queries)]
@@ -426,6 +426,8 @@ async def messages_comparison(args: argparse.Namespace, workdir: Path) -> dict[s
         str(args.items),
         "--replication",
         repr(args.replication),
+        "--no-super-peers",  # flat searches, replayed on the flat topology
+        "--no-searches",  # only this script's queries
         *args.swarm_arg,
     ]
     swarm = LiveSwarm(swarm_args, workdir)

@@ -34,7 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(peers: int, duration: float, seed: int) -> dict[str, Any]:
-    scenario = Scenario(peers=peers, seed=seed, duration=duration)
+    scenario = Scenario(peers=peers, seed=seed, duration=duration, super_peers=False)
     built_at = time.perf_counter()
     sim = build(scenario)
     started = time.perf_counter()

@@ -284,8 +284,8 @@ def running_swarm(
         "--duration", str(args.minutes * 60 + END_TIMEOUT + START_TIMEOUT),
         "--interval", str(args.sample_period), "--control", "--json",
     )  # fmt: skip
-    if args.super_peers:
-        command.append("--super-peers")
+    command.append("--super-peers" if args.super_peers else "--no-super-peers")
+    command += ["--no-searches", "--items", "0"]  # the soak publishes and searches itself
     if args.processes is not None:
         command += ["--processes", str(args.processes)]
     env = {}

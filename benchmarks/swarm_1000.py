@@ -302,6 +302,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "3600",  # this script polls; the swarm's own polls would load the peers
         "--port",
         "0",
+        "--no-super-peers",  # the flat overlay's cost per peer, as recorded
+        "--items",
+        "0",
         "--seed",
         str(SEED),
         "--items",

@@ -14,9 +14,11 @@ same three kinds so that our numbers can be set beside theirs:
   symmetric), largest component.
 
 Every graph is relabelled 0..n-1 in sorted order, so a seed names the same peers
-on every machine.  The crawls are data, not code: they live in the shared data
-directory beside the repository (``../shared/data/gnutella`` from its root), and
-a missing file is a clear :class:`DataMissing` error, never a silent skip.
+on every machine.  The crawls live in the repository, gzipped, in
+``benchmarks/data/gnutella`` (where they come from and how to cite them:
+``benchmarks/data/gnutella/README.md``), so a fresh clone has them; a missing file
+(``--data DIR`` pointing elsewhere) is a clear :class:`DataMissing` error, never a
+silent skip.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ import networkx as nx
 from overlay.sim.static import read_topology
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "gnutella"
-"""Where CI (which clones the repository with ``shared/`` beside it) finds the crawls."""
+DEFAULT_DATA_DIR = REPO_ROOT / "benchmarks" / "data" / "gnutella"
+"""The SNAP crawls, in the repository (a fresh clone has them)."""
 
 CRAWL_FILES = {
-    "gnutella04": "p2p-Gnutella04.edgelist",
-    "gnutella08": "p2p-Gnutella08.edgelist",
-    "gnutella31": "p2p-Gnutella31.edgelist",
+    "gnutella04": "p2p-Gnutella04.txt.gz",
+    "gnutella08": "p2p-Gnutella08.txt.gz",
+    "gnutella31": "p2p-Gnutella31.txt.gz",
 }
 
 
@@ -124,8 +126,8 @@ def crawl_path(name: str, data_dir: Path | None = None) -> Path:
     path = directory / CRAWL_FILES[name]
     if not path.is_file():
         raise DataMissing(
-            f"{path} not found: the Gnutella crawls are expected in ../shared/data/gnutella "
-            f"beside the repository ({DEFAULT_DATA_DIR}); pass --data DIR to point elsewhere"
+            f"{path} not found: the Gnutella crawls live in the repository, in "
+            f"{DEFAULT_DATA_DIR}; --data DIR points elsewhere"
         )
     return path
 

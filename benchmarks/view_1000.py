@@ -352,7 +352,7 @@ async def owned_run(args: argparse.Namespace, modes: set[str]) -> dict[str, Any]
 def render_only(peers: int) -> dict[str, Any]:
     """Model and render times alone, from simulator snapshots of the same size: the part
     of a refresh that does not depend on how busy the peers' machine is."""
-    sim = build(Scenario(peers=peers, seed=1, duration=30))
+    sim = build(Scenario(peers=peers, seed=1, duration=30, super_peers=False))
     frames = sim_frames(sim, 20.0, 2.0)
     console = Console(record=True, width=160, height=50, file=io.StringIO())
     times: list[float] = []
@@ -416,6 +416,7 @@ async def tcp_run(args: argparse.Namespace) -> dict[str, Any]:
             command = overlay_command(
                 "swarm", "--peers", str(args.peers), "--port", "0",
                 "--duration", "3600", "--json", "--interval", "3600",
+                "--no-super-peers", "--items", "0",  # the flat overlay, as recorded
             )  # fmt: skip
             swarm = await processes.enter_async_context(
                 started(

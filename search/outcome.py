@@ -165,7 +165,18 @@ class QueryOutcome:
         return out
 
 
-def _id_of(message: Message) -> str | None:
+def counted_as(message: Message) -> tuple[str, str] | None:
+    """(wire id, kind) a search message counts under; None for any other message.  The
+    simulator's tracker and every peer's own tally over TCP count with this one rule."""
+    kind = KIND_OF.get(type(message))
+    if kind is None:
+        return None
+    wire_id = wire_id_of(message)
+    return None if wire_id is None else (wire_id, kind)
+
+
+def wire_id_of(message: Message) -> str | None:
+    """The query id (or fetch request id) a search message is counted under."""
     query_id = getattr(message, "query_id", None)
     if query_id is None:
         query_id = getattr(message, "request_id", None)
@@ -197,12 +208,10 @@ class QueryTracker:
         return tally
 
     def on_message(self, message: Message) -> None:
-        kind = KIND_OF.get(type(message))
-        if kind is None:
+        counted = counted_as(message)
+        if counted is None:
             return
-        wire_id = _id_of(message)
-        if wire_id is None:
-            return
+        wire_id, kind = counted
         messages = self._tally(wire_id).messages
         messages[kind] = messages.get(kind, 0) + 1
 

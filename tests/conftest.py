@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -197,6 +198,17 @@ async def spawn_overlay(
         await process.wait()
         raise
     return Child(process, data.split(b"\n", 1)[0].decode())
+
+
+async def interrupt(process: trio.Process, seconds: float = 60.0) -> None:
+    """Stop a child the way a user would (SIGINT), killing it if it overstays."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGINT)
+    with trio.move_on_after(seconds):
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
 
 
 async def finish(child: Child, seconds: float = 15.0) -> int:

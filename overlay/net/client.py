@@ -6,6 +6,7 @@ the tests all talk to peers this way; the peer answers in the runtime.
 
 from __future__ import annotations
 
+import os
 import random
 from typing import TypeVar
 
@@ -20,6 +21,39 @@ M = TypeVar("M", bound=Message)
 CLIENT_TIMEOUT = 30.0
 """How long a client waits for a peer's answer (the peer gives up on a search after
 20 s, see :data:`overlay.net.client_requests.CLIENT_TIMEOUT`, and answers with an error)."""
+CONNECT_TIMEOUT = 5.0
+"""How long a client tries to connect before it says that nothing answers there (a
+refused connection says so at once; an address that swallows packets takes this long)."""
+
+
+def nothing_answers(address: Address, why: object) -> str:
+    """The one line every client command prints when it cannot reach ``address``."""
+    return f"nothing answers at {address} ({why})"
+
+
+def _reason(exc: BaseException) -> str:
+    """The OS's words for a failed connect (trio wraps them: "all attempts ... failed",
+    caused by a group of one error per address tried)."""
+    cause: BaseException = exc
+    while isinstance(cause.__cause__, BaseException):
+        cause = cause.__cause__
+    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        cause = cause.exceptions[0]
+    if isinstance(cause, OSError) and cause.errno is not None:
+        return os.strerror(cause.errno).lower()
+    return str(cause) or type(cause).__name__
+
+
+async def connect(address: Address, timeout: float = CONNECT_TIMEOUT) -> trio.SocketStream:
+    """A TCP connection to ``address``; :class:`TransportError` saying that nothing answers
+    there (and why) when there is none within ``timeout``."""
+    try:
+        with trio.fail_after(timeout):
+            return await trio.open_tcp_stream(address.host, address.port)
+    except trio.TooSlowError:
+        raise TransportError(nothing_answers(address, f"no connection in {timeout:g} s")) from None
+    except OSError as exc:
+        raise TransportError(nothing_answers(address, _reason(exc))) from None
 
 
 async def ask(
@@ -31,9 +65,9 @@ async def ask(
     :class:`ProtocolError` (the peer closed without answering).
     """
     decoder = FrameDecoder()
+    stream = await connect(via, min(timeout, CONNECT_TIMEOUT))
     try:
         with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(via.host, via.port)
             async with stream:
                 port = int(stream.socket.getsockname()[1])
                 # We listen nowhere; our own ephemeral address is a unique, honest claim.

@@ -29,6 +29,7 @@ from overlay.core.admission import prefix_of
 from overlay.core.peer import Peer
 from overlay.net.connection import Connection
 from overlay.net.node import Node
+from overlay.net.search_tally import SearchTally, tally_reply
 from overlay.protocol.effects import Notify
 from overlay.protocol.errors import LocalError
 from overlay.protocol.identity import Contact, PeerId
@@ -38,6 +39,7 @@ from overlay.protocol.messages import (
     MAX_CLIENT_SECONDS,
     MAX_FETCH_FAILURES,
     MAX_MODE_NAME,
+    MAX_TALLY_IDS,
     MAX_WALK_TTL_FIELD,
     ClientFetch,
     ClientFetchResult,
@@ -49,6 +51,8 @@ from overlay.protocol.messages import (
     FetchFailure,
     Message,
     StatCounter,
+    TallyReply,
+    TallyRequest,
 )
 from search.errors import ContentMismatch, FetchTimeout, ItemNotFound
 from search.outcome import KIND_OF, KINDS, MODES, FetchResult, SearchResult
@@ -74,7 +78,8 @@ def _seconds(value: float) -> float:
 
 
 def search_reply(result: SearchResult, tally: dict[str, int]) -> ClientSearchResult:
-    """A finished search as the wire carries it back to the client (hits bounded)."""
+    """A finished search as the wire carries it back to the client (hits bounded);
+    ``tally``: what the origin itself sent for it, by kind."""
     first = result.first_hit
     return ClientSearchResult(
         search_id=result.search_id,
@@ -95,6 +100,7 @@ def search_reply(result: SearchResult, tally: dict[str, int]) -> ClientSearchRes
         first_hit_hops=min(first.hops, MAX_WALK_TTL_FIELD) if first is not None else None,
         first_hit_time=_seconds(first.time) if first is not None else None,
         duration=_seconds(result.finished - result.started),
+        wire_ids=result.wire_ids[:MAX_TALLY_IDS],
     )
 
 
@@ -138,8 +144,8 @@ class ClientRequests:
         self.timeout = timeout
         self.waiting: dict[str, trio.Event] = {}
         """Search and fetch ids a request waits for; set when the core reports them done."""
-        self.tallies: dict[str, dict[str, int]] = {}
-        """Messages by kind that this peer sent and received, per client search id."""
+        self.tally = SearchTally()
+        """The search messages this peer sent, by query id (:class:`TallyRequest`)."""
         self.serving: dict[Connection, int] = {}
         """Requests pending per client connection (kept open meanwhile)."""
         self.pending = 0
@@ -154,22 +160,18 @@ class ClientRequests:
             if ident in search.results or ident in search.fetches:
                 done.set()
 
-    def observe(self, message: Message) -> None:
-        """Tally one search message sent or received by this peer (only while a client
-        search runs: the node calls this only when :attr:`tallies` is not empty)."""
-        kind = KIND_OF.get(type(message))
-        if kind is None:
-            return
-        wire_id = getattr(message, "query_id", None)
-        if wire_id is None:
-            return
-        origin = self.peer.search.ctx.origins.get(wire_id)
-        tally = self.tallies.get(origin.search_id if origin is not None else wire_id)
-        if tally is not None:
-            tally[kind] = tally.get(kind, 0) + 1
+    def sent(self, message: Message) -> None:
+        if type(message) in KIND_OF:  # most of what a peer sends is membership: skip it cheaply
+            self.tally.sent(message, trio.current_time())
 
     def handle(self, node: Node, connection: Connection, message: Message) -> None:
-        """A request arrived: serve it in its own task (or refuse it at once when full)."""
+        """A request arrived: serve it in its own task (or refuse it at once when full);
+        a tally request is answered at once (a lookup per id)."""
+        if type(message) is TallyRequest:
+            assert isinstance(message, TallyRequest)
+            node.count("client.TallyRequest")
+            node.reply(connection, self._tallies(node, message))
+            return
         if self.pending >= MAX_PENDING:
             node.count("client.refused_busy")  # in the stats reply as node.client.*
             node.reply(connection, self._refusal(message, "the peer is busy; try later"))
@@ -209,6 +211,17 @@ class ClientRequests:
             return ClientSearchResult(None, message.mode, False, error=_clip(why))
         assert isinstance(message, ClientFetch)
         return ClientFetchResult(message.key, None, error=_clip(why))
+
+    def _tallies(self, node: Node, message: TallyRequest) -> TallyReply:
+        bootstrap = self.peer.membership.bootstrap
+        links = (
+            connection.remote
+            for address, connections in node.links.items()
+            if address != bootstrap
+            for connection in connections[:1]
+            if connection.remote is not None
+        )
+        return tally_reply(self.tally, message, links, trio.current_time())
 
     def _publish(self, node: Node, message: ClientPublish) -> ClientPublished:
         try:
@@ -262,14 +275,14 @@ class ClientRequests:
             search_id, effects = search.start(mode, criteria, trio.current_time(), **options)
         except (LocalError, ValueError) as error:
             return None, {}, f"search refused: {error}"
-        tally = self.tallies[search_id] = dict.fromkeys(KINDS, 0)
-        try:
-            node.apply(effects)
-            found = await self._wait(search_id, search.results)
-        finally:
-            del self.tallies[search_id]
+        node.apply(effects)
+        found = await self._wait(search_id, search.results)
         if found is None:
-            return None, tally, f"search did not finish within {self.timeout:g} s"
+            return None, {}, f"search did not finish within {self.timeout:g} s"
+        tally = dict.fromkeys(KINDS, 0)
+        for wire_id in found.wire_ids:
+            for kind, count in self.tally.counts(wire_id).items():
+                tally[kind] += count
         return found, tally, ""
 
     async def _wait(self, ident: str, table: dict[str, R]) -> R | None:

@@ -73,7 +73,7 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Sequence, Sized
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol, TypeVarTuple
 
 import attrs
@@ -189,13 +189,9 @@ class RequestHandler(Protocol):
     :class:`overlay.net.client_requests.ClientRequests`).
 
     The node hands it every message of :data:`CLIENT_REQUESTS` instead of the core, shows
-    it the messages it sends and receives while :attr:`tallies` is not empty, passes it
-    the core's events, and leaves the connections in :attr:`serving` to it.
+    it every message the core sends, passes it the core's events, and leaves the
+    connections in :attr:`serving` to it.
     """
-
-    @property
-    def tallies(self) -> Sized:
-        """Not empty while it wants :meth:`observe` called (a test on every message)."""
 
     @property
     def serving(self) -> Collection[Connection]:
@@ -205,8 +201,9 @@ class RequestHandler(Protocol):
         """A request came on ``connection``; the answer goes back with :meth:`Node.reply`,
         at once or from a task (:meth:`Node.start_soon`)."""
 
-    def observe(self, message: Message) -> None:
-        """A message the node is about to send, or has just read."""
+    def sent(self, message: Message) -> None:
+        """A message the core sent (counted before faults or full queues may drop it,
+        as the simulator counts a ``Send``)."""
 
     def on_event(self, event: Notify) -> None:
         """An event of the core, before the node's own ``on_event`` callback sees it."""
@@ -356,7 +353,7 @@ class Node:
             last_message: Message | None = None
             last_frame = b""
             client = self.client
-            watch = client.observe if client is not None and client.tallies else None
+            watch = client.sent if client is not None else None
             for effect in effects:
                 kind = type(effect)
                 if kind is Send:
@@ -413,10 +410,12 @@ class Node:
         if to == self.contact.address:
             self.count("send.to_self")
             return
-        connections = self.links.get(to)
-        if connections:
-            connection = connections[0]
-        else:
+        # A link being ended (bad input, idle, a blocked write) stays listed until its
+        # task forgets it, and on a busy machine that can take a while: send on a sibling
+        # that is still open, or on a fresh one, rather than drop what the core sent
+        # (a flood's copy lost that way once hid the only holder of an item).
+        connection = next((c for c in self.links.get(to, ()) if not c.shut), None)
+        if connection is None:
             dialled = self._dial(to)
             if dialled is None:
                 self.count(f"dropped.no_link.{name}")
@@ -859,13 +858,10 @@ class Node:
             if self.stopping:
                 return
             client = self.client
-            if client is not None:
-                if kind in CLIENT_REQUESTS:
-                    self._who.pop(remote.address, None)  # as above
-                    client.handle(self, connection, message)
-                    continue
-                if client.tallies:
-                    client.observe(message)
+            if client is not None and kind in CLIENT_REQUESTS:
+                self._who.pop(remote.address, None)  # as above
+                client.handle(self, connection, message)
+                continue
             faults = self.faults
             if faults is not None and not faults.incoming(remote.address, message):
                 continue

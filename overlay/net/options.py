@@ -120,7 +120,7 @@ def add_limit_arguments(parser: argparse.ArgumentParser, *, swarm: bool = False)
     _add(limits, SearchConfig, SEARCH_FLAGS)
     _add(parser.add_argument_group("failure detection"), MembershipConfig, MEMBERSHIP_FLAGS)
     _add(
-        parser.add_argument_group("super-peer layer timers (with --super-peers)"),
+        parser.add_argument_group("super-peer layer timers"),
         SuperConfig,
         SUPER_FLAGS,
         prefix=SUPER_PREFIX,
@@ -131,6 +131,18 @@ def add_limit_arguments(parser: argparse.ArgumentParser, *, swarm: bool = False)
 
 def add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser.add_argument_group("bootstrap limits"), HostCacheConfig, BOOTSTRAP_FLAGS)
+
+
+def add_super_peers_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--super-peers`` / ``--no-super-peers``: the layer is on unless the flat overlay is
+    asked for.  ``--super-peers`` is still accepted (it was needed before the layer was on
+    by default), so older commands keep working."""
+    parser.add_argument(
+        "--super-peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"{what} (on by default; --no-super-peers: the flat overlay)",
+    )
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser, *, swarm: bool = False) -> None:

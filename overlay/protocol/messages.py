@@ -681,6 +681,11 @@ MAX_FETCH_FAILURES: Final = 4
 """Holders a fetch tries before giving up; a result names each one that failed.  Four
 keeps the largest result (a full value and four failures) inside one 64 KiB frame."""
 MAX_CLIENT_SECONDS: Final = 86400.0
+MAX_TALLY_IDS: Final = 16
+"""Query ids one :class:`TallyRequest` asks about (an expanding ring uses at most six)."""
+MAX_TALLY_LINKS: Final = 256
+"""Contacts one :class:`TallyReply` names: a super peer's weak peers (at most
+``SuperConfig.max_load``, 80 by default), its super-layer and overlay neighbors."""
 
 
 @attrs.frozen
@@ -743,9 +748,10 @@ class ClientSearchResult(Message):
     """Peer -> client: the outcome of a :class:`ClientSearch`, as its origin saw it.
 
     ``messages`` tallies, by kind (query, hit, check, fetch), the search's messages the
-    origin sent and received: over TCP no single peer sees the rest of the network's
-    share (the simulator's outcome counts every peer's).  ``search_id`` is None and
-    ``error`` says why when the search was refused or did not finish in time.
+    origin itself sent: over TCP no single peer sees the rest of the network's share,
+    which the client reads from every peer with :class:`TallyRequest` (the simulator's
+    outcome counts every peer's).  ``search_id`` is None and ``error`` says why when the
+    search was refused or did not finish in time.
     """
 
     search_id: str | None = attrs.field(validator=validate.optional(check_peer_id))
@@ -765,6 +771,11 @@ class ClientSearchResult(Message):
     )
     duration: float = attrs.field(default=0.0, validator=validate.real(0.0, MAX_CLIENT_SECONDS))
     error: str = attrs.field(default="", validator=validate.text(0, MAX_CLIENT_ERROR))
+    wire_ids: tuple[str, ...] = attrs.field(
+        default=(), validator=validate.tuple_of(str, MAX_TALLY_IDS, check_peer_id)
+    )
+    """The query ids the search used on the wire (one per ring for the expanding ring):
+    what a :class:`TallyRequest` asks the other peers about."""
 
 
 @attrs.frozen
@@ -812,10 +823,61 @@ class ClientFetchResult(Message):
     error: str = attrs.field(default="", validator=validate.text(0, MAX_CLIENT_ERROR))
 
 
-CLIENT_REQUESTS: Final[tuple[type[Message], ...]] = (ClientPublish, ClientSearch, ClientFetch)
+@attrs.frozen
+class TallyRequest(Message):
+    """Anyone -> peer: how many search messages did you send for these query ids?
+
+    How ``overlay search`` and the swarm report a search's cost network-wide, with the
+    meaning ``overlay sim query`` gives it.  Answered by the runtime from a small,
+    bounded tally that forgets after a few minutes (:mod:`overlay.net.search_tally`).
+    A query id is random and known only to peers the query reached, so the answer
+    tells a stranger nothing; asking costs the peer a lookup per id.
+    """
+
+    query_ids: tuple[str, ...] = attrs.field(
+        validator=validate.tuple_of(str, MAX_TALLY_IDS, check_peer_id)
+    )
+
+
+@attrs.frozen
+class QueryTally:
+    """Search messages one peer sent for one query id, by kind (query, hit, check, fetch)."""
+
+    query_id: str = attrs.field(validator=check_peer_id)
+    counters: tuple[StatCounter, ...] = attrs.field(
+        validator=validate.tuple_of(StatCounter, MAX_CLIENT_KINDS)
+    )
+
+
+@attrs.frozen
+class TallyReply(Message):
+    """Peer -> asker: its tallies of the asked ids it sent anything for, and the peers it
+    has a link to now (whom it may have sent them to: a client follows those links from
+    the origin to find every peer that took part, without a bootstrap).
+
+    What a peer says here is its own word: a liar can inflate or hide its share, and it
+    changes nothing but the figure the asker prints (the asker bounds how many peers it
+    follows, :data:`overlay.net.search_tally.MAX_TALLY_PEERS`).
+    """
+
+    tallies: tuple[QueryTally, ...] = attrs.field(
+        default=(), validator=validate.tuple_of(QueryTally, MAX_TALLY_IDS)
+    )
+    links: tuple[Contact, ...] = attrs.field(
+        default=(), validator=_contacts(Contact, MAX_TALLY_LINKS)
+    )
+
+
+CLIENT_REQUESTS: Final[tuple[type[Message], ...]] = (
+    ClientPublish,
+    ClientSearch,
+    ClientFetch,
+    TallyRequest,
+)
 CLIENT_MESSAGES: Final[tuple[type[Message], ...]] = (
     *CLIENT_REQUESTS,
     ClientPublished,
     ClientSearchResult,
     ClientFetchResult,
+    TallyReply,
 )

@@ -27,10 +27,11 @@ Files:
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import networkx as nx
 
@@ -53,10 +54,11 @@ class TopologyError(ValueError):
 
 
 def read_topology(path: str | Path) -> nx.Graph:
-    """Read an edge list of integer node ids as an undirected simple graph."""
+    """Read an edge list of integer node ids as an undirected simple graph (a name
+    ending in ``.gz`` is read through gzip, as the crawls in ``benchmarks/data`` are)."""
     graph = nx.Graph()
     try:
-        with open(path, encoding="utf-8") as lines:
+        with _open_text(Path(path)) as lines:
             for number, line in enumerate(lines, 1):
                 text = line.split("#", 1)[0].split()
                 if not text:
@@ -68,10 +70,16 @@ def read_topology(path: str | Path) -> nx.Graph:
                 except ValueError:
                     raise TopologyError(f"{path}:{number}: node ids are integers") from None
                 graph.add_edge(u, v)
-    except OSError as error:
-        raise TopologyError(f"{path}: {error.strerror}") from None
+    except (OSError, EOFError) as error:
+        raise TopologyError(f"{path}: {getattr(error, 'strerror', None) or error}") from None
     graph.remove_edges_from(list(nx.selfloop_edges(graph)))
     return graph
+
+
+def _open_text(path: Path) -> TextIO:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
 
 
 def read_placement(path: str | Path) -> dict[str, list[int]]:

@@ -8,6 +8,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -33,12 +34,22 @@ def address_argument(text: str) -> Address:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _version() -> str:
+    try:
+        return metadata.version("overlay")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="overlay",
         description="An unstructured peer-to-peer overlay with super peers.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--version", action="version", version=f"overlay {_version()}", help="print the version"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

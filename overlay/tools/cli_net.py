@@ -24,10 +24,11 @@ from bootstrap.server import serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import watch_partition_file
-from overlay.net.node import open_listeners
+from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_bootstrap_arguments,
     add_runtime_arguments,
+    add_super_peers_argument,
     check_runtime_arguments,
     fault_injectors,
     host_cache_config_of,
@@ -38,12 +39,24 @@ from overlay.net.peer_node import peer_node
 from overlay.net.peer_state import load_peer_state, save_peer_state
 from overlay.net.swarm.setup import room_for_weak_peers, super_peer_config
 from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address
 from overlay.tools.cli import address_argument
+from overlay.tools.crawl import fetch_stats, list_members
 from overlay.tools.swarm import register_swarm
 
 log = logging.getLogger("overlay.tools.cli_net")
 
 STATE_SAVE_PERIOD = 5.0
+JOIN_TIMEOUT = 60.0
+FIRST_PROBE = 1.0
+"""Seconds after start before a peer that has not joined checks whether anyone answers
+where it was told to join; the checks then back off, doubling up to MAX_PROBE_GAP."""
+MAX_PROBE_GAP = 30.0
+PROBE_TIMEOUT = 2.0
+
+
+class JoinTimedOut(OverlayError):
+    """Nothing answered where the peer was told to join, for ``--join-timeout`` seconds."""
 
 
 def register(subparsers: Any) -> None:
@@ -65,7 +78,13 @@ def register(subparsers: Any) -> None:
         description="Run one peer: join through the bootstrap (or --join, any live peer) "
         "and keep a random neighbor list until SIGINT/SIGTERM, then leave gracefully.",
     )
-    peer.add_argument("--bootstrap", type=address_argument, default=None, metavar="HOST:PORT")
+    peer.add_argument(
+        "--bootstrap",
+        type=address_argument,
+        default=None,
+        metavar="HOST:PORT",
+        help="join through this bootstrap",
+    )
     peer.add_argument("--host", default="127.0.0.1", help="address to listen on")
     peer.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     peer.add_argument("--capacity", type=int, default=1, help="capacity (super peer election)")
@@ -81,9 +100,15 @@ def register(subparsers: Any) -> None:
     )
     peer.add_argument("--seed", type=int, default=None, help="seed of the peer's random source")
     peer.add_argument(
-        "--super-peers",
-        action="store_true",
-        help="run the super-peer layer (the peer may be elected super peer; --capacity counts)",
+        "--join-timeout",
+        type=float,
+        default=JOIN_TIMEOUT,
+        metavar="SECONDS",
+        help="give up (exit status 1) when nothing has answered at the bootstrap (or --join) "
+        f"for this long and no saved host is known (default {JOIN_TIMEOUT:g}; 0: keep trying)",
+    )
+    add_super_peers_argument(
+        peer, "run the super-peer layer (the peer may be elected super peer; --capacity counts)"
     )
     add_runtime_arguments(peer)
     peer.set_defaults(run=run_peer)
@@ -137,6 +162,9 @@ def run_peer(args: argparse.Namespace) -> int:
     if args.bootstrap is None and args.join is None:
         print("overlay peer: give --bootstrap HOST:PORT or --join HOST:PORT", file=sys.stderr)
         return 2
+    if args.join_timeout < 0:
+        print("overlay peer: --join-timeout must be >= 0 (0: keep trying)", file=sys.stderr)
+        return 2
     if not 0 <= args.capacity <= 1_000_000:
         print("overlay peer: --capacity must be in [0, 1000000]", file=sys.stderr)
         return 2
@@ -184,12 +212,56 @@ async def _peer_main(args: argparse.Namespace) -> None:
             print(f"peer {peer.id} listening on {address}", flush=True)
             if state_dir is not None:
                 nursery.start_soon(_save_periodically, state_dir, peer)
-            async for _ in signals:
-                break
+            gave_up: list[str] = []
+            finished = trio.Event()
+
+            async def until_signal() -> None:
+                async for _ in signals:
+                    break
+                finished.set()
+
+            nursery.start_soon(until_signal)
+            if not peer.membership.known_hosts:  # saved hosts may take it in: no deadline
+                nursery.start_soon(_watch_join, node, peer, args, gave_up, finished)
+            await finished.wait()
             await node.leave()
             nursery.cancel_scope.cancel()
+        if gave_up:
+            raise JoinTimedOut(gave_up[0])
         if state_dir is not None:
             _save(state_dir, peer)
+
+
+async def _watch_join(
+    node: Node, peer: Peer, args: argparse.Namespace, gave_up: list[str], finished: trio.Event
+) -> None:
+    """Until the peer joins or someone answers where it joins through, say so on stderr,
+    checking again after 1, 2, 4, ... seconds (at most :data:`MAX_PROBE_GAP`); after
+    ``--join-timeout`` seconds of that, give up: the peer leaves and the command fails."""
+    target: Address = args.bootstrap if args.bootstrap is not None else args.join
+    began = trio.current_time()
+    gap = FIRST_PROBE
+    membership = peer.membership
+    while not membership.ever_joined:
+        with trio.move_on_after(gap):
+            await node.wait_until(lambda: membership.ever_joined)
+        if membership.ever_joined:
+            return
+        try:
+            if args.bootstrap is not None:
+                await list_members(target, PROBE_TIMEOUT)
+            else:
+                await fetch_stats(target, PROBE_TIMEOUT)
+        except OverlayError as error:
+            waited = trio.current_time() - began
+            if args.join_timeout and waited >= args.join_timeout:
+                gave_up.append(f"{error}; gave up after {waited:.0f} s (--join-timeout)")
+                finished.set()
+                return
+            gap = min(2 * gap, MAX_PROBE_GAP)
+            print(f"overlay peer: {error}; trying again in {gap:g} s", file=sys.stderr, flush=True)
+            continue
+        return  # it answers: the peer is registered (the first one has no one to join yet)
 
 
 def seed_known_hosts(peer: Peer, hosts: list[Any]) -> None:

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from overlay.net.client import CLIENT_TIMEOUT, ask
+from overlay.net.search_tally import NetworkTally, gather
 from overlay.protocol.errors import OverlayError, ProtocolError
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import (
@@ -59,7 +60,9 @@ def register_sim_query(sim_subparsers: Any) -> None:
 def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", required=True, help="edge list file")
     parser.add_argument("--placement", required=True, help='JSON {"KEY": [node, ...]}')
-    parser.add_argument("--mode", required=True, choices=FLAT_MODES)
+    parser.add_argument(
+        "--mode", required=True, choices=FLAT_MODES, help="flood, walk or the expanding ring"
+    )
     parser.add_argument("--source", required=True, type=int, help="node the query starts at")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--key", help="a placement KEY or a 64-hex content key")
@@ -93,7 +96,20 @@ def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
+def positive_options(args: argparse.Namespace, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` given as less than 1, as a one-line complaint."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            return f"--{name} must be at least 1, not {value}"
+    return None
+
+
 def run_query(args: argparse.Namespace) -> int:
+    problem = positive_options(args, ("ttl", "walkers", "check", "want"))
+    if problem is not None:
+        print(f"overlay sim query: {problem}", file=sys.stderr)
+        return 2
     try:
         network = StaticNetwork.from_files(
             args.topology,
@@ -117,14 +133,14 @@ def run_query(args: argparse.Namespace) -> int:
             fetch=getattr(args, "fetch", False),
         )
     except (TopologyError, ValueError) as error:
-        print(f"overlay query: {error}", file=sys.stderr)
+        print(f"overlay sim query: {error}", file=sys.stderr)
         return 2
     report = network.outcome_json(outcome)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
         print_outcome(report, Console())
-    return 0
+    return 0 if outcome.success else 1  # as `overlay search`: found or not
 
 
 def print_outcome(report: dict[str, Any], console: Console) -> None:
@@ -235,6 +251,7 @@ def _holder(text: str) -> Contact:
 def register(subparsers: Any) -> None:
     """``overlay publish``, ``overlay search`` and ``overlay fetch``."""
     via_help = "the peer to ask (it acts on our behalf)"
+    timeout_help = f"seconds to wait for the answer (default {CLIENT_TIMEOUT:g})"
     publish: argparse.ArgumentParser = subparsers.add_parser(
         "publish",
         help="have a peer hold an item (key = SHA-256 of the value)",
@@ -246,10 +263,12 @@ def register(subparsers: Any) -> None:
         "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
     )
     what = publish.add_mutually_exclusive_group(required=True)
-    what.add_argument("file", nargs="?", type=Path, default=None, metavar="FILE")
+    what.add_argument(
+        "file", nargs="?", type=Path, default=None, metavar="FILE", help="publish this file"
+    )
     what.add_argument("--text", help="publish this text (UTF-8) instead of a file")
     publish.add_argument("--name", default=None, help="the item's name (its keywords)")
-    publish.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    publish.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     publish.add_argument("--json", action="store_true", help="print the answer as JSON")
     publish.set_defaults(run=run_publish)
 
@@ -257,14 +276,21 @@ def register(subparsers: Any) -> None:
         "search",
         help="search the overlay from a peer (flood, walk, ring, super-flood or super-walk)",
         description="Ask the peer at --via to search by key or by keywords and print "
-        "what it found: hits with their holders, the messages the origin sent and "
-        "received by kind, hops and time to the first hit.  Exit status 0 when found, "
-        "1 when not.",
+        "what it found: hits with their holders, the search's messages network-wide by "
+        "kind (each peer's own count, read from every peer that took part, as `overlay "
+        "sim query` counts them), hops and time to the first hit.  Exit status 0 when "
+        "found, 1 when not.",
     )
     search.add_argument(
         "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
     )
-    search.add_argument("--mode", required=True, choices=MODES)
+    search.add_argument(
+        "--mode",
+        required=True,
+        choices=MODES,
+        help="flood, walk, ring (the expanding ring), or over the super layer: super-flood, "
+        "super-walk",
+    )
     target = search.add_mutually_exclusive_group(required=True)
     target.add_argument("key", nargs="?", default=None, metavar="KEY", help="a 64-hex key")
     target.add_argument("--keywords", help="words that must all be in the item's name")
@@ -276,7 +302,7 @@ def register(subparsers: Any) -> None:
     )
     search.add_argument("--walkers", type=int, default=None, help="walkers (default 16)")
     search.add_argument("--want", type=int, default=None, help="hits wanted (default 1)")
-    search.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    search.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     search.add_argument("--json", action="store_true", help="print the outcome as JSON")
     search.set_defaults(run=run_search)
 
@@ -290,8 +316,15 @@ def register(subparsers: Any) -> None:
     fetch.add_argument(
         "--via", type=address_argument, required=True, metavar="HOST:PORT", help=via_help
     )
-    fetch.add_argument("key", metavar="KEY")
-    fetch.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    fetch.add_argument("key", metavar="KEY", help="the item's key (64 hex digits)")
+    fetch.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="write the verified value here (-: standard output)",
+    )
     fetch.add_argument(
         "--holder",
         type=_holder,
@@ -300,7 +333,7 @@ def register(subparsers: Any) -> None:
         help="fetch from this holder only",
     )
     fetch.add_argument("--mode", choices=MODES, default="ring", help="how to find holders")
-    fetch.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT)
+    fetch.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     fetch.add_argument("--json", action="store_true", help="print the answer as JSON")
     fetch.set_defaults(run=run_fetch)
 
@@ -336,9 +369,18 @@ def run_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def search_json(result: ClientSearchResult) -> dict[str, Any]:
-    """A search result as the plain dict ``--json`` prints."""
-    messages = {counter.name: counter.value for counter in result.messages}
+def search_json(result: ClientSearchResult, network: NetworkTally | None = None) -> dict[str, Any]:
+    """A search result as the plain dict ``--json`` prints.
+
+    ``messages`` is the search's cost over the whole network, by kind, as every peer
+    that took part reported it (``network``; the meaning ``overlay sim query`` gives
+    it); ``messages_at_origin`` what the origin itself sent.  ``hits`` are the items the
+    origin kept (at most ``--want`` unless more came at once); ``messages.hit`` counts
+    every hit message sent, each hop back along a flood's path included.
+    """
+    at_origin = {counter.name: counter.value for counter in result.messages}
+    at_origin["total"] = sum(at_origin.values())
+    messages = network.messages(result.wire_ids) if network is not None else None
     return {
         "search_id": result.search_id,
         "mode": result.mode,
@@ -354,7 +396,14 @@ def search_json(result: ClientSearchResult) -> dict[str, Any]:
             }
             for hit in result.hits
         ],
-        "messages": {**messages, "total": sum(messages.values())},
+        "messages": messages,
+        "messages_at_origin": at_origin,
+        "peers_counted": (
+            {"asked": network.asked, "answered": network.answered, "senders": network.senders}
+            if network is not None
+            else None
+        ),
+        "wire_ids": list(result.wire_ids),
         "first_hit_hops": result.first_hit_hops,
         "first_hit_time": (
             round(result.first_hit_time, 6) if result.first_hit_time is not None else None
@@ -372,22 +421,30 @@ def run_search(args: argparse.Namespace) -> int:
             return _fail("search", "KEY is 64 hex digits (the SHA-256 of the value)", 2)
     elif not keywords_of(args.keywords):
         return _fail("search", "--keywords needs at least one word", 2)
-    try:
-        result = trio.run(
-            lambda: search_via(
-                args.via,
-                args.mode,
-                key=key,
-                keywords=args.keywords,
-                ttl=args.ttl,
-                walkers=args.walkers,
-                want=args.want,
-                timeout=args.timeout,
-            )
+    problem = positive_options(args, ("ttl", "walkers", "want"))
+    if problem is not None:
+        return _fail("search", problem, 2)
+
+    async def search_and_count() -> tuple[ClientSearchResult, NetworkTally | None]:
+        result = await search_via(
+            args.via,
+            args.mode,
+            key=key,
+            keywords=args.keywords,
+            ttl=args.ttl,
+            walkers=args.walkers,
+            want=args.want,
+            timeout=args.timeout,
         )
+        if result.error or not result.wire_ids:
+            return result, None
+        return result, await gather([args.via], result.wire_ids)
+
+    try:
+        result, network = trio.run(search_and_count)
     except (OverlayError, ValueError) as error:
         return _fail("search", error)
-    report = search_json(result)
+    report = search_json(result, network)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     elif result.error:
@@ -397,18 +454,32 @@ def run_search(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def kinds_line(messages: dict[str, int]) -> str:
+    """``query / hit / check = total``, as the tables print a tally."""
+    return (
+        f"{messages.get('query', 0)} / {messages.get('hit', 0)} / {messages.get('check', 0)}"
+        f" = {messages.get('total', 0)}"
+    )
+
+
 def _print_search(report: dict[str, Any], console: Console) -> None:
     table = Table(title=f"{report['mode']} search {report['search_id']}", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    messages = report["messages"]
+    network = report["messages"]
+    counted = report["peers_counted"]
     rows: list[tuple[str, object]] = [
         ("success", report["success"]),
-        ("hits", len(report["hits"])),
+        ("items found (hits kept by the origin)", len(report["hits"])),
         (
-            "messages at the origin: query / hit / check",
-            f"{messages.get('query', 0)} / {messages.get('hit', 0)} / {messages.get('check', 0)}",
+            "messages, network-wide: query / hit / check",
+            kinds_line(network) if network is not None else "not counted",
         ),
+        (
+            "peers that sent any / answered",
+            f"{counted['senders']} / {counted['answered']}" if counted is not None else "-",
+        ),
+        ("messages the origin sent", kinds_line(report["messages_at_origin"])),
         ("hops to first hit", report["first_hit_hops"]),
         ("time to first hit (s)", report["first_hit_time"]),
         ("duration (s)", report["duration"]),
@@ -416,6 +487,12 @@ def _print_search(report: dict[str, Any], console: Console) -> None:
     for label, value in rows:
         table.add_row(label, str(value))
     console.print(table)
+    console.print(
+        "hit messages count every hop a hit travels back, and every holder's hit: "
+        "one item found can cost many",
+        style="dim",
+        highlight=False,
+    )
     for hit in report["hits"]:
         holder = hit["holder"]
         console.print(
@@ -426,6 +503,9 @@ def _print_search(report: dict[str, Any], console: Console) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    to_stdout = str(args.output) == "-"
+    if to_stdout and args.json:
+        return _fail("fetch", "-o - and --json both write to standard output: pick one", 2)
     key = args.key.lower()
     if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
         return _fail("fetch", "KEY is 64 hex digits (the SHA-256 of the value)", 2)
@@ -461,12 +541,17 @@ def run_fetch(args: argparse.Namespace) -> int:
         refusal = fetch_error(result)
         return _fail("fetch", refusal if refusal is not None else result.error)
     try:
-        args.output.write_bytes(result.value)
+        if to_stdout:
+            sys.stdout.buffer.write(result.value)
+            sys.stdout.buffer.flush()
+        else:
+            args.output.write_bytes(result.value)
     except OSError as error:
         return _fail("fetch", f"cannot write {args.output}: {error.strerror}")
     if not args.json:
+        where = "standard output" if to_stdout else args.output
         print(
-            f"{len(result.value)} bytes from {result.holder}, verified, written to {args.output}",
+            f"{len(result.value)} bytes from {result.holder}, verified, written to {where}",
             file=sys.stderr,
         )
     return 0

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from overlay.net.options import add_super_peers_argument
 from overlay.sim.scenario import Scenario, build, run
 from overlay.tools.cli_search import register_sim_query
 
@@ -34,18 +35,50 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--leave-fraction", type=float, default=0.0, help="share of churn that leaves gracefully"
     )
-    parser.add_argument("--crash-fraction", type=float, default=0.0)
-    parser.add_argument("--crash-at", type=float, default=None)
-    parser.add_argument("--recover-after", type=float, default=None)
-    parser.add_argument("--partition-at", type=float, default=None)
-    parser.add_argument("--heal-at", type=float, default=None)
-    parser.add_argument("--join-window", type=float, default=None)
     parser.add_argument(
-        "--super-peers", action="store_true", help="elect super peers and keep their index"
+        "--crash-fraction",
+        type=float,
+        default=0.0,
+        help="crash this share of the live peers at once, at --crash-at",
     )
+    parser.add_argument(
+        "--crash-at", type=float, default=None, help="when (s) the --crash-fraction crash happens"
+    )
+    parser.add_argument(
+        "--recover-after",
+        type=float,
+        default=None,
+        help="bring each crashed peer back this many seconds later (same address, new id)",
+    )
+    parser.add_argument(
+        "--partition-at",
+        type=float,
+        default=None,
+        help="split the live peers in two random halves at this time (s)",
+    )
+    parser.add_argument(
+        "--heal-at", type=float, default=None, help="heal the partition at this time (s)"
+    )
+    parser.add_argument(
+        "--join-window",
+        type=float,
+        default=None,
+        help="peers join uniformly over this many seconds (default peers/1000, in [1, 10])",
+    )
+    add_super_peers_argument(parser, "elect super peers and keep their index")
     parser.add_argument("--items-per-peer", type=int, default=3, help="items each peer holds")
-    parser.add_argument("--crash-super-fraction", type=float, default=0.0)
-    parser.add_argument("--crash-super-at", type=float, default=None)
+    parser.add_argument(
+        "--crash-super-fraction",
+        type=float,
+        default=0.0,
+        help="crash this share of the super peers at once, at --crash-super-at",
+    )
+    parser.add_argument(
+        "--crash-super-at",
+        type=float,
+        default=None,
+        help="when (s) the --crash-super-fraction crash happens",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
         "--view",
@@ -83,7 +116,54 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
     )
 
 
+def impossible(args: argparse.Namespace) -> str | None:
+    """An option combination that cannot mean anything, in one line naming the flags."""
+    end = args.duration
+
+    def at(flag: str, value: float | None) -> str | None:
+        if value is not None and not 0 <= value <= end:
+            return f"{flag} {value:g} is outside the run (--duration {end:g})"
+        return None
+
+    pairs = (
+        ("--crash-fraction", args.crash_fraction > 0, "--crash-at", args.crash_at is not None),
+        (
+            "--crash-super-fraction",
+            args.crash_super_fraction > 0,
+            "--crash-super-at",
+            args.crash_super_at is not None,
+        ),
+    )
+    for share, has_share, when, has_when in pairs:
+        if has_share != has_when:
+            return f"{share} and {when} go together: give both or neither"
+    for flag, value in (
+        ("--crash-at", args.crash_at),
+        ("--crash-super-at", args.crash_super_at),
+        ("--partition-at", args.partition_at),
+        ("--heal-at", args.heal_at),
+    ):
+        problem = at(flag, value)
+        if problem is not None:
+            return problem
+    if args.heal_at is not None and args.partition_at is None:
+        return "--heal-at needs a --partition-at to heal"
+    if args.heal_at is not None and args.heal_at <= (args.partition_at or 0.0):
+        return f"--heal-at {args.heal_at:g} comes before --partition-at {args.partition_at:g}"
+    if args.recover_after is not None and args.crash_at is None:
+        return "--recover-after needs a crash to recover from (--crash-fraction, --crash-at)"
+    if args.crash_super_at is not None and not args.super_peers:
+        return "--crash-super-fraction/--crash-super-at need super peers (not --no-super-peers)"
+    if args.leave_fraction > 0 and args.churn == 0:
+        return "--leave-fraction is a share of --churn, which is 0"
+    return None
+
+
 def run_sim(args: argparse.Namespace) -> int:
+    problem = impossible(args)
+    if problem is not None:
+        print(f"overlay sim: {problem}", file=sys.stderr)
+        return 2
     try:
         scenario = scenario_from(args)
     except ValueError as error:

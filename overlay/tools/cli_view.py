@@ -62,6 +62,7 @@ from overlay.tools.crawl import (
     StatsBatch,
     StatsClient,
     crawl,
+    list_members,
 )
 from overlay.tools.view import FeedEvent, Frame, ViewModel, export_graph, render, short, sim_frames
 
@@ -85,7 +86,13 @@ def register(subparsers: Any) -> None:
         "and each frame is drawn on time from the latest answers; the header shows how old "
         "the data is, and a peer silent for more than --stale seconds is shown unreachable.",
     )
-    view.add_argument("--bootstrap", type=address_argument, metavar="HOST:PORT", default=None)
+    view.add_argument(
+        "--bootstrap",
+        type=address_argument,
+        metavar="HOST:PORT",
+        default=None,
+        help="where the crawl starts: the bootstrap lists every registered peer",
+    )
     view.add_argument(
         "--peer",
         type=address_argument,
@@ -108,7 +115,11 @@ def register(subparsers: Any) -> None:
         help="seconds without an answer after which a peer is shown unreachable "
         f"(default {DEFAULT_STALE:g})",
     )
-    view.add_argument("--once", action="store_true", help="print one frame and exit")
+    view.add_argument(
+        "--once",
+        action="store_true",
+        help="print one frame and exit (1 if nobody answers); --export implies it",
+    )
     view.add_argument(
         "--export",
         type=Path,
@@ -124,8 +135,16 @@ def register(subparsers: Any) -> None:
         description="One row per peer: id, address, role, degree, its super peers (or its "
         "weak peers), status (alive, suspect, unreachable).",
     )
-    members.add_argument("--bootstrap", type=address_argument, metavar="HOST:PORT", required=True)
-    members.add_argument("--role", choices=("super", "weak"), default=None)
+    members.add_argument(
+        "--bootstrap",
+        type=address_argument,
+        metavar="HOST:PORT",
+        required=True,
+        help="the overlay's bootstrap (it lists every registered peer)",
+    )
+    members.add_argument(
+        "--role", choices=("super", "weak"), default=None, help="list only peers of this role"
+    )
     members.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="per-peer timeout")
     members.add_argument("--json", action="store_true", help="print JSON (one list)")
     members.set_defaults(run=run_members)
@@ -324,6 +343,8 @@ def run_view(args: argparse.Namespace) -> int:
 
     target = str(args.bootstrap) if args.bootstrap is not None else "peers"
     console = Console()
+    once = args.once or args.export is not None  # an export is one picture: draw it and go
+    failure: list[str] = []
 
     async def main() -> None:
         client = StatsClient()  # one connection per peer, kept between refreshes
@@ -331,15 +352,30 @@ def run_view(args: argparse.Namespace) -> int:
             live_view,
             console=console,
             interval=args.interval,
-            once=args.once,
+            once=once,
             export=args.export,
             title=f"overlay view {target}",
         )
         try:
-            if args.once:
+            if once:
                 timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-                await show(lambda: crawl(args.bootstrap, args.peer, timeout=timeout))
+                found = await crawl(args.bootstrap, args.peer, timeout=timeout)
+                why = unreachable(found)
+                if why is not None:
+                    failure.append(why)
+                    return
+
+                async def crawled() -> Crawl:
+                    return found
+
+                await show(crawled)
                 return
+            if args.bootstrap is not None and not args.peer:
+                try:
+                    await list_members(args.bootstrap)
+                except OverlayError as error:
+                    failure.append(str(error))
+                    return
             rolling = RollingCrawl(
                 args.bootstrap,
                 args.peer,
@@ -357,9 +393,22 @@ def run_view(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         trio.run(main)
+    if failure:
+        print(f"overlay view: {failure[0]}", file=sys.stderr)
+        return 1
     if args.export is not None:
         Console(stderr=True).print(f"wrote {args.export}", highlight=False)
     return 0
+
+
+def unreachable(found: Crawl) -> str | None:
+    """Why a one-shot crawl found nobody at all (one line naming the address), or None."""
+    if found.snapshots:
+        return None
+    if found.bootstrap_error is not None:
+        return found.bootstrap_error
+    errors = [m.error for m in found.members if m.error]
+    return errors[0] if errors else "no peer answered"
 
 
 def rolling_source(rolling: RollingCrawl) -> CrawlSource:
@@ -506,8 +555,8 @@ class WorkerControl:
             if address in worker.peers:
                 await self._tell(worker, CONTROL_CRASH + str(address).encode())
                 worker.peers.remove(address)
-                return f"k: crashed the peer at {address}"
-        return f"k: no worker runs {address}"
+                return f"crashed the peer at {address}"
+        return f"no worker runs {address}"
 
     async def add(self) -> str:
         if not self.workers:
@@ -528,7 +577,7 @@ class WorkerControl:
         outcome = "found" if result.success else "not found"
         return (
             f"{mode} {key[:8]} from {origin}: {outcome}, {len(result.hits)} hits, "
-            f"first hit {hops} hops, {sent} msgs at origin, {result.duration:.2f} s"
+            f"first hit {hops} hops, {sent} msgs sent by the origin, {result.duration:.2f} s"
         )
 
 
@@ -561,13 +610,13 @@ def swarm_actions(
         targets = alive(None)
         if not targets:
             return "k: no live peer to crash"
-        return await control.crash(rng.choice(targets))
+        return f"k: {await control.crash(rng.choice(targets))}"
 
     async def crash_super() -> str:
         targets = alive("super")
         if not targets:
             return "K: no super peer to crash"
-        return await control.crash(rng.choice(targets))
+        return f"K: {await control.crash(rng.choice(targets))} (a super peer)"
 
     async def search(mode: str) -> str:
         origins = alive(None)

@@ -38,6 +38,7 @@ import networkx as nx
 import trio
 
 from overlay.core.peer import PeerSnapshot
+from overlay.net.client import CONNECT_TIMEOUT, connect
 from overlay.protocol.errors import OverlayError, ProtocolError, TransportError
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
 from overlay.protocol.messages import (
@@ -175,9 +176,9 @@ async def _exchange(
     """Connect, handshake, send ``requests``, and feed every later message to ``accept``
     until it returns True.  Everything under one ``timeout``."""
     decoder = FrameDecoder()
+    stream = await connect(address, min(timeout, CONNECT_TIMEOUT))
     try:
         with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(address.host, address.port)
             async with stream:
                 port = int(stream.socket.getsockname()[1])
                 # We listen nowhere; our own ephemeral address is a unique, honest claim.
@@ -226,9 +227,9 @@ async def list_members(bootstrap: Address, timeout: float = DEFAULT_TIMEOUT) -> 
     """
     members: dict[PeerId, MemberEntry] = {}
     decoder = FrameDecoder()
+    stream = await connect(bootstrap)
     try:
         with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(bootstrap.host, bootstrap.port)
             async with stream:
                 port = int(stream.socket.getsockname()[1])
                 me = Contact(new_peer_id(random.Random()), Address(bootstrap.host, port))

@@ -1,4 +1,6 @@
-"""``overlay swarm``: a bootstrap and N peers on loopback, watched live, summarized at the end.
+"""``overlay swarm``, the main job: a bootstrap and N peers on this machine (or N peers
+joining another machine's overlay, ``--bootstrap``), watched live, searched once settled,
+summarized at the end.
 
 Layout: the parent process (this module) runs the bootstrap and the observer; the
 peers run in P worker processes (``python -m overlay.net.swarm.worker``, see
@@ -16,12 +18,20 @@ The observer reads every peer through a :class:`StatsRequest` (concurrently,
 each under a timeout) and computes the same summary as ``overlay sim``
 (:func:`overlay.sim.topology.summarize`), plus wall-clock figures.
 
-Content (``--items M --replication R``): M items, each held by a random fraction R of
-the peers (at least one).  The plan is a pure function of (M, R, peers, seed)
-(:func:`overlay.net.swarm.setup.seed_plan`), so each worker computes it itself and
-publishes its own share locally before its peers start, and a test or benchmark that
-knows the arguments knows every key (:func:`overlay.net.swarm.setup.seeded_items`) without
-asking anyone.  The summary lists the keys.
+Content (``--items M`` with ``--copies C`` or ``--replication R``): M items (5 by
+default), each held by C random peers (R of them, at least one).  The plan is a pure
+function of (M, C, peers, seed) (:func:`overlay.net.swarm.setup.seed_plan`), so each
+worker computes it itself and publishes its own share locally before its peers start,
+and a test or benchmark that knows the arguments knows every key
+(:func:`overlay.net.swarm.setup.seeded_items`) without asking anyone.  The summary lists
+the keys.  Once the overlay has settled (:func:`overlay.tools.swarm_search.settled`, read
+from the stats; at the latest when ``--duration`` ends) every item is searched for by
+every mode, and each search's cost is read from every peer's own tally
+(:mod:`overlay.tools.swarm_search`, :mod:`overlay.net.search_tally`).
+
+Across machines (``--bootstrap HOST:PORT --host ADDRESS``): no bootstrap is started, the
+peers listen on ADDRESS and join the given overlay; the observer then reads every peer
+the bootstrap lists, so the summary describes the whole overlay (docs/multi-host.md).
 
 For benchmarks (``benchmarks/live_vs_sim.py``): ``--topology-out FILE`` rewrites FILE
 after every stats poll with the current topology as an edge list, peer i being the
@@ -36,15 +46,17 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import networkx as nx
@@ -61,25 +73,36 @@ from overlay.net.memtrace import rss_bytes
 from overlay.net.node import NodeConfig, one_host
 from overlay.net.options import (
     add_runtime_arguments,
+    add_super_peers_argument,
     check_runtime_arguments,
     fault_and_limit_totals,
     host_cache_config_of,
     runtime_argv,
 )
 from overlay.net.swarm.control import CONTROL_ADD, CONTROL_CRASH, for_each_stdin_line
-from overlay.net.swarm.setup import seed_plan, seeded_items
+from overlay.net.swarm.setup import copies_for, seed_plan, seeded_items
 from overlay.net.swarm.stats import MAX_STATS_RECORD, StatsBatches
-from overlay.protocol.errors import OverlayError
+from overlay.protocol.errors import OverlayError, TransportError
 from overlay.protocol.identity import Address
 from overlay.protocol.messages import StatsReply, StatsRequest
 from overlay.sim.topology import graph_of, summarize
+from overlay.tools.cli import address_argument
 from overlay.tools.cli_sim import print_summary
 from overlay.tools.cli_view import WorkerControl, swarm_view
-from overlay.tools.crawl import snapshot_from
+from overlay.tools.crawl import list_members, snapshot_from
+from overlay.tools.swarm_search import (
+    by_mode,
+    modes_for,
+    plan_searches,
+    print_search_table,
+    run_searches,
+    settled,
+)
 from overlay.tools.view import write_edge_list
 from search.store import content_key
 
 log = logging.getLogger("overlay.tools.swarm")
+T = TypeVar("T")
 
 STATS_TIMEOUT = 3.0
 STATS_CONCURRENCY = 128
@@ -92,47 +115,105 @@ OBSERVER_KINDS = frozenset(
 )
 """Messages the observer and clients cause; left out of the protocol's message counts."""
 MAX_ITEMS = 100_000
+DEFAULT_ITEMS = 5
+DEFAULT_PORT = 7000
+DEFAULT_REPLICATION = 0.01
+SETTLE_LIMIT = 300.0
+"""With ``--duration 0``: the longest wait for the overlay to settle before searching."""
+BOOTSTRAP_CHECK_TIMEOUT = 5.0
+SHOWN_PEERS = 3
+"""Peer addresses printed at the start (``overlay members`` lists every one)."""
 
 
 def register_swarm(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "swarm",
-        help="run a bootstrap and N peers on loopback, watch them, summarize",
-        description="Start a bootstrap on --port and N peers on 127.0.0.1 spread over P "
-        "worker processes; show joined / components / messages per second while it runs; "
-        "at the end (--duration or Ctrl-C) every peer leaves gracefully and the summary "
-        "of `overlay sim` is printed, read from every peer through a stats request.",
+        help="run N peers (and a bootstrap) on this machine, search them, summarize",
+        description="Start a bootstrap on --port and N peers on --host, spread over P "
+        "worker processes (or, with --bootstrap, join the peers to an existing overlay and "
+        "start no bootstrap); show joined / components / messages per second while it "
+        "runs; publish --items items and, once the overlay has settled, search for each by "
+        "every mode; at the end (--duration or Ctrl-C) print the topology summary, read "
+        "from every peer through a stats request, and the search table, and every peer "
+        "leaves gracefully.",
     )
     parser.add_argument("--peers", type=int, default=50, help="peers to start (default 50)")
     parser.add_argument(
         "--processes", type=int, default=None, help="worker processes (default: one per core)"
     )
-    parser.add_argument("--port", type=int, default=7000, help="bootstrap port (0: any free)")
     parser.add_argument(
-        "--duration", type=float, default=60.0, help="seconds to run (default 60; Ctrl-C ends)"
+        "--port",
+        type=int,
+        default=None,
+        help=f"port of the bootstrap this swarm starts (default {DEFAULT_PORT}; 0: any free)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="this machine's address the peers (and the bootstrap) listen on "
+        "(default 127.0.0.1; another machine's peers must be able to reach it)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=address_argument,
+        default=None,
+        metavar="HOST:PORT",
+        help="join the peers to the overlay of this bootstrap (on this or another machine) "
+        "instead of starting one: swarms on several machines make one overlay",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="seconds to run (default 60; 0: until Ctrl-C, which ends it at any time)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="random seed of the items, capacities and searches (default 1; give each "
+        "machine's swarm its own)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
         "--view",
         action="store_true",
-        help="show the live topology view until q (keys: k crash, K crash super, a add, "
-        "f flood, w walk); --duration is then ignored",
+        help="show the live topology view until q (keys: k crash a peer, K crash a super "
+        "peer, a add a peer, f flood search, w walk search); --duration is then ignored",
     )
     parser.add_argument("--interval", type=float, default=None, help="seconds between stats polls")
     parser.add_argument(
-        "--items", type=int, default=0, help="items to seed (default 0; see --replication)"
+        "--items",
+        type=int,
+        default=DEFAULT_ITEMS,
+        help=f"items to publish, named by --seed (default {DEFAULT_ITEMS}; 0: none, and no "
+        "searches)",
     )
-    parser.add_argument(
+    copies = parser.add_mutually_exclusive_group()
+    copies.add_argument(
+        "--copies",
+        type=int,
+        default=None,
+        metavar="N",
+        help="peers holding each item, a count (default: as --replication 0.01, at least 1)",
+    )
+    copies.add_argument(
         "--replication",
         type=float,
-        default=0.01,
-        help="fraction of the peers holding each seeded item (default 0.01, at least one)",
+        default=None,
+        metavar="FRACTION",
+        help="share of the peers holding each item, a fraction in (0, 1] (default 0.01, "
+        "at least one peer); for a count of copies use --copies",
     )
     parser.add_argument(
-        "--super-peers",
-        action="store_true",
-        help="run the super-peer layer (election, attachment, index, super-layer search)",
+        "--searches",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="once settled, search for each item by every mode and print the table "
+        "(default on; --no-searches: only the topology)",
+    )
+    add_super_peers_argument(
+        parser, "run the super-peer layer (election, attachment, index, super-layer search)"
     )
     parser.add_argument(
         "--capacity-seed",
@@ -377,40 +458,64 @@ class Progress:
     joined: int = 0
     alive: int = 0
     components: int = 0
+    supers: int = 0
     rate: float = 0.0
     converged_at: float | None = None
+    settled_at: float | None = None
+    phase: str = "joining"
 
     def line(self, peers: int) -> Text:
         elapsed = time.monotonic() - self.started
         return Text(
             f"swarm {elapsed:6.1f} s  joined {self.joined}/{peers}  answering {self.alive}  "
-            f"components {self.components}  messages/s {self.rate:,.0f}"
+            f"components {self.components}  super peers {self.supers}  "
+            f"messages/s {self.rate:,.0f}  {self.phase}"
         )
+
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the swarm's arguments, in one line naming the flags (None: fine)."""
+    if not 1 <= args.peers <= MAX_PEERS:
+        return f"--peers must be in [1, {MAX_PEERS}]"
+    if args.processes is not None and args.processes < 1:
+        return "--processes must be >= 1"
+    if args.duration < 0:
+        return "--duration must be >= 0 (0: until Ctrl-C)"
+    if not 0 <= args.items <= MAX_ITEMS:
+        return f"--items must be in [0, {MAX_ITEMS}]"
+    if args.copies is not None and not 1 <= args.copies <= args.peers:
+        return f"--copies is a count of peers holding each item, in [1, --peers={args.peers}]"
+    if args.replication is not None and not 0.0 < args.replication <= 1.0:
+        hint = ""
+        if args.replication > 1 and float(args.replication).is_integer():
+            count = int(args.replication)
+            hint = f"; for {count} copies of each item use --copies {count}"
+        return f"--replication is a fraction of the peers, in (0, 1]{hint}"
+    if args.bootstrap is not None and args.port is not None:
+        return "--port is the port of the bootstrap a swarm starts; with --bootstrap it starts none"
+    return check_runtime_arguments(args)
+
+
+def copies_of(args: argparse.Namespace) -> int:
+    if args.copies is not None:
+        return int(args.copies)
+    replication = args.replication if args.replication is not None else DEFAULT_REPLICATION
+    return copies_for(replication, args.peers)
 
 
 def run_swarm(args: argparse.Namespace) -> int:
     for handler in logging.getLogger().handlers:  # stdout is for the summary
         if isinstance(handler, RichHandler):
             handler.console = Console(stderr=True)
-    processes = args.processes if args.processes is not None else (os.cpu_count() or 1)
-    if not 1 <= args.peers <= MAX_PEERS:
-        print(f"overlay swarm: --peers must be in [1, {MAX_PEERS}]", file=sys.stderr)
-        return 2
-    if processes < 1 or args.duration < 0:
-        print("overlay swarm: --processes must be >= 1 and --duration >= 0", file=sys.stderr)
-        return 2
-    if not 0 <= args.items <= MAX_ITEMS or not 0.0 < args.replication <= 1.0:
-        print(
-            f"overlay swarm: --items must be in [0, {MAX_ITEMS}] and --replication in (0, 1]",
-            file=sys.stderr,
-        )
-        return 2
-    usage = check_runtime_arguments(args)
+    usage = usage_error(args)
     if usage is not None:
         print(f"overlay swarm: {usage}", file=sys.stderr)
         return 2
+    processes = args.processes if args.processes is not None else (os.cpu_count() or 1)
     processes = min(processes, args.peers)
     try:
+        if args.bootstrap is not None:
+            trio.run(_check_bootstrap, args.bootstrap)
         summary = trio.run(_swarm_main, args, processes)
     except OverlayError as error:
         print(f"overlay swarm: {error}", file=sys.stderr)
@@ -420,8 +525,72 @@ def run_swarm(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, sort_keys=True), flush=True)
     else:
-        print_summary(summary, Console())
+        console = Console()
+        print_summary(summary, console)
+        if summary.get("search") is not None:
+            print_search_table(summary["search"], console)
     return 0
+
+
+def worker_command(
+    args: argparse.Namespace, bootstrap: Address, index: int, count: int, offset: int
+) -> list[str]:
+    """How worker ``index`` is started: ``count`` peers, the first being the swarm's
+    ``offset``-th."""
+    id_seed = args.seed * 1_000_003 + index
+    if args.bootstrap is not None:
+        # Joining an overlay other swarms may have joined with the same --seed: peer ids
+        # must still differ, so this machine's address and process go into their seed.
+        id_seed = zlib.crc32(f"{id_seed} {args.host} {os.getpid()}".encode())
+    command = [
+        sys.executable,
+        "-m",
+        "overlay.net.swarm.worker",
+        "--bootstrap",
+        str(bootstrap),
+        "--host",
+        args.host,
+        "--count",
+        str(count),
+        "--seed",
+        str(id_seed),
+        "--spread",
+        str(min(5.0, count / 200)),
+    ]
+    if args.super_peers:
+        capacity_seed = args.capacity_seed if args.capacity_seed is not None else args.seed
+        command += ["--super-peers", "--capacity-seed", str(capacity_seed), "--first", str(offset)]
+    if args.items:
+        command += [
+            *("--items", str(args.items), "--copies", str(copies_of(args))),
+            *("--items-seed", str(args.seed), "--total", str(args.peers)),
+            *("--offset", str(offset)),
+        ]
+    if args.first_seen is not None:
+        command += ["--first-seen", str(args.first_seen)]
+    return command + runtime_argv(args)
+
+
+def where_to_connect(
+    bootstrap: Address, addresses: Sequence[Address], args: argparse.Namespace
+) -> list[str]:
+    """The lines printed once the peers are up: where to point the other commands."""
+    shown = " ".join(str(a) for a in addresses[:SHOWN_PEERS])
+    lines = [
+        f"bootstrap {bootstrap}   (overlay members --bootstrap {bootstrap}; "
+        f"overlay view --bootstrap {bootstrap})",
+        f"peers {shown}{' ...' if len(addresses) > SHOWN_PEERS else ''} "
+        f"({len(addresses)} on {args.host})",
+    ]
+    if args.items:
+        copies = copies_of(args)
+        held = f"{copies} cop{'y' if copies == 1 else 'ies'}"
+        items = seeded_items(args.items, args.seed)
+        lines += [f"item {content_key(value)}  {name!r}  ({held})" for value, name in items]
+        if addresses:
+            key = content_key(items[0][0])
+            lines.append(f"try: overlay search --via {addresses[0]} --mode walk {key}")
+    return lines
 
 
 async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any] | None:
@@ -439,72 +608,46 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
 
             nursery.start_soon(watch_signals)
             bootstrap_scope = trio.CancelScope()  # `stop-bootstrap` (--control) cancels it
-            server = await nursery.start(
-                _within,
-                bootstrap_scope,
-                lambda task_status: serve_bootstrap(
-                    "127.0.0.1",
-                    args.port,
-                    config=host_cache_config_of(args),
-                    node_config=one_host(
-                        NodeConfig(max_connections=max(4096, 2 * peers), idle_timeout=15.0)
+            server = None
+            if args.bootstrap is None:
+                port = args.port if args.port is not None else DEFAULT_PORT
+                server = await nursery.start(
+                    _within,
+                    bootstrap_scope,
+                    lambda task_status: serve_bootstrap(
+                        args.host,
+                        port,
+                        config=host_cache_config_of(args),
+                        node_config=one_host(
+                            NodeConfig(max_connections=max(4096, 2 * peers), idle_timeout=15.0)
+                        ),
+                        seed=args.seed,
+                        task_status=task_status,
                     ),
-                    seed=args.seed,
-                    task_status=task_status,
-                ),
-            )
-            stderr.print(f"bootstrap listening on {server.address}", highlight=False)
+                )
+                bootstrap: Address = server.address
+                stderr.print(f"bootstrap listening on {bootstrap}", highlight=False)
+            else:
+                bootstrap = args.bootstrap
+                stderr.print(
+                    f"joining the overlay of the bootstrap at {bootstrap}", highlight=False
+                )
             started = time.monotonic()
             workers: list[Worker] = []
             offset = 0
+            summary: dict[str, Any] = {}
             try:
                 for index, count in enumerate(_split(peers, processes)):
-                    command = [
-                        sys.executable,
-                        "-m",
-                        "overlay.net.swarm.worker",
-                        "--bootstrap",
-                        str(server.address),
-                        "--count",
-                        str(count),
-                        "--seed",
-                        str(args.seed * 1_000_003 + index),
-                        "--spread",
-                        str(min(5.0, count / 200)),
-                    ]
-                    if args.super_peers:
-                        capacity_seed = args.capacity_seed
-                        if capacity_seed is None:
-                            capacity_seed = args.seed
-                        command += [
-                            "--super-peers",
-                            "--capacity-seed",
-                            str(capacity_seed),
-                            "--first",
-                            str(offset),
-                        ]
-                    if args.items:
-                        command += [
-                            "--items",
-                            str(args.items),
-                            "--replication",
-                            repr(args.replication),
-                            "--items-seed",
-                            str(args.seed),
-                            "--total",
-                            str(peers),
-                            "--offset",
-                            str(offset),
-                        ]
+                    command = worker_command(args, bootstrap, index, count, offset)
                     offset += count
-                    if args.first_seen is not None:
-                        command += ["--first-seen", str(args.first_seen)]
-                    command += runtime_argv(args)
                     workers.append(await start_worker(nursery, index, count, command))
                 await wait_ready(workers, WORKER_START_TIMEOUT)
                 addresses = [a for w in workers for a in w.peers]
                 if len(addresses) < peers:
                     log.error("swarm: only %d of %d peers started", len(addresses), peers)
+                if not args.view:
+                    for line in where_to_connect(bootstrap, addresses, args):
+                        stderr.print(line, highlight=False, soft_wrap=True)
                 if args.control and not args.view:
                     churn = WorkerControl(workers, [], random.Random(args.seed))
                     nursery.start_soon(follow_control, churn, stop, bootstrap_scope.cancel)
@@ -512,7 +655,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     keys = [content_key(value) for value, _ in seeded_items(args.items, args.seed)]
                     control = WorkerControl(workers, keys, random.Random(args.seed))
                     await swarm_view(
-                        server.address,
+                        bootstrap,
                         control,
                         console=Console(),
                         interval=args.interval or 1.0,
@@ -523,22 +666,33 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     stop.set()  # q: go straight to the final summary
                     addresses = [a for w in workers for a in w.peers]  # after k and a
                 summary = await _observe(
-                    args, addresses, stop, interval=interval, started=started, stderr=stderr
+                    args,
+                    addresses,
+                    stop,
+                    interval=interval,
+                    started=started,
+                    stderr=stderr,
+                    bootstrap=bootstrap,
                 )
                 summary["worker_rss_bytes"] = [rss_bytes(w.process.pid) for w in workers]
                 summary["processes"] = processes
-                summary["bootstrap"] = str(server.address)
-                summary["bootstrap_hosts"] = len(server.cache)
-                summary["bootstrap_counters"] = dict(sorted(server.cache.counters.items()))
+                summary["bootstrap"] = str(bootstrap)
+                summary["peers_started_here"] = len(addresses)
+                summary["addresses"] = [str(a) for a in addresses[:SHOWN_PEERS]]
+                if server is not None:
+                    summary["bootstrap_hosts"] = len(server.cache)
+                    summary["bootstrap_counters"] = dict(sorted(server.cache.counters.items()))
                 if args.items:
-                    plan = seed_plan(args.items, args.replication, peers, args.seed)
+                    plan = seed_plan(args.items, copies_of(args), peers, args.seed)
                     summary["items"] = {
                         "count": args.items,
-                        "replication": args.replication,
+                        "copies": len(plan[0]),
                         "holders_per_item": len(plan[0]),
+                        "replication": len(plan[0]) / peers,
                         "keys": [
                             content_key(value) for value, _ in seeded_items(args.items, args.seed)
                         ],
+                        "names": [name for _, name in seeded_items(args.items, args.seed)],
                     }
             finally:
                 with trio.CancelScope(shield=True):
@@ -551,6 +705,29 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
     return summary
 
 
+async def _check_bootstrap(bootstrap: Address) -> None:
+    """Fail at once, in one line, when nothing answers at the bootstrap to join."""
+    try:
+        await list_members(bootstrap, BOOTSTRAP_CHECK_TIMEOUT)
+    except OverlayError as error:
+        raise TransportError(f"cannot join the overlay: {error}") from None
+
+
+async def _everyone(
+    args: argparse.Namespace, addresses: list[Address], bootstrap: Address
+) -> list[Address]:
+    """Whom the observer asks: this swarm's peers, and, when it joined an overlay others
+    share, every peer the bootstrap lists (the summary describes the whole overlay)."""
+    if args.bootstrap is None:
+        return addresses
+    try:
+        listed = [entry.contact.address for entry in await list_members(bootstrap)]
+    except OverlayError as error:
+        log.warning("swarm: no listing from the bootstrap at %s: %s", bootstrap, error)
+        listed = []
+    return list(dict.fromkeys([*addresses, *listed]))
+
+
 async def _observe(
     args: argparse.Namespace,
     addresses: list[Address],
@@ -559,29 +736,38 @@ async def _observe(
     interval: float,
     started: float,
     stderr: Console,
+    bootstrap: Address,
 ) -> dict[str, Any]:
-    """Poll until the duration passes or a signal arrives; return the final summary."""
-    peers: int = args.peers
+    """Poll until the duration passes or a signal arrives, searching once settled;
+    return the final summary."""
     progress = Progress(started)
-    end = trio.current_time() + args.duration
+    forever = args.duration == 0
+    end = trio.current_time() + (math.inf if forever else args.duration)
+    settle_by = trio.current_time() + (SETTLE_LIMIT if forever else args.duration)
+    layered = bool(args.super_peers)
+    searching = bool(args.items and args.searches and addresses)
+    search: dict[str, Any] | None = None
     last_total: int | None = None
     last_time = time.monotonic()
     rates: list[float] = []
+    everyone = addresses
     with Live(
-        progress.line(peers),
+        progress.line(args.peers),
         console=stderr,
         transient=True,
         refresh_per_second=4,
         redirect_stdout=False,
         redirect_stderr=False,
     ) as live:
-        while not stop.is_set() and trio.current_time() < end:
-            replies, _failed = await collect_stats(addresses)
+        while not stop.is_set():
+            everyone = await _everyone(args, addresses, bootstrap)
+            replies, _failed = await collect_stats(everyone)
             now = time.monotonic()
             shots = [snapshot_of(r) for r in replies]
             graph = graph_of(shots)
             progress.alive = len(shots)
             progress.joined = sum(1 for s in shots if s.joined)
+            progress.supers = sum(1 for s in shots if s.role == "super")
             progress.components = (
                 nx.number_connected_components(graph) if graph.number_of_nodes() else 0
             )
@@ -592,20 +778,38 @@ async def _observe(
                 progress.rate = (total - last_total) / (now - last_time)
                 rates.append(progress.rate)
             last_total, last_time = total, now
+            expected = max(len(everyone), args.peers if args.bootstrap is None else 0)
             if (
                 progress.converged_at is None
-                and progress.joined == peers
+                and progress.joined == expected
                 and progress.components == 1
             ):
                 progress.converged_at = now - started
-            live.update(progress.line(peers))
+            if progress.settled_at is None and settled(shots, expected, layered):
+                progress.settled_at = now - started
+                progress.phase = "settled"
+            if (
+                searching
+                and search is None
+                and (progress.settled_at is not None or trio.current_time() >= settle_by)
+            ):
+                progress.phase = "searching"
+                live.update(progress.line(args.peers))
+                search = await _unless_stopped(stop, _search_phase(args, addresses, everyone))
+                progress.phase = "searched; running until the end" + (
+                    " (Ctrl-C ends)" if forever else ""
+                )
+            live.update(progress.line(args.peers))
+            if trio.current_time() >= end:
+                break
             with trio.move_on_at(min(end, trio.current_time() + interval)):
                 await stop.wait()
-    replies, failed = await collect_stats(addresses)
+    replies, failed = await collect_stats(everyone)
     shots = [snapshot_of(r) for r in replies]
     if args.topology_out is not None:
         write_topology(graph_of(shots), addresses, args.topology_out)
     sent = sent_by_kind(replies)
+    peers = args.peers if args.bootstrap is None else len(everyone)
     summary = summarize(shots, peers=peers, messages=sent, seed=args.seed)
     elapsed = time.monotonic() - started
     summary.update(
@@ -614,9 +818,38 @@ async def _observe(
             "duration": args.duration,
             "stats_unanswered": failed,
             "converged_seconds": progress.converged_at,
+            "settled_seconds": progress.settled_at,
             "messages_per_wall_second": sum(sent.values()) / elapsed if elapsed > 0 else 0.0,
             "steady_messages_per_second": (sum(rates[-5:]) / len(rates[-5:])) if rates else None,
             "faults_and_limits": fault_and_limit_totals(shot.counters for shot in shots),
+            "search": search,
         }
     )
     return summary
+
+
+async def _unless_stopped(stop: trio.Event, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None once ``stop`` is set first (Ctrl-C ends the swarm at
+    any time, searches included)."""
+    done: list[T] = []
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        done.append(await work)
+        nursery.cancel_scope.cancel()
+    return done[0] if done else None
+
+
+async def _search_phase(
+    args: argparse.Namespace, addresses: list[Address], everyone: list[Address]
+) -> dict[str, Any]:
+    """Search for every seeded item by every mode (see :mod:`overlay.tools.swarm_search`)."""
+    keys = [content_key(value) for value, _ in seeded_items(args.items, args.seed)]
+    holders = seed_plan(args.items, copies_of(args), args.peers, args.seed)
+    planned = plan_searches(keys, holders, addresses, modes_for(args.super_peers), args.seed)
+    records = await run_searches(planned, everyone)
+    return {"modes": by_mode(records), "searches": records}

@@ -30,16 +30,11 @@ from benchmarks.flood_vs_walk import (
 )
 from benchmarks.placement import QueryStream, copies_per_item, zipf_popularity
 from benchmarks.runner import WALK_TTL, ModeSpec, Task, lossless_flood_ttl, run_task
-from benchmarks.topologies import DEFAULT_DATA_DIR, FULL_TOPOLOGIES, QUICK_TOPOLOGIES
+from benchmarks.topologies import FULL_TOPOLOGIES, QUICK_TOPOLOGIES
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "flood_vs_walk.py"
 FIGURES = ("cost_vs_success", "messages_vs_replication", "hops_cdf", "peer_load")
-
-needs_crawls = pytest.mark.skipif(
-    not (DEFAULT_DATA_DIR / "p2p-Gnutella04.edgelist").is_file(),
-    reason="Gnutella crawls not beside the repository",
-)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +52,6 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
     return out, json.loads(done.stdout)
 
 
-@needs_crawls
 def test_quick_run_writes_every_output(quick: tuple[Path, dict[str, Any]]) -> None:
     out, report = quick
     on_disk = json.loads((out / "flood_vs_walk.json").read_text())
@@ -81,7 +75,6 @@ def test_quick_run_writes_every_output(quick: tuple[Path, dict[str, Any]]) -> No
     assert report["meta"]["complete"] and report["meta"]["unfinished_tasks"] == []
 
 
-@needs_crawls
 def test_quick_run_has_a_row_for_every_topology_mode_and_loss(
     quick: tuple[Path, dict[str, Any]],
 ) -> None:
@@ -107,7 +100,6 @@ def test_quick_run_has_a_row_for_every_topology_mode_and_loss(
         assert line[0]["search_messages_per_query"] > line[-1]["search_messages_per_query"]
 
 
-@needs_crawls
 def test_quick_run_numbers_are_sane(quick: tuple[Path, dict[str, Any]]) -> None:
     rows = quick[1]["rows"]
     for r in rows:
@@ -147,7 +139,6 @@ def test_quick_run_numbers_are_sane(quick: tuple[Path, dict[str, Any]]) -> None:
             assert all(s < 0.99 for s in success[:-1])
 
 
-@needs_crawls
 def test_quick_run_checks_the_claims(quick: tuple[Path, dict[str, Any]]) -> None:
     found = quick[1]["claims"]
     assert len(found["checks"]) == 3
@@ -166,7 +157,7 @@ def test_missing_crawls_are_a_clear_error(
 ) -> None:
     assert main(["--quick", "--out", str(tmp_path), "--data", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
-    assert "p2p-Gnutella04.edgelist not found" in err and "--data" in err
+    assert "p2p-Gnutella04.txt.gz not found" in err and "--data" in err
     assert not (tmp_path / "flood_vs_walk.json").exists()
 
 
@@ -243,7 +234,6 @@ def test_lossless_flood_ttl_is_the_distance_to_the_nearest_copy() -> None:
     assert lossless_flood_ttl(path, [[9], [1]], [(6, 0)] * 50 + [(0, 1)] * 50) == 3
 
 
-@needs_crawls
 def test_markdown_section_renders_the_rows(quick: tuple[Path, dict[str, Any]]) -> None:
     from benchmarks.flood_vs_walk_markdown import render
 

@@ -35,12 +35,18 @@ def seeded_items(count: int, seed: int) -> list[tuple[bytes, str]]:
     ]
 
 
-def seed_plan(count: int, replication: float, peers: int, seed: int) -> list[list[int]]:
+def copies_for(replication: float, peers: int) -> int:
+    """Copies of each item when a fraction ``replication`` of ``peers`` holds it: at least
+    one, at most every peer."""
+    return min(peers, max(1, round(replication * peers)))
+
+
+def seed_plan(count: int, copies: int, peers: int, seed: int) -> list[list[int]]:
     """For each seeded item, the indices (in start order) of the peers that hold it:
-    ``max(1, round(replication * peers))`` distinct peers, drawn from their own seeded
-    random source."""
+    ``copies`` distinct peers (at most every peer), drawn from their own seeded random
+    source."""
     rng = random.Random(f"swarm items {seed}")
-    holders = min(peers, max(1, round(replication * peers)))
+    holders = min(peers, max(1, copies))
     return [sorted(rng.sample(range(peers), holders)) for _ in range(count)]
 
 

@@ -63,7 +63,7 @@ class Seeding:
     :func:`overlay.net.swarm.setup.seed_plan`)."""
 
     items: int
-    replication: float
+    copies: int
     seed: int
     total: int
     offset: int
@@ -73,7 +73,7 @@ class Seeding:
         items = seeded_items(self.items, self.seed)
         mine: dict[int, list[tuple[bytes, str]]] = {}
         for item, holders in zip(
-            items, seed_plan(self.items, self.replication, self.total, self.seed), strict=True
+            items, seed_plan(self.items, self.copies, self.total, self.seed), strict=True
         ):
             for index in holders:
                 if self.offset <= index < self.offset + count:
@@ -87,6 +87,7 @@ async def run_worker(
     seed: int,
     spread: float,
     *,
+    host: str = "127.0.0.1",
     seeding: Seeding | None = None,
     layer: SuperPeers | None = None,
     runtime: argparse.Namespace | None = None,
@@ -146,7 +147,7 @@ async def run_worker(
                 node_config = room_for_weak_peers(node_config, super_peer_config(1))
 
             async def start_peer(index: int) -> None:
-                listeners, address = await open_listeners("127.0.0.1", 0)
+                listeners, address = await open_listeners(host, 0)
                 config = (
                     PeerConfig()
                     if layer is None
@@ -209,10 +210,11 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m overlay.net.swarm.worker", description=__doc__)
     parser.add_argument("--bootstrap", type=Address.parse, required=True)
     parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="address the peers listen on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spread", type=float, default=0.0, help="seconds to stagger starts")
     parser.add_argument("--items", type=int, default=0, help="items the swarm seeds")
-    parser.add_argument("--replication", type=float, default=0.01)
+    parser.add_argument("--copies", type=int, default=1, help="peers holding each item")
     parser.add_argument("--items-seed", type=int, default=1, help="the swarm's --seed")
     parser.add_argument("--total", type=int, default=0, help="peers in the whole swarm")
     parser.add_argument("--offset", type=int, default=0, help="index of this worker's first peer")
@@ -224,7 +226,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="worker: %(message)s")
     seeding = (
-        Seeding(args.items, args.replication, args.items_seed, args.total, args.offset)
+        Seeding(args.items, args.copies, args.items_seed, args.total, args.offset)
         if args.items
         else None
     )
@@ -237,6 +239,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
                 args.count,
                 args.seed,
                 args.spread,
+                host=args.host,
                 seeding=seeding,
                 layer=layer,
                 runtime=args,

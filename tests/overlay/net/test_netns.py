@@ -18,7 +18,13 @@ namespaces, re-attached to live super peers.
 Every wait is on a condition read from the peers, under a deadline; the seconds each
 step took are printed (``pytest -s``), never asserted.
 
-Needs root and ``ip netns`` (iproute2): skipped elsewhere, saying which is missing.
+A second test runs ``overlay swarm`` on each host instead (h1's with the bootstrap, h2's
+and h3's joining it with ``--bootstrap --host``): one overlay of every swarm's peers,
+super peers serving weak peers on other hosts, ``overlay members`` listing every host,
+and a walk from h3 finding an item only h2's swarm holds (docs/multi-host.md).
+
+Needs root and ``ip netns`` (iproute2, which ``.ci/run`` installs when it can): skipped
+elsewhere, saying which is missing.
 Namespaces and processes are removed in teardown whatever happens.
 """
 
@@ -42,12 +48,14 @@ import trio
 
 from overlay.core.config import SuperConfig
 from overlay.core.peer import PeerSnapshot
+from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.identity import Address, PeerId
 from overlay.protocol.messages import StatsReply
 from overlay.protocol.wire import FrameDecoder
 from overlay.sim.topology import graph_of
 from overlay.tools.crawl import snapshot_from
-from tests.conftest import OVERLAY, REPO, Child, spawn_overlay
+from search.store import content_key
+from tests.conftest import OVERLAY, REPO, Child, interrupt, spawn_overlay
 
 pytestmark = pytest.mark.netns
 
@@ -484,3 +492,119 @@ async def test_join_search_failover_and_merge_across_three_namespaces(
         )
     finally:
         await overlay.stop_all()
+
+
+# ---------------------------------------------------------------------- swarms across hosts
+
+SWARM_PEERS = 6
+SWARM_ITEMS = 2
+
+
+async def start_swarm(network: Network, host: int) -> trio.Process:
+    """``overlay swarm`` on host ``host``: h1's starts the bootstrap, the others join it;
+    each with its own --seed (its own items).  It runs until SIGINT."""
+    where = ["--host", network.address(host)]
+    if host == 1:
+        where += ["--port", str(BOOTSTRAP_PORT)]
+    else:
+        where += ["--bootstrap", f"{network.address(1)}:{BOOTSTRAP_PORT}"]
+    command = [
+        *in_namespace(network.host(host)),
+        *OVERLAY,
+        "swarm",
+        *where,
+        *("--peers", str(SWARM_PEERS), "--processes", "1", "--seed", str(host)),
+        *("--items", str(SWARM_ITEMS), "--duration", "0", "--no-searches", "--json"),
+        *FAST_TIMERS,
+    ]
+    process = await trio.lowlevel.open_process(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(REPO)
+    )
+    assert process.stderr is not None
+    err = b""
+    with trio.fail_after(JOIN_DEADLINE):
+        while b"\npeers " not in err:  # the where-to-connect lines: its peers are up
+            chunk = await process.stderr.receive_some(65536)
+            assert chunk, err.decode()[-2000:]
+            err += chunk
+    return process
+
+
+async def test_swarms_on_three_hosts_make_one_overlay_with_super_peers_across_them(
+    network: Network,
+) -> None:
+    """h1 runs the bootstrap and a swarm; h2 and h3 join theirs to it with
+    ``overlay swarm --bootstrap --host``: one component of every peer, super peers serving
+    weak peers on other hosts, ``overlay members`` listing the peers of every host, and
+    a search from h3 finding an item only h2's swarm holds."""
+    processes: list[trio.Process] = []
+    probe: Probe | None = None
+    try:
+        processes.append(await start_swarm(network, 1))
+        async with trio.open_nursery() as starting:
+
+            async def start(host: int) -> None:
+                processes.append(await start_swarm(network, host))
+
+            for host in (2, 3):
+                starting.start_soon(start, host)
+        probe = await Probe.start(network.host(1))
+        bootstrap = f"{network.address(1)}:{BOOTSTRAP_PORT}"
+        everyone = HOSTS * SWARM_PEERS
+
+        def host_of(address: Address) -> int:
+            return int(address.host.rsplit(".", 1)[1])
+
+        began = time.monotonic()
+        shots: list[PeerSnapshot] = []
+        members: list[dict[str, object]] = []
+        for _ in range(int(SUPER_DEADLINE / POLL) + 1):
+            assert time.monotonic() - began < SUPER_DEADLINE, describe(shots)
+            members = json.loads(
+                await run_command(network.host(1), ["members", "--bootstrap", bootstrap, "--json"])
+            )
+            addresses = [Address.parse(str(m["address"])) for m in members]
+            shots = [snapshot_from(r) for r in await probe.stats(addresses)]
+            where = {s.id: host_of(s.address) for s in shots}
+            graph = graph_of(shots)
+            supers = {s.id for s in shots if s.role == "super"}
+            across = [
+                s
+                for s in shots
+                if s.role == "weak"
+                and any(where[p] != where[s.id] for p in s.super_peers if p in supers)
+            ]
+            if (
+                len(shots) == everyone
+                and all(s.joined for s in shots)
+                and nx.is_connected(graph)
+                and supers
+                and all(len(set(s.super_peers) & supers) >= 1 for s in shots if s.role == "weak")
+                and across
+            ):
+                break
+            await trio.sleep(POLL)
+        assert {host_of(Address.parse(str(m["address"]))) for m in members} == {1, 2, 3}
+        assert all(m["status"] == "alive" for m in members)
+
+        key = content_key(seeded_items(SWARM_ITEMS, 2)[0][0])  # held in h2's swarm only
+        via = next(s.address for s in shots if host_of(s.address) == 3)
+        found = json.loads(
+            await run_command(
+                network.host(3), ["search", "--via", str(via), "--mode", "walk", key, "--json"]
+            )
+        )
+        assert found["success"]
+        assert {host_of(Address.parse(h["holder"]["address"])) for h in found["hits"]} == {2}
+        assert found["messages"]["total"] >= found["messages_at_origin"]["total"] > 0
+        took = time.monotonic() - began
+        print(f"netns swarms: one overlay, super peers across hosts, in {took:.1f} s")
+    finally:
+        with trio.CancelScope(shield=True):
+            if probe is not None and probe.process.stdin is not None:
+                await probe.process.stdin.aclose()
+            async with trio.open_nursery() as stopping:  # together: each leaves gracefully
+                for process in processes:
+                    stopping.start_soon(interrupt, process, 30.0)
+                if probe is not None:
+                    stopping.start_soon(interrupt, probe.process, 5.0)

@@ -18,6 +18,8 @@ import trio
 from overlay.core.peer import Peer
 from overlay.net.connection import Connection
 from overlay.net.node import IdleConnection, Node, NodeConfig
+from overlay.protocol.effects import Send
+from overlay.protocol.errors import TransportError
 from overlay.protocol.identity import Address, Contact, new_peer_id
 from overlay.protocol.messages import Handshake, Heartbeat, StatsReply, StatsRequest
 from overlay.protocol.wire import PROTOCOL_VERSION, encode_frame
@@ -379,3 +381,24 @@ async def test_a_connection_ended_from_outside_delivers_nothing_more(
     assert len(_lines_about(caplog, "ended by the test")) == 0  # an idle end: INFO, not WARNING
     assert [r for r in caplog.records if "ended by the test" in r.getMessage()]
     await _still_serving(a.address, b.id)
+
+
+async def test_a_message_for_a_link_being_ended_goes_on_a_fresh_connection(
+    nursery: trio.Nursery,
+) -> None:
+    """A link ended by the runtime (bad input, idle, a blocked write) stays listed until
+    its task forgets it, which on a busy machine takes a while.  What the core sends
+    meanwhile goes on an open sibling or a fresh connection, not into the closing one:
+    a flood's copy dropped that way once hid an item's only holder (the 200-peer search
+    test saw "no holder found")."""
+    server = await start_bootstrap(nursery)
+    a, a_node = await start_peer(nursery, bootstrap=server.address)
+    b, b_node = await start_peer(nursery, bootstrap=server.address, seed=1)
+    await wait_for(a_node, lambda: b.id in neighbors(a))
+    [link] = a_node.links[b.address]
+    heard = b.received.get(Heartbeat, 0)
+    a_node.end_connection(link, TransportError("ended by the test"))
+    assert link.shut and link in a_node.links.get(b.address, [])  # not forgotten yet
+    a_node.apply([Send(b.address, Heartbeat(1))])  # before its task has run
+    assert a_node.counters.get("dropped.closing.Heartbeat", 0) == 0
+    await wait_for(b_node, lambda: b.received.get(Heartbeat, 0) > heard)

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -40,6 +41,10 @@ from search.store import Item, content_key
 from tests.conftest import OVERLAY, REPO, handshaken, start_bootstrap
 
 SWARM = 200
+JOIN_BATCH = 25
+JOIN_BOUND = 90.0
+"""Bound on 200 peers joining in one process: about 5 s on a quiet machine, several times
+that beside a CPU-bound job; a guard against a hang, never a timing claim."""
 MEMBERSHIP = MembershipConfig(
     target_degree=4,
     max_degree=8,
@@ -97,6 +102,10 @@ async def until(predicate: Callable[[], bool], seconds: float, step: float = 0.0
             await trio.sleep(step)
 
 
+def joined(peers: list[Peer]) -> bool:
+    return all(peer.membership.ever_joined for peer in peers)
+
+
 async def start_swarm(
     nursery: trio.Nursery, count: int = SWARM, search: SearchConfig = SEARCH
 ) -> Swarm:
@@ -106,6 +115,11 @@ async def start_swarm(
     )
     swarm = Swarm(server, [], [])
     for index in range(count):
+        if index and index % JOIN_BATCH == 0:
+            # In batches: a busy machine gave 200 peers registering at once to a
+            # bootstrap in the same event loop handshakes slower than their timeout, and
+            # their retries slower still.
+            await until(partial(joined, swarm.peers[-JOIN_BATCH:]), JOIN_BOUND)
         listeners, address = await open_listeners("127.0.0.1", 0)
         peer = Peer(
             address,
@@ -117,8 +131,23 @@ async def start_swarm(
         await nursery.start(node.serve, listeners)
         swarm.peers.append(peer)
         swarm.nodes.append(node)
-    await until(swarm.connected, 40.0)
+    await until(swarm.connected, JOIN_BOUND)
     return swarm
+
+
+def diagnose(swarm: Swarm, origin: Peer, key: str) -> str:  # pragma: no cover - on failure
+    """What the origin's searches for ``key`` saw, and the swarm's drops and refusals."""
+    found = [
+        f"{r.mode} hits={[h.holder.id[:8] for h in r.hits]} took={r.finished - r.started:.2f}s"
+        for r in origin.search.results.values()
+        if key in r.criteria
+    ]
+    totals: dict[str, int] = {}
+    for peer, node in zip(swarm.peers, swarm.nodes, strict=True):
+        for name, value in [*peer.search.counters.items(), *node.counters.items()]:
+            if any(word in name for word in ("drop", "refus", "distrust", "limit", "full")):
+                totals[name] = totals.get(name, 0) + value
+    return f"origin {origin.id[:8]}: {found}; swarm {dict(sorted(totals.items()))}"
 
 
 def counters(reply: object) -> dict[str, int]:
@@ -162,8 +191,9 @@ async def test_flood_walk_and_ring_find_fetch_and_refuse_tampered_bytes_in_200_p
         assert {hit.key for hit in result.hits} == {key}
         assert all(hit.name == name and hit.size == len(value) for hit in result.hits)
         assert result.first_hit_hops is not None and result.first_hit_hops >= 1
-        tally = {c.name: c.value for c in result.messages}
-        assert tally["query"] >= 1 and tally["hit"] >= 1, (what, tally)
+        tally = {c.name: c.value for c in result.messages}  # what the origin sent
+        assert tally["query"] >= 1, (what, tally)
+        assert result.search_id in result.wire_ids, what
         if mode == "walk":
             assert result.first_hit_hops <= 256
         else:
@@ -203,8 +233,13 @@ async def test_flood_walk_and_ring_find_fetch_and_refuse_tampered_bytes_in_200_p
         )
         assert counters(await fetch_stats(asker.address))["search.fetch.mismatch"] == 1
         # Found by a search instead of named: the only holder lies, so nothing is handed on.
+        # (On a busy machine this once said "no holder found": a copy of the flood was
+        # dropped on a link the runtime was ending, and the flood missed the liar; such
+        # copies now go on a fresh connection, test_node.py shows it.)
         searched = await fetch_via(others[7].address, secret_key, mode="flood")
-        assert searched.value is None and searched.error == "every holder failed"
+        assert searched.value is None and searched.error == "every holder failed", diagnose(
+            swarm, others[7], secret_key
+        )
         assert [f.holder.id for f in searched.failures] == [liar.id]
         assert isinstance(fetch_error(searched), ContentMismatch)
 

@@ -508,7 +508,7 @@ async def test_the_K_key_crashes_a_super_peer(nursery: trio.Nursery) -> None:
         async def crash(self, address: Address) -> str:
             crashed.append(address)
             await handle_control_line(f"crash {address}".encode(), swarm.nodes, self.add)
-            return f"K: crashed {address}"
+            return f"crashed {address}"
 
         async def add(self) -> str:
             return "added"
@@ -520,7 +520,7 @@ async def test_the_K_key_crashes_a_super_peer(nursery: trio.Nursery) -> None:
     said = await actions["K"]()
     [address] = crashed
     victim = next(p for p in swarm.peers if p.address == address)
-    assert victim.role == "super" and said == f"K: crashed {address}"
+    assert victim.role == "super" and said == f"K: crashed {address} (a super peer)"
     node = swarm.nodes[swarm.peers.index(victim)]
     assert node.stopping
     supers = weak.supers

@@ -10,8 +10,9 @@ import pytest
 
 from overlay.sim.static import StaticNetwork, TopologyError, read_placement, read_topology
 from overlay.tools.cli import main
+from tests.conftest import REPO
 
-GNUTELLA = Path("/work/shared/data/gnutella/p2p-Gnutella08.edgelist")
+GNUTELLA = REPO / "benchmarks" / "data" / "gnutella" / "p2p-Gnutella08.txt.gz"
 
 
 @pytest.fixture
@@ -126,3 +127,16 @@ def test_query_command_reports_bad_files(
     with pytest.raises(TopologyError):
         read_placement(bad)
     assert main([*args[:-2], "--keywords", "x", "--source", "42"]) == 2
+
+
+def test_query_refuses_a_negative_ttl_and_fails_when_nothing_is_found(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    topology, placement = files
+    common = ["sim", "query", "--topology", str(topology), "--placement", str(placement)]
+    common += ["--source", "0", "--mode", "flood"]
+    assert main([*common, "--key", "other", "--ttl", "-3"]) == 2
+    assert capsys.readouterr().err.strip() == "overlay sim query: --ttl must be at least 1, not -3"
+    # As `overlay search`: exit status 1 when nothing is found, the outcome printed all the same.
+    assert main([*common, "--keywords", "nobody holds this", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["success"] is False

@@ -262,7 +262,7 @@ async def test_swarm_keys_pick_live_targets_of_the_right_role(swarm: Swarm) -> N
 
     actions = swarm_actions(Control(), lambda: result, random.Random(3))
     assert set(actions) == {"k", "K", "a", "f", "w"}
-    assert await actions["k"]() == "ok"
+    assert await actions["k"]() == "k: ok"
     assert crashed[0] in {p.address for p in swarm.peers}
     assert await actions["K"]() == "K: no super peer to crash"  # nobody is super here
     assert (await actions["w"]()).startswith("walk from 127.0.0.1:")

@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import trio
 
+from overlay.net.swarm.setup import copies_for
+from overlay.tools.cli import main
 from tests.conftest import REPO
 
 OVERLAY = [sys.executable, "-m", "overlay.tools.cli"]
@@ -32,10 +35,15 @@ def _workers_of(bootstrap: str) -> list[int]:
     return found
 
 
-async def test_a_swarm_of_200_forms_one_component_and_leaves_cleanly() -> None:
-    """The issue's command: ``overlay swarm --peers 200 --duration 20 --json``."""
+async def test_the_main_job_elects_super_peers_and_every_search_by_walk_or_super_layer_finds() -> (
+    None
+):
+    """The README's command, ``overlay swarm --peers 50 --duration 30`` (with --port 0 and
+    --json only so that the test can run beside others and read it): super peers
+    elected, every weak peer attached, the index covering every item, and walk and
+    super-layer searches finding every published item."""
     result = await trio.run_process(
-        [*OVERLAY, "swarm", "--peers", "200", "--duration", "20", "--port", "0", "--json"],
+        [*OVERLAY, "swarm", "--peers", "50", "--duration", "30", "--port", "0", "--json"],
         capture_stdout=True,
         capture_stderr=True,
         cwd=str(REPO),
@@ -43,22 +51,41 @@ async def test_a_swarm_of_200_forms_one_component_and_leaves_cleanly() -> None:
     )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     summary = json.loads(result.stdout)
-    assert summary["peers"] == 200
-    assert summary["alive"] == 200
+    assert summary["peers"] == summary["alive"] == 50
     assert summary["joining"] == 0
     assert summary["components"] == 1
-    assert summary["largest_component_fraction"] == 1.0
     assert 1 <= summary["degree"]["min"] <= summary["degree"]["max"] <= MAX_DEGREE
-    assert summary["messages"]["Heartbeat"] > 0
-    assert summary["converged_seconds"] is not None
-    assert summary["peers_left_gracefully"] == 200
+    assert summary["roles"]["super"] >= 1
+    assert summary["roles"]["super"] + summary["roles"]["weak"] == 50
+    assert summary["unattached_weak"] == 0
+    assert summary["index_coverage"] >= 0.999
+    assert summary["stale_index_entries"] == 0
+    assert summary["settled_seconds"] is not None
+    keys = summary["items"]["keys"]
+    assert len(keys) == 5
+    search = summary["search"]
+    for mode in ("walk", "super-flood", "super-walk"):
+        found = {r["key"] for r in search["searches"] if r["mode"] == mode and r["success"]}
+        assert found == set(keys), mode
+    for mode, row in search["modes"].items():
+        assert row["searches"] == 5, mode
+        per_query = row["messages_per_query"]
+        assert per_query["query"] >= 1 and per_query["total"] >= per_query["query"], mode
+    # The figures are network-wide: a flood reaches every peer, so it costs more queries
+    # than there are peers, and the origin alone sends only its degree's worth.
+    assert search["modes"]["flood"]["messages_per_query"]["query"] > 50
+    assert search["modes"]["walk"]["messages_per_query"]["check"] > 0
+    assert summary["peers_left_gracefully"] == 50
     assert _workers_of(summary["bootstrap"]) == []
-    assert b"bootstrap listening on 127.0.0.1:" in result.stderr
+    err = result.stderr.decode()
+    assert "bootstrap listening on 127.0.0.1:" in err
+    assert all(key in err for key in keys)  # where to connect: the items' keys
+    assert all(address in err for address in summary["addresses"])
 
 
 async def test_sigterm_stops_the_swarm_gracefully() -> None:
     process = await trio.lowlevel.open_process(
-        [*OVERLAY, "swarm", "--peers", "20", "--duration", "600", "--port", "0", "--json"],
+        [*OVERLAY, "swarm", "--peers", "20", "--duration", "0", "--port", "0", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=str(REPO),
@@ -99,3 +126,15 @@ async def test_sigterm_stops_the_swarm_gracefully() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_replication_is_a_fraction_and_copies_a_count(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["swarm", "--replication", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--replication is a fraction" in err and "use --copies 2" in err
+    assert main(["swarm", "--peers", "10", "--copies", "11"]) == 2
+    assert "--copies is a count" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["swarm", "--copies", "2", "--replication", "0.1"])
+    assert "not allowed with argument --copies" in capsys.readouterr().err
+    assert copies_for(0.01, 50) == 1 and copies_for(0.1, 50) == 5 and copies_for(1.0, 7) == 7

@@ -16,6 +16,7 @@ import sys
 
 from overlay.net.node import NodeConfig
 from overlay.net.swarm.setup import (
+    copies_for,
     peer_capacity,
     room_for_weak_peers,
     seed_plan,
@@ -96,7 +97,7 @@ def test_capacities_and_items_are_as_before_the_move() -> None:
         26,
         91,
     ]
-    assert seed_plan(3, 0.01, 1000, 1) == [
+    assert seed_plan(3, copies_for(0.01, 1000), 1000, 1) == [
         [63, 129, 479, 481, 612, 655, 768, 786, 873, 947],
         [64, 178, 306, 318, 430, 478, 520, 739, 790, 922],
         [35, 259, 317, 568, 649, 690, 711, 763, 841, 986],
@@ -105,9 +106,9 @@ def test_capacities_and_items_are_as_before_the_move() -> None:
 
 
 def test_a_worker_holds_its_share_of_the_plan() -> None:
-    plan = seed_plan(20, 0.1, 100, 5)
+    plan = seed_plan(20, 10, 100, 5)
     items = seeded_items(20, 5)
-    first, second = Seeding(20, 0.1, 5, 100, 0), Seeding(20, 0.1, 5, 100, 50)
+    first, second = Seeding(20, 10, 5, 100, 0), Seeding(20, 10, 5, 100, 50)
     held = [
         (offset + local, value)
         for seeding, offset in ((first, 0), (second, 50))
