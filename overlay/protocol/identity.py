@@ -1,7 +1,13 @@
-"""Who a peer is: a random 128-bit id, the address it listens on, and its role."""
+"""Who a peer is: an id derived from its public key, the address it listens on, and its role.
+
+Ids are self-certifying (as in S/Kademlia and libp2p): a peer's id is the first
+128 bits of SHA-256 of its Ed25519 public key (:func:`peer_id_of`), so whoever
+claims an id can be asked to prove it by signing with the key behind it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from typing import Final, Literal, get_args
@@ -11,7 +17,10 @@ import attrs
 from overlay.protocol import validate
 
 PeerId = str
-"""A peer's id: 128 random bits as 32 lowercase hex digits (readable in logs and JSON)."""
+"""A peer's id: 128 bits as 32 lowercase hex digits (readable in logs and JSON)."""
+
+PUBLIC_KEY_BYTES = 32
+"""An Ed25519 public key in its raw encoding (RFC 8032)."""
 
 Role = Literal["weak", "super"]
 """What a peer is in the overlay: every peer starts weak; the election makes some super."""
@@ -22,8 +31,19 @@ MAX_HOST_LENGTH = 253  # the longest DNS name
 
 
 def new_peer_id(rng: random.Random) -> PeerId:
-    """Draw a fresh id from the injected random source (never the global one)."""
+    """Draw a fresh id from the injected random source (never the global one).
+
+    For ids that need no proof: a one-shot client's own handle, or the simulator
+    where keys are modelled.
+    """
     return f"{rng.getrandbits(128):032x}"
+
+
+def peer_id_of(public_key: bytes) -> PeerId:
+    """The id that a public key certifies: SHA-256 of the raw key, first 128 bits in hex."""
+    if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
+        raise ValueError(f"a public key is {PUBLIC_KEY_BYTES} raw bytes")
+    return hashlib.sha256(public_key).hexdigest()[:32]
 
 
 def check_peer_id(_instance: object, attribute: attrs.Attribute[str], value: object) -> None:
