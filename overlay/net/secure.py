@@ -219,7 +219,10 @@ async def _next_message(framer: NoiseFramer, pending: list[bytes], receive: Rece
     while not pending:
         data = await receive()
         if not data:
-            raise HandshakeFailed("closed during the Noise handshake")
+            raise HandshakeFailed(
+                "closed during the Noise handshake "
+                "(as a --plaintext remote does, or one refusing us)"
+            )
         pending.extend(framer.feed(data))
     return pending.pop(0)
 
