@@ -27,6 +27,7 @@ from overlay.tools.swarm import fetch_stats
 from tests.conftest import (
     COMPATIBLE,
     FAST_NODE,
+    HANG_GUARD,
     RawClient,
     connect,
     finish,
@@ -76,19 +77,25 @@ async def test_shuffles_exchange_view_entries(nursery: trio.Nursery) -> None:
 
 
 async def test_graceful_leave_is_noticed_at_once(nursery: trio.Nursery) -> None:
+    """Noticed at once is shown by how the leaver was dropped (told by its Leave: nobody
+    suspected it), not by a bound on the time: the peers allow 6 s of silence, so a
+    loaded machine neither delays suspicion into the wait nor fakes it before."""
     server = await start_bootstrap(nursery)
-    peers = [await start_peer(nursery, bootstrap=server.address, seed=i) for i in range(3)]
+    peers = [
+        await start_peer(nursery, bootstrap=server.address, membership=COMPATIBLE, seed=i)
+        for i in range(3)
+    ]
     for peer, node in peers:
         await wait_for(node, partial(lambda p: len(neighbors(p)) == 2, peer))
     leaver, leaver_node = peers[2]
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):
         await leaver_node.leave()
     for peer, node in peers[:2]:
-        await wait_for(node, partial(lambda p: leaver.id not in neighbors(p), peer), seconds=0.9)
+        await wait_for(node, partial(lambda p: leaver.id not in neighbors(p), peer))
         # Told, not suspected: no heartbeat was missed.
         assert node.counters.get("event.suspect", 0) == 0
         assert peer.membership._tombstoned(leaver.id, trio.current_time())
-    with trio.fail_after(2):
+    with trio.fail_after(HANG_GUARD):
         await server.node.wait_until(lambda: leaver.id not in server.cache)
     assert leaver_node.stopped.is_set()
     # Its port is closed: nobody listens there any more.
@@ -101,10 +108,10 @@ async def test_a_killed_peer_process_is_detected(nursery: trio.Nursery) -> None:
     peer, node = await start_peer(nursery, bootstrap=server.address, membership=COMPATIBLE)
     child = await spawn_overlay(["peer", "--bootstrap", str(server.address), "--seed", "7"])
     try:
-        await wait_for(node, lambda: child.id in neighbors(peer), seconds=20)
+        await wait_for(node, lambda: child.id in neighbors(peer))
         child.process.send_signal(signal.SIGKILL)
         assert await finish(child) == -signal.SIGKILL
-        await wait_for(node, lambda: child.id not in neighbors(peer), seconds=10)
+        await wait_for(node, lambda: child.id not in neighbors(peer))
         assert peer.membership._tombstoned(child.id, trio.current_time()) or (
             node.counters.get("event.neighbor_down", 0) >= 1
         )
@@ -134,10 +141,10 @@ async def test_a_stopped_peer_is_declared_dead_by_missed_heartbeats(
         ["peer", "--bootstrap", str(server.address), "--seed", "8", "--heartbeat-period", "0.4"]
     )
     try:
-        await wait_for(node, lambda: child.id in neighbors(peer), seconds=20)
+        await wait_for(node, lambda: child.id in neighbors(peer))
         suspected = node.counters.get("event.suspect", 0)
         child.process.send_signal(signal.SIGSTOP)
-        await wait_for(node, lambda: child.id not in neighbors(peer), seconds=10)
+        await wait_for(node, lambda: child.id not in neighbors(peer))
         assert node.counters.get("event.suspect", 0) > suspected
     finally:
         child.process.kill()
@@ -161,11 +168,11 @@ async def test_a_new_peer_joins_through_a_live_peer_while_the_bootstrap_is_down(
         ["peer", "--bootstrap", str(server.address), "--join", str(a.address), "--seed", "3"]
     )
     try:
-        await wait_for(a_node, lambda: child.id in neighbors(a), seconds=20)
+        await wait_for(a_node, lambda: child.id in neighbors(a))
         # And it leaves gracefully on SIGTERM: A is told (no suspicion needed).
         child.process.send_signal(signal.SIGTERM)
         assert await finish(child) == 0
-        await wait_for(a_node, lambda: child.id not in neighbors(a), seconds=2.5)
+        await wait_for(a_node, lambda: child.id not in neighbors(a))
         assert a_node.counters.get("event.suspect", 0) == 0
     finally:
         if child.process.returncode is None:
@@ -181,16 +188,16 @@ async def test_a_peer_with_state_rejoins_through_known_hosts_without_the_bootstr
         a, a_node = await start_peer(nursery, bootstrap=server.address, membership=COMPATIBLE)
         args = ["peer", "--bootstrap", str(server.address), "--state", str(tmp_path)]
         child = await spawn_overlay([*args, "--seed", "4"])
-        await wait_for(a_node, lambda: child.id in neighbors(a), seconds=20)
+        await wait_for(a_node, lambda: child.id in neighbors(a))
         child.process.send_signal(signal.SIGTERM)
         assert await finish(child) == 0
         boot_nursery.cancel_scope.cancel()
     assert (tmp_path / "peer.json").exists()
-    await wait_for(a_node, lambda: child.id not in neighbors(a), seconds=5)
+    await wait_for(a_node, lambda: child.id not in neighbors(a))
     again = await spawn_overlay([*args, "--seed", "5"])
     try:
         assert again.id == child.id  # the same peer, back
-        await wait_for(a_node, lambda: again.id in neighbors(a), seconds=20)
+        await wait_for(a_node, lambda: again.id in neighbors(a))
     finally:
         again.process.send_signal(signal.SIGTERM)
         await finish(again)
