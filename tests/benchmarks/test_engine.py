@@ -35,9 +35,6 @@ from benchmarks.sim_scenarios import sweep as scenario_sweep
 from benchmarks.topologies import TopologySpec
 from overlay.sim.scenario import WALL_CLOCK_FIELDS
 
-pytestmark = pytest.mark.xdist_group("test_engine")
-"""One worker runs this module (pytest-xdist): its module-scoped setup is made once."""
-
 RANDOM = TopologySpec("random", "random", nodes=120, mean_degree=4.0)
 POWER_LAW = TopologySpec("power-law", "power-law", nodes=200, mean_degree=3.5, exponent=2.1)
 TINY_SWEEP = [

@@ -32,9 +32,6 @@ from benchmarks.placement import QueryStream, copies_per_item, zipf_popularity
 from benchmarks.runner import WALK_TTL, ModeSpec, Task, lossless_flood_ttl, run_task
 from benchmarks.topologies import FULL_TOPOLOGIES, QUICK_TOPOLOGIES
 
-pytestmark = pytest.mark.xdist_group("test_flood_vs_walk")
-"""One worker runs this module (pytest-xdist): its module-scoped setup is made once."""
-
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "flood_vs_walk.py"
 FIGURES = ("cost_vs_success", "messages_vs_replication", "hops_cdf", "peer_load")

@@ -19,9 +19,6 @@ import pytest
 from benchmarks.live_vs_sim import flood_formula, main
 from overlay.sim.static import StaticNetwork
 
-pytestmark = pytest.mark.xdist_group("test_live_vs_sim")
-"""One worker runs this module (pytest-xdist): its module-scoped setup is made once."""
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

@@ -13,9 +13,6 @@ from search.store import Criteria, Item
 from search.walk import WalkMemory
 from tests.search.helpers import random_connected_graph, sends, sent_messages, wired_peers
 
-pytestmark = pytest.mark.xdist_group("test_walk")
-"""One worker runs this module (pytest-xdist): its module-scoped setup is made once."""
-
 QID = "d" * 32
 
 
