@@ -182,7 +182,7 @@ class Child:
 
 
 async def spawn_overlay(
-    args: Sequence[str], seconds: float = 30.0, *, prefix: Sequence[str] = ()
+    args: Sequence[str], seconds: float = HANG_GUARD, *, prefix: Sequence[str] = ()
 ) -> Child:
     """Start ``overlay ARGS`` and wait for its first line ("... listening on HOST:PORT").
 

@@ -38,7 +38,7 @@ from overlay.tools.swarm import fetch_stats
 from search.config import SearchConfig
 from search.errors import ContentMismatch
 from search.store import Item, content_key
-from tests.conftest import OVERLAY, REPO, handshaken, start_bootstrap
+from tests.conftest import HANG_GUARD, OVERLAY, REPO, handshaken, start_bootstrap
 
 SWARM = 200
 JOIN_BATCH = 25
@@ -461,14 +461,14 @@ async def test_swarm_seeds_items_that_can_be_found_while_it_runs() -> None:
     assert process.stdout is not None and process.stderr is not None
     try:
         err = b""
-        with trio.fail_after(30):
+        with trio.fail_after(HANG_GUARD):
             while b"bootstrap listening on" not in err or b"\n" not in err.split(b"on ", 1)[1]:
                 chunk = await process.stderr.receive_some(4096)
                 assert chunk, err
                 err += chunk
         bootstrap = Address.parse(err.split(b"bootstrap listening on ")[1].split()[0].decode())
         keys = [content_key(value) for value, _ in seeded_items(items, 3)]
-        with trio.fail_after(40):
+        with trio.fail_after(HANG_GUARD):
             while True:
                 members = await list_members(bootstrap)
                 if len(members) == peers:
@@ -479,7 +479,7 @@ async def test_swarm_seeds_items_that_can_be_found_while_it_runs() -> None:
         # Every seeded item is held by round(0.1 * 30) = 3 peers: a flood of TTL 10 over
         # a connected swarm of 30 finds all three (retried while the swarm still forms).
         async def find(index: int, key: str) -> None:
-            with trio.fail_after(40):
+            with trio.fail_after(HANG_GUARD):
                 while True:
                     result = await search_via(via, "flood", key=key, ttl=10, want=64)
                     if len(holders_of(result)) == 3:
