@@ -242,7 +242,7 @@ async def test_bad_input_closes_that_connection_with_one_line(
     client = await connect(a.address)
     label = f"127.0.0.1:{client.local_port}"
     await client.send(payload)
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):  # silence is ended by the handshake timeout (5 s)
         assert await client.closed_by_remote()
     lines = _lines_about(caplog, label)
     assert len(lines) == 1, lines
@@ -268,7 +268,7 @@ async def test_a_truncated_frame_after_the_handshake_then_silence(
 ) -> None:
     a, _a_node, b, client, me = await _a_served_client(nursery)
     await client.send(b"\x00\x00\x01\x00half")
-    with trio.fail_after(10):
+    with trio.fail_after(HANG_GUARD):
         assert await client.closed_by_remote()
     lines = _lines_about(caplog, me.id[:8])
     assert len(lines) == 1, lines
@@ -287,7 +287,7 @@ async def test_hundreds_of_idle_connections_are_each_closed_with_one_line(
     clients = [await connect(a.address) for _ in range(300)]
     # While they are all open, a well-behaved newcomer is still served.
     await _still_serving(a.address, b.id)
-    with trio.fail_after(10):
+    with trio.fail_after(HANG_GUARD):
         async with trio.open_nursery() as waiting:
             for client in clients:
                 waiting.start_soon(client.closed_by_remote)
@@ -309,7 +309,7 @@ async def test_a_wrong_protocol_version_is_refused(
     client = await connect(a.address)
     me = Contact(new_peer_id(random.Random(5)), Address("127.0.0.1", client.local_port))
     await client.send_message(Handshake(PROTOCOL_VERSION + 1, me))
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):
         assert await client.closed_by_remote()
     lines = _lines_about(caplog, f"127.0.0.1:{client.local_port}")
     assert len(lines) == 1
@@ -328,7 +328,7 @@ async def test_replies_a_slow_reader_cannot_take_at_once_arrive_whole_and_in_ord
     client.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     requests = 800  # 400 were enough to reach the drain task in every run; twice that for margin
     await client.send(encode_frame(StatsRequest()) * requests)
-    with trio.fail_after(10):  # the replies (about 140 kB) outgrow the socket's buffers
+    with trio.fail_after(HANG_GUARD):  # the replies (about 140 kB) outgrow the socket's buffers
         while not any(connection.draining for connection in a_node.connections):
             await trio.sleep(0.01)
     with trio.fail_after(30):
@@ -377,7 +377,7 @@ async def test_a_connection_ended_from_outside_delivers_nothing_more(
         a_node._stats = end_at_first_request
         await client.send(burst)
         stats_calls = 1
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):
         assert await client.closed_by_remote()
         await a_node.wait_until(lambda: connection not in a_node.connections)
     if when == "in-the-middle-of-a-chunk":
