@@ -95,12 +95,14 @@ class _Node:
     lookup by address; ``core`` is None once the host has crashed.
     """
 
-    __slots__ = ("contact", "core", "timer_tick")
+    __slots__ = ("contact", "core", "deadline", "timer_tick")
 
     def __init__(self, contact: Contact, core: Core) -> None:
         self.contact = contact
         self.core: Core | None = core
         self.timer_tick = -1
+        self.deadline = math.nan
+        """The deadline the timer was last scheduled from (NaN equals nothing)."""
 
 
 class Simulator:
@@ -244,23 +246,42 @@ class Simulator:
     # ------------------------------------------------------------------ the loop
 
     def run_until(self, time: float) -> None:
-        """Process every event up to and including simulated time ``time``."""
+        """Process every event up to and including simulated time ``time``.
+
+        One loop serves every network, with transmit and reschedule inlined for the
+        plain one (:meth:`_plain`): there every message lands exactly one latency later,
+        so one tick's sends all go to one bucket.  Anything else (loss, jitter, a
+        partition, an observer) goes through :meth:`_handle`.
+        """
         end = math.floor(time * TICKS_PER_SECOND + 1e-9)
         ticks = self._ticks
         buckets = self._buckets
         actions = self._actions
+        nodes_get = self.nodes.get
+        sent = self._sent
+        sent_get = sent.get
         handle = self._handle
-        reschedule = self._reschedule
+        latency = self._latency_ticks
+        ceil = math.ceil
+        heappop = heapq.heappop
+        enqueue = self._enqueue
+        plain = self._plain()
         while ticks and ticks[0] <= end:
-            tick = heapq.heappop(ticks)
+            tick = heappop(ticks)
             self.tick = tick
             now = tick / TICKS_PER_SECOND
             while actions and actions[0][0] <= tick:
-                heapq.heappop(actions)[2]()
+                heappop(actions)[2]()
+                plain = self._plain()  # an action may have partitioned the network
             batch = buckets.pop(tick, None)
             if not batch:
                 continue
-            delivered = 0
+            arrive = tick + latency
+            out = buckets.get(arrive)
+            if out is None:
+                out = buckets[arrive] = []
+                heapq.heappush(ticks, arrive)
+            delivered = lost = 0
             for node, sender, payload in batch:
                 core = node.core
                 if core is None:
@@ -273,12 +294,51 @@ class Simulator:
                 else:
                     delivered += 1
                     effects = core.receive(payload, sender, now)
-                if effects:
+                if not plain:
                     handle(node, effects)
+                    continue
+                if effects:
+                    contact = node.contact
+                    for effect in effects:
+                        if type(effect) is Send:
+                            message = effect.message
+                            kind = type(message)
+                            sent[kind] = sent_get(kind, 0) + 1
+                            target = nodes_get(effect.to)
+                            if target is None:
+                                lost += 1  # nobody listens there (crashed, or never was)
+                            else:
+                                out.append((target, contact, message))
+                # _reschedule, skipped when the deadline is the one already scheduled
+                deadline = core.next_deadline()
+                if deadline == node.deadline and node.timer_tick > tick:
+                    continue
+                node.deadline = deadline
+                if deadline == math.inf:
+                    continue
+                due = ceil(deadline * TICKS_PER_SECOND - 1e-9)
+                if due <= tick:
+                    due = tick + 1
+                if tick < node.timer_tick <= due:
+                    continue
+                node.timer_tick = due
+                if due == arrive:
+                    out.append((node, None, None))
                 else:
-                    reschedule(node, core)
+                    enqueue(due, (node, None, None))
             self.delivered += delivered
+            self.lost += lost
         self.tick = max(self.tick, end)
+
+    def _plain(self) -> bool:
+        """No loss, jitter, partition or observer: the common case."""
+        return (
+            self.network.loss == 0.0
+            and not self._jitter_ticks
+            and not self._side
+            and self.on_effect is None
+            and not self.keep_events
+        )
 
     def _handle(self, node: _Node, effects: list[Effect]) -> None:
         contact = node.contact
@@ -297,6 +357,9 @@ class Simulator:
 
     def _reschedule(self, node: _Node, core: Core) -> None:
         deadline = core.next_deadline()
+        if deadline == node.deadline and node.timer_tick > self.tick:
+            return  # the timer already pending is the one this deadline asks for
+        node.deadline = deadline
         if deadline == math.inf:
             return
         tick = math.ceil(deadline * TICKS_PER_SECOND - 1e-9)
