@@ -16,7 +16,6 @@ random generator: a test enforces that (tests/test_layers.py).
 from __future__ import annotations
 
 import math
-import random
 
 import attrs
 
@@ -40,6 +39,7 @@ from overlay.protocol.messages import (
     ShuffleReply,
     ShuffleRequest,
 )
+from overlay.protocol.randomness import RandomSource
 from search.component import Search
 
 
@@ -85,7 +85,7 @@ class Peer:
         self,
         address: Address,
         config: PeerConfig,
-        rng: random.Random,
+        rng: RandomSource,
         *,
         peer_id: PeerId | None = None,
         bootstrap: Address | None = None,
