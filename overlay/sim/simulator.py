@@ -63,7 +63,9 @@ sequence number: a core sends fewer than 2**32 messages in a run."""
 T = TypeVar("T")
 Event = tuple[int, Any, Contact | None, Any]
 """(order key, target, sender, message).  A delivery's target is the address it was
-sent to, looked up when it lands; a timer's (sender None) is the node itself."""
+sent to, looked up when it lands; a timer's (sender None) is the node itself.  Keys are
+unique but for a node's duplicate timers, which are equal tuples: sorting the tuples
+themselves never compares two targets, and needs no key function."""
 Outgoing = tuple[int, int, Address, Contact, Message]
 """A message for another worker's peer: (landing tick, order key, to, sender, message)."""
 
@@ -397,7 +399,7 @@ class Simulator:
             batch = buckets.pop(tick, None)
             if not batch:
                 continue
-            batch.sort(key=_order)  # the same order whichever worker sent what
+            batch.sort()  # the same order whichever worker sent what (keys: see Event)
             arrive = tick + latency
             out = buckets.get(arrive)
             if out is None:
@@ -578,7 +580,3 @@ def for_summary(peer: Peer) -> PeerSnapshot:
     """A peer's snapshot without its counters, which the summary does not read: at a
     million peers they would be the biggest part of what the summary holds at once."""
     return attrs.evolve(peer.snapshot(), counters={})
-
-
-def _order(event: Event) -> int:
-    return event[0]
