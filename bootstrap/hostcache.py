@@ -15,7 +15,6 @@ peers already known keep their places; a full cache is still a good sample).
 from __future__ import annotations
 
 import math
-import random
 
 import attrs
 
@@ -23,6 +22,7 @@ from overlay.protocol import validate
 from overlay.protocol.effects import Effect, Send
 from overlay.protocol.identity import Address, Contact, PeerId
 from overlay.protocol.messages import MAX_SAMPLE, Message, PeerSample, Register, Unregister
+from overlay.protocol.randomness import RandomSource
 
 
 @attrs.frozen
@@ -87,7 +87,7 @@ class _SampleSet:
             self._ids[slot] = last
             self._slot[last] = slot
 
-    def sample(self, rng: random.Random, want: int, exclude: PeerId) -> list[PeerId]:
+    def sample(self, rng: RandomSource, want: int, exclude: PeerId) -> list[PeerId]:
         """Up to ``want`` distinct ids other than ``exclude``, uniformly."""
         ids = self._ids
         if want <= 0 or not ids:
@@ -105,7 +105,7 @@ class _Bucket:
 class HostCache:
     """Live peers with O(1) register, expire and uniform sampling."""
 
-    def __init__(self, me: Contact, config: HostCacheConfig, rng: random.Random) -> None:
+    def __init__(self, me: Contact, config: HostCacheConfig, rng: RandomSource) -> None:
         self.me = me
         self.config = config
         self.rng = rng

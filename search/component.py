@@ -10,7 +10,6 @@ and the effects to carry out.  When the search is over the peer emits
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from overlay.protocol.effects import Effect, Handler
@@ -26,6 +25,7 @@ from overlay.protocol.messages import (
     WalkStep,
     WalkVerdict,
 )
+from overlay.protocol.randomness import RandomSource
 from search.config import SearchConfig
 from search.context import Neighbors, Observer, SearchContext
 from search.fetch import Fetching
@@ -49,7 +49,7 @@ class Search:
     def __init__(
         self,
         me: Contact,
-        rng: random.Random,
+        rng: RandomSource,
         view: Neighbors,
         config: SearchConfig | None = None,
     ) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import random
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
@@ -18,6 +17,7 @@ import attrs
 
 from overlay.protocol.effects import Effect, Notify
 from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.randomness import RandomSource
 from search.config import SearchConfig
 from search.errors import TooManySearches
 from search.outcome import FetchResult, Hit, SearchResult
@@ -138,7 +138,7 @@ class SearchContext:
         self,
         me: Contact,
         config: SearchConfig,
-        rng: random.Random,
+        rng: RandomSource,
         view: Neighbors,
         store: ItemStore,
     ) -> None:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import math
-import random
 from collections.abc import Iterable
 
 import attrs
@@ -76,6 +75,7 @@ from overlay.protocol.messages import (
     ShuffleRequest,
     Unregister,
 )
+from overlay.protocol.randomness import RandomSource
 
 _NEVER = math.inf
 
@@ -122,7 +122,7 @@ class Membership:
         self,
         me: Contact,
         config: MembershipConfig,
-        rng: random.Random,
+        rng: RandomSource,
         *,
         role: Role = "weak",
         capacity: int = 1,

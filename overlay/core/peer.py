@@ -16,7 +16,8 @@ random generator: a test enforces that (tests/test_layers.py).
 from __future__ import annotations
 
 import math
-import random
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -40,6 +41,7 @@ from overlay.protocol.messages import (
     ShuffleReply,
     ShuffleRequest,
 )
+from overlay.protocol.randomness import RandomSource
 from search.component import Search
 
 
@@ -78,6 +80,25 @@ class PeerSnapshot:
     """Items this peer holds (``items`` names them; a stats reply carries only the count)."""
 
 
+_MEMBERSHIP_HANDLERS: dict[
+    type[Message], Callable[[Membership, Any, Contact, float, list[Effect]], None]
+] = {
+    Heartbeat: Membership.on_heartbeat,
+    ShuffleRequest: Membership.on_shuffle_request,
+    ShuffleReply: Membership.on_shuffle_reply,
+    Join: Membership.on_join,
+    Redirect: Membership.on_redirect,
+    NeighborRequest: Membership.on_neighbor_request,
+    NeighborAccept: Membership.on_neighbor_accept,
+    NeighborReject: Membership.on_neighbor_reject,
+    Disconnect: Membership.on_disconnect,
+    Leave: Membership.on_leave,
+}
+"""Membership's handlers, which take the peer's membership: one table for every peer.
+Bound methods in a table of each peer's cost about 1.3 KB a peer (a tenth of a
+simulated peer).  PeerSample is not here: with the super layer, the peer hands it on."""
+
+
 class Peer:
     """A peer of the overlay, as a pure state machine."""
 
@@ -85,7 +106,7 @@ class Peer:
         self,
         address: Address,
         config: PeerConfig,
-        rng: random.Random,
+        rng: RandomSource,
         *,
         peer_id: PeerId | None = None,
         bootstrap: Address | None = None,
@@ -109,23 +130,12 @@ class Peer:
         self.dropped: dict[str, int] = {}
         self.standing = Standing(config.standing)
         """What this peer has seen the others do, and whom it distrusts for it."""
-        m = self.membership
-        self._handlers: dict[type[Message], Handler] = {
-            Heartbeat: m.on_heartbeat,
-            ShuffleRequest: m.on_shuffle_request,
-            ShuffleReply: m.on_shuffle_reply,
-            Join: m.on_join,
-            Redirect: m.on_redirect,
-            NeighborRequest: m.on_neighbor_request,
-            NeighborAccept: m.on_neighbor_accept,
-            NeighborReject: m.on_neighbor_reject,
-            Disconnect: m.on_disconnect,
-            Leave: m.on_leave,
-            PeerSample: m.on_peer_sample,
-        }
         self.search = Search(self.contact, rng, self.membership, config.search)
         self._search_timers = self.search.ctx.timers
-        self._handlers.update(self.search.handlers())
+        self._handlers: dict[type[Message], Handler] = self.search.handlers()
+        """The handlers of the parts other than membership, whose are in
+        ``_MEMBERSHIP_HANDLERS``."""
+        self._handlers[PeerSample] = self.membership.on_peer_sample
         self.search.ctx.evidence = self.standing.record
         self.supers: SuperPeerLayer | None = None
         """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
@@ -193,14 +203,18 @@ class Peer:
         out: list[Effect] = []
         standing = self.standing
         standing.now = now
-        handler = self._handlers.get(kind)
-        if handler is None:
-            name = kind.__name__
-            self.dropped[name] = self.dropped.get(name, 0) + 1
-            out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
-            standing.record(sender.id, "unexpected")
+        membership_handler = _MEMBERSHIP_HANDLERS.get(kind)
+        if membership_handler is not None:
+            membership_handler(self.membership, message, sender, now, out)
         else:
-            handler(message, sender, now, out)
+            handler = self._handlers.get(kind)
+            if handler is None:
+                name = kind.__name__
+                self.dropped[name] = self.dropped.get(name, 0) + 1
+                out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
+                standing.record(sender.id, "unexpected")
+            else:
+                handler(message, sender, now, out)
         if standing.distrusted:
             self._replace_distrusted(now, out)
         m = self.membership

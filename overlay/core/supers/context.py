@@ -9,14 +9,13 @@ search meet in :mod:`search.context`.
 
 from __future__ import annotations
 
-import random
-
 from overlay.core.config import SuperConfig
 from overlay.core.membership import Membership
 from overlay.core.supers.election import Election
 from overlay.protocol.effects import Effect, Notify, Send
 from overlay.protocol.identity import Contact
 from overlay.protocol.messages import Register
+from overlay.protocol.randomness import RandomSource
 from search.context import Evidence
 
 
@@ -31,7 +30,7 @@ class SuperContext:
         self,
         me: Contact,
         config: SuperConfig,
-        rng: random.Random,
+        rng: RandomSource,
         membership: Membership,
         election: Election,
         *,

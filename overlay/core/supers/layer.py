@@ -60,7 +60,6 @@ side's relations go (each side's ``step_up`` or ``step_down``) before the new si
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Iterable
 
 from overlay.core.config import SuperConfig
@@ -91,6 +90,7 @@ from overlay.protocol.messages import (
     SuperLinkAccept,
     SuperUnlink,
 )
+from overlay.protocol.randomness import RandomSource
 from search.context import Evidence
 from search.index import SuperIndex
 from search.store import ItemStore
@@ -105,7 +105,7 @@ class SuperPeerLayer:
         self,
         me: Contact,
         config: SuperConfig,
-        rng: random.Random,
+        rng: RandomSource,
         membership: Membership,
         *,
         store: ItemStore,
