@@ -667,9 +667,21 @@ TestHostileNeighbours = HostileNeighbours.TestCase
 # --------------------------------------------------------------------------- completeness
 
 
+def attributes(owner: object) -> Iterator[tuple[str, object]]:
+    """``owner``'s instance attributes: from its ``__dict__``, or, for a class compiled by
+    mypyc (which has none), from the attribute names mypyc records on the class."""
+    names = getattr(type(owner), "__mypyc_attrs__", None)
+    if names is None:
+        yield from vars(owner).items()
+        return
+    for name in names:
+        if name != "__dict__" and hasattr(owner, name):
+            yield name, getattr(owner, name)
+
+
 def tables(owner: object) -> Iterator[tuple[str, object]]:
     """``owner``'s attributes that hold a growing number of things: (name, the table)."""
-    for name, value in vars(owner).items():
+    for name, value in attributes(owner):
         if name == "_handlers" or isinstance(value, str | bytes | tuple) or attrs.has(type(value)):
             continue  # a dispatch table fixed at construction, or a value
         if hasattr(value, "__len__"):
