@@ -34,14 +34,8 @@ def _loader() -> ModuleType:
     spec = importlib.util.spec_from_file_location("_overlay_compiled", HERE / "overlay/compiled.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    # The loader reads the environment when imported; the build wants its functions only.
-    saved = os.environ.pop("OVERLAY_PURE_PYTHON", None)
-    try:
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    finally:
-        if saved is not None:
-            os.environ["OVERLAY_PURE_PYTHON"] = saved
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
     return module
 
 

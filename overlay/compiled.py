@@ -168,7 +168,9 @@ def install(root: Path = ROOT, environ: Mapping[str, str] = os.environ) -> Build
     return build
 
 
-BUILD: Final = install()
+# setup.py loads this file under another name for its lists and manifest; only the
+# package's own import installs the finder (and warns).
+BUILD: Final = install() if __name__ == "overlay.compiled" else decide(ROOT, os.environ)
 """The build this process runs (decided once, at the first import of the project)."""
 
 

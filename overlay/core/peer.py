@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import random
 
+from mypy_extensions import mypyc_attr
+
 from overlay.core.config import PeerConfig
 from overlay.core.membership import Membership
 from overlay.core.snapshot import PeerSnapshot
@@ -46,6 +48,9 @@ from search.component import Search
 __all__ = ["Peer", "PeerSnapshot"]
 
 
+# Compiled by mypyc, a class admits no Python subclass unless it says so; a hostile
+# peer for the benchmarks (benchmarks/hostile_peer.py) is one.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Peer:
     """A peer of the overlay, as a pure state machine."""
 
