@@ -95,8 +95,10 @@ class BuildCompiledOrPure(build_ext):
 
     @staticmethod
     def _fall_back(what: str, error: BaseException) -> None:
-        last = str(error).strip().splitlines()[-1:] or [type(error).__name__]
-        say(f"{what} ({last[0]}): installing pure Python")
+        # A failed compiler command's message is the whole command line: keep its start.
+        last = (str(error).strip().splitlines() or [""])[-1]
+        last = last if len(last) <= 100 else last[:97] + "..."
+        say(f"{what} ({type(error).__name__}: {last}): installing pure Python")
 
     def _package_folders(self) -> list[Path]:
         """Where the ``overlay`` package's files go: the build folder (for a wheel),
