@@ -300,3 +300,10 @@ async def finish(child: Child, seconds: float = 15.0) -> int:
     child.process.kill()
     await child.process.wait()
     raise AssertionError("the subprocess did not exit in time")
+
+
+def pytest_report_header() -> str:
+    """Which build of the core the suite runs: compiled by mypyc, or pure Python, and why."""
+    from overlay.compiled import BUILD
+
+    return f"overlay build: {BUILD.describe()}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -41,6 +41,8 @@ class Hand:
         self.bootstrap: HostCache | None = None
         self.in_flight: deque[Envelope] = deque()
         self.effects: list[tuple[Address, Effect]] = []
+        self.swallow: Callable[[Envelope], bool] | None = None
+        """Messages this returns True for are lost on the way (a peer that drops them)."""
         self._next_port = 8000
 
     def add_bootstrap(self, config: HostCacheConfig | None = None) -> HostCache:
@@ -82,6 +84,8 @@ class Hand:
         if not self.in_flight:
             return None
         envelope = self.in_flight.popleft()
+        if self.swallow is not None and self.swallow(envelope):
+            return envelope
         if self.bootstrap is not None and envelope.to == BOOTSTRAP:
             self._emit(
                 self.bootstrap.me,

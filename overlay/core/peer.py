@@ -19,10 +19,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import attrs
+from mypy_extensions import mypyc_attr
 
 from overlay.core.config import PeerConfig
 from overlay.core.membership import Membership
+from overlay.core.snapshot import PeerSnapshot
 from overlay.core.standing import Standing
 from overlay.core.supers.layer import SuperPeerLayer
 from overlay.protocol.effects import Close, Effect, Handler, Notify
@@ -44,40 +45,9 @@ from overlay.protocol.messages import (
 from overlay.protocol.randomness import RandomSource
 from search.component import Search
 
-
-@attrs.frozen
-class PeerSnapshot:
-    """What a peer looks like from outside at one moment (stats reply, view, metrics)."""
-
-    id: PeerId
-    address: Address
-    role: Role
-    joined: bool
-    """Has had a neighbor at least once (a peer still joining is not counted in components)."""
-    neighbors: tuple[PeerId, ...]
-    passive: tuple[PeerId, ...]
-    known_hosts: int
-    counters: dict[str, int] = attrs.field(factory=dict, eq=False)
-    super_peers: tuple[PeerId, ...] = ()
-    """A weak peer's super peers (attached, lease granted)."""
-    weak_peers: tuple[PeerId, ...] = ()
-    """A super peer's weak peers (holding a lease)."""
-    super_neighbors: tuple[PeerId, ...] = ()
-    """A super peer's neighbors in the super layer."""
-    index_size: int = 0
-    """Entries in a super peer's index."""
-    role_changes: int = 0
-    super_target: int = 0
-    """k, the super peers a weak peer wants (0: the super-peer layer is off)."""
-    items: tuple[str, ...] = ()
-    """Keys of the items this peer holds and publishes (only with the super layer on)."""
-    index_holdings: dict[PeerId, frozenset[str]] = attrs.field(factory=dict, eq=False)
-    """A super peer's index: the keys it holds for each weak peer (for coverage)."""
-    index_entries: tuple[int, ...] = ()
-    """A super peer's index entries for each of ``weak_peers``, in the same order: what a
-    stats reply carries instead of ``index_holdings`` (keys would not fit one frame)."""
-    item_count: int = 0
-    """Items this peer holds (``items`` names them; a stats reply carries only the count)."""
+# PeerSnapshot lives in a pure module (mypyc cannot compile its attrs fields) and is
+# still imported from here by the runtimes and tools.
+__all__ = ["Peer", "PeerSnapshot"]
 
 
 _MEMBERSHIP_HANDLERS: dict[
@@ -99,6 +69,9 @@ Bound methods in a table of each peer's cost about 1.3 KB a peer (a tenth of a
 simulated peer).  PeerSample is not here: with the super layer, the peer hands it on."""
 
 
+# Compiled by mypyc, a class admits no Python subclass unless it says so; a hostile
+# peer for the benchmarks (benchmarks/hostile_peer.py) is one.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Peer:
     """A peer of the overlay, as a pure state machine."""
 

@@ -15,13 +15,12 @@ import pytest
 from overlay.core.config import MembershipConfig, PeerConfig, StandingConfig
 from overlay.core.peer import Peer
 from overlay.core.standing import WALKER_LOST, WALKER_RETURNED, Standing
-from overlay.protocol.effects import Effect, Send
+from overlay.protocol.effects import Send
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import (
     Disconnect,
     FetchReply,
     Join,
-    Message,
     NeighborAccept,
     NeighborReject,
     NeighborRequest,
@@ -149,14 +148,8 @@ def test_a_neighbour_that_drops_every_walker_is_replaced() -> None:
     dropper_id = next(iter(origin.membership.active))
     dropper = hand.peers[origin.membership.active[dropper_id].contact.address]
     honest = [p for p in origin.membership.active if p != dropper_id]
-    serve = dropper.receive
-
-    def drop_queries(message: Message, sender: Contact, now: float) -> list[Effect]:
-        if isinstance(message, WalkStep | Query):
-            return []  # swallowed: neither answered nor passed on
-        return serve(message, sender, now)
-
-    dropper.receive = drop_queries  # type: ignore[method-assign]
+    # Walkers and queries to the dropper are swallowed: neither answered nor passed on.
+    hand.swallow = lambda e: e.to == dropper.address and isinstance(e.message, WalkStep | Query)
     for round_ in range(40):
         if dropper_id in origin.membership.blacklist:
             break
