@@ -32,6 +32,7 @@ from overlay.protocol.messages import (
     Handshake,
     Heartbeat,
     Leave,
+    Register,
     StatsReply,
     StatsRequest,
 )
@@ -199,6 +200,29 @@ async def test_leave_disconnect_or_heartbeat_in_anothers_name_change_nothing(
     assert len(neighbors(b)) == degree_b
     assert b.address in a_node.links
     assert a.address in b_node.links
+
+
+async def test_misbehaviour_is_charged_to_the_proven_key_never_to_a_claimed_id(
+    nursery: trio.Nursery,
+) -> None:
+    """Ten frames a peer does not handle, sent in b's name, never reach a's core; sent
+    under the sender's own proven id, they are charged to it."""
+    a, _a_node, b, _b_node = await _two_linked(nursery)
+    unexpected = encode_frame(Register(4)) * 10
+    forger = await connect(a.address)
+    await forger.send_message(
+        Handshake(PROTOCOL_VERSION, Contact(b.id, Address("127.0.0.1", forger.local_port)))
+    )
+    await forger.send(unexpected)
+    await _closed_with(forger)
+    culprit, me = await handshaken(a.address)
+    await culprit.send(unexpected + encode_frame(StatsRequest()))
+    with trio.fail_after(5):
+        while type(await culprit.receive()) is not StatsReply:
+            pass
+    assert a.standing.faults_of(b.id) == 0
+    assert a.standing.faults_of(me.id) > 0
+    assert b.id in neighbors(a)
 
 
 async def test_a_peer_whose_listen_host_is_not_its_source_ip_is_refused(
