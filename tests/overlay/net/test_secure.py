@@ -4,6 +4,7 @@ id, and nobody can speak for another (overlay/net/secure.py, overlay/net/node.py
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 from functools import partial
@@ -41,7 +42,6 @@ from overlay.tools.crawl import fetch_stats
 from tests.conftest import (
     RawClient,
     connect,
-    finish,
     handshaken,
     interrupt,
     neighbors,
@@ -343,22 +343,29 @@ async def test_a_secure_peer_cannot_join_a_plaintext_bootstrap(
 # ---------------------------------------------------------------------- identity on disk
 
 
-async def test_a_peer_restarted_with_state_keeps_its_id(tmp_path: Path) -> None:
+async def test_a_peer_restarted_with_state_keeps_its_id_and_its_anchors(tmp_path: Path) -> None:
     bootstrap = await spawn_overlay(["bootstrap", "--port", "0"])
+    other = await spawn_overlay(["peer", "--bootstrap", str(bootstrap.address)])
     try:
         state = tmp_path / "peer"
         args = ["peer", "--bootstrap", str(bootstrap.address), "--state", str(state)]
         first = await spawn_overlay(args)
+        with trio.fail_after(30):
+            while other.id not in (await fetch_stats(first.address)).neighbors:
+                await trio.sleep(0.2)
         await interrupt(first.process)
         assert (state / "identity.key").stat().st_mode & 0o777 == 0o600
+        saved = json.loads((state / "peer.json").read_text())
+        assert saved["id"] == first.id
+        assert other.id in {anchor["id"] for anchor in saved["anchors"]}
         second = await spawn_overlay(args)
         await interrupt(second.process)
         assert second.id == first.id
-        other = await spawn_overlay(
+        elsewhere = await spawn_overlay(
             ["peer", "--bootstrap", str(bootstrap.address), "--state", str(tmp_path / "x")]
         )
-        await interrupt(other.process)
-        assert other.id != first.id
+        await interrupt(elsewhere.process)
+        assert elsewhere.id != first.id
     finally:
+        await interrupt(other.process)
         await interrupt(bootstrap.process)
-    assert await finish(bootstrap) in (0, -2)
