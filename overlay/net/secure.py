@@ -49,7 +49,7 @@ from noise.exceptions import (  # type: ignore[import-untyped]
 )
 
 from overlay.net.keys import Ed25519Verifier, KeyPair
-from overlay.protocol.errors import ProtocolError, RemoteError
+from overlay.protocol.errors import OverlayError, ProtocolError, RemoteError
 from overlay.protocol.identity import PUBLIC_KEY_BYTES, PeerId, peer_id_of
 from overlay.protocol.signing import SIGNATURE_BYTES
 from overlay.protocol.wire import PROTOCOL_VERSION
@@ -279,8 +279,10 @@ async def handshake(
             payload = noise.read_message(await _next_message(framer, pending, receive))
     except (NoiseHandshakeError, NoiseInvalidMessage, NoiseValueError, InvalidTag) as error:
         raise HandshakeFailed(f"Noise handshake failed: {type(error).__name__}") from None
-    except (ValueError, TypeError) as error:  # cryptography refusing a remote's key
-        raise HandshakeFailed(f"Noise handshake failed: {error}") from None
+    except OverlayError:
+        raise  # the transport's own (closed, reset), or ours above
+    except Exception as error:  # the library refusing the remote's bytes some other way
+        raise HandshakeFailed(f"Noise handshake failed: {type(error).__name__}") from None
     if not noise.handshake_finished:
         raise HandshakeFailed("the Noise handshake did not finish")
     proven = _proven_id(bytes(payload), bytes(state.rs.public_bytes))

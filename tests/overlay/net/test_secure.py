@@ -286,6 +286,26 @@ async def test_a_flipped_bit_in_the_encrypted_stream_closes_that_connection_only
     assert reply.id == a.id
 
 
+async def test_a_noise_handshake_with_forged_messages_closes_with_one_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, a_node, b, _b_node = await _two_linked(nursery)
+    client = await connect(a.address, plaintext=True)  # bare TCP: we write Noise by hand
+    rng = random.Random(7)
+    await client.send_raw(b"\x00\x20" + rng.randbytes(32))  # any 32 bytes pass as a key
+    with trio.fail_after(5):
+        answer = await client.stream.receive_some(65536)
+    assert len(answer) > 2 + 32  # message 2: the peer's ephemeral and static keys, its proof
+    await client.send_raw(b"\x00\x60" + rng.randbytes(96))  # message 3, not encrypted to it
+    await _closed_with(client)
+    lines = _lines_about(caplog, f"127.0.0.1:{client.local_port}")
+    assert len(lines) == 1, lines
+    assert "Noise handshake failed" in lines[0]
+    assert b.address in a_node.links
+    assert (await fetch_stats(a.address)).id == a.id
+
+
 async def test_a_secure_client_reads_the_peers_proven_id(nursery: trio.Nursery) -> None:
     a, _a_node, _b, _b_node = await _two_linked(nursery)
     me = LinkIdentity(KeyPair.generate())
