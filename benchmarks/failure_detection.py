@@ -56,6 +56,7 @@ from benchmarks.harness import Run, listening, overlay_command, started
 from bootstrap.server import serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
+from overlay.net.keys import Ed25519Verifier, KeyPair
 from overlay.net.node import Node, NodeConfig, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.protocol.effects import Effect, Notify
@@ -129,7 +130,14 @@ async def start_observers(
     observers = []
     for _ in range(count):
         listeners, address = await open_listeners("127.0.0.1", 0)
-        peer = Peer(address, config, random.Random(rng.getrandbits(64)), bootstrap=bootstrap)
+        peer = Peer(
+            address,
+            config,
+            random.Random(rng.getrandbits(64)),
+            signer=KeyPair.generate(),
+            verifier=Ed25519Verifier(),
+            bootstrap=bootstrap,
+        )
         node = peer_node(peer, NodeConfig())
         recorder = node.core = DropRecorder(peer)
         await nursery.start(node.serve, listeners)

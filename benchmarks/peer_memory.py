@@ -45,10 +45,11 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net import memtrace
+from overlay.net.keys import Ed25519Verifier, derived_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import add_runtime_arguments, peer_config_of, swarm_node_config_of
 from overlay.net.peer_node import peer_node
-from overlay.protocol.identity import Address, new_peer_id
+from overlay.protocol.identity import Address
 
 RESULT = Path(__file__).resolve().parent / "results" / "peer_memory.json"
 REPO = Path(__file__).resolve().parent.parent
@@ -152,7 +153,14 @@ async def measure_peers(args: argparse.Namespace, bootstrap: Address) -> dict[st
             before = _without_tracemalloc(tracemalloc.take_snapshot())
         for _ in range(args.peers):
             listeners, address = await open_listeners("127.0.0.1", 0)
-            peer = Peer(address, peer_config, rng, peer_id=new_peer_id(ids), bootstrap=bootstrap)
+            peer = Peer(
+                address,
+                peer_config,
+                rng,
+                signer=derived_key(ids.getrandbits(32), 0),
+                verifier=Ed25519Verifier(),
+                bootstrap=bootstrap,
+            )
             node = peer_node(peer, node_config)
             await nursery.start(node.serve, listeners)
             nodes.append(node)

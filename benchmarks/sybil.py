@@ -63,6 +63,7 @@ from benchmarks.hostile_peer import ForgingPeer
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
+from overlay.net.keys import Ed25519Verifier, KeyPair
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.net.swarm.setup import seeded_items
@@ -136,7 +137,14 @@ async def start_peer(
     nursery: trio.Nursery, peer_class: type[Peer], host: str, bootstrap: Address, seed: str
 ) -> tuple[Any, Node]:
     listeners, address = await open_listeners(host, 0)
-    peer = peer_class(address, PeerConfig(), random.Random(seed), bootstrap=bootstrap)
+    peer = peer_class(
+        address,
+        PeerConfig(),
+        random.Random(seed),
+        signer=KeyPair.generate(),
+        verifier=Ed25519Verifier(),
+        bootstrap=bootstrap,
+    )
     node = peer_node(peer, NODE)
     await nursery.start(node.serve, listeners)
     return peer, node

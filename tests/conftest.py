@@ -24,6 +24,7 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import FaultInjector
+from overlay.net.keys import Ed25519Verifier, derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
@@ -83,7 +84,9 @@ async def start_peer(
     peer = Peer(
         address,
         PeerConfig(membership=membership, search=search or SearchConfig()),
-        random.Random(1000 + seed),  # never the bootstrap's seed: ids would collide
+        random.Random(1000 + seed),
+        signer=derived_key(1000, seed),
+        verifier=Ed25519Verifier(),
         bootstrap=bootstrap,
         join_via=join_via,
     )

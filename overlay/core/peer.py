@@ -2,7 +2,8 @@
 
 The surface every runtime drives (see docs/design.md, "One protocol, two worlds")::
 
-    peer = Peer(address, PeerConfig(), random.Random(seed), bootstrap=...)
+    peer = Peer(address, PeerConfig(), random.Random(seed), signer=key, verifier=v,
+                bootstrap=...)
     effects = peer.start(now)
     effects = peer.receive(message, sender_contact, now)
     effects = peer.link_lost(peer_id, now)
@@ -25,7 +26,7 @@ from overlay.core.membership import Membership
 from overlay.core.standing import Standing
 from overlay.core.supers.layer import SuperPeerLayer
 from overlay.protocol.effects import Close, Effect, Handler, Notify
-from overlay.protocol.identity import Address, Contact, PeerId, Role, new_peer_id
+from overlay.protocol.identity import Address, Contact, PeerId, Role, peer_id_of
 from overlay.protocol.messages import (
     Disconnect,
     Heartbeat,
@@ -40,6 +41,7 @@ from overlay.protocol.messages import (
     ShuffleReply,
     ShuffleRequest,
 )
+from overlay.protocol.signing import Signer, Verifier
 from search.component import Search
 
 
@@ -87,13 +89,18 @@ class Peer:
         config: PeerConfig,
         rng: random.Random,
         *,
-        peer_id: PeerId | None = None,
+        signer: Signer,
+        verifier: Verifier,
         bootstrap: Address | None = None,
         join_via: Address | None = None,
     ) -> None:
         self.config = config
         self.rng = rng
-        self.contact = Contact(peer_id if peer_id is not None else new_peer_id(rng), address)
+        self.signer = signer
+        """My key pair: my id is its public key's hash, and I sign what others repeat."""
+        self.verifier = verifier
+        """Checks others' signatures (Ed25519 over TCP, a model in the simulator)."""
+        self.contact = Contact(peer_id_of(signer.public_key), address)
         self._role: Role = "weak"
         self.membership = Membership(
             self.contact,
@@ -123,7 +130,14 @@ class Peer:
             Leave: m.on_leave,
             PeerSample: m.on_peer_sample,
         }
-        self.search = Search(self.contact, rng, self.membership, config.search)
+        self.search = Search(
+            self.contact,
+            rng,
+            self.membership,
+            config.search,
+            signer=signer,
+            verifier=verifier,
+        )
         self._search_timers = self.search.ctx.timers
         self._handlers.update(self.search.handlers())
         self.search.ctx.evidence = self.standing.record
@@ -137,6 +151,8 @@ class Peer:
                 self.membership,
                 store=self.search.store,
                 capacity=config.capacity,
+                signer=signer,
+                verifier=verifier,
                 evidence=self.standing.record,
             )
             self._handlers.update(supers.handlers())

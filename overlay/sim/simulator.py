@@ -39,6 +39,7 @@ from overlay.protocol import validate
 from overlay.protocol.effects import Core, Effect, Notify, Send
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
 from overlay.protocol.messages import Message
+from overlay.sim.keys import ModelKeyring
 from overlay.sim.topology import summarize
 
 TICKS_PER_SECOND = 1000
@@ -139,6 +140,8 @@ class Simulator:
         self._next_index = 0
         self._latency_ticks = max(1, round(self.network.latency * TICKS_PER_SECOND))
         self._jitter_ticks = round(self.network.jitter * TICKS_PER_SECOND)
+        self.keyring = ModelKeyring()
+        """Every peer's model key; the verifier every core is handed (overlay.sim.keys)."""
         self.bootstrap: HostCache | None = None
         if with_bootstrap:
             contact = Contact(new_peer_id(self.rng), BOOTSTRAP_ADDRESS)
@@ -187,10 +190,13 @@ class Simulator:
         if address is None:
             address = sim_address(self._next_index)
             self._next_index += 1
+        rng = self._peer_rng()
         peer = Peer(
             address,
             config or self.peer_config,
-            self._peer_rng(),
+            rng,
+            signer=self.keyring.new_pair(rng),
+            verifier=self.keyring,
             bootstrap=BOOTSTRAP_ADDRESS if self.bootstrap is not None else None,
             join_via=join_via,
         )

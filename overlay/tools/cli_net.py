@@ -24,6 +24,7 @@ from bootstrap.server import serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import watch_partition_file
+from overlay.net.keys import Ed25519Verifier, KeyPair, load_or_create_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_bootstrap_arguments,
@@ -194,7 +195,8 @@ async def _peer_main(args: argparse.Namespace) -> None:
             address,
             peer_config_of(args, config),
             random.Random(args.seed),
-            peer_id=saved.id if saved is not None else None,
+            signer=load_or_create_key(state_dir) if state_dir is not None else KeyPair.generate(),
+            verifier=Ed25519Verifier(),
             bootstrap=args.bootstrap,
             join_via=args.join,
         )

@@ -17,6 +17,7 @@ from overlay.core.supers.election import Election
 from overlay.protocol.effects import Effect, Notify, Send
 from overlay.protocol.identity import Contact
 from overlay.protocol.messages import Register
+from overlay.protocol.signing import Signer, Verifier
 from search.context import Evidence
 
 
@@ -35,9 +36,14 @@ class SuperContext:
         membership: Membership,
         election: Election,
         *,
+        signer: Signer,
+        verifier: Verifier,
         evidence: Evidence | None = None,
     ) -> None:
         self.me = me
+        self.signer = signer
+        """My key: I sign each entry of the index I publish."""
+        self.verifier = verifier
         self.config = config
         self.rng = rng
         self.membership = membership

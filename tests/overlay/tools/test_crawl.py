@@ -23,6 +23,7 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.connection import Connection
+from overlay.net.keys import Ed25519Verifier, KeyPair
 from overlay.net.node import IdleConnection, Node, NodeConfig, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.net.swarm.control import handle_control_line
@@ -74,7 +75,14 @@ async def start_swarm(nursery: trio.Nursery, count: int) -> Swarm:
     nodes: list[Node] = []
     for _ in range(count):
         listeners, address = await open_listeners("127.0.0.1", 0)
-        peer = Peer(address, STEADY, random.Random(rng.getrandbits(64)), bootstrap=server.address)
+        peer = Peer(
+            address,
+            STEADY,
+            random.Random(rng.getrandbits(64)),
+            signer=KeyPair.generate(),
+            verifier=Ed25519Verifier(),
+            bootstrap=server.address,
+        )
         node = peer_node(peer, NodeConfig())
         await nursery.start(node.serve, listeners)
         peers.append(peer)
@@ -190,7 +198,14 @@ async def test_control_lines_crash_and_add_peers(swarm: Swarm, nursery: trio.Nur
 
     async def add_peer() -> None:
         listeners, address = await open_listeners("127.0.0.1", 0)
-        peer = Peer(address, STEADY, random.Random(5), bootstrap=swarm.server.address)
+        peer = Peer(
+            address,
+            STEADY,
+            random.Random(5),
+            signer=KeyPair.generate(),
+            verifier=Ed25519Verifier(),
+            bootstrap=swarm.server.address,
+        )
         node = peer_node(peer, NodeConfig())
         await nursery.start(node.serve, listeners)
         added.append(peer)
