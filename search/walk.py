@@ -334,19 +334,7 @@ class Walking:
             matches = ctx.store.matching(key=step.key, keywords=step.keywords)
             found = bool(matches)
             for item in matches[: config.max_hits_per_query]:
-                out.append(
-                    Send(
-                        step.origin.address,
-                        QueryHit(
-                            query_id=query_id,
-                            key=item.key,
-                            name=item.name,
-                            size=item.size,
-                            holder=ctx.me,
-                            hops=step.hops,
-                        ),
-                    )
-                )
+                out.append(Send(step.origin.address, ctx.my_hit(query_id, item, step.hops)))
         if step.hops >= step.ttl:
             ctx.count("search.walk.expired")
             return

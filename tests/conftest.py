@@ -24,7 +24,7 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import FaultInjector
-from overlay.net.keys import derived_key
+from overlay.net.keys import Ed25519Verifier, derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.net.secure import PLAINTEXT, LinkIdentity, Session, handshake
@@ -101,7 +101,8 @@ async def start_peer(
         address,
         PeerConfig(membership=membership, search=search or SearchConfig()),
         random.Random(1000 + seed),
-        peer_id=key.peer_id,
+        signer=key,
+        verifier=Ed25519Verifier(),
         bootstrap=bootstrap,
         join_via=join_via,
     )

@@ -19,6 +19,7 @@ from overlay.core.peer import Peer
 from overlay.protocol.effects import Effect, Send
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Message
+from tests.keys import KEYRING, model_key
 
 BOOTSTRAP = Address("127.0.0.1", 7000)
 
@@ -55,10 +56,13 @@ class Hand:
         address = Address("127.0.0.1", self._next_port)
         self._next_port += 1
         bootstrap = BOOTSTRAP if self.bootstrap is not None else None
+        seed = self.rng.getrandbits(64)
         peer = Peer(
             address,
             self.config,
-            random.Random(self.rng.getrandbits(64)),
+            random.Random(seed),
+            signer=model_key(seed),
+            verifier=KEYRING,
             bootstrap=bootstrap,
             **kwargs,  # type: ignore[arg-type]
         )

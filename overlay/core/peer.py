@@ -2,7 +2,8 @@
 
 The surface every runtime drives (see docs/design.md, "One protocol, two worlds")::
 
-    peer = Peer(address, PeerConfig(), random.Random(seed), bootstrap=...)
+    peer = Peer(address, PeerConfig(), random.Random(seed), signer=key, verifier=v,
+                bootstrap=...)
     effects = peer.start(now)
     effects = peer.receive(message, sender_contact, now)
     effects = peer.link_lost(peer_id, now)
@@ -27,7 +28,7 @@ from overlay.core.snapshot import PeerSnapshot
 from overlay.core.standing import Standing
 from overlay.core.supers.layer import SuperPeerLayer
 from overlay.protocol.effects import Close, Effect, Handler, Notify
-from overlay.protocol.identity import Address, Contact, PeerId, Role, new_peer_id
+from overlay.protocol.identity import Address, Contact, PeerId, Role, peer_id_of
 from overlay.protocol.messages import (
     Disconnect,
     Heartbeat,
@@ -43,6 +44,7 @@ from overlay.protocol.messages import (
     ShuffleRequest,
 )
 from overlay.protocol.randomness import RandomSource
+from overlay.protocol.signing import Signer, Verifier
 from search.component import Search
 
 # PeerSnapshot lives in a pure module (mypyc cannot compile its attrs fields) and is
@@ -81,13 +83,18 @@ class Peer:
         config: PeerConfig,
         rng: RandomSource,
         *,
-        peer_id: PeerId | None = None,
+        signer: Signer,
+        verifier: Verifier,
         bootstrap: Address | None = None,
         join_via: Address | None = None,
     ) -> None:
         self.config = config
         self.rng = rng
-        self.contact = Contact(peer_id if peer_id is not None else new_peer_id(rng), address)
+        self.signer = signer
+        """My key pair: my id is its public key's hash, and I sign what others repeat."""
+        self.verifier = verifier
+        """Checks others' signatures (Ed25519 over TCP, a model in the simulator)."""
+        self.contact = Contact(peer_id_of(signer.public_key), address)
         self._role: Role = "weak"
         self.membership = Membership(
             self.contact,
@@ -103,7 +110,14 @@ class Peer:
         self.dropped: dict[str, int] = {}
         self.standing = Standing(config.standing)
         """What this peer has seen the others do, and whom it distrusts for it."""
-        self.search = Search(self.contact, rng, self.membership, config.search)
+        self.search = Search(
+            self.contact,
+            rng,
+            self.membership,
+            config.search,
+            signer=signer,
+            verifier=verifier,
+        )
         self._search_timers = self.search.ctx.timers
         self._handlers: dict[type[Message], Handler] = self.search.handlers()
         """The handlers of the parts other than membership, whose are in
@@ -120,6 +134,8 @@ class Peer:
                 self.membership,
                 store=self.search.store,
                 capacity=config.capacity,
+                signer=signer,
+                verifier=verifier,
                 evidence=self.standing.record,
             )
             self._handlers.update(supers.handlers())

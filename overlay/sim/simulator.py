@@ -48,6 +48,7 @@ from overlay.protocol import validate
 from overlay.protocol.effects import Core, Effect, Notify, Send
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
 from overlay.protocol.messages import Message
+from overlay.sim.keys import ModelKeyring, seeded_secret
 from overlay.sim.splitmix import SplitMix, stream_seed
 from overlay.sim.topology import summarize
 
@@ -220,6 +221,8 @@ class Simulator:
         self._cores_started = 0
         self._latency_ticks = latency_ticks(self.network.latency)
         self._jitter_ticks = round(self.network.jitter * TICKS_PER_SECOND)
+        self.keyring = ModelKeyring()
+        """Every peer's model key; the verifier every core is handed (overlay.sim.keys)."""
         self.bootstrap: HostCache | None = None
         """The bootstrap's core, in the worker that runs it (worker 0)."""
         self.with_bootstrap = with_bootstrap
@@ -276,12 +279,16 @@ class Simulator:
             self._next_index += 1
         number = self._number()
         self.started_peers += 1
+        # Every worker knows every peer's key, so any of them can check its signatures.
+        key = self.keyring.pair_of(seeded_secret(self.seed, number))
         if self.shard.owner(address) != self.shard.worker:
             return None
         peer = Peer(
             address,
             config or self.peer_config,
             self._stream(number),
+            signer=key,
+            verifier=self.keyring,
             bootstrap=BOOTSTRAP_ADDRESS
             if self.bootstrap is not None or self.shard.count > 1
             else None,

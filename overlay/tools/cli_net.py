@@ -24,7 +24,7 @@ from bootstrap.server import serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import watch_partition_file
-from overlay.net.keys import KeyPair, load_or_create_key
+from overlay.net.keys import Ed25519Verifier, KeyPair, load_or_create_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_bootstrap_arguments,
@@ -212,7 +212,8 @@ async def _peer_main(args: argparse.Namespace) -> None:
             address,
             peer_config_of(args, config),
             random.Random(args.seed),
-            peer_id=key.peer_id,
+            signer=key,
+            verifier=Ed25519Verifier(),
             bootstrap=args.bootstrap,
             join_via=args.join,
         )

@@ -16,6 +16,7 @@ from overlay.protocol.effects import Effect, Notify, Send
 from overlay.protocol.identity import Contact
 from overlay.protocol.messages import Register
 from overlay.protocol.randomness import RandomSource
+from overlay.protocol.signing import Signer, Verifier
 from search.context import Evidence
 
 
@@ -34,9 +35,14 @@ class SuperContext:
         membership: Membership,
         election: Election,
         *,
+        signer: Signer,
+        verifier: Verifier,
         evidence: Evidence | None = None,
     ) -> None:
         self.me = me
+        self.signer = signer
+        """My key: I sign each entry of the index I publish."""
+        self.verifier = verifier
         self.config = config
         self.rng = rng
         self.membership = membership

@@ -91,6 +91,7 @@ from overlay.protocol.messages import (
     SuperUnlink,
 )
 from overlay.protocol.randomness import RandomSource
+from overlay.protocol.signing import Signer, Verifier
 from search.context import Evidence
 from search.index import SuperIndex
 from search.store import ItemStore
@@ -110,12 +111,23 @@ class SuperPeerLayer:
         *,
         store: ItemStore,
         capacity: int,
+        signer: Signer,
+        verifier: Verifier,
         evidence: Evidence | None = None,
     ) -> None:
         self.config = config
         self.membership = membership
         self.election = Election(me.id, capacity, config, rng)
-        self.ctx = ctx = SuperContext(me, config, rng, membership, self.election, evidence=evidence)
+        self.ctx = ctx = SuperContext(
+            me,
+            config,
+            rng,
+            membership,
+            self.election,
+            signer=signer,
+            verifier=verifier,
+            evidence=evidence,
+        )
         self.directory = Directory(me.id, config)
         self.weak_side = WeakSide(
             ctx, self.directory, store, promote=self._promote, other_beat=self._on_other_beat

@@ -27,7 +27,7 @@ from bootstrap.server import BootstrapServer
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.client_requests import prefix_diverse
-from overlay.net.keys import derived_key
+from overlay.net.keys import Ed25519Verifier, derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.net.secure import LinkIdentity
@@ -41,6 +41,7 @@ from search.config import SearchConfig
 from search.errors import ContentMismatch
 from search.store import Item, content_key
 from tests.conftest import HANG_GUARD, OVERLAY, REPO, handshaken, start_bootstrap
+from tests.keys import signed_hit
 
 SWARM = 200
 JOIN_BATCH = 25
@@ -133,7 +134,8 @@ async def start_swarm(
             address,
             PeerConfig(membership=MEMBERSHIP, search=search),
             random.Random(5000 + index),
-            peer_id=key.peer_id,
+            signer=key,
+            verifier=Ed25519Verifier(),
             bootstrap=server.address,
         )
         node = peer_node(peer, NODE, security=LinkIdentity(key))
@@ -290,7 +292,11 @@ async def test_bad_search_input_over_tcp_shows_in_the_counters_and_disturbs_noth
     await client.send_message(query)
     await client.send_message(query)
     # A hit for a query id the peer never saw is dropped.
-    await client.send_message(QueryHit(new_peer_id(random.Random(2)), key, "x", 1, me, hops=1))
+    stranger = derived_key(2, 0)
+    named = Contact(stranger.peer_id, me.address)
+    await client.send_message(
+        signed_hit(stranger, new_peer_id(random.Random(2)), key, "x", 1, named, hops=1)
+    )
     # A keyword list over the peer's limit (8) but within the wire's (32) is refused.
     await client.send_message(
         Query(new_peer_id(random.Random(3)), me, None, tuple(f"w{i}" for i in range(12)), ttl=3)

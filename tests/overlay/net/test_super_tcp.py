@@ -31,7 +31,7 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.capacity import pareto_capacity
 from overlay.core.config import PeerConfig, SuperConfig
 from overlay.core.peer import Peer, PeerSnapshot
-from overlay.net.keys import derived_key
+from overlay.net.keys import Ed25519Verifier, derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.net.secure import LinkIdentity
@@ -138,7 +138,8 @@ async def add_layered(nursery: trio.Nursery, swarm: Layered, config: PeerConfig)
         address,
         config,
         random.Random(50_000 + index),
-        peer_id=key.peer_id,
+        signer=key,
+        verifier=Ed25519Verifier(),
         bootstrap=swarm.address,
     )
     peer.search.publish(f"layered item {index}".encode(), f"layered {index}")
@@ -470,7 +471,7 @@ async def test_role_and_index_messages_from_the_wrong_peer_are_refused_over_tcp(
     assert held[weak.id] == {item.key for item in weak.search.store}
 
     # Mallory names the weak peer's lease: the super peer refuses, and says so.
-    bogus = IndexItem("e" * 64, "forged", 5)
+    bogus = IndexItem("e" * 64, "forged", 5, 0, bytes(64))
     mallory, me = await raw(chief.address)
     await mallory.send_message(IndexPublish(lease, 99, (bogus,)))
     [answer] = await replies(mallory, 1)
@@ -484,7 +485,7 @@ async def test_role_and_index_messages_from_the_wrong_peer_are_refused_over_tcp(
     for message in (
         Promote(),
         SuperBeat(3, 3.0, None),
-        Attach(1, True, 0, ()),
+        Attach(1, True, 0, (), bytes(32)),
         SuperLink(0),
         SuperQuery("d" * 32, me, key, (), 3),
         IndexPublish(lease, 1, ()),
