@@ -79,6 +79,9 @@ class BuildCompiledOrPure(build_ext):
 
     def run(self) -> None:
         if not self.extensions:
+            # Pure Python this time: without a manifest, modules an earlier build left
+            # in the source tree are never loaded (overlay/compiled.py).
+            self._remove_manifests()
             return
         try:
             super().run()
@@ -110,10 +113,13 @@ class BuildCompiledOrPure(build_ext):
             folder.mkdir(parents=True, exist_ok=True)
         return folders
 
-    def _remove_outputs(self) -> None:
-        """A shim without its shared library would fail at import: keep none."""
+    def _remove_manifests(self) -> None:
         for folder in self._package_folders():
             (folder / "compiled.json").unlink(missing_ok=True)
+
+    def _remove_outputs(self) -> None:
+        """A shim without its shared library would fail at import: keep none."""
+        self._remove_manifests()
         for ext in self.extensions or []:
             for inplace in (False, True):
                 saved, self.inplace = self.inplace, inplace

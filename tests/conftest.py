@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from bootstrap.server import BootstrapServer, serve_bootstrap
@@ -303,8 +304,11 @@ async def finish(child: Child, seconds: float = 15.0) -> int:
     raise AssertionError("the subprocess did not exit in time")
 
 
-def pytest_report_header() -> str:
-    """Which build of the core the suite runs: compiled by mypyc, or pure Python, and why."""
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say first which build of the core the suite runs: compiled by mypyc, or pure
+    Python, and why (written directly: ``-q`` leaves out the report header)."""
     from overlay.compiled import BUILD
 
-    return f"overlay build: {BUILD.describe()}"
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"overlay build: {BUILD.describe()}")
