@@ -62,10 +62,11 @@ depends on shuffles or heartbeats.  With a heartbeat a second and a failure time
 five other jobs, about a quarter of a core): handshakes waited over 10 s, links were
 declared dead and remade, and the overlay was never connected all at once within 90 s.
 Joins retry after 3 s without an answer rather than 1 s, for the same reason."""
-SEARCH = SearchConfig(hop_allowance=0.5, fetch_timeout=30.0)
+SEARCH = SearchConfig(hop_allowance=0.5, fetch_timeout=15.0)
 """A flood waits ``2 x TTL`` hop allowances for hits; the default (0.1 s) is ample on an
 idle machine, but 200 peers in one process on a busy one can take longer per hop.  The
-fetch timeout is for a holder in the same starved process; a lying one answers at once."""
+fetch timeout is for a holder in the same starved process.  Both stay within the 20 s a
+peer gives any client request (the expanding ring's rings add up to 14 s)."""
 SMALL_SEARCH = SearchConfig()
 """A few dozen peers in one process answer well within the default allowance.  A flood
 waits out its whole window (``2 x TTL`` allowances) even once every hit is in, so the
