@@ -113,7 +113,7 @@ async def start_peer(
     return peer, node
 
 
-HANG_GUARD = 60.0
+HANG_GUARD = 120.0
 """The default bound on a wait for a condition: long enough for a machine busy with
 other jobs (and the suite's own other worker), so that reaching it means a hang, never
 a slow machine.  A test that claims "at once" shows it by what was counted (told,
