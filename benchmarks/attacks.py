@@ -1,0 +1,782 @@
+"""Attacks on identity, tried as an attacker would: one process on loopback against a real
+swarm, on the plaintext runtime (before issue 15's defences) and on the secure one (after).
+
+    python benchmarks/attacks.py [--only NAME ...] [--runtimes plaintext,secure]
+        [--peers 60] [--seed 1] [--watch 40] [--hold 60] [--out benchmarks/results]
+
+For each runtime and each attack, a fresh ``overlay swarm`` (``--peers`` peers, super
+peers on, 5 items on 3 peers each, no searches of its own) is started through
+:mod:`benchmarks.harness`, crawled until it is one component with every peer alive, and
+left ``--settle`` seconds; then this process (the attacker, speaking the wire through
+:mod:`benchmarks.attacker`) attacks it and measures, and the swarm is stopped.  The
+victim is a weak peer with at least 4 neighbors that holds no item, drawn from the seed.
+
+The attacks (issue 15, "Why"), and what is measured:
+
+* ``framing``: to each of the victim's neighbors, claim the victim's id and send
+  :data:`FRAMES` frames no peer handles; the victim's degree every 0.5 s for ``--watch``.
+* ``leave``: to each neighbor, claim the victim and send ``Leave``; its degree over the
+  next 3 s, and how many of those neighbors still list it.
+* ``hijack``: listen on an address of the attacker's under the victim's id and ask
+  :data:`HIJACK_TARGETS` other peers to become its neighbor; how many peers then list
+  the victim's id, and how many of those links end at the attacker.
+* ``eclipse``: :data:`ECLIPSE_IDENTITIES` attacker identities, each on its own /24
+  (127.66.k.1); claim each honest neighbor's id to the victim and send ``Redirect``
+  toward a free attacker identity, again every second for ``--hold`` seconds; attackers
+  among the victim's neighbors at the end, and its flood success for the seeded items
+  it does not hold, before and after.
+* ``forged_hits``: become the victim's neighbor under an id of the attacker's own and
+  answer every query with a hit naming each of :data:`FORGED_HOLDERS` honest peers; the
+  hits ``overlay search`` gets for words no peer holds, and a fetch of the first.
+* ``index``: attach to every super peer under a weak peer's id (with the attacker's
+  address; again every :data:`REATTACH_PERIOD`, as the peer's own refresh undoes it)
+  and publish an item that peer never had; attachments accepted, and whether
+  a ``super-flood`` search lists the impersonated peer as its holder.
+* ``bootstrap``: :data:`FAKE_REGISTRATIONS` registrations claiming addresses on one /24
+  (127.66.90.x; a quarter as super peers of capacity 1,000,000) within 15 s; how many
+  the bootstrap lists, the attacker-controlled share of :data:`NEWCOMERS` newcomers'
+  samples and super-peer lists; then a spoofed ``Unregister`` for an honest peer.
+* ``blame``: claim the victim's id to every other peer and send :data:`FRAMES` frames
+  no peer handles; how many peers distrusted someone, and the victim's degree after.
+
+On a runtime that proves ids at the handshake, a claim the attacker holds no key for
+is refused before any frame: the outcome is then ``refused`` with the count, the first
+reason the attacker saw, and the first line of the swarm's log that names the claim.
+
+``--runtimes``: ``plaintext`` is ``overlay swarm --plaintext`` when the swarm has that
+flag, and today's runtime (which is plaintext) when it does not; ``secure`` is the
+default runtime once it proves ids, and is recorded as not available before then.
+Results go to ``attacks.json`` under ``--out``, one section per runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import attrs
+import networkx as nx
+import trio
+
+from benchmarks.attacker import Impersonator, Link, Refused, dial, open_peers
+from benchmarks.harness import (
+    Child,
+    Listening,
+    Run,
+    as_typed,
+    listening,
+    overlay_command,
+    started,
+)
+from overlay.core.config import MembershipConfig
+from overlay.core.peer import PeerSnapshot
+from overlay.net.swarm.setup import seeded_items
+from overlay.protocol.errors import OverlayError
+from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.messages import (
+    MAX_CAPACITY,
+    MAX_NAME,
+    Attach,
+    AttachAccept,
+    IndexItem,
+    Leave,
+    Message,
+    NeighborRequest,
+    PeerSample,
+    Query,
+    QueryHit,
+    Redirect,
+    Register,
+    Unregister,
+)
+from overlay.tools.cli_search import fetch_via, search_via
+from overlay.tools.crawl import Crawl, crawl, fetch_stats, list_members
+from search.store import content_key
+
+REPO: Final = Path(__file__).resolve().parents[1]
+ATTACKS: Final = (
+    "framing",
+    "leave",
+    "hijack",
+    "eclipse",
+    "forged_hits",
+    "index",
+    "bootstrap",
+    "blame",
+)
+RUNTIMES: Final = ("plaintext", "secure")
+ITEMS: Final = 5
+COPIES: Final = 3
+FRAMES: Final = 10
+"""Frames of a kind no peer handles (``Unregister``, the bootstrap's), each a fault."""
+HIJACK_TARGETS: Final = 20
+ECLIPSE_IDENTITIES: Final = 8
+FORGED_HOLDERS: Final = 16
+FAKE_REGISTRATIONS: Final = 400
+REGISTRATION_WINDOW: Final = 15.0
+NEWCOMERS: Final = 5
+LEAVE_WATCH: Final = 3.0
+REATTACH_PERIOD: Final = 0.5
+ATTACK_PREFIX: Final = "127.66"
+SETTLE_TIMEOUT: Final = 90.0
+STATS_TIMEOUT: Final = 2.0
+LOG_LINES: Final = 3
+
+
+def _progress(text: str) -> None:
+    print(f"attacks: {text}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------- the swarm
+
+
+def swarm_has_flag(flag: str) -> bool:
+    """Whether ``overlay swarm`` knows ``flag`` (the runtimes differ by branch)."""
+    shown = subprocess.run(
+        overlay_command("swarm", "--help"), capture_output=True, text=True, cwd=REPO, check=False
+    ).stdout
+    return flag in shown.split()
+
+
+def runtime_flags(runtime: str) -> list[str] | str:
+    """The swarm's flags for ``runtime``, or why it cannot be run here."""
+    plaintext_flag = swarm_has_flag("--plaintext")
+    if runtime == "plaintext":
+        return ["--plaintext"] if plaintext_flag else []
+    if not plaintext_flag:
+        return "the secure runtime is not on this branch yet (overlay swarm has no --plaintext)"
+    return []
+
+
+@attrs.define
+class Target:
+    """The running swarm as the attacker sees it: a crawl's address book and snapshots."""
+
+    swarm: Child[Listening]
+    bootstrap: Address
+    book: dict[PeerId, Address]
+    shots: dict[PeerId, PeerSnapshot]
+    rng: random.Random
+
+    def contact(self, peer: PeerId) -> Contact:
+        return Contact(peer, self.book[peer])
+
+    def victim(self) -> PeerSnapshot:
+        """A weak peer with at least 4 neighbors that holds no item (a search from it
+        must cross the overlay), drawn from the seed; the best-connected weak peer
+        failing that."""
+        weak = sorted(
+            (s for s in self.shots.values() if s.role == "weak"), key=lambda s: s.id
+        ) or sorted(self.shots.values(), key=lambda s: s.id)
+        fit = [s for s in weak if len(s.neighbors) >= 4 and s.item_count == 0]
+        if fit:
+            return self.rng.choice(fit)
+        return max(weak, key=lambda s: len(s.neighbors))
+
+    def log_lines(self, *words: str) -> list[str]:
+        """The swarm's log lines (standard error) that name any of ``words``."""
+        lines = self.swarm.stderr_tail.splitlines()
+        return [line for line in lines if any(w in line for w in words)][:LOG_LINES]
+
+
+async def survey(bootstrap: Address) -> Crawl:
+    return await crawl(bootstrap, timeout=STATS_TIMEOUT)
+
+
+async def settled(bootstrap: Address, peers: int) -> Crawl:
+    """Crawl until every peer answers and they form one component."""
+    with trio.fail_after(SETTLE_TIMEOUT):
+        while True:
+            found = await survey(bootstrap)
+            shots = found.snapshots
+            if len(shots) >= peers and _one_component(shots):
+                return found
+            await trio.sleep(1.0)
+
+
+def _one_component(shots: Sequence[PeerSnapshot]) -> bool:
+    graph = nx.Graph()
+    graph.add_nodes_from(s.id for s in shots)
+    graph.add_edges_from((s.id, n) for s in shots for n in s.neighbors)
+    return graph.number_of_nodes() > 0 and bool(nx.is_connected(graph))
+
+
+def swarm_command(args: argparse.Namespace, flags: Sequence[str]) -> list[str]:
+    return overlay_command(
+        "swarm", "--peers", str(args.peers), "--port", "0", "--seed", str(args.seed),
+        "--duration", "3600", "--control", "--json", "--no-searches",
+        "--items", str(ITEMS), "--copies", str(COPIES), *flags,
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def running_swarm(args: argparse.Namespace, flags: Sequence[str]) -> AsyncIterator[Target]:
+    command = swarm_command(args, flags)
+    async with started(
+        command, listening("bootstrap"), ready_on="stderr", stop="eof", grace=30.0
+    ) as swarm:
+        bootstrap = swarm.ready.address
+        found = await settled(bootstrap, args.peers)
+        await trio.sleep(args.settle)
+        found = await survey(bootstrap)
+        book = found.alive_addresses()
+        shots = {s.id: s for s in found.snapshots}
+        yield Target(swarm, bootstrap, book, shots, random.Random(f"attacks {args.seed}"))
+
+
+# ---------------------------------------------------------------------- measuring
+
+
+async def neighbors_of(address: Address) -> tuple[PeerId, ...] | None:
+    try:
+        return (await fetch_stats(address, STATS_TIMEOUT)).neighbors
+    except OverlayError:
+        return None
+
+
+async def degree_series(address: Address, seconds: float, period: float = 0.5) -> list[Any]:
+    """``[seconds since start, degree]`` every ``period`` (degree None: no answer)."""
+    series: list[Any] = []
+    began = time.monotonic()
+    while (elapsed := time.monotonic() - began) < seconds:
+        neighbors = await neighbors_of(address)
+        series.append([round(elapsed, 2), None if neighbors is None else len(neighbors)])
+        await trio.sleep(period)
+    return series
+
+
+def degrees_of(series: Sequence[Any]) -> list[int]:
+    return [d for _, d in series if d is not None]
+
+
+@attrs.define
+class Tally:
+    """Claims made and refused in one attack."""
+
+    sent: int = 0
+    refused: int = 0
+    first_refusal: str | None = None
+
+    def refusal(self, error: Refused) -> None:
+        self.refused += 1
+        if self.first_refusal is None:
+            self.first_refusal = str(error)[:300]
+
+    def figures(self, target: Target, claimed: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"claims_sent": self.sent, "claims_refused": self.refused}
+        if self.refused:
+            out["first_refusal"] = self.first_refusal
+            out["swarm_log"] = target.log_lines(*claimed)
+        return out
+
+
+async def claim_and_send(
+    tally: Tally, address: Address, claimed: Contact, messages: Sequence[Message], linger: float
+) -> Link | None:
+    """Dial ``address`` as ``claimed``, send ``messages``, read for ``linger`` seconds,
+    close; the link (None: refused)."""
+    try:
+        link = await dial(address, claimed)
+        await link.send(*messages)
+    except Refused as error:
+        tally.refusal(error)
+        return None
+    tally.sent += 1
+    await link.collect(linger)
+    await link.aclose()
+    return link
+
+
+async def each(jobs: Sequence[Callable[[], Awaitable[object]]], limit: int = 16) -> None:
+    """Run the jobs at once, at most ``limit`` at a time."""
+    limiter = trio.CapacityLimiter(limit)
+
+    async def one(job: Callable[[], Awaitable[object]]) -> None:
+        async with limiter:
+            await job()
+
+    async with trio.open_nursery() as nursery:
+        for job in jobs:
+            nursery.start_soon(one, job)
+
+
+def attacker_host(block: int, host: int = 1) -> str:
+    """An address of the attacker's: one /24 per ``block``."""
+    return f"{ATTACK_PREFIX}.{block}.{host}"
+
+
+def attacker_id(rng: random.Random) -> PeerId:
+    return f"{rng.getrandbits(128):032x}"
+
+
+# ---------------------------------------------------------------------- the attacks
+
+
+async def speak_as_victim(
+    target: Target, messages: Sequence[Message], watch: float
+) -> tuple[PeerSnapshot, tuple[PeerId, ...], dict[str, Any]]:
+    """Claim the victim's id to each of its neighbors and send ``messages``; watch its
+    degree for ``watch`` seconds.  The victim, its neighbors before, the figures."""
+    victim = target.victim()
+    before = await neighbors_of(victim.address) or ()
+    claim = Contact(victim.id, victim.address)
+    tally = Tally()
+    await each(
+        [
+            partial(claim_and_send, tally, target.book[n], claim, messages, 0.2)
+            for n in before
+            if n in target.book
+        ]
+    )
+    series = await degree_series(victim.address, watch)
+    degrees = degrees_of(series)
+    return (
+        victim,
+        before,
+        {
+            "victim": victim.id,
+            "degree_before": len(before),
+            "degree_min": min(degrees, default=None),
+            "degree_at_end": degrees[-1] if degrees else None,
+            "degree_series": series,
+            **tally.figures(target, [victim.id]),
+        },
+    )
+
+
+async def framing(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    _, _, figures = await speak_as_victim(target, [Unregister()] * FRAMES, args.watch)
+    return figures
+
+
+async def leave(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    del args
+    victim, before, figures = await speak_as_victim(target, [Leave()], LEAVE_WATCH)
+    still = 0
+    for n in before:
+        listed = await neighbors_of(target.book[n]) if n in target.book else None
+        still += bool(listed and victim.id in listed)
+    return {**figures, "old_neighbors_still_listing_victim": still}
+
+
+async def hijack(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    del args
+    victim = target.victim()
+    before = set(await neighbors_of(victim.address) or ())
+    impostor = await Impersonator.open(attacker_host(60), victim.id)
+    others = sorted(p for p in target.book if p != victim.id and p not in before)
+    chosen = target.rng.sample(others, min(HIJACK_TARGETS, len(others)))
+    tally = Tally()
+    links: list[Link] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(impostor.run)
+
+        async def take(peer: PeerId) -> None:
+            try:
+                link = await dial(target.book[peer], impostor.claimed)
+                await link.send(NeighborRequest())
+            except Refused as error:
+                tally.refusal(error)
+                return
+            tally.sent += 1
+            links.append(link)
+            nursery.start_soon(link.serve)
+
+        await each([partial(take, p) for p in chosen])
+        await trio.sleep(8.0)
+        listing = await _listing(target, victim.id)
+        held = open_peers(links) | impostor.linked_peers()
+        nursery.cancel_scope.cancel()
+    return {
+        "victim": victim.id,
+        "victim_degree_before": len(before),
+        "peers_listing_victim": len(listing),
+        "of_which_linked_to_attacker": len(listing & held),
+        **tally.figures(target, [victim.id]),
+    }
+
+
+async def _listing(target: Target, peer: PeerId) -> set[PeerId]:
+    """The peers that list ``peer`` as a neighbor now."""
+    found = await survey(target.bootstrap)
+    return {s.id for s in found.snapshots if peer in s.neighbors}
+
+
+async def flood_success(victim: Address, keys: Sequence[str]) -> int:
+    """Of ``keys``, how many a flood from ``victim`` finds."""
+    found = 0
+    for key in keys:
+        with contextlib.suppress(OverlayError):
+            found += bool((await search_via(victim, "flood", key=key, timeout=15.0)).success)
+    return found
+
+
+async def eclipse(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    victim = target.victim()
+    keys = [content_key(value) for value, _ in seeded_items(ITEMS, args.seed)]
+    baseline = await flood_success(victim.address, keys)
+    rng = random.Random(f"eclipse {args.seed}")
+    impostors = [
+        await Impersonator.open(attacker_host(k), attacker_id(rng))
+        for k in range(ECLIPSE_IDENTITIES)
+    ]
+    attackers = {i.claimed.id: i.claimed for i in impostors}
+    tally = Tally()
+    series: list[Any] = []
+    claimed: set[str] = set()
+    async with trio.open_nursery() as nursery:
+        for impostor in impostors:
+            await nursery.start(impostor.run)
+        began = time.monotonic()
+        while (elapsed := time.monotonic() - began) < args.hold:
+            neighbors = await neighbors_of(victim.address)
+            if neighbors is not None:
+                held = [n for n in neighbors if n in attackers]
+                series.append([round(elapsed, 2), len(neighbors), len(held)])
+                free = [c for a, c in attackers.items() if a not in neighbors]
+                jobs = []
+                for n in neighbors:
+                    if n in attackers or n not in target.book:
+                        continue
+                    newcomer = free.pop() if free else rng.choice(list(attackers.values()))
+                    claimed.add(n)
+                    jobs.append(
+                        partial(
+                            claim_and_send,
+                            tally,
+                            victim.address,
+                            target.contact(n),
+                            [Redirect(newcomer)],
+                            0.3,
+                        )
+                    )
+                await each(jobs)
+            await trio.sleep(1.0)
+        end = await neighbors_of(victim.address) or ()
+        after = await flood_success(victim.address, keys)
+        nursery.cancel_scope.cancel()
+    return {
+        "victim": victim.id,
+        "attacker_identities": ECLIPSE_IDENTITIES,
+        "attacker_prefixes": [attacker_host(k, 0) + "/24" for k in range(ECLIPSE_IDENTITIES)],
+        "hold_seconds": args.hold,
+        "degree_at_end": len(end),
+        "attacker_neighbors_at_end": sum(1 for n in end if n in attackers),
+        "flood_success_before": f"{baseline} of {len(keys)}",
+        "flood_success_after": f"{after} of {len(keys)}",
+        "flood_success_ratio": round(after / baseline, 3) if baseline else None,
+        "series_seconds_degree_attackers": series,
+        **tally.figures(target, sorted(claimed)),
+    }
+
+
+def forger(holders: Sequence[Contact]) -> Callable[[Query], list[Message]]:
+    """Answers a query with one hit per honest holder, none of which holds anything."""
+
+    def answer(query: Query) -> list[Message]:
+        key = query.key or hashlib.sha256(" ".join(query.keywords).encode()).hexdigest()
+        name = " ".join(query.keywords)[:MAX_NAME] or None
+        return [QueryHit(query.query_id, key, name, 64, holder, 1) for holder in holders]
+
+    return answer
+
+
+async def forged_hits(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    victim = target.victim()
+    honest = sorted(p for p in target.book if p != victim.id)
+    holders = [target.contact(p) for p in target.rng.sample(honest, FORGED_HOLDERS)]
+    rng = random.Random(f"forger {args.seed}")
+    impostor = await Impersonator.open(attacker_host(70), attacker_id(rng), forger(holders))
+    words = f"nothing holds these words {args.seed}"
+    tally = Tally()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(impostor.run)
+        try:
+            link = await dial(victim.address, impostor.claimed)
+            await link.send(NeighborRequest())
+            tally.sent += 1
+            nursery.start_soon(link.serve, impostor.answer)
+        except Refused as error:
+            tally.refusal(error)
+        await trio.sleep(2.0)
+        linked = victim.id in impostor.linked_peers() or tally.sent > 0
+        result = await search_via(victim.address, "flood", keywords=words, timeout=20.0)
+        hits = [h for h in result.hits if h.holder.id in set(honest)]
+        fetch: dict[str, Any] = {}
+        if hits:
+            fetched = await fetch_via(victim.address, hits[0].key, mode="flood", timeout=20.0)
+            fetch = {
+                "fetched": fetched.value is not None,
+                "holders_that_failed": len(fetched.failures),
+            }
+        nursery.cancel_scope.cancel()
+    return {
+        "victim": victim.id,
+        "attacker_linked_to_victim": linked,
+        "keywords": words,
+        "hits_shown": len(result.hits),
+        "hits_naming_honest_holders": len(hits),
+        **fetch,
+        **tally.figures(target, [impostor.claimed.id]),
+    }
+
+
+async def with_super_peers(target: Target) -> None:
+    """Crawl until most weak peers are attached to super peers (the election waits for
+    uptime), and take that crawl as the target's view."""
+    with trio.fail_after(SETTLE_TIMEOUT):
+        while True:
+            found = await survey(target.bootstrap)
+            shots = {s.id: s for s in found.snapshots}
+            weak = [s for s in shots.values() if s.role == "weak"]
+            if len([s for s in weak if s.super_peers]) * 2 > len(weak) > 1:
+                target.shots = shots
+                target.book = found.alive_addresses()
+                return
+            await trio.sleep(1.0)
+
+
+async def keep_attached(link: Link, item: IndexItem) -> None:
+    """Attach again and again: the impersonated peer's own lease refresh is refused under
+    the attacker's new lease, and the peer then attaches afresh, replacing the entry."""
+    with contextlib.suppress(Refused):
+        while True:
+            await trio.sleep(REATTACH_PERIOD)
+            await link.send(Attach(1, False, 1, (item,)))
+
+
+async def index(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    await with_super_peers(target)
+    supers = sorted(p for p, s in target.shots.items() if s.role == "super" and p in target.book)
+    weak = sorted(p for p, s in target.shots.items() if s.role == "weak" and p in target.book)
+    searcher = target.rng.choice([p for p in weak if target.shots[p].super_peers])
+    victim = target.rng.choice([p for p in weak if p != searcher])
+    words = f"phantom{args.seed} impostor"
+    value = f"an item {victim} never had".encode()
+    item = IndexItem(content_key(value), words, len(value))
+    claim = Contact(victim, Address(attacker_host(80), 7))
+    tally = Tally()
+    accepted = 0
+    async with trio.open_nursery() as nursery:
+
+        async def attach(peer: PeerId) -> None:
+            nonlocal accepted
+            try:
+                link = await dial(target.book[peer], claim)
+                await link.send(Attach(1, False, 1, (item,)))
+            except Refused as error:
+                tally.refusal(error)
+                return
+            tally.sent += 1
+            heard = await link.collect(1.5)
+            accepted += any(type(m) is AttachAccept for m in heard)
+            nursery.start_soon(link.serve)
+            nursery.start_soon(keep_attached, link, item)
+
+        await each([partial(attach, p) for p in supers])
+        await trio.sleep(1.0)
+        result = await search_via(
+            target.book[searcher], "super-flood", keywords=words, timeout=20.0
+        )
+        nursery.cancel_scope.cancel()
+    named = [h for h in result.hits if h.holder.id == victim]
+    return {
+        "impersonated": victim,
+        "super_peers": len(supers),
+        "attachments_accepted": accepted,
+        "super_flood_hits": len(result.hits),
+        "hits_naming_impersonated_peer": len(named),
+        **tally.figures(target, [victim]),
+    }
+
+
+async def _register(tally: Tally, bootstrap: Address, claim: Contact, role: str) -> None:
+    capacity = MAX_CAPACITY if role == "super" else 1
+    await claim_and_send(tally, bootstrap, claim, [Register(0, role, capacity)], 0.05)
+
+
+async def newcomer_sample(bootstrap: Address, rng: random.Random) -> PeerSample | None:
+    """What the bootstrap hands a newcomer (a fresh id on 127.0.0.1) asking as peers do."""
+    want = MembershipConfig().bootstrap_want
+    claim = Contact(attacker_id(rng), Address("127.0.0.1", rng.randrange(20000, 60000)))
+    try:
+        link = await dial(bootstrap, claim)
+        await link.send(Register(want))
+    except Refused:
+        return None
+    heard = await link.collect(2.0)
+    await link.aclose()
+    return next((m for m in heard if isinstance(m, PeerSample)), None)
+
+
+def attacker_share(contacts: Sequence[Contact]) -> float | None:
+    if not contacts:
+        return None
+    fakes = sum(1 for c in contacts if c.address.host.startswith(ATTACK_PREFIX + "."))
+    return round(fakes / len(contacts), 3)
+
+
+async def bootstrap(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(f"bootstrap {args.seed}")
+    tally = Tally()
+    claims = [
+        (
+            Contact(attacker_id(rng), Address(attacker_host(90, 1 + i % 254), 20000 + i)),
+            "super" if i % 4 == 0 else "weak",
+        )
+        for i in range(FAKE_REGISTRATIONS)
+    ]
+    began = time.monotonic()
+    await each([partial(_register, tally, target.bootstrap, c, r) for c, r in claims], 8)
+    took = time.monotonic() - began
+    if took > REGISTRATION_WINDOW:
+        _progress(f"bootstrap: {FAKE_REGISTRATIONS} registrations took {took:.1f} s")
+    members = await list_members(target.bootstrap, STATS_TIMEOUT * 5)
+    fake = {c.id for c, _ in claims}
+    listed = sum(1 for m in members if m.contact.id in fake)
+    samples = [await newcomer_sample(target.bootstrap, rng) for _ in range(NEWCOMERS)]
+    peers = [c for s in samples if s is not None for c in s.peers]
+    supers = [c for s in samples if s is not None for c in s.super_peers]
+    honest = sorted(target.book)
+    spoofed = target.rng.choice(honest)
+    unregister = Tally()
+    await claim_and_send(unregister, target.bootstrap, target.contact(spoofed), [Unregister()], 0.5)
+    after = await list_members(target.bootstrap, STATS_TIMEOUT * 5)
+    return {
+        "registrations_sent": FAKE_REGISTRATIONS,
+        "registration_seconds": round(took, 2),
+        "within_window": took <= REGISTRATION_WINDOW,
+        "registrations_listed": listed,
+        "newcomers": NEWCOMERS,
+        "newcomer_sample_attacker_share": attacker_share(peers),
+        "newcomer_super_list_attacker_share": attacker_share(supers),
+        "spoofed_unregister_removed_peer": all(m.contact.id != spoofed for m in after),
+        "unregister_claims_refused": unregister.refused,
+        **tally.figures(target, [c.id for c, _ in claims[:3]]),
+    }
+
+
+async def blame(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    del args
+    victim = target.victim()
+    before = await neighbors_of(victim.address) or ()
+    others = sorted(p for p in target.book if p != victim.id)
+    distrusted_before = await _distrusted(target, others)
+    claim = Contact(victim.id, victim.address)
+    tally = Tally()
+    junk = [Unregister()] * FRAMES
+    await each([partial(claim_and_send, tally, target.book[p], claim, junk, 0.2) for p in others])
+    await trio.sleep(5.0)
+    distrusted_after = await _distrusted(target, others)
+    rose = sum(1 for p in others if distrusted_after.get(p, 0) > distrusted_before.get(p, 0))
+    series = await degree_series(victim.address, 15.0)
+    listing = await _listing(target, victim.id)
+    return {
+        "victim": victim.id,
+        "peers_sent_frames": len(others),
+        "peers_that_distrusted_someone": rose,
+        "victim_degree_before": len(before),
+        "victim_degree_after_20s": next(reversed(degrees_of(series)), None),
+        "peers_listing_victim_after": len(listing),
+        **tally.figures(target, [victim.id]),
+    }
+
+
+async def _distrusted(target: Target, peers: Sequence[PeerId]) -> dict[PeerId, int]:
+    """Each peer's ``standing.distrusted`` counter."""
+    counts: dict[PeerId, int] = {}
+
+    async def one(peer: PeerId) -> None:
+        with contextlib.suppress(OverlayError):
+            reply = await fetch_stats(target.book[peer], STATS_TIMEOUT)
+            counts[peer] = sum(c.value for c in reply.counters if c.name == "standing.distrusted")
+
+    await each([partial(one, p) for p in peers])
+    return counts
+
+
+ATTACK: Final[dict[str, Callable[[Target, argparse.Namespace], Awaitable[dict[str, Any]]]]] = {
+    "framing": framing,
+    "leave": leave,
+    "hijack": hijack,
+    "eclipse": eclipse,
+    "forged_hits": forged_hits,
+    "index": index,
+    "bootstrap": bootstrap,
+    "blame": blame,
+}
+
+
+# ---------------------------------------------------------------------- running
+
+
+async def run_attack(args: argparse.Namespace, name: str, flags: Sequence[str]) -> dict[str, Any]:
+    began = time.monotonic()
+    async with running_swarm(args, flags) as target:
+        _progress(f"{name}: swarm of {len(target.book)} settled; attacking")
+        figures = await ATTACK[name](target, args)
+    figures["seconds"] = round(time.monotonic() - began, 1)
+    _progress(f"{name}: {json.dumps({k: v for k, v in figures.items() if 'series' not in k})}")
+    return figures
+
+
+async def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    sections: dict[str, Any] = {}
+    for runtime in args.runtimes:
+        flags = runtime_flags(runtime)
+        if isinstance(flags, str):
+            sections[runtime] = {"not_run": flags}
+            continue
+        section: dict[str, Any] = {"swarm": as_typed(swarm_command(args, flags))}
+        for name in args.only:
+            section[name] = await run_attack(args, name, flags)
+        sections[runtime] = section
+    return sections
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", choices=ATTACKS, help="repeatable")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES))
+    parser.add_argument("--peers", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds after one component")
+    parser.add_argument("--watch", type=float, default=40.0, help="framing: seconds watched")
+    parser.add_argument("--hold", type=float, default=60.0, help="eclipse: seconds held")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--name", default="attacks.json", help="result file under --out")
+    args = parser.parse_args(argv)
+    args.only = args.only or list(ATTACKS)
+    args.runtimes = [r for r in args.runtimes.split(",") if r]
+    if not set(args.runtimes) <= set(RUNTIMES) or not args.runtimes:
+        parser.error(f"--runtimes is a comma-separated subset of {','.join(RUNTIMES)}")
+    if args.peers < 8:
+        parser.error("--peers is at least 8")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    recording = Run.begin("benchmarks/attacks.py", argv)
+    sections = trio.run(run_all, args)
+    figures = {"peers": args.peers, "seed": args.seed, "attacks": args.only, **sections}
+    record = recording.write(args.out / args.name, figures)
+    print(json.dumps({k: record[k] for k in args.runtimes}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
