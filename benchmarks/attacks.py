@@ -56,7 +56,6 @@ import contextlib
 import hashlib
 import json
 import random
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -68,7 +67,6 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import attrs
-import networkx as nx
 import trio
 
 from benchmarks.attacker import Impersonator, Link, Refused, dial, open_peers
@@ -81,6 +79,7 @@ from benchmarks.harness import (
     overlay_command,
     started,
 )
+from benchmarks.runtimes import RUNTIMES, runtime_flags, settled
 from overlay.core.config import MembershipConfig
 from overlay.core.peer import PeerSnapshot
 from overlay.net.swarm.setup import seeded_items
@@ -117,7 +116,6 @@ ATTACKS: Final = (
     "bootstrap",
     "blame",
 )
-RUNTIMES: Final = ("plaintext", "secure")
 ITEMS: Final = 5
 COPIES: Final = 3
 FRAMES: Final = 10
@@ -141,24 +139,6 @@ def _progress(text: str) -> None:
 
 
 # ---------------------------------------------------------------------- the swarm
-
-
-def swarm_has_flag(flag: str) -> bool:
-    """Whether ``overlay swarm`` knows ``flag`` (the runtimes differ by branch)."""
-    shown = subprocess.run(
-        overlay_command("swarm", "--help"), capture_output=True, text=True, cwd=REPO, check=False
-    ).stdout
-    return flag in shown.split()
-
-
-def runtime_flags(runtime: str) -> list[str] | str:
-    """The swarm's flags for ``runtime``, or why it cannot be run here."""
-    plaintext_flag = swarm_has_flag("--plaintext")
-    if runtime == "plaintext":
-        return ["--plaintext"] if plaintext_flag else []
-    if not plaintext_flag:
-        return "the secure runtime is not on this branch yet (overlay swarm has no --plaintext)"
-    return []
 
 
 @attrs.define
@@ -196,24 +176,6 @@ async def survey(bootstrap: Address) -> Crawl:
     return await crawl(bootstrap, timeout=STATS_TIMEOUT)
 
 
-async def settled(bootstrap: Address, peers: int) -> Crawl:
-    """Crawl until every peer answers and they form one component."""
-    with trio.fail_after(SETTLE_TIMEOUT):
-        while True:
-            found = await survey(bootstrap)
-            shots = found.snapshots
-            if len(shots) >= peers and _one_component(shots):
-                return found
-            await trio.sleep(1.0)
-
-
-def _one_component(shots: Sequence[PeerSnapshot]) -> bool:
-    graph = nx.Graph()
-    graph.add_nodes_from(s.id for s in shots)
-    graph.add_edges_from((s.id, n) for s in shots for n in s.neighbors)
-    return graph.number_of_nodes() > 0 and bool(nx.is_connected(graph))
-
-
 def swarm_command(args: argparse.Namespace, flags: Sequence[str]) -> list[str]:
     return overlay_command(
         "swarm", "--peers", str(args.peers), "--port", "0", "--seed", str(args.seed),
@@ -229,7 +191,7 @@ async def running_swarm(args: argparse.Namespace, flags: Sequence[str]) -> Async
         command, listening("bootstrap"), ready_on="stderr", stop="eof", grace=30.0
     ) as swarm:
         bootstrap = swarm.ready.address
-        found = await settled(bootstrap, args.peers)
+        found = await settled(bootstrap, args.peers, SETTLE_TIMEOUT)
         await trio.sleep(args.settle)
         found = await survey(bootstrap)
         book = found.alive_addresses()

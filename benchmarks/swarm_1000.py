@@ -315,6 +315,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.processes is not None:
         command += ["--processes", str(args.processes)]
+    command += getattr(args, "swarm_flags", [])  # the runtime (benchmarks/secure_overhead.py)
 
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         launched = time.monotonic()

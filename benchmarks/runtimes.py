@@ -1,0 +1,58 @@
+"""The two runtimes a benchmark may compare, and waiting for a swarm to settle.
+
+Issue 15 makes authenticated, encrypted links the default and keeps today's frames
+behind ``--plaintext``.  A benchmark that compares the two asks :func:`runtime_flags`
+for the swarm's flags: ``plaintext`` is ``overlay swarm --plaintext`` where the swarm
+has that flag and today's runtime (which is plaintext) where it does not; ``secure``
+is the default runtime once there is a plaintext one beside it, and unavailable before.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from typing import Final
+
+import networkx as nx
+import trio
+
+from benchmarks.harness import REPO, overlay_command
+from overlay.protocol.identity import Address
+from overlay.sim.topology import graph_of
+from overlay.tools.crawl import Crawl, crawl
+
+RUNTIMES: Final = ("plaintext", "secure")
+PLAINTEXT_FLAG: Final = "--plaintext"
+CRAWL_TIMEOUT: Final = 2.0
+
+
+@cache
+def swarm_has_flag(flag: str) -> bool:
+    """Whether ``overlay swarm`` knows ``flag`` (the runtimes differ by branch)."""
+    shown = subprocess.run(
+        overlay_command("swarm", "--help"), capture_output=True, text=True, cwd=REPO, check=False
+    ).stdout
+    return flag in shown.replace(",", " ").split()
+
+
+def runtime_flags(runtime: str) -> list[str] | str:
+    """The swarm's flags for ``runtime``, or why it cannot be run here."""
+    plaintext_flag = swarm_has_flag(PLAINTEXT_FLAG)
+    if runtime == "plaintext":
+        return [PLAINTEXT_FLAG] if plaintext_flag else []
+    if runtime != "secure":
+        raise ValueError(f"unknown runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
+    if not plaintext_flag:
+        return "the secure runtime is not on this branch yet (overlay swarm has no --plaintext)"
+    return []
+
+
+async def settled(bootstrap: Address, peers: int, timeout: float) -> Crawl:
+    """Crawl from ``bootstrap`` until ``peers`` joined peers answer and form one component."""
+    with trio.fail_after(timeout):
+        while True:
+            found = await crawl(bootstrap, timeout=CRAWL_TIMEOUT)
+            graph = graph_of(found.snapshots)
+            if graph.number_of_nodes() >= peers and nx.is_connected(graph):
+                return found
+            await trio.sleep(1.0)
