@@ -79,7 +79,7 @@ from benchmarks.harness import (
     overlay_command,
     started,
 )
-from benchmarks.runtimes import RUNTIMES, runtime_flags, settled
+from benchmarks.runtimes import RUNTIMES, runnable, runtimes_argument, settled
 from overlay.core.config import MembershipConfig
 from overlay.core.peer import PeerSnapshot
 from overlay.net.swarm.setup import seeded_items
@@ -697,11 +697,7 @@ async def run_attack(args: argparse.Namespace, name: str, flags: Sequence[str]) 
 
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     sections: dict[str, Any] = {}
-    for runtime in args.runtimes:
-        flags = runtime_flags(runtime)
-        if isinstance(flags, str):
-            sections[runtime] = {"not_run": flags}
-            continue
+    for runtime, flags in runnable(args.runtimes, sections):
         section: dict[str, Any] = {"swarm": as_typed(swarm_command(args, flags))}
         for name in args.only:
             section[name] = await run_attack(args, name, flags)
@@ -712,7 +708,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=ATTACKS, help="repeatable")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES))
+    parser.add_argument("--runtimes", type=runtimes_argument, default=list(RUNTIMES))
     parser.add_argument("--peers", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after one component")
@@ -722,9 +718,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", default="attacks.json", help="result file under --out")
     args = parser.parse_args(argv)
     args.only = args.only or list(ATTACKS)
-    args.runtimes = [r for r in args.runtimes.split(",") if r]
-    if not set(args.runtimes) <= set(RUNTIMES) or not args.runtimes:
-        parser.error(f"--runtimes is a comma-separated subset of {','.join(RUNTIMES)}")
     if args.peers < 8:
         parser.error("--peers is at least 8")
     return args

@@ -9,9 +9,11 @@ is the default runtime once there is a plaintext one beside it, and unavailable 
 
 from __future__ import annotations
 
+import argparse
 import subprocess
+from collections.abc import Iterator, Sequence
 from functools import cache
-from typing import Final
+from typing import Any, Final
 
 import networkx as nx
 import trio
@@ -45,6 +47,25 @@ def runtime_flags(runtime: str) -> list[str] | str:
     if not plaintext_flag:
         return "the secure runtime is not on this branch yet (overlay swarm has no --plaintext)"
     return []
+
+
+def runtimes_argument(text: str) -> list[str]:
+    """``--runtimes``: a comma-separated subset of :data:`RUNTIMES`, in the order given."""
+    names = [name for name in text.split(",") if name]
+    if not names or not set(names) <= set(RUNTIMES):
+        raise argparse.ArgumentTypeError(f"a comma-separated subset of {','.join(RUNTIMES)}")
+    return names
+
+
+def runnable(names: Sequence[str], sections: dict[str, Any]) -> Iterator[tuple[str, list[str]]]:
+    """Each runtime of ``names`` that can run here, with its flags; for the others,
+    ``sections[name]`` says why not."""
+    for name in names:
+        flags = runtime_flags(name)
+        if isinstance(flags, str):
+            sections[name] = {"not_run": flags}
+        else:
+            yield name, flags
 
 
 async def settled(bootstrap: Address, peers: int, timeout: float) -> Crawl:

@@ -43,7 +43,7 @@ import trio
 
 from benchmarks import swarm_1000
 from benchmarks.harness import Run, as_typed, listening, overlay_command, started
-from benchmarks.runtimes import RUNTIMES, runtime_flags, settled
+from benchmarks.runtimes import runnable, runtimes_argument, settled
 from overlay.net.first_seen import read_first_seen
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
@@ -170,11 +170,7 @@ def verdicts(figures: dict[str, Any]) -> dict[str, bool | None]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     sections: dict[str, Any] = {}
-    for runtime in args.runtimes:
-        flags = runtime_flags(runtime)
-        if isinstance(flags, str):
-            sections[runtime] = {"not_run": flags}
-            continue
+    for runtime, flags in runnable(args.runtimes, sections):
         began = time.monotonic()
         figures: dict[str, Any] = {}
         if args.peers:
@@ -192,7 +188,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runtimes", default="secure,plaintext")
+    parser.add_argument("--runtimes", type=runtimes_argument, default=["secure", "plaintext"])
     parser.add_argument("--peers", type=int, default=1000, help="the large swarm (0: skip)")
     parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--items", type=int, default=20, help="the large swarm's items")
@@ -206,9 +202,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    args.runtimes = [r for r in args.runtimes.split(",") if r]
-    if not args.runtimes or not set(args.runtimes) <= set(RUNTIMES):
-        parser.error(f"--runtimes is a comma-separated subset of {','.join(RUNTIMES)}")
     return args
 
 
