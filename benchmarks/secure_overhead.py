@@ -15,7 +15,9 @@ on the same machine, so that the load and the code are the same for both:
   it is one component, ``--floods`` floods (TTL 7) one after another from random peers
   for the seeded item; for each flood that reached every peer, the time from its
   origin's first sighting to the last peer's (:mod:`overlay.net.first_seen`: one
-  monotonic clock for every process of the machine).  The median (goal <= 0.3 s).
+  monotonic clock for every process of the machine).  The median (goal <= 0.3 s); also
+  the seconds from its launch to one component and its workers' settled memory per
+  peer, the figures :mod:`benchmarks.libp2p_compare` sets beside py-libp2p's.
 
 Until the secure runtime is on the branch, ``secure`` is recorded as not run and the
 script measures ``plaintext`` alone (today's runtime).  The result goes to
@@ -44,6 +46,7 @@ import trio
 from benchmarks import swarm_1000
 from benchmarks.harness import Run, as_typed, listening, overlay_command, started
 from benchmarks.runtimes import runnable, runtimes_argument, settled
+from benchmarks.swarm_1000 import _rss_bytes, _workers
 from overlay.net.first_seen import read_first_seen
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
@@ -112,17 +115,24 @@ def reach_times(
     return times, short
 
 
-async def _flood_swarm(args: argparse.Namespace, command: Sequence[str]) -> list[str]:
+async def _flood_swarm(
+    args: argparse.Namespace, command: Sequence[str], figures: dict[str, Any]
+) -> list[str]:
     """Run the delivery swarm, flood it; the floods' wire ids (sightings are written
-    when the swarm's workers leave)."""
+    when the swarm's workers leave).  Into ``figures``: seconds from the launch to one
+    component, and the workers' settled memory per peer."""
     key = content_key(seeded_items(1, args.seed)[0][0])
     rng = random.Random(f"delivery {args.seed}")
     wire_ids: list[str] = []
+    launched = time.monotonic()
     async with started(
         command, listening("bootstrap"), ready_on="stderr", stop=signal.SIGTERM, grace=60
     ) as swarm:
         found = await settled(swarm.ready.address, args.delivery_peers, SETTLE_TIMEOUT)
+        figures["one_component_seconds"] = round(time.monotonic() - launched, 2)
         await trio.sleep(args.settle)
+        rss = _rss_bytes(_workers(swarm.process.pid))
+        figures["rss_per_peer_kib"] = round(sum(rss) / args.delivery_peers / 1024, 1)
         addresses = sorted(found.alive_addresses().values(), key=str)
         for _ in range(args.floods):
             try:
@@ -139,12 +149,14 @@ def delivery(args: argparse.Namespace, flags: Sequence[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="secure-overhead-") as directory:
         seen_dir = Path(directory)
         command = delivery_command(args, flags, seen_dir)
-        wire_ids = trio.run(_flood_swarm, args, command)
+        figures: dict[str, Any] = {}
+        wire_ids = trio.run(_flood_swarm, args, command, figures)
         seen, dropped = read_first_seen(seen_dir)
     times, short = reach_times(wire_ids, seen, args.delivery_peers)
     return {
         "swarm_command": as_typed(command).replace(str(seen_dir), "DIR"),
         "peers": args.delivery_peers,
+        **figures,
         "floods": len(wire_ids),
         "floods_reaching_every_peer": len(times),
         "floods_missing_some_peer": short,
