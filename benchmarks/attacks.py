@@ -21,10 +21,11 @@ The attacks (issue 15, "Why"), and what is measured:
   :data:`HIJACK_TARGETS` other peers to become its neighbor; how many peers then list
   the victim's id, and how many of those links end at the attacker.
 * ``eclipse``: :data:`ECLIPSE_IDENTITIES` attacker identities, each on its own /24
-  (127.66.k.1); claim each honest neighbor's id to the victim and send ``Redirect``
-  toward a free attacker identity, again every second for ``--hold`` seconds; attackers
-  among the victim's neighbors at the end, and its flood success for the seeded items
-  it does not hold, before and after.
+  (127.66.k.1), each asking the victim under its own id to be its neighbor; and each
+  honest neighbor's id claimed to the victim in a ``Redirect`` toward a free attacker
+  identity; again every second for ``--hold`` seconds and while the floods after run;
+  attackers among the victim's neighbors at the end, and its flood success for the
+  seeded items, before and under the attack.
 * ``forged_hits``: become the victim's neighbor under an id of the attacker's own and
   answer every query with a hit naming each of :data:`FORGED_HOLDERS` honest peers; the
   hits ``overlay search`` gets for words no peer holds, and a fetch of the first.
@@ -46,13 +47,16 @@ reason the attacker saw, and the first line of the swarm's log that names the cl
 ``--runtimes``: ``plaintext`` is ``overlay swarm --plaintext`` when the swarm has that
 flag, and today's runtime (which is plaintext) when it does not; ``secure`` is the
 default runtime once it proves ids, and is recorded as not available before then.
-Results go to ``attacks.json`` under ``--out``, one section per runtime.
+Results go to ``attacks.json`` under ``--out``, one section per runtime, merged into the
+file that is there: an attack run again replaces its row, the others stay, and each row
+says when and on which commit it ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import hashlib
 import json
 import random
@@ -75,8 +79,10 @@ from benchmarks.harness import (
     Listening,
     Run,
     as_typed,
+    commit_of,
     listening,
     overlay_command,
+    read_result,
     started,
 )
 from benchmarks.runtimes import RUNTIMES, runnable, runtimes_argument, settled
@@ -386,6 +392,71 @@ async def flood_success(victim: Address, keys: Sequence[str]) -> int:
     return found
 
 
+@attrs.define
+class Eclipse:
+    """The attackers' side of an eclipse: identities of their own, each on its /24."""
+
+    target: Target
+    victim: PeerSnapshot
+    impostors: list[Impersonator]
+    rng: random.Random
+    tally: Tally = attrs.field(factory=Tally)
+    joins: Tally = attrs.field(factory=Tally)
+    series: list[Any] = attrs.field(factory=list)
+    claimed: set[str] = attrs.field(factory=set)
+    joining: set[PeerId] = attrs.field(factory=set)
+
+    @property
+    def attackers(self) -> dict[PeerId, Contact]:
+        return {i.claimed.id: i.claimed for i in self.impostors}
+
+    async def hold(self, began: float, nursery: trio.Nursery) -> None:
+        """Every second: each attacker identity not yet a neighbor asks to be one, as
+        itself; each honest neighbor's id is claimed to the victim in a ``Redirect``
+        toward a free attacker identity (or any, which only drops the link)."""
+        victim = self.victim.address
+        while True:
+            neighbors = await neighbors_of(victim)
+            if neighbors is not None:
+                attackers = self.attackers
+                held = [n for n in neighbors if n in attackers]
+                self.series.append([round(time.monotonic() - began, 2), len(neighbors), len(held)])
+                for impostor in self.impostors:
+                    if impostor.claimed.id not in neighbors:
+                        nursery.start_soon(self.join_as_self, impostor)
+                free = [c for a, c in attackers.items() if a not in neighbors]
+                jobs = []
+                for n in neighbors:
+                    if n in attackers or n not in self.target.book:
+                        continue
+                    newcomer = free.pop() if free else self.rng.choice(list(attackers.values()))
+                    self.claimed.add(n)
+                    redirect = [Redirect(newcomer)]
+                    claim = self.target.contact(n)
+                    jobs.append(partial(claim_and_send, self.tally, victim, claim, redirect, 0.3))
+                await each(jobs)
+            await trio.sleep(1.0)
+
+    async def join_as_self(self, impostor: Impersonator) -> None:
+        """Ask the victim, under the attacker identity's own id, to be its neighbor; keep
+        the link as a neighbor would."""
+        me = impostor.claimed.id
+        if me in self.joining or self.victim.id in open_peers(impostor.links):
+            return
+        self.joining.add(me)
+        try:
+            link = await dial(self.victim.address, impostor.claimed)
+            await link.send(NeighborRequest())
+        except Refused as error:
+            self.joins.refusal(error)
+            return
+        finally:
+            self.joining.discard(me)
+        self.joins.sent += 1
+        impostor.links.append(link)
+        await link.serve()
+
+
 async def eclipse(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     victim = target.victim()
     keys = [content_key(value) for value, _ in seeded_items(ITEMS, args.seed)]
@@ -395,39 +466,16 @@ async def eclipse(target: Target, args: argparse.Namespace) -> dict[str, Any]:
         await Impersonator.open(attacker_host(k), attacker_id(rng))
         for k in range(ECLIPSE_IDENTITIES)
     ]
-    attackers = {i.claimed.id: i.claimed for i in impostors}
-    tally = Tally()
-    series: list[Any] = []
-    claimed: set[str] = set()
+    attack = Eclipse(target, victim, impostors, rng)
+    attackers = attack.attackers
     async with trio.open_nursery() as nursery:
         for impostor in impostors:
             await nursery.start(impostor.run)
-        began = time.monotonic()
-        while (elapsed := time.monotonic() - began) < args.hold:
-            neighbors = await neighbors_of(victim.address)
-            if neighbors is not None:
-                held = [n for n in neighbors if n in attackers]
-                series.append([round(elapsed, 2), len(neighbors), len(held)])
-                free = [c for a, c in attackers.items() if a not in neighbors]
-                jobs = []
-                for n in neighbors:
-                    if n in attackers or n not in target.book:
-                        continue
-                    newcomer = free.pop() if free else rng.choice(list(attackers.values()))
-                    claimed.add(n)
-                    jobs.append(
-                        partial(
-                            claim_and_send,
-                            tally,
-                            victim.address,
-                            target.contact(n),
-                            [Redirect(newcomer)],
-                            0.3,
-                        )
-                    )
-                await each(jobs)
-            await trio.sleep(1.0)
+        nursery.start_soon(attack.hold, time.monotonic(), nursery)
+        await trio.sleep(args.hold)
         end = await neighbors_of(victim.address) or ()
+        # Measured while the attackers still hold on: the view is theirs only as long
+        # as they keep at it.
         after = await flood_success(victim.address, keys)
         nursery.cancel_scope.cancel()
     return {
@@ -440,8 +488,10 @@ async def eclipse(target: Target, args: argparse.Namespace) -> dict[str, Any]:
         "flood_success_before": f"{baseline} of {len(keys)}",
         "flood_success_after": f"{after} of {len(keys)}",
         "flood_success_ratio": round(after / baseline, 3) if baseline else None,
-        "series_seconds_degree_attackers": series,
-        **tally.figures(target, sorted(claimed)),
+        "series_seconds_degree_attackers": attack.series,
+        "joins_as_self_sent": attack.joins.sent,
+        "joins_as_self_refused": attack.joins.refused,
+        **attack.tally.figures(target, sorted(attack.claimed)),
     }
 
 
@@ -691,8 +741,13 @@ async def run_attack(args: argparse.Namespace, name: str, flags: Sequence[str]) 
         _progress(f"{name}: swarm of {len(target.book)} settled; attacking")
         figures = await ATTACK[name](target, args)
     figures["seconds"] = round(time.monotonic() - began, 1)
+    figures["ran"] = {"date": utc_now(), "commit": commit_of()}
     _progress(f"{name}: {json.dumps({k: v for k, v in figures.items() if 'series' not in k})}")
     return figures
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
@@ -703,6 +758,31 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             section[name] = await run_attack(args, name, flags)
         sections[runtime] = section
     return sections
+
+
+def merged(earlier: Any, sections: dict[str, Any]) -> dict[str, Any]:
+    """This run's sections over an earlier file's: an attack run again replaces its
+    row, the rows not run again stay (each row says when and on which commit it ran)."""
+    out: dict[str, Any] = {}
+    earlier = earlier if isinstance(earlier, dict) else {}
+    ran = {"date": earlier.get("date"), "commit": earlier.get("commit")}
+    for runtime in RUNTIMES:
+        old = earlier.get(runtime)
+        if isinstance(old, dict):  # rows from before rows said when they ran
+            old = {
+                name: {**row, "ran": row.get("ran", ran)} if name in ATTACKS else row
+                for name, row in old.items()
+            }
+        new = sections.get(runtime)
+        if new is None or (old is not None and "not_run" in new):
+            row = old  # a runtime not run (or not available) now keeps what it had
+        elif old is None or "not_run" in old:
+            row = new
+        else:
+            row = {**old, **new}
+        if row is not None:
+            out[runtime] = row
+    return out
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -727,8 +807,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     recording = Run.begin("benchmarks/attacks.py", argv)
     sections = trio.run(run_all, args)
-    figures = {"peers": args.peers, "seed": args.seed, "attacks": args.only, **sections}
-    record = recording.write(args.out / args.name, figures)
+    path = args.out / args.name
+    figures = {"peers": args.peers, "seed": args.seed, **merged(read_result(path), sections)}
+    record = recording.write(path, figures)
     print(json.dumps({k: record[k] for k in args.runtimes}, indent=2))
     return 0
 

@@ -58,3 +58,23 @@ def test_the_attackers_share_counts_only_its_prefix() -> None:
     fake = Contact("c" * 32, Address(attacks.attacker_host(90, 7), 1))
     assert attacks.attacker_share([fake, *HOLDERS]) == 0.25
     assert attacks.attacker_share([]) is None
+
+
+def test_a_run_replaces_the_rows_it_ran_and_keeps_the_others() -> None:
+    earlier = {
+        "date": "then",
+        "commit": "abc",
+        "plaintext": {"swarm": "overlay swarm", "leave": {"x": 1}, "eclipse": {"x": 2}},
+        "secure": {"not_run": "not on this branch"},
+    }
+    now = {
+        "plaintext": {"swarm": "overlay swarm", "eclipse": {"x": 3, "ran": "now"}},
+        "secure": {"not_run": "not on this branch"},
+    }
+    out = attacks.merged(earlier, now)
+    assert out["plaintext"]["leave"] == {"x": 1, "ran": {"date": "then", "commit": "abc"}}
+    assert out["plaintext"]["eclipse"] == {"x": 3, "ran": "now"}
+    assert out["secure"] == {"not_run": "not on this branch"}
+    later = attacks.merged(out, {"secure": {"leave": {"x": 4}}})
+    assert later["secure"] == {"leave": {"x": 4}}
+    assert later["plaintext"]["leave"]["x"] == 1
