@@ -14,9 +14,9 @@ victim is a weak peer with at least 4 neighbors that holds no item, drawn from t
 The attacks (issue 15, "Why"), and what is measured:
 
 * ``framing``: to each of the victim's neighbors, claim the victim's id and send
-  :data:`FRAMES` frames no peer handles; the victim's degree every 0.5 s for ``--watch``.
-* ``leave``: to each neighbor, claim the victim and send ``Leave``; its degree over the
-  next 3 s, and how many of those neighbors still list it.
+  :data:`FRAMES` frames no peer handles; the victim's degree every 0.5 s for
+  ``--watch``, and how many of those neighbors still list it after.
+* ``leave``: the same with one ``Leave``, watched for 3 s.
 * ``hijack``: listen on an address of the attacker's under the victim's id and ask
   :data:`HIJACK_TARGETS` other peers to become its neighbor; how many peers then list
   the victim's id, and how many of those links end at the attacker.
@@ -295,9 +295,9 @@ def attacker_id(rng: random.Random) -> PeerId:
 
 async def speak_as_victim(
     target: Target, messages: Sequence[Message], watch: float
-) -> tuple[PeerSnapshot, tuple[PeerId, ...], dict[str, Any]]:
+) -> dict[str, Any]:
     """Claim the victim's id to each of its neighbors and send ``messages``; watch its
-    degree for ``watch`` seconds.  The victim, its neighbors before, the figures."""
+    degree for ``watch`` seconds, then ask those neighbors whether they still list it."""
     victim = target.victim()
     before = await neighbors_of(victim.address) or ()
     claim = Contact(victim.id, victim.address)
@@ -311,33 +311,28 @@ async def speak_as_victim(
     )
     series = await degree_series(victim.address, watch)
     degrees = degrees_of(series)
-    return (
-        victim,
-        before,
-        {
-            "victim": victim.id,
-            "degree_before": len(before),
-            "degree_min": min(degrees, default=None),
-            "degree_at_end": degrees[-1] if degrees else None,
-            "degree_series": series,
-            **tally.figures(target, [victim.id]),
-        },
-    )
-
-
-async def framing(target: Target, args: argparse.Namespace) -> dict[str, Any]:
-    _, _, figures = await speak_as_victim(target, [Unregister()] * FRAMES, args.watch)
-    return figures
-
-
-async def leave(target: Target, args: argparse.Namespace) -> dict[str, Any]:
-    del args
-    victim, before, figures = await speak_as_victim(target, [Leave()], LEAVE_WATCH)
     still = 0
     for n in before:
         listed = await neighbors_of(target.book[n]) if n in target.book else None
         still += bool(listed and victim.id in listed)
-    return {**figures, "old_neighbors_still_listing_victim": still}
+    return {
+        "victim": victim.id,
+        "degree_before": len(before),
+        "degree_min": min(degrees, default=None),
+        "degree_at_end": degrees[-1] if degrees else None,
+        "old_neighbors_still_listing_victim": still,
+        "degree_series": series,
+        **tally.figures(target, [victim.id]),
+    }
+
+
+async def framing(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    return await speak_as_victim(target, [Unregister()] * FRAMES, args.watch)
+
+
+async def leave(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    del args
+    return await speak_as_victim(target, [Leave()], LEAVE_WATCH)
 
 
 async def hijack(target: Target, args: argparse.Namespace) -> dict[str, Any]:
