@@ -36,7 +36,9 @@ The attacks (issue 15, "Why"), and what is measured:
 * ``bootstrap``: :data:`FAKE_REGISTRATIONS` registrations claiming addresses on one /24
   (127.66.90.x; a quarter as super peers of capacity 1,000,000) within 15 s; how many
   the bootstrap lists, the attacker-controlled share of :data:`NEWCOMERS` newcomers'
-  samples and super-peer lists; then a spoofed ``Unregister`` for an honest peer.
+  samples and super-peer lists; how many honest peers (a newcomer the swarm adds among
+  them) send an ``Attach``, and with it their index, to a fake super peer within
+  :data:`ATTACH_WATCH` seconds; then a spoofed ``Unregister`` for an honest peer.
 * ``blame``: claim the victim's id to every other peer and send :data:`FRAMES` frames
   no peer handles; how many peers distrusted someone, and the victim's degree after.
 
@@ -133,6 +135,7 @@ FAKE_REGISTRATIONS: Final = 400
 REGISTRATION_WINDOW: Final = 15.0
 NEWCOMERS: Final = 5
 LEAVE_WATCH: Final = 3.0
+ATTACH_WATCH: Final = 15.0
 REATTACH_PERIOD: Final = 0.5
 ATTACK_PREFIX: Final = "127.66"
 SETTLE_TIMEOUT: Final = 90.0
@@ -639,22 +642,38 @@ def attacker_share(contacts: Sequence[Contact]) -> float | None:
 async def bootstrap(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(f"bootstrap {args.seed}")
     tally = Tally()
+    # The "super peers" listen (on the same /24), to see whose Attach they draw.
+    fake_supers = [
+        await Impersonator.open(attacker_host(90, 1 + i % 254), attacker_id(rng))
+        for i in range(0, FAKE_REGISTRATIONS, 4)
+    ]
     claims = [
-        (
-            Contact(attacker_id(rng), Address(attacker_host(90, 1 + i % 254), 20000 + i)),
-            "super" if i % 4 == 0 else "weak",
-        )
+        (fake_supers[i // 4].claimed, "super")
+        if i % 4 == 0
+        else (Contact(attacker_id(rng), Address(attacker_host(90, 1 + i % 254), 20000 + i)), "weak")
         for i in range(FAKE_REGISTRATIONS)
     ]
-    began = time.monotonic()
-    await each([partial(_register, tally, target.bootstrap, c, r) for c, r in claims], 8)
-    took = time.monotonic() - began
-    if took > REGISTRATION_WINDOW:
-        _progress(f"bootstrap: {FAKE_REGISTRATIONS} registrations took {took:.1f} s")
-    members = await list_members(target.bootstrap, STATS_TIMEOUT * 5)
-    fake = {c.id for c, _ in claims}
-    listed = sum(1 for m in members if m.contact.id in fake)
-    samples = [await newcomer_sample(target.bootstrap, rng) for _ in range(NEWCOMERS)]
+    async with trio.open_nursery() as nursery:
+        for impostor in fake_supers:
+            await nursery.start(impostor.run)
+        began = time.monotonic()
+        await each([partial(_register, tally, target.bootstrap, c, r) for c, r in claims], 8)
+        took = time.monotonic() - began
+        if took > REGISTRATION_WINDOW:
+            _progress(f"bootstrap: {FAKE_REGISTRATIONS} registrations took {took:.1f} s")
+        members = await list_members(target.bootstrap, STATS_TIMEOUT * 5)
+        fake = {c.id for c, _ in claims}
+        listed = sum(1 for m in members if m.contact.id in fake)
+        samples = [await newcomer_sample(target.bootstrap, rng) for _ in range(NEWCOMERS)]
+        await target.swarm.send("add")  # a real newcomer, through the same bootstrap
+        await trio.sleep(ATTACH_WATCH)
+        attached = {
+            link.remote.contact.id
+            for impostor in fake_supers
+            for link in impostor.links
+            if any(type(m) is Attach for m in link.heard)
+        }
+        nursery.cancel_scope.cancel()
     peers = [c for s in samples if s is not None for c in s.peers]
     supers = [c for s in samples if s is not None for c in s.super_peers]
     honest = sorted(target.book)
@@ -670,6 +689,8 @@ async def bootstrap(target: Target, args: argparse.Namespace) -> dict[str, Any]:
         "newcomers": NEWCOMERS,
         "newcomer_sample_attacker_share": attacker_share(peers),
         "newcomer_super_list_attacker_share": attacker_share(supers),
+        "honest_peers_attaching_to_fake_supers": len(attached - fake),
+        "attach_watch_seconds": ATTACH_WATCH,
         "spoofed_unregister_removed_peer": all(m.contact.id != spoofed for m in after),
         "unregister_claims_refused": unregister.refused,
         **tally.figures(target, [c.id for c, _ in claims[:3]]),
