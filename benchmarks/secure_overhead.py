@@ -133,6 +133,10 @@ async def _flood_swarm(
         await trio.sleep(args.settle)
         rss = _rss_bytes(_workers(swarm.process.pid))
         figures["rss_per_peer_kib"] = round(sum(rss) / args.delivery_peers / 1024, 1)
+        interpreter = await swarm_1000.interpreter_rss()
+        if interpreter:
+            beyond = (sum(rss) - interpreter * len(rss)) / args.delivery_peers / 1024
+            figures["rss_per_peer_beyond_interpreter_kib"] = round(beyond, 1)
         addresses = sorted(found.alive_addresses().values(), key=str)
         for _ in range(args.floods):
             try:
