@@ -12,9 +12,11 @@ subscribed to one topic.  Once every host listens, each dials ``--dials`` others
 from the seed (a random graph of mean degree about 6, as the overlay's), and the
 script measures:
 
-* ``connect_seconds``: from the first dial until every dial has returned;
-  ``pubsub_ready_seconds``: until every host has floodsub peers on both ends of each
-  of its connections (polled every 0.5 s);
+* ``connect_seconds``: from the first dial until every dial has returned (each worker
+  dials 16 at a time, and each dial includes opening the dialler's floodsub stream);
+  ``pubsub_ready_seconds``: until, after every host has opened a floodsub stream to
+  each peer it is connected to, both ends of every connection have one (polled every
+  0.5 s);
 * ``rss_per_host_kib``: the workers' resident memory, summed, over the hosts, once
   connected; ``rss_per_host_beyond_imports_kib`` the same less each worker's memory
   after its imports and before its first host;
@@ -195,6 +197,7 @@ async def measure_libp2p(args: argparse.Namespace, python: Path) -> dict[str, An
         began = time.monotonic()
         dialled = await gather(workers, [{"connect": p} for p in plan], "connected")
         connect_seconds = time.monotonic() - began
+        await gather(workers, [{"ensure": True}] * len(workers), "ensured")
         pubsub_ready = None
         with trio.move_on_after(PUBSUB_TIMEOUT):
             while True:

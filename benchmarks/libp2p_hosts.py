@@ -11,7 +11,10 @@ listen (with ``"rss_before_hosts"``, its resident memory after the imports), the
 answer per command; on standard input the commands
 
 * ``{"connect": [[host, multiaddr], ...]}``: each pair is one dial from its host
-  ``host``; answered ``{"connected": n, "failed": m, "seconds": s}``;
+  ``host``, then the dialler's floodsub stream to it; answered
+  ``{"connected": n, "failed": m, "seconds": s}``;
+* ``{"ensure": true}``: every host opens a floodsub stream to each peer it is connected
+  to and has none with; ``{"ensured": [count per host], "seconds": s}``;
 * ``{"peers": true}``: ``{"pubsub_peers": [count per host]}``;
 * ``{"publish": [host, data]}``: host ``host`` publishes ``data``;
   answered ``{"published": data, "at": monotonic}``;
@@ -52,6 +55,10 @@ from libp2p.tools.anyio_service import (  # type: ignore[import-not-found, unuse
 )
 
 TOPIC = "overlay-compare"
+DIALS_AT_ONCE = 16
+"""Dials (and stream openings) one worker runs at once: 100 hosts dialling 300 peers all
+at once left most floodsub streams unopened on a loaded machine."""
+STREAM_TIMEOUT = 60.0
 FLOODSUB = TProtocol("/floodsub/1.0.0")
 
 
@@ -118,21 +125,48 @@ class Hosts:
         return out
 
     async def connect(self, dials: list[list[Any]]) -> dict[str, Any]:
+        """Dial, at most :data:`DIALS_AT_ONCE` at a time, and open the dialler's floodsub
+        stream to each peer reached (with the library's own retry)."""
         began = time.monotonic()
         done = {"connected": 0, "failed": 0}
+        limiter = trio.CapacityLimiter(DIALS_AT_ONCE)
 
         async def dial(index: int, address: str) -> None:
-            try:
-                await self.hosts[index].connect(info_from_p2p_addr(multiaddr.Multiaddr(address)))
-                done["connected"] += 1
-            except Exception as error:  # any failure of the library's is a failed dial
-                done["failed"] += 1
-                print(f"dial failed: {error!r}"[:300], file=sys.stderr, flush=True)
+            info = info_from_p2p_addr(multiaddr.Multiaddr(address))
+            async with limiter:
+                try:
+                    await self.hosts[index].connect(info)
+                    await self.pubsubs[index].ensure_peer_stream(info.peer_id, STREAM_TIMEOUT)
+                    done["connected"] += 1
+                except Exception as error:  # any failure of the library's is a failed dial
+                    done["failed"] += 1
+                    print(f"dial failed: {error!r}"[:300], file=sys.stderr, flush=True)
 
         async with trio.open_nursery() as nursery:
             for index, address in dials:
                 nursery.start_soon(dial, int(index), str(address))
         return {**done, "seconds": time.monotonic() - began}
+
+    async def ensure_streams(self) -> dict[str, Any]:
+        """Every host opens its floodsub stream to every peer it is connected to (the
+        dialled side's stream is opened by the library when the connection arrives, and
+        under load that can fail for good)."""
+        began = time.monotonic()
+        limiter = trio.CapacityLimiter(DIALS_AT_ONCE)
+
+        async def ensure(pubsub: Any, peer: Any) -> None:
+            async with limiter:
+                await pubsub.ensure_peer_stream(peer, STREAM_TIMEOUT)
+
+        async with trio.open_nursery() as nursery:
+            for host, pubsub in zip(self.hosts, self.pubsubs, strict=True):
+                for peer in host.get_connected_peers():
+                    if peer not in pubsub.peers:
+                        nursery.start_soon(ensure, pubsub, peer)
+        return {
+            "ensured": [len(p.peers) for p in self.pubsubs],
+            "seconds": time.monotonic() - began,
+        }
 
 
 async def main() -> None:
@@ -151,6 +185,8 @@ async def main() -> None:
                 command = json.loads(line)
                 if "connect" in command:
                     say(await hosts.connect(command["connect"]))
+                elif "ensure" in command:
+                    say(await hosts.ensure_streams())
                 elif "peers" in command:
                     say({"pubsub_peers": [len(p.peers) for p in hosts.pubsubs]})
                 elif "publish" in command:
