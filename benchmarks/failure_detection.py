@@ -56,8 +56,10 @@ from benchmarks.harness import Run, listening, overlay_command, started
 from bootstrap.server import serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
+from overlay.net.keys import KeyPair
 from overlay.net.node import Node, NodeConfig, open_listeners
 from overlay.net.peer_node import peer_node
+from overlay.net.secure import LinkIdentity
 from overlay.protocol.effects import Effect, Notify
 from overlay.protocol.identity import Address, Contact, PeerId
 from overlay.protocol.messages import Message
@@ -129,8 +131,15 @@ async def start_observers(
     observers = []
     for _ in range(count):
         listeners, address = await open_listeners("127.0.0.1", 0)
-        peer = Peer(address, config, random.Random(rng.getrandbits(64)), bootstrap=bootstrap)
-        node = peer_node(peer, NodeConfig())
+        key = KeyPair.generate()
+        peer = Peer(
+            address,
+            config,
+            random.Random(rng.getrandbits(64)),
+            peer_id=key.peer_id,
+            bootstrap=bootstrap,
+        )
+        node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))
         recorder = node.core = DropRecorder(peer)
         await nursery.start(node.serve, listeners)
         observers.append(Observer(peer, node, recorder))

@@ -45,10 +45,12 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net import memtrace
+from overlay.net.keys import derived_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import add_runtime_arguments, peer_config_of, swarm_node_config_of
 from overlay.net.peer_node import peer_node
-from overlay.protocol.identity import Address, new_peer_id
+from overlay.net.secure import PLAINTEXT, LinkIdentity
+from overlay.protocol.identity import Address
 
 RESULT = Path(__file__).resolve().parent / "results" / "peer_memory.json"
 REPO = Path(__file__).resolve().parent.parent
@@ -62,24 +64,30 @@ def resident_bytes() -> int:
     return rss
 
 
-async def serve_bootstrap_here() -> None:
+async def serve_bootstrap_here(plaintext: bool) -> None:
     """The bootstrap's process (``--serve-bootstrap``; a child, so that its host cache is
     not counted): a bootstrap with default settings and a fixed seed, until terminated
     (started from here rather than ``overlay bootstrap`` so that the measurement depends
     on the runtime and the core only)."""
 
     async def report(task_status: trio.TaskStatus[BootstrapServer]) -> None:
-        await serve_bootstrap("127.0.0.1", 0, seed=0, task_status=task_status)
+        await serve_bootstrap(
+            "127.0.0.1",
+            0,
+            seed=0,
+            security=PLAINTEXT if plaintext else None,
+            task_status=task_status,
+        )
 
     async with trio.open_nursery() as nursery:
         server: BootstrapServer = await nursery.start(report)
         print(f"bootstrap listening on {server.address}", flush=True)
 
 
-def _runtime_defaults() -> argparse.Namespace:
+def _runtime_defaults(plaintext: bool) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_runtime_arguments(parser)
-    return parser.parse_args([])
+    return parser.parse_args(["--plaintext"] if plaintext else [])
 
 
 def top_sites(
@@ -128,13 +136,14 @@ def link_shape(nodes: Sequence[Node], peers: Sequence[Peer]) -> dict[str, float]
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    command = module_command("benchmarks.peer_memory", "--serve-bootstrap")
+    extra = ["--plaintext"] if args.plaintext else []
+    command = module_command("benchmarks.peer_memory", "--serve-bootstrap", *extra)
     async with started(command, listening("bootstrap"), stop=signal.SIGTERM, grace=10) as child:
         return await measure_peers(args, child.ready.address)
 
 
 async def measure_peers(args: argparse.Namespace, bootstrap: Address) -> dict[str, Any]:
-    runtime = _runtime_defaults()
+    runtime = _runtime_defaults(args.plaintext)
     node_config = swarm_node_config_of(runtime)
     if args.read_size:
         node_config = attrs.evolve(node_config, read_size=args.read_size)
@@ -152,8 +161,10 @@ async def measure_peers(args: argparse.Namespace, bootstrap: Address) -> dict[st
             before = _without_tracemalloc(tracemalloc.take_snapshot())
         for _ in range(args.peers):
             listeners, address = await open_listeners("127.0.0.1", 0)
-            peer = Peer(address, peer_config, rng, peer_id=new_peer_id(ids), bootstrap=bootstrap)
-            node = peer_node(peer, node_config)
+            key = derived_key(args.seed, len(peers))
+            peer = Peer(address, peer_config, rng, peer_id=key.peer_id, bootstrap=bootstrap)
+            security = PLAINTEXT if runtime.plaintext else LinkIdentity(key)
+            node = peer_node(peer, node_config, security=security)
             await nursery.start(node.serve, listeners)
             nodes.append(node)
             peers.append(peer)
@@ -193,17 +204,24 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--read-size", type=int, default=0, help="bytes per read (0: default)")
     parser.add_argument("--serve-bootstrap", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--plaintext", action="store_true", help="links without Noise")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if args.serve_bootstrap:
-        trio.run(serve_bootstrap_here)
+        trio.run(serve_bootstrap_here, args.plaintext)
         return 0
     recording = Run.begin("-m benchmarks.peer_memory", argv)
     record = trio.run(measure, args)
-    figures = {"peers": args.peers, "settle_seconds": args.settle, "traced": args.trace, **record}
+    figures = {
+        "peers": args.peers,
+        "settle_seconds": args.settle,
+        "traced": args.trace,
+        "links": "plaintext" if args.plaintext else "noise",
+        **record,
+    }
     before = None
     if args.before is not None:
         earlier = json.loads(args.before.read_text())

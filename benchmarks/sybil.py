@@ -63,8 +63,10 @@ from benchmarks.hostile_peer import ForgingPeer
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
+from overlay.net.keys import KeyPair
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
+from overlay.net.secure import LinkIdentity
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address, PeerId
@@ -136,8 +138,11 @@ async def start_peer(
     nursery: trio.Nursery, peer_class: type[Peer], host: str, bootstrap: Address, seed: str
 ) -> tuple[Any, Node]:
     listeners, address = await open_listeners(host, 0)
-    peer = peer_class(address, PeerConfig(), random.Random(seed), bootstrap=bootstrap)
-    node = peer_node(peer, NODE)
+    key = KeyPair.generate()
+    peer = peer_class(
+        address, PeerConfig(), random.Random(seed), peer_id=key.peer_id, bootstrap=bootstrap
+    )
+    node = peer_node(peer, NODE, security=LinkIdentity(key))
     await nursery.start(node.serve, listeners)
     return peer, node
 

@@ -57,6 +57,7 @@ from benchmarks.harness import (
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.net.node import NodeConfig, one_host
 from overlay.net.peer_node import peer_node, peer_stats
+from overlay.net.secure import PLAINTEXT
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address
 from overlay.protocol.messages import StatsReply
@@ -362,7 +363,10 @@ def render_only(peers: int) -> dict[str, Any]:
         console.export_text()
         times.append(time.perf_counter() - began)
     # The crawler's own share of a crawl: decoding every reply into a snapshot.
-    wire = [encode_frame(peer_stats(p, peer_node(p, NodeConfig()))) for p in sim.alive_peers()]
+    wire = [
+        encode_frame(peer_stats(p, peer_node(p, NodeConfig(), security=PLAINTEXT)))
+        for p in sim.alive_peers()
+    ]
     began = time.perf_counter()
     for data in wire:
         for message in FrameDecoder().feed(data):

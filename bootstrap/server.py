@@ -31,7 +31,9 @@ import trio
 
 from bootstrap.hostcache import HostCache, HostCacheConfig, HostRecord
 from overlay.net.atomic_file import write_atomically
+from overlay.net.keys import KeyPair, load_or_create_key_file
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners, stat_counters
+from overlay.net.secure import LinkIdentity, Security
 from overlay.protocol import validate
 from overlay.protocol.effects import Effect, Send
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
@@ -114,6 +116,11 @@ def load_state(path: Path) -> SavedState | None:
         return None
 
 
+def key_path(state: Path) -> Path:
+    """Where a bootstrap with state file ``state`` keeps its key (mode 0600)."""
+    return state.with_name(state.name + ".key")
+
+
 def restore_cache(cache: HostCache, state: SavedState, now: float) -> int:
     """Put saved hosts back with their remaining lease, less the time we were down."""
     downtime = max(0.0, time.time() - state.saved_at)
@@ -177,13 +184,28 @@ async def serve_bootstrap(
     node_config: NodeConfig | None = None,
     save_period: float = 5.0,
     seed: int | None = None,
+    security: Security | None = None,
     task_status: trio.TaskStatus[BootstrapServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve a host cache on ``host:port`` until cancelled; save it on the way out."""
+    """Serve a host cache on ``host:port`` until cancelled; save it on the way out.
+
+    ``security`` None: the bootstrap proves a key kept beside ``state``
+    (``STATE.key``, so its id survives restarts), or a fresh one without a state;
+    :data:`~overlay.net.secure.PLAINTEXT` for ``--plaintext``.  A registration is
+    accepted only over a connection whose handshake proved the registering peer's id
+    (the node refuses the rest), and the host cache keys it by that id and by the
+    connection's source address (the claimed listen host must be the source IP)."""
     rng = random.Random(seed)
     saved = load_state(state) if state is not None else None
+    if security is None:
+        key = load_or_create_key_file(key_path(state)) if state is not None else KeyPair.generate()
+        security = LinkIdentity(key)
     listeners, address = await open_listeners(host, port)
-    contact = Contact(saved.id if saved is not None else new_peer_id(rng), address)
+    if isinstance(security, LinkIdentity):
+        peer_id = security.peer_id
+    else:
+        peer_id = saved.id if saved is not None else new_peer_id(rng)
+    contact = Contact(peer_id, address)
     cache = HostCache(contact, config or HostCacheConfig(), rng)
     if saved is not None:
         restored = restore_cache(cache, saved, trio.current_time())
@@ -193,6 +215,7 @@ async def serve_bootstrap(
         contact,
         node_config or BOOTSTRAP_NODE_CONFIG,
         handshake=lambda: Handshake(PROTOCOL_VERSION, contact, "weak", 0),
+        security=security,
         stats=lambda node: bootstrap_stats(cache, node),
     )
     try:

@@ -24,8 +24,10 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import FaultInjector
+from overlay.net.keys import derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
+from overlay.net.secure import PLAINTEXT, LinkIdentity, Session, handshake
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
 from overlay.protocol.messages import Handshake, Message
 from overlay.protocol.wire import PROTOCOL_VERSION, FrameDecoder, check_handshake, encode_frame
@@ -53,7 +55,11 @@ OVERLAY = [sys.executable, "-m", "overlay.tools.cli"]
 
 
 async def start_bootstrap(
-    nursery: trio.Nursery, *, state: Path | None = None, node_config: NodeConfig | None = None
+    nursery: trio.Nursery,
+    *,
+    state: Path | None = None,
+    node_config: NodeConfig | None = None,
+    plaintext: bool = False,
 ) -> BootstrapServer:
     server: BootstrapServer = await nursery.start(
         lambda task_status: serve_bootstrap(
@@ -62,6 +68,7 @@ async def start_bootstrap(
             state=state,
             node_config=node_config or one_host(NodeConfig(handshake_timeout=0.5)),
             seed=0,
+            security=PLAINTEXT if plaintext else None,
             task_status=task_status,
         )
     )
@@ -78,16 +85,21 @@ async def start_peer(
     seed: int = 0,
     search: SearchConfig | None = None,
     faults: FaultInjector | None = None,
+    plaintext: bool = False,
+    host: str = "127.0.0.1",
 ) -> tuple[Peer, Node]:
-    listeners, address = await open_listeners("127.0.0.1", 0)
+    listeners, address = await open_listeners(host, 0)
+    key = derived_key(1000, seed)  # the id follows the seed, as the random source does
     peer = Peer(
         address,
         PeerConfig(membership=membership, search=search or SearchConfig()),
-        random.Random(1000 + seed),  # never the bootstrap's seed: ids would collide
+        random.Random(1000 + seed),
+        peer_id=key.peer_id,
         bootstrap=bootstrap,
         join_via=join_via,
     )
-    node = peer_node(peer, node_config, faults=faults)
+    security = PLAINTEXT if plaintext else LinkIdentity(key)
+    node = peer_node(peer, node_config, security=security, faults=faults)
     await nursery.start(node.serve, listeners)
     return peer, node
 
@@ -107,9 +119,14 @@ def neighbors(peer: Peer) -> set[PeerId]:
 
 @attrs.define
 class RawClient:
-    """A hand-driven connection: send any bytes, read whole messages."""
+    """A hand-driven connection: send any bytes (sealed into the Noise session unless
+    plaintext), read whole messages."""
 
     stream: trio.SocketStream
+    session: Session | None = None
+    identity: LinkIdentity | None = None
+    proven: PeerId | None = None
+    """The id the remote proved in the Noise handshake (None: plaintext)."""
     decoder: FrameDecoder = attrs.field(factory=FrameDecoder)
     inbox: list[Message] = attrs.field(factory=list)
 
@@ -117,11 +134,31 @@ class RawClient:
     def local_port(self) -> int:
         return int(self.stream.socket.getsockname()[1])
 
+    @property
+    def local_host(self) -> str:
+        return str(self.stream.socket.getsockname()[0])
+
+    async def secure(self, identity: LinkIdentity) -> None:
+        """Run the Noise handshake as the dialling side, proving ``identity``."""
+        self.identity = identity
+        self.session, self.proven = await handshake(
+            identity,
+            initiator=True,
+            send=self.stream.send_all,
+            receive=lambda: self.stream.receive_some(65536),
+        )
+
     async def send(self, data: bytes) -> None:
+        if self.session is not None:
+            data = b"".join(self.session.seal(data))
+        await self.stream.send_all(data)
+
+    async def send_raw(self, data: bytes) -> None:
+        """Bytes as they are, past the Noise session (a wire-level attacker's)."""
         await self.stream.send_all(data)
 
     async def send_message(self, message: Message) -> None:
-        await self.stream.send_all(encode_frame(message))
+        await self.send(encode_frame(message))
 
     async def receive(self) -> Message:
         """The next message; raises EOFError when the remote closes."""
@@ -129,6 +166,8 @@ class RawClient:
             data = await self.stream.receive_some(65536)
             if not data:
                 raise EOFError
+            if self.session is not None:
+                data = self.session.open(data)
             self.inbox.extend(self.decoder.feed(data))
         return self.inbox.pop(0)
 
@@ -142,17 +181,46 @@ class RawClient:
         return True
 
 
-async def connect(address: Address) -> RawClient:
-    return RawClient(await trio.open_tcp_stream(address.host, address.port))
+def keyed_contact(seed: int, port: int, host: str = "127.0.0.1") -> tuple[LinkIdentity, Contact]:
+    """A reproducible key, and the contact it can prove (listening at ``host:port``)."""
+    identity = LinkIdentity(derived_key(77, seed))
+    return identity, Contact(identity.peer_id, Address(host, port))
 
 
-async def handshaken(address: Address, claim: Contact | None = None) -> tuple[RawClient, Contact]:
-    """Connect and do the handshake as a well-behaved (listening nowhere) client."""
-    client = await connect(address)
-    me = claim or Contact(new_peer_id(random.Random()), Address("127.0.0.1", client.local_port))
-    await client.send_message(Handshake(PROTOCOL_VERSION, me))
+async def connect(
+    address: Address,
+    *,
+    plaintext: bool = False,
+    identity: LinkIdentity | None = None,
+    source: str | None = None,
+) -> RawClient:
+    """A raw client, past the Noise handshake (with ``identity``, else a fresh key)
+    unless ``plaintext``; from the local address ``source`` if given."""
+    stream = await trio.open_tcp_stream(address.host, address.port, local_address=source)
+    client = RawClient(stream)
+    if not plaintext:
+        await client.secure(identity or LinkIdentity.fresh())
+    return client
+
+
+async def handshaken(
+    address: Address,
+    claim: Contact | None = None,
+    *,
+    plaintext: bool = False,
+    identity: LinkIdentity | None = None,
+) -> tuple[RawClient, Contact]:
+    """Connect and do the handshake as a well-behaved (listening nowhere) client: its own
+    id and address, unless ``claim`` says otherwise."""
+    client = await connect(address, plaintext=plaintext, identity=identity)
+    if claim is None:
+        peer_id = (
+            client.identity.peer_id if client.identity is not None else new_peer_id(random.Random())
+        )
+        claim = Contact(peer_id, Address(client.local_host, client.local_port))
+    await client.send_message(Handshake(PROTOCOL_VERSION, claim))
     check_handshake(await client.receive(), PROTOCOL_VERSION)
-    return client, me
+    return client, claim
 
 
 # ---------------------------------------------------------------------- subprocesses

@@ -9,10 +9,12 @@ the OS's failures become the project's :class:`~overlay.protocol.errors.Transpor
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
 
+from overlay.net.secure import Session
 from overlay.protocol.errors import ProtocolError, TransportError
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Handshake, Message
@@ -48,6 +50,8 @@ class Connection:
         "pending",
         "remote",
         "scope",
+        "sealed",
+        "session",
         "shut",
         "socket",
         "writing_since",
@@ -90,6 +94,10 @@ class Connection:
         life cost a peer about 7 KiB of its memory."""
         self.aborted = False
         """Ended from outside its task: the reader stops at its next wake-up."""
+        self.session: Session | None = None
+        """The Noise session once the handshake is done (None: plaintext)."""
+        self.sealed = 0
+        """How many of ``outbox``'s first entries are already sealed (encrypted)."""
 
     def decoder_buffered(self) -> int:
         return self.decoder.buffered if self.decoder is not None else 0
@@ -116,6 +124,13 @@ def write_some(connection: Connection, fd: int) -> None:
     leaves its rest at the head of the queue.  Raises OSError when the connection is
     broken (never BlockingIOError)."""
     outbox = connection.outbox
+    session = connection.session
+    if session is not None and connection.sealed < len(outbox):
+        # Everything queued since the last write goes out as one sealed batch: one
+        # AEAD call and one tag for many frames.
+        sealed = connection.sealed
+        outbox[sealed:] = session.seal(b"".join(outbox[sealed:]))
+        connection.sealed = len(outbox)
     while outbox:
         batch = outbox[:WRITE_BATCH]
         try:
@@ -129,6 +144,8 @@ def write_some(connection: Connection, fd: int) -> None:
             written -= len(frame)
             done += 1
         del outbox[:done]
+        if connection.sealed:
+            connection.sealed -= done
         if written:
             outbox[0] = memoryview(outbox[0])[written:]
         if done < len(batch):
@@ -151,13 +168,19 @@ async def send_all(stream: trio.SocketStream, data: bytes) -> None:
 
 
 async def read_handshake(
-    stream: trio.SocketStream, decoder: FrameDecoder, read_size: int
+    receive: Callable[[], Awaitable[bytes]], decoder: FrameDecoder, session: Session | None
 ) -> tuple[Handshake, list[Message]]:
-    """Read until the first frame; it must be a handshake in our version."""
-    for _ in range(decoder.cap + 8):  # a frame needs at least one byte per read
-        data = await receive_some(stream, read_size)
+    """Read until the first frame; it must be a handshake in our version.  With a
+    ``session``, what is read is decrypted first (bytes that came behind the Noise
+    handshake included)."""
+    pending = session.open(b"") if session is not None else b""
+    for _ in range(2 * decoder.cap + 8):  # each read brings at least one byte
+        data = pending or await receive()
         if not data:
             raise TransportError("closed before the handshake")
+        if session is not None and not pending:
+            data = session.open(data)
+        pending = b""
         messages = decoder.feed(data)
         if messages:
             return check_handshake(messages[0], PROTOCOL_VERSION), messages[1:]

@@ -90,7 +90,12 @@ def derived_key(seed: int, index: int) -> KeyPair:
 
 def load_or_create_key(directory: Path) -> KeyPair:
     """The key kept in ``directory`` (created, mode 0600, on first use)."""
-    path = directory / KEY_FILE
+    return load_or_create_key_file(directory / KEY_FILE)
+
+
+def load_or_create_key_file(path: Path) -> KeyPair:
+    """The key kept in the file ``path`` (created, mode 0600, on first use)."""
+    directory = path.parent
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

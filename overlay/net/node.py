@@ -10,18 +10,22 @@ A connection's state and its socket I/O are in :mod:`overlay.net.connection`.
 
 How a link works here:
 
-* **Connections.**  The first frame each way is a :class:`Handshake`.  The side
-  that dials sends first; the side that accepts answers.  Both run under
-  ``handshake_timeout``.  The remote's handshake names it, and that
-  :class:`Contact` is the ``sender`` of every message read from the
-  connection, so no message can speak for another peer.  (On an outgoing
-  connection the address is the one we dialled, which we know is real.)
+* **Connections.**  Unless the node is plaintext, a connection starts with the Noise
+  XX handshake of :mod:`overlay.net.secure`, which proves the remote's id; its
+  frames are then sealed and opened by the connection's :class:`Session`.  The first
+  frame each way is a :class:`Handshake`.  The side that dials sends first; the side
+  that accepts answers.  All of it runs under ``handshake_timeout``.  The remote's
+  handshake must name the id it proved (:class:`Impersonation` otherwise), and that
+  :class:`Contact` is the ``sender`` of every message read from the connection, so no
+  message can speak for another peer.  (On an outgoing connection the address is the
+  one we dialled, which we know is real.)
 * **Links are keyed by listen address**, because that is what :class:`Send`
-  names.  An accepted connection is filed under the address its remote claims,
-  so a reply to it goes back on the same connection rather than opening a
-  second one.  Two peers dialling each other at once end up with two
-  connections; both work, and the one that carries nothing is closed by the
-  idle timeout.
+  names, with **one proven id per address**.  An accepted connection is filed under
+  the address its remote claims, whose host must be the connection's source IP and
+  which no other linked id may hold, so a reply to it goes back on the same
+  connection rather than opening a second one.  Two peers dialling each other at
+  once end up with two connections; both work, and the one that carries nothing is
+  closed by the idle timeout.
 * **Sends are queued** per connection in a bounded list, written to the socket
   without blocking at the end of each chunk of input (or at once, for a send from a
   timer); a task waits for the socket only while its buffer is full.  A full queue
@@ -84,11 +88,13 @@ from overlay.net.connection import (
     Connection,
     peer_label,
     read_handshake,
+    receive_some,
     send_all,
     transport_error,
     write_some,
 )
 from overlay.net.faults import FaultInjector
+from overlay.net.secure import LinkIdentity, Security, Session, handshake
 from overlay.protocol import validate
 from overlay.protocol.effects import Close, Core, Effect, Notify, Send
 from overlay.protocol.errors import (
@@ -131,6 +137,11 @@ class SilentRemote(RemoteError):
 
 class TooManyConnections(RemoteError):
     """The remote opened more connections under one peer's name than ``max_per_peer``."""
+
+
+class Impersonation(RemoteError):
+    """The remote's handshake claims an id other than the one it proved, an address
+    whose host is not where it connects from, or the address of another proven peer."""
 
 
 class IdleConnection(TransportError):
@@ -217,7 +228,9 @@ class Node:
     request goes to the core like any message); ``identify`` names the peer that
     listens on an address, so a failed dial can be reported as ``link_lost``;
     ``farewell`` gives the effects of a graceful leave; ``client`` serves client
-    requests (a :class:`RequestHandler`).
+    requests (a :class:`RequestHandler`).  ``security`` is the node's
+    :class:`~overlay.net.secure.LinkIdentity` (its key must be the one behind
+    ``contact.id``), or :data:`~overlay.net.secure.PLAINTEXT`.
     """
 
     def __init__(
@@ -226,6 +239,7 @@ class Node:
         contact: Contact,
         config: NodeConfig | None = None,
         *,
+        security: Security,
         handshake: Callable[[], Handshake] | None = None,
         stats: Callable[[Node], StatsReply] | None = None,
         identify: Callable[[Address], PeerId | None] | None = None,
@@ -235,8 +249,12 @@ class Node:
         client: RequestHandler | None = None,
         faults: FaultInjector | None = None,
     ) -> None:
+        if isinstance(security, LinkIdentity) and security.peer_id != contact.id:
+            raise ValueError(f"the key proves id {security.peer_id}, not {contact.id}")
         self.core = core
         self.contact = contact
+        self.identity = security if isinstance(security, LinkIdentity) else None
+        """What this node proves on its connections (None: ``--plaintext``)."""
         self.config = config or NodeConfig()
         self._handshake = handshake or (lambda: Handshake(PROTOCOL_VERSION, contact))
         self._stats = stats
@@ -721,6 +739,7 @@ class Node:
             self._deliver_batch(connection, early)
             del early
             connection.decoder = decoder
+            session = connection.session
             fd = socket.fileno()  # this task alone closes it, after this loop
             size = self.config.read_size
             read = os.read
@@ -744,10 +763,12 @@ class Node:
                     raise transport_error(exc) from None
                 connection.last_heard = trio.current_time()
                 if not data:
-                    if decoder.buffered:
+                    if decoder.buffered or (session is not None and session.buffered):
                         raise TransportError("closed in the middle of a frame")
                     break
                 drained = len(data) < size
+                if session is not None:
+                    data = session.open(data)
                 self._deliver_batch(connection, decoder.feed(data))
                 del data  # not kept while parked
                 if not drained:
@@ -787,41 +808,81 @@ class Node:
     async def _open(
         self, connection: Connection, stream: trio.SocketStream, decoder: FrameDecoder
     ) -> list[Message]:
-        """Exchange handshakes (the side that dialled speaks first) and file the
-        connection under the remote's listen address; return the messages that came
+        """Run the Noise handshake (unless plaintext), exchange handshakes (the side that
+        dialled speaks first), check that the remote's claims match what it proved, and
+        file the connection under its listen address; return the messages that came
         right behind the remote's handshake."""
+        size = self.config.read_size
+
+        async def receive() -> bytes:
+            return await receive_some(stream, size)
+
+        async def send(data: bytes) -> None:
+            await send_all(stream, data)
+
+        identity = self.identity
+        session: Session | None = None
+        proven: PeerId | None = None
         try:
             with trio.fail_after(self.config.handshake_timeout):
+                if identity is not None:
+                    session, proven = await handshake(
+                        identity, initiator=not connection.inbound, send=send, receive=receive
+                    )
+                mine = encode_frame(self._handshake())
+                if session is not None:
+                    mine = b"".join(session.seal(mine))
                 if connection.inbound:
-                    remote, early = await read_handshake(stream, decoder, self.config.read_size)
-                    await send_all(stream, encode_frame(self._handshake()))
+                    remote, early = await read_handshake(receive, decoder, session)
+                    await send(mine)
                 else:
-                    await send_all(stream, encode_frame(self._handshake()))
-                    remote, early = await read_handshake(stream, decoder, self.config.read_size)
+                    await send(mine)
+                    remote, early = await read_handshake(receive, decoder, session)
         except trio.TooSlowError:
             raise self._silence(decoder, "no handshake") from None
+        connection.session = session
+        claimed = remote.contact
+        if proven is not None and claimed.id != proven:
+            self.count("connections.impersonation")
+            raise Impersonation(f"claims id {claimed.id} but proved {proven}")
         if not connection.inbound:
-            if remote.contact.id == self.contact.id:
+            if claimed.id == self.contact.id:
                 raise ProtocolError("dialled myself")
             to = connection.key
             assert to is not None
+            self._check_owner(to, claimed.id, connection)
             # The address we dialled is where it listens, whatever it claims.
-            connection.remote = Contact(remote.contact.id, to)
+            connection.remote = Contact(claimed.id, to)
             self._remember(connection.remote)
             return early
         self._handshaking.pop(connection, None)
-        if remote.contact.id == self.contact.id:
+        if claimed.id == self.contact.id:
             raise ProtocolError("the remote claims to be this very peer")
-        siblings = self.links.get(remote.contact.address, ())
+        source = connection.label.rpartition(":")[0]
+        if claimed.address.host != source:
+            self.count("connections.wrong_host")
+            raise Impersonation(f"claims to listen on {claimed.address} but connects from {source}")
+        self._check_owner(claimed.address, claimed.id, connection)
+        siblings = self.links.get(claimed.address, ())
         if len(siblings) >= self.config.max_per_peer:
             self.count("connections.refused_peer")
             limit = self.config.max_per_peer
             raise TooManyConnections(f"already {len(siblings)} connections (max {limit})")
-        connection.remote = remote.contact
-        connection.key = remote.contact.address
+        connection.remote = claimed
+        connection.key = claimed.address
         self.links.setdefault(connection.key, []).append(connection)
-        self._remember(remote.contact)
+        self._remember(claimed)
         return early
+
+    def _check_owner(self, address: Address, peer: PeerId, connection: Connection) -> None:
+        """Every connection filed under one address carries one id: a second id claiming
+        a linked peer's address is refused (so links are, in effect, keyed by the
+        proven id, and nobody takes over another's link)."""
+        for sibling in self.links.get(address, ()):
+            other = sibling.remote
+            if sibling is not connection and other is not None and other.id != peer:
+                self.count("connections.address_taken")
+                raise Impersonation(f"claims {address}, the address of linked peer {other.id}")
 
     def _silence(self, decoder: FrameDecoder, what: str) -> SilentRemote:
         if decoder.buffered:

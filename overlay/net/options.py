@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -145,7 +146,32 @@ def add_super_peers_argument(parser: argparse.ArgumentParser, what: str) -> None
     )
 
 
+PLAINTEXT_HELP: Final = (
+    "speak bare frames: no handshake proving ids, no encryption (for teaching and "
+    "packet captures; a secure peer refuses such a remote)"
+)
+
+
+def add_plaintext_argument(parser: argparse.ArgumentParser) -> None:
+    """``--plaintext``, on every command that speaks the wire."""
+    parser.add_argument("--plaintext", action="store_true", help=PLAINTEXT_HELP)
+
+
+def announce_plaintext(args: argparse.Namespace, command: str) -> bool:
+    """True for ``--plaintext``, said loudly on stderr (once per process)."""
+    if not getattr(args, "plaintext", False):
+        return False
+    print(
+        f"PLAINTEXT: overlay {command} runs without authentication or encryption: anyone can "
+        "read its frames and speak as any peer (--plaintext)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser, *, swarm: bool = False) -> None:
+    add_plaintext_argument(parser)
     add_fault_arguments(parser)
     add_limit_arguments(parser, swarm=swarm)
 
@@ -239,6 +265,8 @@ def runtime_argv(args: argparse.Namespace) -> list[str]:
         value = getattr(args, name, None)
         if value is not None:
             argv += [_flag(name), str(value)]
+    if getattr(args, "plaintext", False):
+        argv.append("--plaintext")
     return argv
 
 

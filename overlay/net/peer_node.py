@@ -15,6 +15,7 @@ from overlay.core.peer import Peer, PeerSnapshot
 from overlay.net.client_requests import ClientRequests
 from overlay.net.faults import FaultInjector
 from overlay.net.node import Node, NodeConfig, stat_counters
+from overlay.net.secure import Security
 from overlay.protocol.identity import Address, PeerId
 from overlay.protocol.messages import (
     MAX_COUNTER_VALUE,
@@ -86,15 +87,21 @@ def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
 
 
 def peer_node(
-    peer: Peer, config: NodeConfig | None = None, *, faults: FaultInjector | None = None
+    peer: Peer,
+    config: NodeConfig | None = None,
+    *,
+    security: Security,
+    faults: FaultInjector | None = None,
 ) -> Node:
     """A node that runs ``peer``: handshakes with its role, answers stats and client
-    requests, leaves politely."""
+    requests, leaves politely.  ``security``'s key must be the one behind ``peer.id``
+    (build the peer with ``peer_id=key.peer_id``), or :data:`~overlay.net.secure.PLAINTEXT`."""
     client = ClientRequests(peer)
     return Node(
         peer,
         peer.contact,
         config,
+        security=security,
         handshake=lambda: Handshake(
             PROTOCOL_VERSION, peer.contact, peer.role, peer.config.capacity
         ),

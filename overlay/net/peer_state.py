@@ -1,4 +1,5 @@
-"""A peer's state on disk (``overlay peer --state DIR``): its id and its known hosts.
+"""A peer's state on disk (``overlay peer --state DIR``): its id, known hosts and anchors
+(its key is beside them, in ``identity.key``: :func:`overlay.net.keys.load_or_create_key`).
 
 The known hosts are peers that were once its neighbors (see
 :attr:`overlay.core.membership.Membership.known_hosts`).  A restarted peer puts them
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,10 @@ MAX_SAVED_HOSTS = 4096
 @attrs.frozen
 class PeerState:
     id: PeerId
+    """The id the key in the same directory proves (kept to tell a mismatch)."""
     known_hosts: list[Contact]
+    anchors: list[Contact] = attrs.field(factory=list)
+    """The neighbors the peer had at the save: known good, put back first on a restart."""
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
@@ -42,9 +47,11 @@ def state_path(directory: Path) -> Path:
     return directory / STATE_NAME
 
 
-def save_peer_state(directory: Path, peer_id: PeerId, hosts: list[Contact]) -> None:
+def save_peer_state(
+    directory: Path, peer_id: PeerId, hosts: list[Contact], anchors: Sequence[Contact] = ()
+) -> None:
     path = state_path(directory)
-    state = PeerState(peer_id, hosts[:MAX_SAVED_HOSTS])
+    state = PeerState(peer_id, hosts[:MAX_SAVED_HOSTS], list(anchors[:MAX_SAVED_HOSTS]))
     data = json.dumps(_converter.unstructure(state), separators=(",", ":")).encode()
     write_atomically(path, data)
 
@@ -59,7 +66,9 @@ def load_peer_state(directory: Path) -> PeerState | None:
         state = _converter.structure(raw, PeerState)
         if PEER_ID_PATTERN.fullmatch(state.id) is None:
             raise ValueError("the saved id is not a peer id")
-        return PeerState(state.id, state.known_hosts[:MAX_SAVED_HOSTS])
+        return PeerState(
+            state.id, state.known_hosts[:MAX_SAVED_HOSTS], state.anchors[:MAX_SAVED_HOSTS]
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, cattrs.BaseValidationError) as error:

@@ -13,6 +13,9 @@ from importlib import metadata
 from rich.console import Console
 from rich.logging import RichHandler
 
+from overlay.net.client import set_client_security
+from overlay.net.options import announce_plaintext
+from overlay.net.secure import PLAINTEXT
 from overlay.protocol.identity import Address
 
 COMMAND_MODULES = (
@@ -62,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def argv_command(argv: Sequence[str] | None) -> str:
+    words = [word for word in (sys.argv[1:] if argv is None else argv) if not word.startswith("-")]
+    return words[0] if words else "overlay"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -73,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
     command: Command = args.run
+    if announce_plaintext(args, argv_command(argv)):
+        set_client_security(PLAINTEXT)  # this process's clients too (stats, listings)
     try:
         return command(args)
     except KeyboardInterrupt:

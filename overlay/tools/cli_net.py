@@ -24,9 +24,11 @@ from bootstrap.server import serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import watch_partition_file
+from overlay.net.keys import KeyPair, load_or_create_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_bootstrap_arguments,
+    add_plaintext_argument,
     add_runtime_arguments,
     add_super_peers_argument,
     check_runtime_arguments,
@@ -37,6 +39,7 @@ from overlay.net.options import (
 )
 from overlay.net.peer_node import peer_node
 from overlay.net.peer_state import load_peer_state, save_peer_state
+from overlay.net.secure import PLAINTEXT, LinkIdentity
 from overlay.net.swarm.setup import room_for_weak_peers, super_peer_config
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address
@@ -70,6 +73,7 @@ def register(subparsers: Any) -> None:
     boot.add_argument("--port", type=int, default=7000, help="port (0: any free port)")
     boot.add_argument("--state", type=Path, default=None, help="state file to keep")
     add_bootstrap_arguments(boot)
+    add_plaintext_argument(boot)
     boot.set_defaults(run=run_bootstrap)
 
     peer: argparse.ArgumentParser = subparsers.add_parser(
@@ -89,7 +93,11 @@ def register(subparsers: Any) -> None:
     peer.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     peer.add_argument("--capacity", type=int, default=1, help="capacity (super peer election)")
     peer.add_argument(
-        "--state", type=Path, default=None, metavar="DIR", help="keep id and known hosts here"
+        "--state",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the key (so the id), known hosts and anchors here",
     )
     peer.add_argument(
         "--join",
@@ -148,6 +156,7 @@ async def _bootstrap_main(args: argparse.Namespace) -> None:
                     args.port,
                     state=args.state,
                     config=host_cache_config_of(args),
+                    security=PLAINTEXT if args.plaintext else None,
                     task_status=task_status,
                 )
             )
@@ -183,6 +192,15 @@ def run_peer(args: argparse.Namespace) -> int:
 async def _peer_main(args: argparse.Namespace) -> None:
     state_dir: Path | None = args.state
     saved = load_peer_state(state_dir) if state_dir is not None else None
+    # With --state the key (so the id) survives restarts; without, a fresh one per run.
+    key = load_or_create_key(state_dir) if state_dir is not None else KeyPair.generate()
+    if saved is not None and saved.id != key.peer_id:
+        log.warning(
+            "peer state in %s names id %s, but its key proves %s: using the key's",
+            state_dir,
+            saved.id,
+            key.peer_id,
+        )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         listeners, address = await open_listeners(args.host, args.port)
         config = (
@@ -194,17 +212,18 @@ async def _peer_main(args: argparse.Namespace) -> None:
             address,
             peer_config_of(args, config),
             random.Random(args.seed),
-            peer_id=saved.id if saved is not None else None,
+            peer_id=key.peer_id,
             bootstrap=args.bootstrap,
             join_via=args.join,
         )
         if saved is not None:
-            seed_known_hosts(peer, saved.known_hosts)
+            seed_known_hosts(peer, [*saved.known_hosts, *saved.anchors])
         make_faults, partition = fault_injectors(args, args.seed)
         node_config = node_config_of(args)
         if args.max_connections is None:
             node_config = room_for_weak_peers(node_config, peer.config)
-        node = peer_node(peer, node_config, faults=make_faults())
+        security = PLAINTEXT if args.plaintext else LinkIdentity(key)
+        node = peer_node(peer, node_config, security=security, faults=make_faults())
         async with trio.open_nursery() as nursery:
             if args.partition_file is not None:
                 nursery.start_soon(watch_partition_file, args.partition_file, partition)
@@ -276,7 +295,8 @@ def seed_known_hosts(peer: Peer, hosts: list[Any]) -> None:
 
 def _save(directory: Path, peer: Peer) -> None:
     try:
-        save_peer_state(directory, peer.id, list(peer.membership.known_hosts.values()))
+        anchors = [neighbor.contact for neighbor in peer.membership.active.values()]
+        save_peer_state(directory, peer.id, list(peer.membership.known_hosts.values()), anchors)
     except OSError as error:
         log.error("cannot save peer state to %s: %s", directory, error)
 

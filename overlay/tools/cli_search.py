@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from overlay.net.client import CLIENT_TIMEOUT, ask
+from overlay.net.options import add_plaintext_argument
 from overlay.net.search_tally import NetworkTally, gather
 from overlay.protocol.errors import OverlayError, ProtocolError
 from overlay.protocol.identity import Address, Contact
@@ -270,6 +271,7 @@ def register(subparsers: Any) -> None:
     publish.add_argument("--name", default=None, help="the item's name (its keywords)")
     publish.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     publish.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add_plaintext_argument(publish)
     publish.set_defaults(run=run_publish)
 
     search: argparse.ArgumentParser = subparsers.add_parser(
@@ -304,6 +306,7 @@ def register(subparsers: Any) -> None:
     search.add_argument("--want", type=int, default=None, help="hits wanted (default 1)")
     search.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     search.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_plaintext_argument(search)
     search.set_defaults(run=run_search)
 
     fetch: argparse.ArgumentParser = subparsers.add_parser(
@@ -335,6 +338,7 @@ def register(subparsers: Any) -> None:
     fetch.add_argument("--mode", choices=MODES, default="ring", help="how to find holders")
     fetch.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, help=timeout_help)
     fetch.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add_plaintext_argument(fetch)
     fetch.set_defaults(run=run_fetch)
 
 

@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from overlay.net.options import add_plaintext_argument
 from overlay.net.swarm.control import CONTROL_ADD, CONTROL_CRASH
 from overlay.net.swarm.stats import DEFAULT_BATCH_TIMEOUT, StatsBatches
 from overlay.protocol.errors import OverlayError
@@ -127,6 +128,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="write FILE.graphml, FILE.edgelist (integer ids, for `overlay sim query`) or FILE.png",
     )
+    add_plaintext_argument(view)
     view.set_defaults(run=run_view)
 
     members: argparse.ArgumentParser = subparsers.add_parser(
@@ -147,6 +149,7 @@ def register(subparsers: Any) -> None:
     )
     members.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="per-peer timeout")
     members.add_argument("--json", action="store_true", help="print JSON (one list)")
+    add_plaintext_argument(members)
     members.set_defaults(run=run_members)
 
 

@@ -28,7 +28,6 @@ draws from (a frame then never waits for a slow peer).
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -38,11 +37,10 @@ import networkx as nx
 import trio
 
 from overlay.core.peer import PeerSnapshot
-from overlay.net.client import CONNECT_TIMEOUT, connect
+from overlay.net.client import CONNECT_TIMEOUT, ClientLink
 from overlay.protocol.errors import OverlayError, ProtocolError, TransportError
-from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
+from overlay.protocol.identity import Address, PeerId
 from overlay.protocol.messages import (
-    Handshake,
     MemberEntry,
     MembersReply,
     MembersRequest,
@@ -50,7 +48,6 @@ from overlay.protocol.messages import (
     StatsReply,
     StatsRequest,
 )
-from overlay.protocol.wire import PROTOCOL_VERSION, FrameDecoder, check_handshake, encode_frame
 from overlay.sim.topology import graph_of
 
 log = logging.getLogger("overlay.tools.crawl")
@@ -175,29 +172,21 @@ async def _exchange(
 ) -> None:
     """Connect, handshake, send ``requests``, and feed every later message to ``accept``
     until it returns True.  Everything under one ``timeout``."""
-    decoder = FrameDecoder()
-    stream = await connect(address, min(timeout, CONNECT_TIMEOUT))
     try:
         with trio.fail_after(timeout):
-            async with stream:
-                port = int(stream.socket.getsockname()[1])
-                # We listen nowhere; our own ephemeral address is a unique, honest claim.
-                me = Contact(new_peer_id(random.Random()), Address(address.host, port))
-                frames = [encode_frame(Handshake(PROTOCOL_VERSION, me))]
-                frames.extend(encode_frame(request) for request in requests)
-                await stream.send_all(b"".join(frames))
-                handshaken = False
+            link = await ClientLink.open(
+                address, requests, connect_timeout=min(timeout, CONNECT_TIMEOUT)
+            )
+            try:
                 for _ in range(MAX_READS):
-                    data = await stream.receive_some(65536)
-                    if not data:
+                    messages = await link.read()
+                    if messages is None:
                         break
-                    for message in decoder.feed(data):
-                        if not handshaken:
-                            check_handshake(message, PROTOCOL_VERSION)
-                            handshaken = True
-                        elif accept(message):
-                            return
+                    if any(accept(message) for message in messages):
+                        return
                 raise ProtocolError("connection closed before the answer came")
+            finally:
+                await link.aclose()
     except trio.TooSlowError:
         raise TransportError(f"no answer from {address} within {timeout:g} s") from None
     except (OSError, trio.BrokenResourceError) as exc:
@@ -226,26 +215,15 @@ async def list_members(bootstrap: Address, timeout: float = DEFAULT_TIMEOUT) -> 
     breadth-first search makes good.
     """
     members: dict[PeerId, MemberEntry] = {}
-    decoder = FrameDecoder()
-    stream = await connect(bootstrap)
     try:
         with trio.fail_after(timeout):
-            async with stream:
-                port = int(stream.socket.getsockname()[1])
-                me = Contact(new_peer_id(random.Random()), Address(bootstrap.host, port))
-                await stream.send_all(
-                    encode_frame(Handshake(PROTOCOL_VERSION, me)) + encode_frame(MembersRequest())
-                )
-                handshaken = False
+            link = await ClientLink.open(bootstrap, [MembersRequest()])
+            try:
                 for _ in range(MAX_READS):
-                    data = await stream.receive_some(65536)
-                    if not data:
+                    messages = await link.read()
+                    if messages is None:
                         raise ProtocolError("the bootstrap closed the connection mid-listing")
-                    for message in decoder.feed(data):
-                        if not handshaken:
-                            check_handshake(message, PROTOCOL_VERSION)
-                            handshaken = True
-                            continue
+                    for message in messages:
                         if type(message) is not MembersReply:
                             continue
                         for entry in message.members:
@@ -253,8 +231,10 @@ async def list_members(bootstrap: Address, timeout: float = DEFAULT_TIMEOUT) -> 
                         following = message.start + max(len(message.members), 1)
                         if following >= min(message.total, MAX_LISTING) or not message.members:
                             return list(members.values())
-                        await stream.send_all(encode_frame(MembersRequest(following)))
+                        await link.send(MembersRequest(following))
                 raise ProtocolError("the bootstrap's listing never ended")
+            finally:
+                await link.aclose()
     except trio.TooSlowError:
         raise TransportError(f"no listing from {bootstrap} within {timeout:g} s") from None
     except (OSError, trio.BrokenResourceError) as exc:
@@ -324,31 +304,31 @@ async def _close(link: _Link | None) -> None:
 class _Link:
     """One open, handshaken connection to a peer, used for one request at a time."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.decoder = FrameDecoder()
+    def __init__(self, link: ClientLink) -> None:
+        self.link = link
+        self.stream = link.stream
 
     @classmethod
     async def open(cls, address: Address) -> _Link:
-        stream = await trio.open_tcp_stream(address.host, address.port)
-        link = cls(stream)
+        link = await ClientLink.open(address)
         try:
-            port = int(stream.socket.getsockname()[1])
-            me = Contact(new_peer_id(random.Random()), Address(address.host, port))
-            await stream.send_all(encode_frame(Handshake(PROTOCOL_VERSION, me)))
-            check_handshake(await link.next_message(), PROTOCOL_VERSION)
+            messages = await link.read()
+            if messages is None:
+                raise TransportError("the peer closed the connection")
+            if messages:
+                raise ProtocolError("a message before any request")
         except BaseException:
-            await _close(link)
+            await link.aclose()
             raise
-        return link
+        return cls(link)
 
     async def next_message(self) -> Message:
         pending: list[Message] = []
         for _ in range(MAX_READS):
-            data = await self.stream.receive_some(65536)
-            if not data:
+            messages = await self.link.read()
+            if messages is None:
                 raise TransportError("the peer closed the connection")
-            pending = self.decoder.feed(data)
+            pending = messages
             if pending:
                 break
         if not pending:
@@ -358,7 +338,7 @@ class _Link:
         return pending[0]
 
     async def ask(self) -> StatsReply:
-        await self.stream.send_all(encode_frame(StatsRequest()))
+        await self.link.send(StatsRequest())
         message = await self.next_message()
         if type(message) is not StatsReply:
             raise ProtocolError(f"expected a stats reply, got {type(message).__name__}")

@@ -79,8 +79,9 @@ from overlay.net.options import (
     host_cache_config_of,
     runtime_argv,
 )
+from overlay.net.secure import PLAINTEXT
 from overlay.net.swarm.control import CONTROL_ADD, CONTROL_CRASH, for_each_stdin_line
-from overlay.net.swarm.setup import copies_for, seed_plan, seeded_items
+from overlay.net.swarm.setup import LOOPBACK, copies_for, seed_plan, seeded_items
 from overlay.net.swarm.stats import MAX_STATS_RECORD, StatsBatches
 from overlay.protocol.errors import OverlayError, TransportError
 from overlay.protocol.identity import Address
@@ -152,6 +153,13 @@ def register_swarm(subparsers: Any) -> None:
         default="127.0.0.1",
         help="this machine's address the peers (and the bootstrap) listen on "
         "(default 127.0.0.1; another machine's peers must be able to reach it)",
+    )
+    parser.add_argument(
+        "--one-host",
+        action="store_true",
+        help="every peer on --host; by default a swarm on 127.0.0.1 puts peer i on "
+        "127.1.(i mod 250 + 1).(i div 250 + 1), so caps per host and per /24 count its "
+        "peers apart",
     )
     parser.add_argument(
         "--bootstrap",
@@ -556,7 +564,15 @@ def worker_command(
         str(id_seed),
         "--spread",
         str(min(5.0, count / 200)),
+        # Peer i of the swarm proves the key derived_key(--seed, i): the same ids run
+        # after run (a swarm joining another's bootstrap mixes in its process, as above).
+        "--key-seed",
+        str(args.seed if args.bootstrap is None else id_seed),
+        "--key-first",
+        str(offset),
     ]
+    if args.host == LOOPBACK and not args.one_host:
+        command.append("--spread-hosts")
     if args.super_peers:
         capacity_seed = args.capacity_seed if args.capacity_seed is not None else args.seed
         command += ["--super-peers", "--capacity-seed", str(capacity_seed), "--first", str(offset)]
@@ -571,6 +587,12 @@ def worker_command(
     return command + runtime_argv(args)
 
 
+def _where(args: argparse.Namespace) -> str:
+    if args.host == LOOPBACK and not args.one_host:
+        return "127.1.1.1-127.1.250.254, one /24 per 250 peers in turn"
+    return str(args.host)
+
+
 def where_to_connect(
     bootstrap: Address, addresses: Sequence[Address], args: argparse.Namespace
 ) -> list[str]:
@@ -580,7 +602,7 @@ def where_to_connect(
         f"bootstrap {bootstrap}   (overlay members --bootstrap {bootstrap}; "
         f"overlay view --bootstrap {bootstrap})",
         f"peers {shown}{' ...' if len(addresses) > SHOWN_PEERS else ''} "
-        f"({len(addresses)} on {args.host})",
+        f"({len(addresses)} on {_where(args)})",
     ]
     if args.items:
         copies = copies_of(args)
@@ -622,6 +644,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                             NodeConfig(max_connections=max(4096, 2 * peers), idle_timeout=15.0)
                         ),
                         seed=args.seed,
+                        security=PLAINTEXT if args.plaintext else None,
                         task_status=task_status,
                     ),
                 )

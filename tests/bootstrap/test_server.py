@@ -15,18 +15,28 @@ import trio
 from bootstrap.hostcache import HostCache, HostCacheConfig
 from bootstrap.server import load_state, restore_cache, save_state
 from overlay.net.node import NodeConfig
-from overlay.protocol.identity import Address, Contact, new_peer_id
+from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import PeerSample, Register
-from tests.conftest import connect, finish, handshaken, spawn_overlay, start_bootstrap
+from tests.conftest import (
+    connect,
+    finish,
+    handshaken,
+    keyed_contact,
+    spawn_overlay,
+    start_bootstrap,
+)
 
 
 def _contact(seed: int) -> Contact:
-    return Contact(new_peer_id(random.Random(seed)), Address("127.0.0.1", 20000 + seed))
+    return keyed_contact(seed, 20000 + seed)[1]
 
 
 async def register(bootstrap: Address, contact: Contact, want: int = 16) -> PeerSample:
-    """Register as ``contact`` (a claim: the reply comes back on this connection)."""
-    client, _ = await handshaken(bootstrap, claim=contact)
+    """Register as ``contact`` (proving its key; the reply comes back on this connection)."""
+    seed = contact.address.port - 20000
+    identity, keyed = keyed_contact(seed, contact.address.port)
+    assert keyed == contact
+    client, _ = await handshaken(bootstrap, claim=contact, identity=identity)
     async with client.stream:
         await client.send_message(Register(want))
         with trio.fail_after(5):

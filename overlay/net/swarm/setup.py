@@ -11,12 +11,32 @@ so that a worker imports nothing of what only the parent uses (networkx, rich).
 from __future__ import annotations
 
 import random
+from typing import Final
 
 import attrs
 
 from overlay.core.capacity import pareto_capacity
 from overlay.core.config import PeerConfig, SuperConfig
 from overlay.net.node import NodeConfig
+
+LOOPBACK: Final = "127.0.0.1"
+SPREAD_PREFIXES: Final = 250
+"""/24s a loopback swarm spreads its peers over (127.1.1.0/24 to 127.1.250.0/24)."""
+LOOPBACK_PEERS: Final = SPREAD_PREFIXES * 254
+
+
+def loopback_host(index: int) -> str:
+    """Where the swarm's peer ``index`` listens (and dials from) on loopback.
+
+    Peer i is on 127.1.(i mod 250 + 1).(i div 250 + 1): consecutive peers on different
+    /24s, at most ceil(n / 250) per /24 (4 for 1,000 peers), up to 63,500 peers.  So
+    the caps per host and per /24 and the bootstrap's per-prefix limits count the
+    swarm's peers apart, as they would count machines apart (Linux routes all of
+    127.0.0.0/8 to the loopback interface: no set-up needed)."""
+    if not 0 <= index < LOOPBACK_PEERS:
+        raise ValueError(f"a loopback swarm spreads at most {LOOPBACK_PEERS} peers")
+    return f"127.1.{index % SPREAD_PREFIXES + 1}.{index // SPREAD_PREFIXES + 1}"
+
 
 CONNECTION_HEADROOM = 64
 """Connections a super peer keeps free beyond its weak peers and neighbors (clients,

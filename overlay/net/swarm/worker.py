@@ -35,6 +35,7 @@ from overlay.core.peer import Peer
 from overlay.net import memtrace
 from overlay.net.faults import watch_partition_file
 from overlay.net.first_seen import FirstSeen
+from overlay.net.keys import KeyPair, derived_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_runtime_arguments,
@@ -43,8 +44,11 @@ from overlay.net.options import (
     swarm_node_config_of,
 )
 from overlay.net.peer_node import peer_node
+from overlay.net.secure import PLAINTEXT, LinkIdentity
 from overlay.net.swarm.control import emit, for_each_stdin_line, handle_control_line
 from overlay.net.swarm.setup import (
+    LOOPBACK_PEERS,
+    loopback_host,
     peer_capacity,
     room_for_weak_peers,
     seed_plan,
@@ -52,7 +56,7 @@ from overlay.net.swarm.setup import (
     super_peer_config,
 )
 from overlay.protocol.errors import LocalError, OverlayError
-from overlay.protocol.identity import Address, new_peer_id
+from overlay.protocol.identity import Address
 
 log = logging.getLogger("overlay.tools.swarm")
 
@@ -92,7 +96,14 @@ async def run_worker(
     layer: SuperPeers | None = None,
     runtime: argparse.Namespace | None = None,
     first_seen: Path | None = None,
+    keys: tuple[int, int] | None = None,
+    spread_hosts: bool = False,
 ) -> None:
+    """Run ``count`` peers until told to stop.  ``keys`` is (key seed, swarm-wide index
+    of the first peer): peer ``i`` proves ``derived_key(key seed, first + i)``; without
+    it, the worker's ``seed`` and the local index.  Peers added later get fresh keys.
+    ``spread_hosts``: peer ``i`` listens on :func:`loopback_host` of its swarm-wide index
+    rather than on ``host``."""
     ids = random.Random(seed)
     # One generator for every peer of this worker, as in the simulator: a Mersenne
     # Twister's state is 2.5 KiB, which one per peer would add to each peer's memory.
@@ -147,17 +158,22 @@ async def run_worker(
                 node_config = room_for_weak_peers(node_config, super_peer_config(1))
 
             async def start_peer(index: int) -> None:
-                listeners, address = await open_listeners(host, 0)
+                key_seed, first = keys if keys is not None else (seed, 0)
+                where = loopback_host((first + index) % LOOPBACK_PEERS) if spread_hosts else host
+                listeners, address = await open_listeners(where, 0)
                 config = (
                     PeerConfig()
                     if layer is None
                     else super_peer_config(peer_capacity(layer.capacity_seed, layer.first + index))
                 )
+                # Keys come from the worker's seed and the peer's index: the same ids
+                # run after run (predictable by design, see overlay.net.keys).
+                key = derived_key(key_seed, first + index) if index < count else KeyPair.generate()
                 peer = Peer(
                     address,
                     peer_config_of(runtime_args, config),
                     rng,
-                    peer_id=new_peer_id(ids),
+                    peer_id=key.peer_id,
                     bootstrap=bootstrap,
                 )
                 for value, name in holdings.get(index, ()):
@@ -167,7 +183,8 @@ async def run_worker(
                         log.error("peer %s: not seeding %s: %s", peer.id, name, error)
                 if sightings is not None:
                     peer.search.observer = sightings.observe
-                node = peer_node(peer, node_config, faults=make_faults())
+                security = PLAINTEXT if runtime_args.plaintext else LinkIdentity(key)
+                node = peer_node(peer, node_config, security=security, faults=make_faults())
                 await nursery.start(node.serve, listeners)
                 nodes.append(node)
                 emit({"peer": str(address), "id": peer.id})
@@ -222,6 +239,11 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--capacity-seed", type=int, default=1, help="seed of the capacities")
     parser.add_argument("--first", type=int, default=0, help="swarm-wide index of my first peer")
     parser.add_argument("--first-seen", type=Path, default=None, help="see overlay.net.first_seen")
+    parser.add_argument("--key-seed", type=int, default=None, help="seed of the peers' keys")
+    parser.add_argument("--key-first", type=int, default=0, help="key index of my first peer")
+    parser.add_argument(
+        "--spread-hosts", action="store_true", help="each peer on its own 127.1.x.y (loopback)"
+    )
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="worker: %(message)s")
@@ -244,6 +266,8 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
                 layer=layer,
                 runtime=args,
                 first_seen=args.first_seen,
+                keys=None if args.key_seed is None else (args.key_seed, args.key_first),
+                spread_hosts=args.spread_hosts,
             )
         )
     except OverlayError as error:

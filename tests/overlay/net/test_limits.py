@@ -9,7 +9,6 @@ The flags and the swarm's pass-through are checked on the command line at the en
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 
@@ -21,11 +20,21 @@ from bootstrap.hostcache import HostCacheConfig
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.peer import Peer
 from overlay.net.node import Node, NodeConfig
-from overlay.protocol.identity import Address, Contact, new_peer_id
+from overlay.net.secure import LinkIdentity
+from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Handshake, PeerSample, Register, StatsRequest
 from overlay.protocol.wire import PROTOCOL_VERSION, check_handshake, encode_frame
 from overlay.tools.swarm import fetch_stats
-from tests.conftest import REPO, RawClient, neighbors, start_bootstrap, start_peer, wait_for
+from tests.conftest import (
+    REPO,
+    RawClient,
+    connect,
+    keyed_contact,
+    neighbors,
+    start_bootstrap,
+    start_peer,
+    wait_for,
+)
 
 PATIENT = NodeConfig(
     handshake_timeout=30.0, idle_timeout=60.0, transient_idle_timeout=60.0, send_timeout=60.0
@@ -34,12 +43,24 @@ PATIENT = NodeConfig(
 
 
 async def _from(source: str, to: Address) -> RawClient:
-    return RawClient(await trio.open_tcp_stream(to.host, to.port, local_address=source))
+    """A bare TCP connection: it never starts its handshake."""
+    return await connect(to, source=source, plaintext=True)
 
 
-async def _handshaken_from(source: str, to: Address, claim: Contact | None = None) -> RawClient:
-    client = await _from(source, to)
-    me = claim or Contact(new_peer_id(random.Random()), Address(source, client.local_port))
+async def _secured_from(
+    source: str, to: Address, identity: LinkIdentity | None = None
+) -> RawClient:
+    """Past the Noise handshake (``identity``, else a fresh key), before the frames."""
+    return await connect(to, source=source, identity=identity)
+
+
+async def _handshaken_from(
+    source: str, to: Address, keyed: tuple[LinkIdentity, Contact] | None = None
+) -> RawClient:
+    """Handshaken as a client listening nowhere, or as ``keyed``'s contact (with its key)."""
+    client = await _secured_from(source, to, keyed[0] if keyed is not None else None)
+    assert client.identity is not None
+    me = keyed[1] if keyed else Contact(client.identity.peer_id, Address(source, client.local_port))
     await client.send_message(Handshake(PROTOCOL_VERSION, me))
     check_handshake(await client.receive(), PROTOCOL_VERSION)
     return client
@@ -109,9 +130,10 @@ async def test_connections_per_host_and_per_prefix_are_capped(nursery: trio.Nurs
 
 async def test_connections_per_peer_are_capped(nursery: trio.Nursery) -> None:
     a, a_node, b = await _pair(nursery, attrs.evolve(PATIENT, max_per_peer=2))
-    claim = Contact(new_peer_id(random.Random(9)), Address("127.0.0.1", 9))
-    twins = [await _handshaken_from("127.0.0.1", a.address, claim) for _ in range(2)]
-    third = await _from("127.0.0.1", a.address)
+    keyed = keyed_contact(9, 9)
+    claim = keyed[1]
+    twins = [await _handshaken_from("127.0.0.1", a.address, keyed) for _ in range(2)]
+    third = await _secured_from("127.0.0.1", a.address, keyed[0])
     await third.send_message(Handshake(PROTOCOL_VERSION, claim))
     assert await _closed(third)
     assert a_node.counters["connections.refused_peer"] == 1
@@ -158,8 +180,9 @@ async def test_the_bootstrap_rate_limits_registrations_per_address(
             task_status=task_status,
         )
     )
-    eager = Contact(new_peer_id(random.Random(3)), Address("127.0.0.1", 20003))
-    client = await _handshaken_from("127.0.0.1", server.address, eager)
+    keyed = keyed_contact(3, 20003)
+    eager = keyed[1]
+    client = await _handshaken_from("127.0.0.1", server.address, keyed)
     for _ in range(5):
         await client.send_message(Register(4))
     samples = [await client.receive() for _ in range(2)]  # the burst; the rest: silence
@@ -171,8 +194,7 @@ async def test_the_bootstrap_rate_limits_registrations_per_address(
             pass  # each round trip is one more look (bounded by fail_after)
     assert counters["bootstrap.registrations"] == 2
     # A newcomer at another address is served at once.
-    newcomer = Contact(new_peer_id(random.Random(4)), Address("127.0.0.1", 20004))
-    other = await _handshaken_from("127.0.0.1", server.address, newcomer)
+    other = await _handshaken_from("127.0.0.1", server.address, keyed_contact(4, 20004))
     await other.send_message(Register(4))
     sample = await other.receive()
     assert isinstance(sample, PeerSample) and eager in sample.peers

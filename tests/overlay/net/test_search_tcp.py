@@ -27,8 +27,10 @@ from bootstrap.server import BootstrapServer
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.client_requests import prefix_diverse
+from overlay.net.keys import derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
+from overlay.net.secure import LinkIdentity
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.identity import Address, Contact, new_peer_id
 from overlay.protocol.messages import MAX_KEYWORDS_FIELD, ClientSearchResult, Query, QueryHit
@@ -121,13 +123,15 @@ async def start_swarm(
             # their retries slower still.
             await until(partial(joined, swarm.peers[-JOIN_BATCH:]), JOIN_BOUND)
         listeners, address = await open_listeners("127.0.0.1", 0)
+        key = derived_key(5000, index)
         peer = Peer(
             address,
             PeerConfig(membership=MEMBERSHIP, search=search),
             random.Random(5000 + index),
+            peer_id=key.peer_id,
             bootstrap=server.address,
         )
-        node = peer_node(peer, NODE)
+        node = peer_node(peer, NODE, security=LinkIdentity(key))
         await nursery.start(node.serve, listeners)
         swarm.peers.append(peer)
         swarm.nodes.append(node)

@@ -31,8 +31,10 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.capacity import pareto_capacity
 from overlay.core.config import PeerConfig, SuperConfig
 from overlay.core.peer import Peer, PeerSnapshot
+from overlay.net.keys import derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
+from overlay.net.secure import LinkIdentity
 from overlay.net.swarm.control import handle_control_line
 from overlay.net.swarm.setup import CONNECTION_HEADROOM, room_for_weak_peers, super_peer_config
 from overlay.protocol.identity import Address, Contact, PeerId
@@ -131,9 +133,16 @@ async def add_layered(nursery: trio.Nursery, swarm: Layered, config: PeerConfig)
     """One more in-process peer in ``swarm``, numbered after those it has."""
     index = len(swarm.peers)
     listeners, address = await open_listeners("127.0.0.1", 0)
-    peer = Peer(address, config, random.Random(50_000 + index), bootstrap=swarm.address)
+    key = derived_key(50_000, index)
+    peer = Peer(
+        address,
+        config,
+        random.Random(50_000 + index),
+        peer_id=key.peer_id,
+        bootstrap=swarm.address,
+    )
     peer.search.publish(f"layered item {index}".encode(), f"layered {index}")
-    node = peer_node(peer, NODE)
+    node = peer_node(peer, NODE, security=LinkIdentity(key))
     await nursery.start(node.serve, listeners)
     swarm.peers.append(peer)
     swarm.nodes.append(node)
@@ -381,10 +390,8 @@ async def test_super_flood_over_tcp_finds_an_item_and_fetches_it(
 async def raw(address: Address) -> tuple[RawClient, Contact]:
     """A handshaken connection from a peer that listens nowhere (it claims its own port)."""
     client = await connect(address)
-    me = Contact(
-        f"{random.Random(address.port).getrandbits(128):032x}",
-        Address("127.0.0.1", client.local_port),
-    )
+    assert client.identity is not None
+    me = Contact(client.identity.peer_id, Address("127.0.0.1", client.local_port))
     await client.send_message(Handshake(PROTOCOL_VERSION, me))
     check_handshake(await client.receive(), PROTOCOL_VERSION)
     return client, me

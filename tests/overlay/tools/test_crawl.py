@@ -23,8 +23,10 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.connection import Connection
+from overlay.net.keys import KeyPair
 from overlay.net.node import IdleConnection, Node, NodeConfig, open_listeners
 from overlay.net.peer_node import peer_node
+from overlay.net.secure import LinkIdentity
 from overlay.net.swarm.control import handle_control_line
 from overlay.net.swarm.stats import StatsBatches
 from overlay.protocol.errors import TransportError
@@ -74,8 +76,15 @@ async def start_swarm(nursery: trio.Nursery, count: int) -> Swarm:
     nodes: list[Node] = []
     for _ in range(count):
         listeners, address = await open_listeners("127.0.0.1", 0)
-        peer = Peer(address, STEADY, random.Random(rng.getrandbits(64)), bootstrap=server.address)
-        node = peer_node(peer, NodeConfig())
+        key = KeyPair.generate()
+        peer = Peer(
+            address,
+            STEADY,
+            random.Random(rng.getrandbits(64)),
+            peer_id=key.peer_id,
+            bootstrap=server.address,
+        )
+        node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))
         await nursery.start(node.serve, listeners)
         peers.append(peer)
         nodes.append(node)
@@ -190,8 +199,11 @@ async def test_control_lines_crash_and_add_peers(swarm: Swarm, nursery: trio.Nur
 
     async def add_peer() -> None:
         listeners, address = await open_listeners("127.0.0.1", 0)
-        peer = Peer(address, STEADY, random.Random(5), bootstrap=swarm.server.address)
-        node = peer_node(peer, NodeConfig())
+        key = KeyPair.generate()
+        peer = Peer(
+            address, STEADY, random.Random(5), peer_id=key.peer_id, bootstrap=swarm.server.address
+        )
+        node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))
         await nursery.start(node.serve, listeners)
         added.append(peer)
         swarm.peers.append(peer)

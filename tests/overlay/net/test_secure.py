@@ -1,0 +1,340 @@
+"""Authenticated, encrypted links on real sockets: the Noise XX handshake proves a peer's
+id, and nobody can speak for another (overlay/net/secure.py, overlay/net/node.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from functools import partial
+from pathlib import Path
+
+import msgpack
+import pytest
+import trio
+import trio.testing
+
+from overlay.core.peer import Peer
+from overlay.net.client import ClientLink
+from overlay.net.keys import KeyPair
+from overlay.net.node import Node
+from overlay.net.secure import (
+    MAX_CHUNK,
+    PLAINTEXT,
+    HandshakeFailed,
+    LinkIdentity,
+    Session,
+    handshake,
+)
+from overlay.protocol.identity import Address, Contact, new_peer_id
+from overlay.protocol.messages import (
+    Disconnect,
+    Handshake,
+    Heartbeat,
+    Leave,
+    StatsReply,
+    StatsRequest,
+)
+from overlay.protocol.wire import PROTOCOL_VERSION, encode_frame
+from overlay.tools.crawl import fetch_stats
+from tests.conftest import (
+    RawClient,
+    connect,
+    finish,
+    handshaken,
+    interrupt,
+    neighbors,
+    spawn_overlay,
+    start_bootstrap,
+    start_peer,
+    wait_for,
+)
+
+
+def _lines_about(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.INFO and needle in r.getMessage()
+    ]
+
+
+async def _two_linked(nursery: trio.Nursery) -> tuple[Peer, Node, Peer, Node]:
+    server = await start_bootstrap(nursery)
+    a, a_node = await start_peer(nursery, bootstrap=server.address)
+    b, b_node = await start_peer(nursery, bootstrap=server.address, seed=1)
+    await wait_for(a_node, lambda: b.id in neighbors(a) and a.id in neighbors(b))
+    return a, a_node, b, b_node
+
+
+async def _closed_with(client: RawClient) -> None:
+    with trio.fail_after(5):
+        assert await client.closed_by_remote()
+
+
+async def _refused(caplog: pytest.LogCaptureFixture, client: RawClient, claim: Contact) -> str:
+    """Send a handshake claiming ``claim``; the one line the peer logged as it closed."""
+    await client.send_message(Handshake(PROTOCOL_VERSION, claim))
+    await _closed_with(client)
+    lines = _lines_about(caplog, f"{client.local_host}:{client.local_port}")
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# ---------------------------------------------------------------------- the handshake itself
+
+
+async def test_the_handshake_proves_each_side_its_remote_id_and_carries_frames_both_ways() -> None:
+    left_end, right_end = trio.testing.memory_stream_pair()
+    alice, bob = LinkIdentity.fresh(), LinkIdentity.fresh()
+    results: dict[str, tuple[Session, str]] = {}
+
+    async def side(name: str, me: LinkIdentity, stream: trio.abc.Stream, initiator: bool) -> None:
+        results[name] = await handshake(
+            me,
+            initiator=initiator,
+            send=stream.send_all,
+            receive=partial(stream.receive_some, 65536),
+        )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(side, "alice", alice, left_end, True)
+        nursery.start_soon(side, "bob", bob, right_end, False)
+    alice_session, alice_sees = results["alice"]
+    bob_session, bob_sees = results["bob"]
+    assert alice_sees == bob.peer_id
+    assert bob_sees == alice.peer_id
+    # A batch larger than one Noise message is cut into several, and arrives whole.
+    data = bytes(range(256)) * ((MAX_CHUNK * 2) // 256 + 3)
+    sealed = alice_session.seal(data)
+    assert len(sealed) == 3
+    wire = b"".join(sealed)
+    opened = b"".join(bob_session.open(wire[i : i + 1000]) for i in range(0, len(wire), 1000))
+    assert opened == data
+
+
+async def test_a_proof_signed_by_another_key_fails_the_handshake() -> None:
+    left_end, right_end = trio.testing.memory_stream_pair()
+    honest = LinkIdentity.fresh()
+    forger = LinkIdentity.fresh()
+    # The forger names the honest key but signs its own static key with its own key.
+    _key, signature = msgpack.unpackb(forger.payload)
+    forger.payload = msgpack.packb([honest.key.public_key, signature], use_bin_type=True)
+    failures: list[str] = []
+
+    async def responder() -> None:
+        try:
+            await handshake(
+                honest,
+                initiator=False,
+                send=right_end.send_all,
+                receive=partial(right_end.receive_some, 65536),
+            )
+        except HandshakeFailed as error:
+            failures.append(str(error))
+        await right_end.aclose()
+
+    async def initiator() -> None:
+        with contextlib.suppress(
+            HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            await handshake(
+                forger,
+                initiator=True,
+                send=left_end.send_all,
+                receive=partial(left_end.receive_some, 65536),
+            )
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(responder)
+            nursery.start_soon(initiator)
+    assert failures == ["the identity key's signature over the Noise static key is wrong"]
+
+
+# ---------------------------------------------------------------------- nobody speaks for another
+
+
+async def test_a_connection_claiming_another_peers_id_is_refused_and_links_stay(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, a_node, b, _b_node = await _two_linked(nursery)
+    links_before = list(a_node.links[b.address])
+    client = await connect(a.address)
+    line = await _refused(caplog, client, Contact(b.id, Address("127.0.0.1", client.local_port)))
+    assert client.identity is not None
+    assert f"claims id {b.id} but proved {client.identity.peer_id}" in line
+    assert a_node.counters["connections.impersonation"] == 1
+    assert b.id in neighbors(a)
+    assert a_node.links[b.address] == links_before
+
+
+@pytest.mark.parametrize(
+    "message", [Leave(), Disconnect(), Heartbeat(0)], ids=lambda m: type(m).__name__
+)
+async def test_leave_disconnect_or_heartbeat_in_anothers_name_change_nothing(
+    nursery: trio.Nursery, message: Leave | Disconnect | Heartbeat
+) -> None:
+    """Over a secure link the only id a client can speak for is its own: claiming the
+    victim's is refused at the handshake, and the same message under its own id acts
+    for itself alone."""
+    a, a_node, b, b_node = await _two_linked(nursery)
+    degree_a, degree_b = len(neighbors(a)), len(neighbors(b))
+    forged = await connect(a.address)
+    await forged.send_message(
+        Handshake(PROTOCOL_VERSION, Contact(b.id, Address("127.0.0.1", forged.local_port)))
+    )
+    await forged.send_message(message)
+    await _closed_with(forged)
+    honest, _me = await handshaken(a.address)
+    await honest.send_message(message)
+    await honest.send_message(StatsRequest())
+    with trio.fail_after(5):  # served; its message was handled as its own (a non-neighbor's)
+        while type(await honest.receive()) is not StatsReply:
+            pass
+    assert b.id in neighbors(a)
+    assert a.id in neighbors(b)
+    assert len(neighbors(a)) == degree_a
+    assert len(neighbors(b)) == degree_b
+    assert b.address in a_node.links
+    assert a.address in b_node.links
+
+
+async def test_a_peer_whose_listen_host_is_not_its_source_ip_is_refused(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, _a_node, b, _b_node = await _two_linked(nursery)
+    client = await connect(a.address, source="127.0.0.2")
+    assert client.identity is not None
+    line = await _refused(
+        caplog, client, Contact(client.identity.peer_id, Address("127.0.0.1", 4321))
+    )
+    assert "claims to listen on 127.0.0.1:4321 but connects from 127.0.0.2" in line
+    assert b.id in neighbors(a)
+
+
+async def test_a_proven_peer_cannot_take_over_a_linked_peers_address(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, a_node, b, _b_node = await _two_linked(nursery)
+    links_before = list(a_node.links[b.address])
+    client = await connect(a.address)
+    assert client.identity is not None
+    line = await _refused(caplog, client, Contact(client.identity.peer_id, b.address))
+    assert f"the address of linked peer {b.id}" in line
+    assert a_node.links[b.address] == links_before
+
+
+# ---------------------------------------------------------------------- plaintext and tampering
+
+
+async def test_a_plaintext_client_against_a_secure_peer_is_refused_with_one_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, _a_node, b, _b_node = await _two_linked(nursery)
+    client = await connect(a.address, plaintext=True)
+    me = Contact(new_peer_id(random.Random(3)), Address("127.0.0.1", client.local_port))
+    assert "--plaintext" in await _refused(caplog, client, me)
+    assert b.id in neighbors(a)
+
+
+async def test_a_flipped_bit_in_the_encrypted_stream_closes_that_connection_only(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, a_node, b, _b_node = await _two_linked(nursery)
+    client, me = await handshaken(a.address)
+    assert client.session is not None
+    sealed = bytearray(b"".join(client.session.seal(encode_frame(StatsRequest()))))
+    sealed[5] ^= 0x10
+    await client.send_raw(bytes(sealed))
+    await _closed_with(client)
+    lines = _lines_about(caplog, me.id[:8])
+    assert len(lines) == 1, lines
+    assert "failed authentication" in lines[0]
+    assert b.id in neighbors(a)
+    assert b.address in a_node.links
+    reply = await fetch_stats(a.address)
+    assert reply.id == a.id
+
+
+async def test_a_secure_client_reads_the_peers_proven_id(nursery: trio.Nursery) -> None:
+    a, _a_node, _b, _b_node = await _two_linked(nursery)
+    me = LinkIdentity(KeyPair.generate())
+    link = await ClientLink.open(a.address, [StatsRequest()], security=me)
+    try:
+        assert link.me.id == me.peer_id
+        with trio.fail_after(5):
+            messages: list[object] = []
+            while not messages:
+                got = await link.read()
+                assert got is not None
+                messages.extend(got)
+        assert type(messages[0]) is StatsReply
+    finally:
+        await link.aclose()
+
+
+async def test_plaintext_peers_and_bootstrap_still_join_and_answer(nursery: trio.Nursery) -> None:
+    server = await start_bootstrap(nursery, plaintext=True)
+    peers = [
+        await start_peer(nursery, bootstrap=server.address, seed=i, plaintext=True)
+        for i in range(3)
+    ]
+    ids = {peer.id for peer, _ in peers}
+    for peer, node in peers:
+        await wait_for(node, partial(lambda p: neighbors(p) == ids - {p.id}, peer))
+    link = await ClientLink.open(peers[0][0].address, [StatsRequest()], security=PLAINTEXT)
+    try:
+        with trio.fail_after(5):
+            replies: list[object] = []
+            while not replies:
+                got = await link.read()
+                assert got is not None
+                replies.extend(got)
+        reply = replies[0]
+        assert isinstance(reply, StatsReply)
+        assert set(reply.neighbors) == ids - {peers[0][0].id}
+    finally:
+        await link.aclose()
+
+
+async def test_a_secure_peer_cannot_join_a_plaintext_bootstrap(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = await start_bootstrap(nursery, plaintext=True)
+    peer, _node = await start_peer(nursery, bootstrap=server.address)
+    with trio.fail_after(5):
+        while not server.node.counters.get("connections.bad_input"):
+            await trio.sleep(0.05)
+    assert peer.id not in server.cache
+    assert not peer.membership.ever_joined
+
+
+# ---------------------------------------------------------------------- identity on disk
+
+
+async def test_a_peer_restarted_with_state_keeps_its_id(tmp_path: Path) -> None:
+    bootstrap = await spawn_overlay(["bootstrap", "--port", "0"])
+    try:
+        state = tmp_path / "peer"
+        args = ["peer", "--bootstrap", str(bootstrap.address), "--state", str(state)]
+        first = await spawn_overlay(args)
+        await interrupt(first.process)
+        assert (state / "identity.key").stat().st_mode & 0o777 == 0o600
+        second = await spawn_overlay(args)
+        await interrupt(second.process)
+        assert second.id == first.id
+        other = await spawn_overlay(
+            ["peer", "--bootstrap", str(bootstrap.address), "--state", str(tmp_path / "x")]
+        )
+        await interrupt(other.process)
+        assert other.id != first.id
+    finally:
+        await interrupt(bootstrap.process)
+    assert await finish(bootstrap) in (0, -2)
