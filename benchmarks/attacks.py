@@ -75,7 +75,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import attrs
 import trio
 
-from benchmarks.attacker import Impersonator, Link, Refused, dial, open_peers
+from benchmarks.attacker import Impersonator, Link, Refused, dial, new_identity, open_peers
 from benchmarks.harness import (
     Child,
     Listening,
@@ -87,9 +87,17 @@ from benchmarks.harness import (
     read_result,
     started,
 )
-from benchmarks.runtimes import RUNTIMES, runnable, runtimes_argument, settled
+from benchmarks.runtimes import (
+    RUNTIMES,
+    runnable,
+    runtime_flags,
+    runtimes_argument,
+    settled,
+    use_runtime,
+)
 from overlay.core.config import MembershipConfig
 from overlay.core.peer import PeerSnapshot
+from overlay.net.secure import LinkIdentity
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address, Contact, PeerId
@@ -159,6 +167,9 @@ class Target:
     book: dict[PeerId, Address]
     shots: dict[PeerId, PeerSnapshot]
     rng: random.Random
+    secure: bool
+    identity: LinkIdentity | None
+    """The key the attacker proves when it claims someone else's id (None: plaintext)."""
 
     def contact(self, peer: PeerId) -> Contact:
         return Contact(peer, self.book[peer])
@@ -194,7 +205,9 @@ def swarm_command(args: argparse.Namespace, flags: Sequence[str]) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_swarm(args: argparse.Namespace, flags: Sequence[str]) -> AsyncIterator[Target]:
+async def running_swarm(
+    args: argparse.Namespace, flags: Sequence[str], secure: bool
+) -> AsyncIterator[Target]:
     command = swarm_command(args, flags)
     async with started(
         command, listening("bootstrap"), ready_on="stderr", stop="eof", grace=30.0
@@ -205,7 +218,9 @@ async def running_swarm(args: argparse.Namespace, flags: Sequence[str]) -> Async
         found = await survey(bootstrap)
         book = found.alive_addresses()
         shots = {s.id: s for s in found.snapshots}
-        yield Target(swarm, bootstrap, book, shots, random.Random(f"attacks {args.seed}"))
+        rng = random.Random(f"attacks {args.seed}")
+        identity, _ = new_identity(secure, rng)
+        yield Target(swarm, bootstrap, book, shots, rng, secure, identity)
 
 
 # ---------------------------------------------------------------------- measuring
@@ -255,12 +270,18 @@ class Tally:
 
 
 async def claim_and_send(
-    tally: Tally, address: Address, claimed: Contact, messages: Sequence[Message], linger: float
+    tally: Tally,
+    address: Address,
+    claimed: Contact,
+    messages: Sequence[Message],
+    linger: float,
+    *,
+    identity: LinkIdentity | None,
 ) -> Link | None:
-    """Dial ``address`` as ``claimed``, send ``messages``, read for ``linger`` seconds,
-    close; the link (None: refused)."""
+    """Dial ``address`` as ``claimed`` (proving ``identity``'s key on a secure runtime),
+    send ``messages``, read for ``linger`` seconds, close; the link (None: refused)."""
     try:
-        link = await dial(address, claimed)
+        link = await dial(address, claimed, identity)
         await link.send(*messages)
     except Refused as error:
         tally.refusal(error)
@@ -289,10 +310,6 @@ def attacker_host(block: int, host: int = 1) -> str:
     return f"{ATTACK_PREFIX}.{block}.{host}"
 
 
-def attacker_id(rng: random.Random) -> PeerId:
-    return f"{rng.getrandbits(128):032x}"
-
-
 # ---------------------------------------------------------------------- the attacks
 
 
@@ -307,7 +324,15 @@ async def speak_as_victim(
     tally = Tally()
     await each(
         [
-            partial(claim_and_send, tally, target.book[n], claim, messages, 0.2)
+            partial(
+                claim_and_send,
+                tally,
+                target.book[n],
+                claim,
+                messages,
+                0.2,
+                identity=target.identity,
+            )
             for n in before
             if n in target.book
         ]
@@ -342,7 +367,7 @@ async def hijack(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     del args
     victim = target.victim()
     before = set(await neighbors_of(victim.address) or ())
-    impostor = await Impersonator.open(attacker_host(60), victim.id)
+    impostor = await Impersonator.open(attacker_host(60), victim.id, target.identity)
     others = sorted(p for p in target.book if p != victim.id and p not in before)
     chosen = target.rng.sample(others, min(HIJACK_TARGETS, len(others)))
     tally = Tally()
@@ -352,7 +377,7 @@ async def hijack(target: Target, args: argparse.Namespace) -> dict[str, Any]:
 
         async def take(peer: PeerId) -> None:
             try:
-                link = await dial(target.book[peer], impostor.claimed)
+                link = await dial(target.book[peer], impostor.claimed, target.identity)
                 await link.send(NeighborRequest())
             except Refused as error:
                 tally.refusal(error)
@@ -431,7 +456,17 @@ class Eclipse:
                     self.claimed.add(n)
                     redirect = [Redirect(newcomer)]
                     claim = self.target.contact(n)
-                    jobs.append(partial(claim_and_send, self.tally, victim, claim, redirect, 0.3))
+                    jobs.append(
+                        partial(
+                            claim_and_send,
+                            self.tally,
+                            victim,
+                            claim,
+                            redirect,
+                            0.3,
+                            identity=self.target.identity,
+                        )
+                    )
                 await each(jobs)
             await trio.sleep(1.0)
 
@@ -443,7 +478,7 @@ class Eclipse:
             return
         self.joining.add(me)
         try:
-            link = await dial(self.victim.address, impostor.claimed)
+            link = await impostor.dial(self.victim.address)
             await link.send(NeighborRequest())
         except Refused as error:
             self.joins.refusal(error)
@@ -451,7 +486,6 @@ class Eclipse:
         finally:
             self.joining.discard(me)
         self.joins.sent += 1
-        impostor.links.append(link)
         await link.serve()
 
 
@@ -461,7 +495,7 @@ async def eclipse(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     baseline = await flood_success(victim.address, keys)
     rng = random.Random(f"eclipse {args.seed}")
     impostors = [
-        await Impersonator.open(attacker_host(k), attacker_id(rng))
+        await Impersonator.fresh(attacker_host(k), target.secure, rng)
         for k in range(ECLIPSE_IDENTITIES)
     ]
     attack = Eclipse(target, victim, impostors, rng)
@@ -509,13 +543,13 @@ async def forged_hits(target: Target, args: argparse.Namespace) -> dict[str, Any
     honest = sorted(p for p in target.book if p != victim.id)
     holders = [target.contact(p) for p in target.rng.sample(honest, FORGED_HOLDERS)]
     rng = random.Random(f"forger {args.seed}")
-    impostor = await Impersonator.open(attacker_host(70), attacker_id(rng), forger(holders))
+    impostor = await Impersonator.fresh(attacker_host(70), target.secure, rng, forger(holders))
     words = f"nothing holds these words {args.seed}"
     tally = Tally()
     async with trio.open_nursery() as nursery:
         await nursery.start(impostor.run)
         try:
-            link = await dial(victim.address, impostor.claimed)
+            link = await impostor.dial(victim.address)
             await link.send(NeighborRequest())
             tally.sent += 1
             nursery.start_soon(link.serve, impostor.answer)
@@ -585,7 +619,7 @@ async def index(target: Target, args: argparse.Namespace) -> dict[str, Any]:
         async def attach(peer: PeerId) -> None:
             nonlocal accepted
             try:
-                link = await dial(target.book[peer], claim)
+                link = await dial(target.book[peer], claim, target.identity)
                 await link.send(Attach(1, False, 1, (item,)))
             except Refused as error:
                 tally.refusal(error)
@@ -613,17 +647,29 @@ async def index(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _register(tally: Tally, bootstrap: Address, claim: Contact, role: str) -> None:
-    capacity = MAX_CAPACITY if role == "super" else 1
-    await claim_and_send(tally, bootstrap, claim, [Register(0, role, capacity)], 0.05)
+@attrs.frozen
+class Registration:
+    """One fake registration: who it claims to be, as what, and the key it proves."""
+
+    contact: Contact
+    role: str
+    identity: LinkIdentity | None
+
+    async def send(self, tally: Tally, bootstrap: Address) -> None:
+        capacity = MAX_CAPACITY if self.role == "super" else 1
+        message = Register(0, self.role, capacity)
+        await claim_and_send(
+            tally, bootstrap, self.contact, [message], 0.05, identity=self.identity
+        )
 
 
-async def newcomer_sample(bootstrap: Address, rng: random.Random) -> PeerSample | None:
+async def newcomer_sample(target: Target, rng: random.Random) -> PeerSample | None:
     """What the bootstrap hands a newcomer (a fresh id on 127.0.0.1) asking as peers do."""
     want = MembershipConfig().bootstrap_want
-    claim = Contact(attacker_id(rng), Address("127.0.0.1", rng.randrange(20000, 60000)))
+    identity, me = new_identity(target.secure, rng)
+    claim = Contact(me, Address("127.0.0.1", rng.randrange(20000, 60000)))
     try:
-        link = await dial(bootstrap, claim)
+        link = await dial(target.bootstrap, claim, identity)
         await link.send(Register(want))
     except Refused:
         return None
@@ -644,27 +690,30 @@ async def bootstrap(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     tally = Tally()
     # The "super peers" listen (on the same /24), to see whose Attach they draw.
     fake_supers = [
-        await Impersonator.open(attacker_host(90, 1 + i % 254), attacker_id(rng))
+        await Impersonator.fresh(attacker_host(90, 1 + i % 254), target.secure, rng)
         for i in range(0, FAKE_REGISTRATIONS, 4)
     ]
-    claims = [
-        (fake_supers[i // 4].claimed, "super")
-        if i % 4 == 0
-        else (Contact(attacker_id(rng), Address(attacker_host(90, 1 + i % 254), 20000 + i)), "weak")
-        for i in range(FAKE_REGISTRATIONS)
-    ]
+    claims: list[Registration] = []
+    for i in range(FAKE_REGISTRATIONS):
+        if i % 4 == 0:
+            listener = fake_supers[i // 4]
+            claims.append(Registration(listener.claimed, "super", listener.identity))
+        else:
+            identity, me = new_identity(target.secure, rng)
+            contact = Contact(me, Address(attacker_host(90, 1 + i % 254), 20000 + i))
+            claims.append(Registration(contact, "weak", identity))
     async with trio.open_nursery() as nursery:
         for impostor in fake_supers:
             await nursery.start(impostor.run)
         began = time.monotonic()
-        await each([partial(_register, tally, target.bootstrap, c, r) for c, r in claims], 8)
+        await each([partial(c.send, tally, target.bootstrap) for c in claims], 8)
         took = time.monotonic() - began
         if took > REGISTRATION_WINDOW:
             _progress(f"bootstrap: {FAKE_REGISTRATIONS} registrations took {took:.1f} s")
         members = await list_members(target.bootstrap, STATS_TIMEOUT * 5)
-        fake = {c.id for c, _ in claims}
+        fake = {c.contact.id for c in claims}
         listed = sum(1 for m in members if m.contact.id in fake)
-        samples = [await newcomer_sample(target.bootstrap, rng) for _ in range(NEWCOMERS)]
+        samples = [await newcomer_sample(target, rng) for _ in range(NEWCOMERS)]
         await target.swarm.send("add")  # a real newcomer, through the same bootstrap
         await trio.sleep(ATTACH_WATCH)
         attached = {
@@ -679,7 +728,10 @@ async def bootstrap(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     honest = sorted(target.book)
     spoofed = target.rng.choice(honest)
     unregister = Tally()
-    await claim_and_send(unregister, target.bootstrap, target.contact(spoofed), [Unregister()], 0.5)
+    spoof = target.contact(spoofed)
+    await claim_and_send(
+        unregister, target.bootstrap, spoof, [Unregister()], 0.5, identity=target.identity
+    )
     after = await list_members(target.bootstrap, STATS_TIMEOUT * 5)
     return {
         "registrations_sent": FAKE_REGISTRATIONS,
@@ -693,7 +745,7 @@ async def bootstrap(target: Target, args: argparse.Namespace) -> dict[str, Any]:
         "attach_watch_seconds": ATTACH_WATCH,
         "spoofed_unregister_removed_peer": all(m.contact.id != spoofed for m in after),
         "unregister_claims_refused": unregister.refused,
-        **tally.figures(target, [c.id for c, _ in claims[:3]]),
+        **tally.figures(target, [c.contact.id for c in claims[:3]]),
     }
 
 
@@ -706,7 +758,20 @@ async def blame(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     claim = Contact(victim.id, victim.address)
     tally = Tally()
     junk = [Unregister()] * FRAMES
-    await each([partial(claim_and_send, tally, target.book[p], claim, junk, 0.2) for p in others])
+    await each(
+        [
+            partial(
+                claim_and_send,
+                tally,
+                target.book[p],
+                claim,
+                junk,
+                0.2,
+                identity=target.identity,
+            )
+            for p in others
+        ]
+    )
     await trio.sleep(5.0)
     distrusted_after = await _distrusted(target, others)
     rose = sum(1 for p in others if distrusted_after.get(p, 0) > distrusted_before.get(p, 0))
@@ -751,11 +816,37 @@ ATTACK: Final[dict[str, Callable[[Target, argparse.Namespace], Awaitable[dict[st
 # ---------------------------------------------------------------------- running
 
 
-async def run_attack(args: argparse.Namespace, name: str, flags: Sequence[str]) -> dict[str, Any]:
+REFUSAL_COUNTERS: Final = (
+    "connections.impersonation",
+    "connections.wrong_host",
+    "connections.address_taken",
+)
+"""What a peer's runtime counts when it refuses a connection's claims (overlay.net.node)."""
+
+
+async def refusal_counters(target: Target) -> dict[str, int]:
+    """The swarm's refusals of claimed identities, summed over the peers (a fresh swarm
+    starts at 0; the swarm's workers log only errors, so these counters are the
+    peers' own record of what they refused)."""
+    found = await survey(target.bootstrap)
+    totals = dict.fromkeys(REFUSAL_COUNTERS, 0)
+    for shot in found.snapshots:
+        for name in REFUSAL_COUNTERS:
+            totals[name] += shot.counters.get(name, 0)
+    return totals
+
+
+async def run_attack(args: argparse.Namespace, name: str, runtime: str) -> dict[str, Any]:
+    """One attack on a fresh swarm of ``runtime`` (its flags: :mod:`benchmarks.runtimes`)."""
+    flags = runtime_flags(runtime)
+    if isinstance(flags, str):
+        raise ValueError(flags)
+    use_runtime(runtime)
     began = time.monotonic()
-    async with running_swarm(args, flags) as target:
+    async with running_swarm(args, flags, runtime == "secure") as target:
         _progress(f"{name}: swarm of {len(target.book)} settled; attacking")
         figures = await ATTACK[name](target, args)
+        figures["peers_refused_connections"] = await refusal_counters(target)
     figures["seconds"] = round(time.monotonic() - began, 1)
     figures["ran"] = {"date": utc_now(), "commit": commit_of()}
     _progress(f"{name}: {json.dumps({k: v for k, v in figures.items() if 'series' not in k})}")
@@ -771,7 +862,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     for runtime, flags in runnable(args.runtimes, sections):
         section: dict[str, Any] = {"swarm": as_typed(swarm_command(args, flags))}
         for name in args.only:
-            section[name] = await run_attack(args, name, flags)
+            section[name] = await run_attack(args, name, runtime)
         sections[runtime] = section
     return sections
 

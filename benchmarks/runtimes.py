@@ -19,6 +19,8 @@ import networkx as nx
 import trio
 
 from benchmarks.harness import REPO, overlay_command
+from overlay.net.client import set_client_security
+from overlay.net.secure import PLAINTEXT, LinkIdentity
 from overlay.protocol.identity import Address
 from overlay.sim.topology import graph_of
 from overlay.tools.crawl import Crawl, crawl
@@ -57,14 +59,21 @@ def runtimes_argument(text: str) -> list[str]:
     return names
 
 
+def use_runtime(name: str) -> None:
+    """This process's clients (stats, searches, crawls) speak as ``name``'s peers do."""
+    set_client_security(PLAINTEXT if name == "plaintext" else LinkIdentity.fresh())
+
+
 def runnable(names: Sequence[str], sections: dict[str, Any]) -> Iterator[tuple[str, list[str]]]:
-    """Each runtime of ``names`` that can run here, with its flags; for the others,
-    ``sections[name]`` says why not."""
+    """Each runtime of ``names`` that can run here, with its flags, this process's
+    clients set to speak as it (:func:`use_runtime`); for the others, ``sections[name]``
+    says why not."""
     for name in names:
         flags = runtime_flags(name)
         if isinstance(flags, str):
             sections[name] = {"not_run": flags}
         else:
+            use_runtime(name)
             yield name, flags
 
 
