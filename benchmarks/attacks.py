@@ -541,7 +541,9 @@ def forger(holders: Sequence[Contact]) -> Callable[[Query], list[Message]]:
 async def forged_hits(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     victim = target.victim()
     honest = sorted(p for p in target.book if p != victim.id)
-    holders = [target.contact(p) for p in target.rng.sample(honest, FORGED_HOLDERS)]
+    holders = [
+        target.contact(p) for p in target.rng.sample(honest, min(FORGED_HOLDERS, len(honest)))
+    ]
     rng = random.Random(f"forger {args.seed}")
     impostor = await Impersonator.fresh(attacker_host(70), target.secure, rng, forger(holders))
     words = f"nothing holds these words {args.seed}"
@@ -706,7 +708,7 @@ async def bootstrap(target: Target, args: argparse.Namespace) -> dict[str, Any]:
         for impostor in fake_supers:
             await nursery.start(impostor.run)
         began = time.monotonic()
-        await each([partial(c.send, tally, target.bootstrap) for c in claims], 8)
+        await each([partial(c.send, tally, target.bootstrap) for c in claims], 32)
         took = time.monotonic() - began
         if took > REGISTRATION_WINDOW:
             _progress(f"bootstrap: {FAKE_REGISTRATIONS} registrations took {took:.1f} s")
@@ -817,9 +819,9 @@ ATTACK: Final[dict[str, Callable[[Target, argparse.Namespace], Awaitable[dict[st
 
 
 REFUSAL_COUNTERS: Final = (
-    "connections.impersonation",
-    "connections.wrong_host",
-    "connections.address_taken",
+    "node.connections.impersonation",
+    "node.connections.wrong_host",
+    "node.connections.address_taken",
 )
 """What a peer's runtime counts when it refuses a connection's claims (overlay.net.node)."""
 
