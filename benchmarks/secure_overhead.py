@@ -200,7 +200,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.delivery_peers:
             _progress(f"{runtime}: flood delivery to {args.delivery_peers} peers")
             figures["delivery"] = delivery(args, flags)
-        flat = {**figures.get("swarm", {}), **figures.get("delivery", {})}
+        # The swarm's figures win: its memory per peer is the one the goal is for (the
+        # delivery swarm's, 200 peers, is mostly the two interpreters).
+        flat = {**figures.get("delivery", {}), **figures.get("swarm", {})}
         figures["meets_goal"] = verdicts(flat)
         figures["seconds"] = round(time.monotonic() - began, 1)
         sections[runtime] = figures
