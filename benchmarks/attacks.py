@@ -100,7 +100,7 @@ from overlay.core.peer import PeerSnapshot
 from overlay.net.secure import LinkIdentity
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
-from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.identity import PUBLIC_KEY_BYTES, Address, Contact, PeerId
 from overlay.protocol.messages import (
     MAX_CAPACITY,
     MAX_NAME,
@@ -117,6 +117,7 @@ from overlay.protocol.messages import (
     Register,
     Unregister,
 )
+from overlay.protocol.signing import SIGNATURE_BYTES
 from overlay.tools.cli_search import fetch_via, search_via
 from overlay.tools.crawl import Crawl, crawl, fetch_stats, list_members
 from search.store import content_key
@@ -145,6 +146,9 @@ NEWCOMERS: Final = 5
 LEAVE_WATCH: Final = 3.0
 ATTACH_WATCH: Final = 15.0
 REATTACH_PERIOD: Final = 0.5
+NO_KEY: Final = bytes(PUBLIC_KEY_BYTES)
+NO_SIGNATURE: Final = bytes(SIGNATURE_BYTES)
+"""What the attacker puts where a holder's key and signature go: it has neither."""
 ATTACK_PREFIX: Final = "127.66"
 SETTLE_TIMEOUT: Final = 90.0
 STATS_TIMEOUT: Final = 2.0
@@ -533,7 +537,12 @@ def forger(holders: Sequence[Contact]) -> Callable[[Query], list[Message]]:
     def answer(query: Query) -> list[Message]:
         key = query.key or hashlib.sha256(" ".join(query.keywords).encode()).hexdigest()
         name = " ".join(query.keywords)[:MAX_NAME] or None
-        return [QueryHit(query.query_id, key, name, 64, holder, 1) for holder in holders]
+        # No holder's key or signature: the attacker has neither (its own would not
+        # hash to the holder's id).
+        return [
+            QueryHit(query.query_id, key, name, 64, holder, 1, NO_KEY, NO_SIGNATURE)
+            for holder in holders
+        ]
 
     return answer
 
@@ -601,7 +610,7 @@ async def keep_attached(link: Link, item: IndexItem) -> None:
     with contextlib.suppress(Refused):
         while True:
             await trio.sleep(REATTACH_PERIOD)
-            await link.send(Attach(1, False, 1, (item,)))
+            await link.send(Attach(1, False, 1, (item,), NO_KEY))
 
 
 async def index(target: Target, args: argparse.Namespace) -> dict[str, Any]:
@@ -612,7 +621,7 @@ async def index(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     victim = target.rng.choice([p for p in weak if p != searcher])
     words = f"phantom{args.seed} impostor"
     value = f"an item {victim} never had".encode()
-    item = IndexItem(content_key(value), words, len(value))
+    item = IndexItem(content_key(value), words, len(value), 1, NO_SIGNATURE)
     claim = Contact(victim, Address(attacker_host(80), 7))
     tally = Tally()
     accepted = 0
@@ -622,7 +631,7 @@ async def index(target: Target, args: argparse.Namespace) -> dict[str, Any]:
             nonlocal accepted
             try:
                 link = await dial(target.book[peer], claim, target.identity)
-                await link.send(Attach(1, False, 1, (item,)))
+                await link.send(Attach(1, False, 1, (item,), NO_KEY))
             except Refused as error:
                 tally.refusal(error)
                 return

@@ -56,7 +56,7 @@ from benchmarks.harness import Run, listening, overlay_command, started
 from bootstrap.server import serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
-from overlay.net.keys import KeyPair
+from overlay.net.keys import Ed25519Verifier, KeyPair
 from overlay.net.node import Node, NodeConfig, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.net.secure import LinkIdentity
@@ -136,7 +136,8 @@ async def start_observers(
             address,
             config,
             random.Random(rng.getrandbits(64)),
-            peer_id=key.peer_id,
+            signer=key,
+            verifier=Ed25519Verifier(),
             bootstrap=bootstrap,
         )
         node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))

@@ -47,6 +47,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 import attrs
 import trio
 
+from overlay.compiled import BUILD
 from overlay.protocol.identity import Address
 
 REPO: Final = Path(__file__).resolve().parents[1]
@@ -394,6 +395,8 @@ def machine() -> dict[str, Any]:
         "memory_bytes": memory,
         "platform": platform.platform(),
         "python": platform.python_version(),
+        # compiled by mypyc or pure Python, and why: the one changes the speed a lot
+        "build": BUILD.describe(),
     }
 
 

@@ -34,6 +34,8 @@ from overlay.protocol.messages import (
     QueryHit,
     WalkStep,
 )
+from overlay.protocol.proofs import hit_statement
+from overlay.protocol.signing import Signer, Verifier
 
 GARBAGE_SIZE: Final = 64
 
@@ -53,9 +55,19 @@ class ForgingPeer(Peer):
     garbage; counts what it did in :attr:`attack_counters`."""
 
     def __init__(
-        self, address: Address, config: PeerConfig, rng: random.Random, *, bootstrap: Address
+        self,
+        address: Address,
+        config: PeerConfig,
+        rng: random.Random,
+        *,
+        signer: Signer,
+        verifier: Verifier,
+        bootstrap: Address,
     ) -> None:
-        super().__init__(address, config, rng, bootstrap=bootstrap)
+        # Its own key, honestly: it lies about content, not about who it is.
+        super().__init__(
+            address, config, rng, signer=signer, verifier=verifier, bootstrap=bootstrap
+        )
         self.attack_counters: dict[str, int] = {}
 
     def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]:
@@ -81,13 +93,17 @@ class ForgingPeer(Peer):
         self, to: Address, query_id: str, key: str | None, keywords: tuple[str, ...], hops: int
     ) -> Effect:
         self._count("attack.hits_forged")
+        forged = key if key is not None else forged_key(keywords)
+        name = " ".join(keywords)[:MAX_NAME] or None
         hit = QueryHit(
             query_id=query_id,
-            key=key if key is not None else forged_key(keywords),
-            name=" ".join(keywords)[:MAX_NAME] or None,
+            key=forged,
+            name=name,
             size=GARBAGE_SIZE,
             holder=self.contact,
             hops=hops,
+            holder_key=self.signer.public_key,
+            signature=self.signer.sign(hit_statement(query_id, forged, name, GARBAGE_SIZE)),
         )
         return Send(to, hit)
 

@@ -45,7 +45,7 @@ import trio
 
 from benchmarks import swarm_1000
 from benchmarks.harness import Run, as_typed, listening, overlay_command, started
-from benchmarks.runtimes import runnable, runtimes_argument, settled
+from benchmarks.runtimes import PLAINTEXT_FLAG, runnable, runtimes_argument, settled
 from benchmarks.swarm_1000 import _rss_bytes, _workers
 from overlay.net.first_seen import read_first_seen
 from overlay.net.swarm.setup import seeded_items
@@ -71,7 +71,8 @@ def _progress(text: str) -> None:
 
 def large_swarm(args: argparse.Namespace, flags: Sequence[str]) -> dict[str, Any]:
     """The 1,000-peer figures of :mod:`benchmarks.swarm_1000` on one runtime."""
-    ran = swarm_1000.run(argparse.Namespace(**{**vars(args), "swarm_flags": list(flags)}))
+    plaintext = PLAINTEXT_FLAG in flags  # swarm_1000 knows the one flag a runtime takes
+    ran = swarm_1000.run(argparse.Namespace(**{**vars(args), "plaintext": plaintext}))
     flood = ran.get("flood") or {}
 
     def rounded(value: float | None) -> float | None:

@@ -83,6 +83,8 @@ from benchmarks.harness import (
     started,
     worker_command,
 )
+from overlay.net.client import set_client_security
+from overlay.net.secure import PLAINTEXT
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address
@@ -327,7 +329,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.processes is not None:
         command += ["--processes", str(args.processes)]
-    command += getattr(args, "swarm_flags", [])  # the runtime (benchmarks/secure_overhead.py)
+    if args.plaintext:
+        command.append("--plaintext")
 
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         launched = time.monotonic()
@@ -352,6 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "swarm_command": as_typed(command),
         "peers": args.peers,
+        "links": "plaintext" if args.plaintext else "noise",
         "processes": processes,
         "alive": summary.get("alive"),
         "components": summary.get("components"),
@@ -419,8 +423,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=64,
         help="floods in flight for the one-process run (enough to keep its worker busy)",
     )
+    parser.add_argument(
+        "--plaintext", action="store_true", help="the swarm and the flood clients without Noise"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.plaintext:
+        set_client_security(PLAINTEXT)
     recording = Run.begin("-m benchmarks.swarm_1000", argv)
     result = run(args)
     if args.one_process_peers:

@@ -63,7 +63,7 @@ from benchmarks.hostile_peer import ForgingPeer
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
-from overlay.net.keys import KeyPair
+from overlay.net.keys import Ed25519Verifier, KeyPair
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.net.secure import LinkIdentity
@@ -140,7 +140,12 @@ async def start_peer(
     listeners, address = await open_listeners(host, 0)
     key = KeyPair.generate()
     peer = peer_class(
-        address, PeerConfig(), random.Random(seed), peer_id=key.peer_id, bootstrap=bootstrap
+        address,
+        PeerConfig(),
+        random.Random(seed),
+        signer=key,
+        verifier=Ed25519Verifier(),
+        bootstrap=bootstrap,
     )
     node = peer_node(peer, NODE, security=LinkIdentity(key))
     await nursery.start(node.serve, listeners)

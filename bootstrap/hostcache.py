@@ -1,28 +1,49 @@
-"""The bootstrap node's state: which peers are alive, as a pure state machine.
+r"""The bootstrap node's state: which peers are alive, as a pure state machine.
 
 Peers ``Register`` under a lease and refresh it (every third of the lease); a
 peer that stops refreshing expires.  Every registration is answered with a
-uniform random sample of the other live peers (never the asker, never more
-than asked, never more than :data:`overlay.protocol.messages.MAX_SAMPLE`) and the known
-super peers.  The bootstrap decides nothing about the overlay: it only hands
-out contacts.
+sample of the other live peers (never the asker, never more than asked, never
+more than :data:`overlay.protocol.messages.MAX_SAMPLE`) and the known super peers.
+The bootstrap decides nothing about the overlay: it only hands out contacts.
 
-Registrations are rate limited per address with a token bucket, and the cache
-is bounded: when it is full, a new peer is answered but not recorded (the
-peers already known keep their places; a full cache is still a good sample).
+What a registration may claim, and what stops a liar (see docs/design.md, "Trust"):
+
+* **Who it is.**  The sender is the connection's proven key (the runtime's
+  handshake), never a field: a peer registers, refreshes and ``Unregister``\ s
+  only itself.
+* **Where it is.**  The runtime tells the cache the connection's source address
+  (``source``); rate limits and blame fall on its address prefix (a /24, an IPv6
+  /64: :func:`overlay.core.admission.prefix_of`), which one operator cannot
+  multiply as cheaply as keys.  Newcomers (ids the cache does not hold) are
+  rate limited per source prefix, refreshes per id, both with token buckets in
+  bounded tables; a refused registration, or any message the cache does not
+  expect, costs the sender's id and prefix a token each.
+* **What it is.**  Samples and the super-peer list are drawn *spread across
+  prefixes*: every prefix counts the same however many registrations it holds,
+  and none gets more than ``max(1, want // prefixes)`` places, so one /24 full
+  of fake registrations gets at most one place in a list of 16 once honest
+  peers sit on ten other /24s.  A claimed capacity is kept only up to
+  ``max_capacity``: it is the peer's word, and nothing is ranked by it.
+
+The cache is bounded: when it is full, a new peer is answered but not recorded
+(the peers already known keep their places; a full cache is still a good sample).
 """
 
 from __future__ import annotations
 
 import math
-import random
+from typing import TypeVar
 
 import attrs
 
+from overlay.core.admission import prefix_of
 from overlay.protocol import validate
 from overlay.protocol.effects import Effect, Send
-from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.identity import Contact, PeerId
 from overlay.protocol.messages import MAX_SAMPLE, Message, PeerSample, Register, Unregister
+from overlay.protocol.randomness import RandomSource
+
+K = TypeVar("K")
 
 
 @attrs.frozen
@@ -33,13 +54,22 @@ class HostCacheConfig:
     max_entries: int = attrs.field(default=200_000, validator=validate.integer(1, 10_000_000))
     max_super_peers: int = attrs.field(default=16, validator=validate.integer(0, MAX_SAMPLE))
     register_burst: float = attrs.field(default=10.0, validator=validate.real(1, 1e6))
-    """Registrations one address may make at once ..."""
+    """Registrations one peer (one proven id) may make at once ..."""
     register_rate: float = attrs.field(default=1.0, validator=validate.real(0.0, 1e6))
     """... and per second after that (a peer refreshes every lease/3 seconds)."""
+    newcomer_burst: float = attrs.field(default=64.0, validator=validate.real(1, 1e6))
+    """Registrations of ids the cache does not hold yet that one source prefix (a /24)
+    may make at once ...  Enough for a test swarm of dozens on one host to start
+    together; a flood of fresh keys from one /24 is what it stops."""
+    newcomer_rate: float = attrs.field(default=8.0, validator=validate.real(0.0, 1e6))
+    """... and per second after that."""
+    max_capacity: int = attrs.field(default=1000, validator=validate.integer(0, 1_000_000))
+    """Claimed capacities are kept up to this (a claim is only a claim)."""
     sweep_period: float = attrs.field(default=5.0, validator=validate.real(0.01, 3600))
     rate_table_size: int = attrs.field(default=200_000, validator=validate.integer(1, 10_000_000))
-    """Addresses whose registration rate is tracked at once; past it, new ones are refused
-    until the sweep forgets idle ones (a flood of fresh addresses cannot grow the table)."""
+    """Ids, and separately source prefixes, whose registration rate is tracked at once;
+    past it, new ones are refused until the sweep forgets idle ones (a flood of fresh keys
+    or addresses cannot grow the tables)."""
 
 
 @attrs.define(slots=True)
@@ -48,6 +78,7 @@ class HostEntry:
     role: str
     capacity: int
     expires: float
+    prefix: str
 
 
 @attrs.frozen
@@ -87,13 +118,60 @@ class _SampleSet:
             self._ids[slot] = last
             self._slot[last] = slot
 
-    def sample(self, rng: random.Random, want: int, exclude: PeerId) -> list[PeerId]:
+    def sample(self, rng: RandomSource, want: int, exclude: PeerId) -> list[PeerId]:
         """Up to ``want`` distinct ids other than ``exclude``, uniformly."""
         ids = self._ids
         if want <= 0 or not ids:
             return []
         picked = rng.sample(ids, min(want + 1, len(ids)))
         return [p for p in picked if p != exclude][:want]
+
+
+class _Groups:
+    """Peer ids grouped by address prefix, for samples spread across prefixes."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, _SampleSet] = {}
+        self._prefixes = _SampleSet()
+
+    def __len__(self) -> int:
+        return sum(len(members) for members in self._members.values())
+
+    def add(self, peer: PeerId, prefix: str) -> None:
+        members = self._members.get(prefix)
+        if members is None:
+            members = self._members[prefix] = _SampleSet()
+            self._prefixes.add(prefix)
+        members.add(peer)
+
+    def discard(self, peer: PeerId, prefix: str) -> None:
+        members = self._members.get(prefix)
+        if members is None:
+            return
+        members.discard(peer)
+        if not len(members):
+            del self._members[prefix]
+            self._prefixes.discard(prefix)
+
+    def sample(self, rng: RandomSource, want: int, exclude: PeerId) -> list[PeerId]:
+        """Up to ``want`` distinct ids other than ``exclude``, every prefix weighing the
+        same and none holding more than ``max(1, want // prefixes)`` of the places."""
+        count = len(self._prefixes)
+        if want <= 0 or count == 0:
+            return []
+        if count > want:
+            # Draw a few spare prefixes: one may hold only the asker.
+            prefixes = self._prefixes.sample(rng, min(count, want + 2), exclude="")
+            each = 1
+        else:
+            prefixes = self._prefixes.sample(rng, count, exclude="")
+            each = max(1, want // count)
+        picked: list[PeerId] = []
+        for prefix in prefixes:
+            picked.extend(self._members[prefix].sample(rng, each, exclude))
+            if len(picked) >= want:
+                break
+        return picked[:want]
 
 
 @attrs.define(slots=True)
@@ -103,17 +181,20 @@ class _Bucket:
 
 
 class HostCache:
-    """Live peers with O(1) register, expire and uniform sampling."""
+    """Live peers with O(1) register and expire, and samples spread across prefixes."""
 
-    def __init__(self, me: Contact, config: HostCacheConfig, rng: random.Random) -> None:
+    def __init__(self, me: Contact, config: HostCacheConfig, rng: RandomSource) -> None:
         self.me = me
         self.config = config
         self.rng = rng
         self._entries: dict[PeerId, HostEntry] = {}
-        self._live = _SampleSet()
+        self._live = _Groups()
         # Kept apart so answering a registration never scans the whole cache.
-        self._supers = _SampleSet()
-        self._buckets: dict[Address, _Bucket] = {}
+        self._supers = _Groups()
+        self._buckets: dict[PeerId, _Bucket] = {}
+        """Registration tokens per proven id."""
+        self._prefix_buckets: dict[str, _Bucket] = {}
+        """Tokens for newcomers, per source prefix."""
         self.next_sweep = math.inf
         self.counters: dict[str, int] = {}
 
@@ -138,13 +219,22 @@ class HostCache:
             self.expire(now)
         return []
 
-    def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]:
+    def receive(
+        self, message: Message, sender: Contact, now: float, *, source: str | None = None
+    ) -> list[Effect]:
+        """Act on ``message`` from ``sender`` (its id proven by the runtime's handshake).
+
+        ``source`` is the host the connection comes from, as the runtime saw it; None
+        means the sender's claimed host (the simulator, where the two are the same).
+        """
+        prefix = prefix_of(source if source is not None else sender.address.host)
         if type(message) is Register:
-            return self.on_register(message, sender, now)
+            return self.on_register(message, sender, now, prefix)
         if type(message) is Unregister:
-            self.remove(sender.id)
+            self.remove(sender.id)  # only ever the sender itself
             return []
         self._count("unexpected_message")
+        self.charge(sender.id, prefix, now)
         return []
 
     def link_lost(self, _peer: PeerId, _now: float) -> list[Effect]:
@@ -152,61 +242,96 @@ class HostCache:
 
     # ------------------------------------------------------------------ operations
 
-    def on_register(self, message: Register, sender: Contact, now: float) -> list[Effect]:
-        if not self._admit(sender.address, now):
+    def on_register(
+        self, message: Register, sender: Contact, now: float, prefix: str | None = None
+    ) -> list[Effect]:
+        if prefix is None:
+            prefix = prefix_of(sender.address.host)
+        if not self._admit(sender.id, prefix, now):
             self._count("registrations_refused")
             return []
         self._count("registrations")
-        self.add(sender, message.role, message.capacity, now + self.config.lease)
+        self.add(sender, message.role, message.capacity, now + self.config.lease, prefix)
         sample = self.sample(message.want, exclude=sender.id)
         supers = tuple(self.super_peers(exclude=sender.id))
         return [Send(sender.address, PeerSample(tuple(sample), supers, self.config.lease))]
 
-    def add(self, contact: Contact, role: str, capacity: int, expires: float) -> None:
+    def add(
+        self, contact: Contact, role: str, capacity: int, expires: float, prefix: str | None = None
+    ) -> None:
+        """Record (or refresh) ``contact``; ``prefix`` is where it registered from (by
+        default the prefix of the host it claims)."""
+        if prefix is None:
+            prefix = prefix_of(contact.address.host)
+        capacity = min(capacity, self.config.max_capacity)
         entry = self._entries.get(contact.id)
         if entry is not None:
-            entry.contact, entry.role, entry.capacity, entry.expires = (
+            if entry.prefix != prefix:
+                self._live.discard(contact.id, entry.prefix)
+                self._supers.discard(contact.id, entry.prefix)
+                self._live.add(contact.id, prefix)
+            entry.contact, entry.role, entry.capacity, entry.expires, entry.prefix = (
                 contact,
                 role,
                 capacity,
                 expires,
+                prefix,
             )
         elif len(self._entries) >= self.config.max_entries:
             self._count("cache_full")
             return
         else:
-            self._entries[contact.id] = HostEntry(contact, role, capacity, expires)
-            self._live.add(contact.id)
+            self._entries[contact.id] = HostEntry(contact, role, capacity, expires, prefix)
+            self._live.add(contact.id, prefix)
         if role == "super":
-            self._supers.add(contact.id)
+            self._supers.add(contact.id, prefix)
         else:
-            self._supers.discard(contact.id)
+            self._supers.discard(contact.id, prefix)
 
     def remove(self, peer: PeerId) -> None:
-        if self._entries.pop(peer, None) is None:
+        entry = self._entries.pop(peer, None)
+        if entry is None:
             return
-        self._live.discard(peer)
-        self._supers.discard(peer)
+        self._live.discard(peer, entry.prefix)
+        self._supers.discard(peer, entry.prefix)
 
     def expire(self, now: float) -> int:
         gone = [peer for peer, entry in self._entries.items() if entry.expires <= now]
         for peer in gone:
             self.remove(peer)
-        # Forget idle rate-limit buckets too, so the table stays bounded.
-        full = self.config.register_burst / max(self.config.register_rate, 1e-9)
-        for address in [a for a, b in self._buckets.items() if now - b.updated > full]:
-            del self._buckets[address]
+        # Forget idle rate-limit buckets too, so the tables stay bounded.
+        config = self.config
+        for table, burst, rate in (
+            (self._buckets, config.register_burst, config.register_rate),
+            (self._prefix_buckets, config.newcomer_burst, config.newcomer_rate),
+        ):
+            full = burst / max(rate, 1e-9)
+            for key in [k for k, b in table.items() if now - b.updated > full]:
+                del table[key]
         return len(gone)
 
     def sample(self, want: int, exclude: PeerId) -> list[Contact]:
-        """A uniform sample of ``want`` live peers other than ``exclude``."""
+        """Up to ``want`` live peers other than ``exclude``, spread across prefixes."""
         picked = self._live.sample(self.rng, min(want, MAX_SAMPLE), exclude)
         return [self._entries[p].contact for p in picked]
 
     def super_peers(self, exclude: PeerId) -> list[Contact]:
-        """A uniform sample of at most ``max_super_peers`` live super peers."""
+        """At most ``max_super_peers`` live super peers, spread across prefixes."""
         picked = self._supers.sample(self.rng, self.config.max_super_peers, exclude)
         return [self._entries[p].contact for p in picked]
+
+    def charge(self, peer: PeerId, prefix: str, now: float) -> None:
+        """Misbehaviour: it costs the proven id and the source prefix a token each (never
+        a claimed id: the sender is whoever the handshake proved)."""
+        self._count("charged")
+        self._take(self._buckets, peer, now, self.config.register_burst, self.config.register_rate)
+        self._take(
+            self._prefix_buckets,
+            prefix,
+            now,
+            self.config.newcomer_burst,
+            self.config.newcomer_rate,
+        )
 
     def records(self) -> list[HostRecord]:
         return [
@@ -217,16 +342,27 @@ class HostCache:
         for record in records:
             self.add(record.contact, record.role, record.capacity, record.expires)
 
-    def _admit(self, address: Address, now: float) -> bool:
+    def _admit(self, peer: PeerId, prefix: str, now: float) -> bool:
         config = self.config
-        bucket = self._buckets.get(address)
+        if not self._take(self._buckets, peer, now, config.register_burst, config.register_rate):
+            return False
+        if peer in self._entries:
+            return True  # a refresh: the peer's own bucket is its limit
+        if self._take(
+            self._prefix_buckets, prefix, now, config.newcomer_burst, config.newcomer_rate
+        ):
+            return True
+        self._count("newcomers_refused_for_prefix")
+        return False
+
+    def _take(self, table: dict[K, _Bucket], key: K, now: float, burst: float, rate: float) -> bool:
+        """Take a token from ``key``'s bucket; False if it has none (or the table is full)."""
+        bucket = table.get(key)
         if bucket is None:
-            if len(self._buckets) >= config.rate_table_size:
+            if len(table) >= self.config.rate_table_size:
                 return False
-            bucket = self._buckets[address] = _Bucket(config.register_burst, now)
-        bucket.tokens = min(
-            config.register_burst, bucket.tokens + (now - bucket.updated) * config.register_rate
-        )
+            bucket = table[key] = _Bucket(burst, now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if bucket.tokens < 1.0:
             return False

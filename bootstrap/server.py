@@ -147,14 +147,17 @@ class ListingHostCache:
     def start(self, now: float) -> list[Effect]:
         return self.cache.start(now)
 
-    def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]:
+    def receive(
+        self, message: Message, sender: Contact, now: float, *, source: str | None = None
+    ) -> list[Effect]:
+        """``source``: the connection's remote host, for the cache's per-prefix limits."""
         if type(message) is MembersRequest:
             records = self.cache.records()
             page = records[message.start : message.start + MAX_MEMBERS_PAGE]
             # Expired entries stay until the cache's next sweep, as they do in samples.
             members = tuple(MemberEntry(r.contact, r.role) for r in page)
             return [Send(sender.address, MembersReply(members, message.start, len(records)))]
-        return self.cache.receive(message, sender, now)
+        return self.cache.receive(message, sender, now, source=source)
 
     def link_lost(self, peer: PeerId, now: float) -> list[Effect]:
         return self.cache.link_lost(peer, now)

@@ -20,3 +20,6 @@ in this list (``tests/test_layers.py`` fails otherwise):
 
 ``docs/design.md`` explains the shape and the reasons.
 """
+
+# First of all: decide whether the compiled build of the core runs (overlay/compiled.py).
+import overlay.compiled  # noqa: F401

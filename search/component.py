@@ -10,7 +10,6 @@ and the effects to carry out.  When the search is over the peer emits
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from overlay.protocol.effects import Effect, Handler
@@ -26,8 +25,10 @@ from overlay.protocol.messages import (
     WalkStep,
     WalkVerdict,
 )
+from overlay.protocol.randomness import RandomSource
+from overlay.protocol.signing import Signer, Verifier
 from search.config import SearchConfig
-from search.context import Neighbors, Observer, SearchContext
+from search.context import FORGED_HIT, Neighbors, Observer, SearchContext
 from search.fetch import Fetching
 from search.flood import Flooding
 from search.outcome import FetchResult, SearchResult
@@ -49,13 +50,18 @@ class Search:
     def __init__(
         self,
         me: Contact,
-        rng: random.Random,
+        rng: RandomSource,
         view: Neighbors,
         config: SearchConfig | None = None,
+        *,
+        signer: Signer,
+        verifier: Verifier,
     ) -> None:
         config = config or SearchConfig()
         self.store = ItemStore(config.store_capacity)
-        self.ctx = SearchContext(me, config, rng, view, self.store)
+        self.ctx = SearchContext(
+            me, config, rng, view, self.store, signer=signer, verifier=verifier
+        )
         self.flooding = Flooding(self.ctx)
         self.walking = Walking(self.ctx, self.flooding)
         self.fetching = Fetching(self.ctx)
@@ -205,7 +211,19 @@ class Search:
         return request_id, out
 
     def _on_hit(self, message: QueryHit, sender: Contact, now: float, out: list[Effect]) -> None:
-        search = self.ctx.origins.get(message.query_id)
+        ctx = self.ctx
+        if not ctx.genuine(message):
+            # Checked by every peer that handles a hit, relays included: an honest relay
+            # never passes a forged hit on, so whoever sent one is the liar, and it is
+            # charged with it (a relay that did not check would be blamed in its place).
+            ctx.refuse(
+                sender,
+                f"hit naming {message.holder} without that holder's signature",
+                FORGED_HIT,
+                out,
+            )
+            return
+        search = ctx.origins.get(message.query_id)
         if search is not None and search.mode == "walk":
             self.walking.on_hit(search, message, now, out)
         elif search is not None and search.mode.startswith("super-"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import random
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
@@ -18,11 +17,15 @@ import attrs
 
 from overlay.protocol.effects import Effect, Notify
 from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.messages import QueryHit
+from overlay.protocol.proofs import entry_statement, hit_statement, holds
+from overlay.protocol.randomness import RandomSource
+from overlay.protocol.signing import Signer, Verifier
 from search.config import SearchConfig
 from search.errors import TooManySearches
 from search.outcome import FetchResult, Hit, SearchResult
 from search.ratelimit import NeighborBuckets
-from search.store import Criteria, ItemStore
+from search.store import Criteria, Item, ItemStore
 
 Observer = Callable[[str, PeerId, bool], None]
 """Called on every reception of a query or walker: (wire id, this peer, duplicate?)."""
@@ -31,6 +34,9 @@ Evidence = Callable[[PeerId, str], None]
 walker outcome).  The peer core plugs its ledger in (overlay.core.standing)."""
 TimerCallback = Callable[[float, list[Effect]], None]
 V = TypeVar("V")
+
+FORGED_HIT = "search.hit.forged"
+"""The counter (and standing evidence) of a hit whose holder's signature does not verify."""
 
 
 class Linked(Protocol):
@@ -138,11 +144,17 @@ class SearchContext:
         self,
         me: Contact,
         config: SearchConfig,
-        rng: random.Random,
+        rng: RandomSource,
         view: Neighbors,
         store: ItemStore,
+        *,
+        signer: Signer,
+        verifier: Verifier,
     ) -> None:
         self.me = me
+        self.signer = signer
+        """My own key: every hit I answer carries my signature."""
+        self.verifier = verifier
         self.config = config
         self.rng = rng
         self.view = view
@@ -177,6 +189,30 @@ class SearchContext:
 
     def neighbors(self) -> list[Contact]:
         return [neighbor.contact for neighbor in self.view.active.values()]
+
+    def my_hit(self, query_id: str, item: Item, hops: int) -> QueryHit:
+        """My answer to query ``query_id`` with ``item``, signed for that query only."""
+        signer = self.signer
+        return QueryHit(
+            query_id=query_id,
+            key=item.key,
+            name=item.name,
+            size=item.size,
+            holder=self.me,
+            hops=hops,
+            holder_key=signer.public_key,
+            signature=signer.sign(hit_statement(query_id, item.key, item.name, item.size)),
+        )
+
+    def genuine(self, hit: QueryHit) -> bool:
+        """Whether ``hit`` carries its holder's own signature (over this query id, or
+        over an index entry the holder published): nobody names a holder for it."""
+        holder = hit.holder.id
+        if hit.epoch is None:
+            statement = hit_statement(hit.query_id, hit.key, hit.name, hit.size)
+        else:
+            statement = entry_statement(holder, hit.key, hit.name, hit.size, hit.epoch)
+        return holds(self.verifier, holder, hit.holder_key, statement, hit.signature)
 
     def within_rate(self, sender: Contact, now: float) -> bool:
         """Charge a fresh query or walker step to ``sender``; False (counted) when it is

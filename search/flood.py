@@ -234,19 +234,7 @@ class Flooding:
         if matches:
             back = message.origin.address if message.direct else sender.address
             for item in matches[: config.max_hits_per_query]:
-                out.append(
-                    Send(
-                        back,
-                        QueryHit(
-                            query_id=query_id,
-                            key=item.key,
-                            name=item.name,
-                            size=item.size,
-                            holder=ctx.me,
-                            hops=hops,
-                        ),
-                    )
-                )
+                out.append(Send(back, ctx.my_hit(query_id, item, hops)))
             ctx.count("search.hits_answered")
         if ttl > 1:
             forward = Query(

@@ -15,7 +15,11 @@ index must follow the weak peers' content and membership closely:
   for a full resend (:class:`SequenceGap`) rather than guessing.
 * **Identity.**  A lease belongs to the peer that was granted it; the owner is the
   connection a message arrives on, never a field, so a peer cannot publish for
-  another (:class:`ForeignLease`).
+  another (:class:`ForeignLease`).  The owner's public key, which must hash to its
+  id (:class:`ForeignKey`), comes with the attachment, and every entry carries the
+  owner's signature over it (:class:`ForgedEntry` otherwise): the index answers
+  queries with those signatures, so the origin can check that the holder itself
+  said so.
 * **Bounds.**  At most ``max_items_per_weak`` items per weak peer and
   ``max_entries`` in all; over a bound a publish is refused whole
   (:class:`IndexOverBound`, :class:`IndexFull`) and the index is left as it was.
@@ -31,8 +35,10 @@ from collections.abc import Iterable
 import attrs
 
 from overlay.protocol.errors import RemoteError
-from overlay.protocol.identity import Contact, PeerId
+from overlay.protocol.identity import Contact, PeerId, peer_id_of
 from overlay.protocol.messages import IndexItem
+from overlay.protocol.proofs import entry_statement
+from overlay.protocol.signing import Verifier
 from search.store import keywords_of
 
 
@@ -52,6 +58,18 @@ class ForeignLease(IndexRefusal):
     """The lease exists but belongs to another peer: nobody publishes for someone else."""
 
     code = "foreign_lease"
+
+
+class ForeignKey(IndexRefusal):
+    """The public key offered with an attachment is not the one the sender's id certifies."""
+
+    code = "foreign_key"
+
+
+class ForgedEntry(IndexRefusal):
+    """An entry without its publisher's valid signature: nobody indexes for another."""
+
+    code = "forged_entry"
 
 
 class IndexOverBound(IndexRefusal):
@@ -82,6 +100,8 @@ class Lease:
 
     lease_id: str
     owner: Contact
+    public_key: bytes
+    """The owner's public key (its id is this key's hash): what its entries verify against."""
     capacity: int
     eligible: bool
     expires: float
@@ -92,7 +112,15 @@ class Lease:
 class SuperIndex:
     """The index a super peer keeps of its weak peers.  Pure: no clock, no I/O."""
 
-    def __init__(self, max_items_per_weak: int, max_entries: int, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        max_items_per_weak: int,
+        max_entries: int,
+        lease_seconds: float,
+        *,
+        verifier: Verifier,
+    ) -> None:
+        self.verifier = verifier
         self.max_items_per_weak = max_items_per_weak
         self.max_entries = max_entries
         self.lease_seconds = lease_seconds
@@ -112,6 +140,7 @@ class SuperIndex:
         lease_id: str,
         owner: Contact,
         *,
+        public_key: bytes,
         capacity: int,
         eligible: bool,
         seq: int,
@@ -120,14 +149,19 @@ class SuperIndex:
     ) -> Lease:
         """A new attachment (or a re-attachment): its whole index under a fresh lease.
 
-        Raises :class:`IndexOverBound` or :class:`IndexFull`; then nothing changed.
+        Raises :class:`ForeignKey`, :class:`ForgedEntry`, :class:`IndexOverBound` or
+        :class:`IndexFull`; then nothing changed.
         """
-        fresh = {item.key: item for item in items}
+        if peer_id_of(public_key) != owner.id:
+            raise ForeignKey(f"the key offered does not certify the sender's id {owner.id}")
+        fresh = self._signed(owner.id, public_key, items)
         old = self.by_owner.get(owner.id)
         self._check_room(len(fresh), len(old.items) if old is not None else 0)
         if old is not None:
             self.drop(owner.id)
-        lease = Lease(lease_id, owner, capacity, eligible, now + self.lease_seconds, seq)
+        lease = Lease(
+            lease_id, owner, public_key, capacity, eligible, now + self.lease_seconds, seq
+        )
         self.leases[lease_id] = lease
         self.by_owner[owner.id] = lease
         for item in fresh.values():
@@ -161,7 +195,7 @@ class SuperIndex:
     ) -> Lease:
         """A full resend: the owner's entries become exactly ``items``."""
         lease = self.lease_of(lease_id, sender)
-        fresh = {item.key: item for item in items}
+        fresh = self._signed(sender, lease.public_key, items)
         self._check_room(len(fresh), len(lease.items))
         for key in list(lease.items):
             self._remove(lease, key)
@@ -190,7 +224,11 @@ class SuperIndex:
                 f"change {seq} of lease {lease_id} after {lease.seq}: one was lost",
                 have=lease.seq,
             )
-        additions = {item.key: item for item in add if item.key not in lease.items}
+        additions = {
+            key: item
+            for key, item in self._signed(sender, lease.public_key, add).items()
+            if key not in lease.items
+        }
         removals = [key for key in dict.fromkeys(remove) if key in lease.items]
         after = len(lease.items) + len(additions) - len(removals)
         if after > self.max_items_per_weak:
@@ -232,13 +270,13 @@ class SuperIndex:
 
     def matching(
         self, key: str | None, keywords: tuple[str, ...], limit: int
-    ) -> list[tuple[Contact, IndexItem]]:
-        """Entries answering a query: (holder, item), at most ``limit``."""
-        found: list[tuple[Contact, IndexItem]] = []
+    ) -> list[tuple[Lease, IndexItem]]:
+        """Entries answering a query: (the holder's lease, item), at most ``limit``."""
+        found: list[tuple[Lease, IndexItem]] = []
         if key is not None:
             for owner in self._by_key.get(key, ()):
                 lease = self.by_owner[owner]
-                found.append((lease.owner, lease.items[key]))
+                found.append((lease, lease.items[key]))
                 if len(found) >= limit:
                     break
             return found
@@ -254,7 +292,7 @@ class SuperIndex:
         for entry in postings[0]:
             if all(entry in other for other in postings[1:]):
                 lease = self.by_owner[entry[1]]
-                found.append((lease.owner, lease.items[entry[0]]))
+                found.append((lease, lease.items[entry[0]]))
                 if len(found) >= limit:
                     break
         return found
@@ -264,6 +302,19 @@ class SuperIndex:
         return {owner: frozenset(lease.items) for owner, lease in self.by_owner.items()}
 
     # ------------------------------------------------------------------ internals
+
+    def _signed(
+        self, owner: PeerId, public_key: bytes, items: Iterable[IndexItem]
+    ) -> dict[str, IndexItem]:
+        """``items`` by key, once each has been shown to carry ``owner``'s signature."""
+        verify = self.verifier.verify
+        fresh: dict[str, IndexItem] = {}
+        for item in items:
+            statement = entry_statement(owner, item.key, item.name, item.size, item.epoch)
+            if not verify(public_key, statement, item.signature):
+                raise ForgedEntry(f"entry {item.key[:8]} does not carry {owner}'s signature")
+            fresh[item.key] = item
+        return fresh
 
     def _check_room(self, count: int, replacing: int) -> None:
         if count > self.max_items_per_weak:

@@ -230,23 +230,14 @@ class SuperSearching:
         count = 0
         for item in ctx.store.matching(key=message.key, keywords=message.keywords)[:limit]:
             if origin.id != ctx.me.id:
-                out.append(
-                    Send(
-                        origin.address,
-                        QueryHit(
-                            query_id=message.query_id,
-                            key=item.key,
-                            name=item.name,
-                            size=item.size,
-                            holder=ctx.me,
-                            hops=hops,
-                        ),
-                    )
-                )
+                out.append(Send(origin.address, ctx.my_hit(message.query_id, item, hops)))
             count += 1
-        for holder, entry in layer.index.matching(message.key, message.keywords, limit - count):
+        for lease, entry in layer.index.matching(message.key, message.keywords, limit - count):
+            holder = lease.owner
             if holder.id == origin.id:
                 continue
+            # The weak peer's own signature on its entry, passed on as it came: I answer
+            # for my weak peers, but only with what they said.
             out.append(
                 Send(
                     origin.address,
@@ -257,6 +248,9 @@ class SuperSearching:
                         size=entry.size,
                         holder=holder,
                         hops=hops,
+                        holder_key=lease.public_key,
+                        signature=entry.signature,
+                        epoch=entry.epoch,
                     ),
                 )
             )

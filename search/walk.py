@@ -44,13 +44,12 @@ under loss; with no loss no walker is ever replaced.
 
 from __future__ import annotations
 
-import random
-
 import attrs
 
 from overlay.protocol.effects import Effect, Send
 from overlay.protocol.identity import Contact, PeerId
 from overlay.protocol.messages import MAX_WALKER, QueryHit, WalkCheck, WalkStep, WalkVerdict
+from overlay.protocol.randomness import RandomSource
 from search.context import OriginSearch, SearchContext, SeenCache
 from search.flood import Flooding
 from search.store import Criteria
@@ -126,7 +125,7 @@ class WalkMemory:
         self._had(query_id, now).add(peer)
 
     def pick(
-        self, query_id: str, candidates: list[Contact], rng: random.Random, now: float
+        self, query_id: str, candidates: list[Contact], rng: RandomSource, now: float
     ) -> Contact:
         """A random candidate that has not had ``query_id`` yet (any, if all have)."""
         had = self._had(query_id, now)
@@ -335,19 +334,7 @@ class Walking:
             matches = ctx.store.matching(key=step.key, keywords=step.keywords)
             found = bool(matches)
             for item in matches[: config.max_hits_per_query]:
-                out.append(
-                    Send(
-                        step.origin.address,
-                        QueryHit(
-                            query_id=query_id,
-                            key=item.key,
-                            name=item.name,
-                            size=item.size,
-                            holder=ctx.me,
-                            hops=step.hops,
-                        ),
-                    )
-                )
+                out.append(Send(step.origin.address, ctx.my_hit(query_id, item, step.hops)))
         if step.hops >= step.ttl:
             ctx.count("search.walk.expired")
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -19,6 +19,7 @@ from overlay.core.peer import Peer
 from overlay.protocol.effects import Effect, Send
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Message
+from tests.keys import KEYRING, model_key
 
 BOOTSTRAP = Address("127.0.0.1", 7000)
 
@@ -41,6 +42,8 @@ class Hand:
         self.bootstrap: HostCache | None = None
         self.in_flight: deque[Envelope] = deque()
         self.effects: list[tuple[Address, Effect]] = []
+        self.swallow: Callable[[Envelope], bool] | None = None
+        """Messages this returns True for are lost on the way (a peer that drops them)."""
         self._next_port = 8000
 
     def add_bootstrap(self, config: HostCacheConfig | None = None) -> HostCache:
@@ -53,10 +56,13 @@ class Hand:
         address = Address("127.0.0.1", self._next_port)
         self._next_port += 1
         bootstrap = BOOTSTRAP if self.bootstrap is not None else None
+        seed = self.rng.getrandbits(64)
         peer = Peer(
             address,
             self.config,
-            random.Random(self.rng.getrandbits(64)),
+            random.Random(seed),
+            signer=model_key(seed),
+            verifier=KEYRING,
             bootstrap=bootstrap,
             **kwargs,  # type: ignore[arg-type]
         )
@@ -82,6 +88,8 @@ class Hand:
         if not self.in_flight:
             return None
         envelope = self.in_flight.popleft()
+        if self.swallow is not None and self.swallow(envelope):
+            return envelope
         if self.bootstrap is not None and envelope.to == BOOTSTRAP:
             self._emit(
                 self.bootstrap.me,

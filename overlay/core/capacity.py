@@ -7,10 +7,10 @@ draw capacities, and a worker must not pay for the simulator's imports.
 
 from __future__ import annotations
 
-import random
+from overlay.protocol.randomness import RandomSource
 
 
-def pareto_capacity(rng: random.Random) -> int:
+def pareto_capacity(rng: RandomSource) -> int:
     """A heavy-tailed capacity (Pareto, shape 1.2, at least 10): most peers are modest,
     a few are very strong, as measured in deployed P2P systems (Saroiu, Gummadi and
     Gribble, MMCN 2002)."""

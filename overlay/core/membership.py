@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import math
-import random
 from collections.abc import Iterable
 
 import attrs
@@ -76,6 +75,7 @@ from overlay.protocol.messages import (
     ShuffleRequest,
     Unregister,
 )
+from overlay.protocol.randomness import RandomSource
 
 _NEVER = math.inf
 
@@ -122,7 +122,7 @@ class Membership:
         self,
         me: Contact,
         config: MembershipConfig,
-        rng: random.Random,
+        rng: RandomSource,
         *,
         role: Role = "weak",
         capacity: int = 1,
@@ -144,6 +144,10 @@ class Membership:
         self.blacklist: dict[PeerId, float] = {}
         """Peers distrusted for their conduct, until when they are refused as neighbors."""
         self._my_group = address_group(me.address.host)
+        self._per_group: dict[str, int] = {}
+        """How many of ``active`` each address group holds, kept on every add and remove:
+        the per-prefix cap is asked before every link, and recounting the whole view
+        there was a tenth of a large simulation's time."""
         self.super_peers: dict[PeerId, Contact] = {}
         self.shuffle: PendingShuffle | None = None
         self.joined = False
@@ -181,7 +185,7 @@ class Membership:
         """
         self.static = True
         for contact in neighbors:
-            self.active[contact.id] = Neighbor(contact, now)
+            self._link(contact, now)
         self.joined = self.ever_joined = bool(self.active)
         self.tick_at = self.shuffle_at = self.register_at = self.expire_at = _NEVER
 
@@ -193,6 +197,7 @@ class Membership:
         if self.bootstrap is not None:
             out.append(Send(self.bootstrap, Unregister()))
         self.active.clear()
+        self._per_group.clear()
         self.pending.clear()
         self.shuffle = None
         self.tick_at = self.shuffle_at = self.register_at = self.expire_at = _NEVER
@@ -560,9 +565,31 @@ class Membership:
 
     # ------------------------------------------------------------------ helpers
 
+    def _link(self, contact: Contact, now: float) -> None:
+        """Make ``contact`` a neighbor, counting it against its address group."""
+        replaced = self.active.get(contact.id)
+        if replaced is not None:
+            self._uncount(replaced)  # replaced in place: the view keeps its order
+        self.active[contact.id] = Neighbor(contact, now)
+        group = address_group(contact.address.host)
+        self._per_group[group] = self._per_group.get(group, 0) + 1
+
+    def _unlink(self, peer: PeerId) -> Neighbor:
+        neighbor = self.active.pop(peer)
+        self._uncount(neighbor)
+        return neighbor
+
+    def _uncount(self, neighbor: Neighbor) -> None:
+        group = address_group(neighbor.contact.address.host)
+        left = self._per_group[group] - 1
+        if left:
+            self._per_group[group] = left
+        else:
+            del self._per_group[group]
+
     def _add(self, contact: Contact, now: float, out: list[Effect]) -> None:
         peer = contact.id
-        self.active[peer] = Neighbor(contact, now)
+        self._link(contact, now)
         self.pending.pop(peer, None)
         self.passive.pop(peer, None)
         self.tombstones.pop(peer, None)
@@ -578,7 +605,7 @@ class Membership:
         out.append(Notify("neighbor_up", peer))
 
     def _remove(self, peer: PeerId, why: str, out: list[Effect], *, keep_passive: bool) -> None:
-        neighbor = self.active.pop(peer)
+        neighbor = self._unlink(peer)
         out.append(Notify("neighbor_down", peer, why))
         out.append(Close(neighbor.contact.address))
         if keep_passive and len(self.passive) < self.config.passive_size:
@@ -636,11 +663,10 @@ class Membership:
         group = address_group(contact.address.host)
         if group == self._my_group:
             return None
-        same = sum(
-            1
-            for peer, neighbor in self.active.items()
-            if peer != contact.id and address_group(neighbor.contact.address.host) == group
-        )
+        same = self._per_group.get(group, 0)
+        current = self.active.get(contact.id)
+        if current is not None and address_group(current.contact.address.host) == group:
+            same -= 1  # asking about a neighbor already counted: it does not count twice
         return "prefix_full" if same >= cap else None
 
     def _admissible(self, contact: Contact, now: float) -> bool:

@@ -2,7 +2,8 @@
 
 The surface every runtime drives (see docs/design.md, "One protocol, two worlds")::
 
-    peer = Peer(address, PeerConfig(), random.Random(seed), bootstrap=...)
+    peer = Peer(address, PeerConfig(), random.Random(seed), signer=key, verifier=v,
+                bootstrap=...)
     effects = peer.start(now)
     effects = peer.receive(message, sender_contact, now)
     effects = peer.link_lost(peer_id, now)
@@ -16,16 +17,18 @@ random generator: a test enforces that (tests/test_layers.py).
 from __future__ import annotations
 
 import math
-import random
+from collections.abc import Callable
+from typing import Any
 
-import attrs
+from mypy_extensions import mypyc_attr
 
 from overlay.core.config import PeerConfig
 from overlay.core.membership import Membership
+from overlay.core.snapshot import PeerSnapshot
 from overlay.core.standing import Standing
 from overlay.core.supers.layer import SuperPeerLayer
 from overlay.protocol.effects import Close, Effect, Handler, Notify
-from overlay.protocol.identity import Address, Contact, PeerId, Role, new_peer_id
+from overlay.protocol.identity import Address, Contact, PeerId, Role, peer_id_of
 from overlay.protocol.messages import (
     Disconnect,
     Heartbeat,
@@ -40,44 +43,37 @@ from overlay.protocol.messages import (
     ShuffleReply,
     ShuffleRequest,
 )
+from overlay.protocol.randomness import RandomSource
+from overlay.protocol.signing import Signer, Verifier
 from search.component import Search
 
-
-@attrs.frozen
-class PeerSnapshot:
-    """What a peer looks like from outside at one moment (stats reply, view, metrics)."""
-
-    id: PeerId
-    address: Address
-    role: Role
-    joined: bool
-    """Has had a neighbor at least once (a peer still joining is not counted in components)."""
-    neighbors: tuple[PeerId, ...]
-    passive: tuple[PeerId, ...]
-    known_hosts: int
-    counters: dict[str, int] = attrs.field(factory=dict, eq=False)
-    super_peers: tuple[PeerId, ...] = ()
-    """A weak peer's super peers (attached, lease granted)."""
-    weak_peers: tuple[PeerId, ...] = ()
-    """A super peer's weak peers (holding a lease)."""
-    super_neighbors: tuple[PeerId, ...] = ()
-    """A super peer's neighbors in the super layer."""
-    index_size: int = 0
-    """Entries in a super peer's index."""
-    role_changes: int = 0
-    super_target: int = 0
-    """k, the super peers a weak peer wants (0: the super-peer layer is off)."""
-    items: tuple[str, ...] = ()
-    """Keys of the items this peer holds and publishes (only with the super layer on)."""
-    index_holdings: dict[PeerId, frozenset[str]] = attrs.field(factory=dict, eq=False)
-    """A super peer's index: the keys it holds for each weak peer (for coverage)."""
-    index_entries: tuple[int, ...] = ()
-    """A super peer's index entries for each of ``weak_peers``, in the same order: what a
-    stats reply carries instead of ``index_holdings`` (keys would not fit one frame)."""
-    item_count: int = 0
-    """Items this peer holds (``items`` names them; a stats reply carries only the count)."""
+# PeerSnapshot lives in a pure module (mypyc cannot compile its attrs fields) and is
+# still imported from here by the runtimes and tools.
+__all__ = ["Peer", "PeerSnapshot"]
 
 
+_MEMBERSHIP_HANDLERS: dict[
+    type[Message], Callable[[Membership, Any, Contact, float, list[Effect]], None]
+] = {
+    Heartbeat: Membership.on_heartbeat,
+    ShuffleRequest: Membership.on_shuffle_request,
+    ShuffleReply: Membership.on_shuffle_reply,
+    Join: Membership.on_join,
+    Redirect: Membership.on_redirect,
+    NeighborRequest: Membership.on_neighbor_request,
+    NeighborAccept: Membership.on_neighbor_accept,
+    NeighborReject: Membership.on_neighbor_reject,
+    Disconnect: Membership.on_disconnect,
+    Leave: Membership.on_leave,
+}
+"""Membership's handlers, which take the peer's membership: one table for every peer.
+Bound methods in a table of each peer's cost about 1.3 KB a peer (a tenth of a
+simulated peer).  PeerSample is not here: with the super layer, the peer hands it on."""
+
+
+# Compiled by mypyc, a class admits no Python subclass unless it says so; a hostile
+# peer for the benchmarks (benchmarks/hostile_peer.py) is one.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Peer:
     """A peer of the overlay, as a pure state machine."""
 
@@ -85,15 +81,20 @@ class Peer:
         self,
         address: Address,
         config: PeerConfig,
-        rng: random.Random,
+        rng: RandomSource,
         *,
-        peer_id: PeerId | None = None,
+        signer: Signer,
+        verifier: Verifier,
         bootstrap: Address | None = None,
         join_via: Address | None = None,
     ) -> None:
         self.config = config
         self.rng = rng
-        self.contact = Contact(peer_id if peer_id is not None else new_peer_id(rng), address)
+        self.signer = signer
+        """My key pair: my id is its public key's hash, and I sign what others repeat."""
+        self.verifier = verifier
+        """Checks others' signatures (Ed25519 over TCP, a model in the simulator)."""
+        self.contact = Contact(peer_id_of(signer.public_key), address)
         self._role: Role = "weak"
         self.membership = Membership(
             self.contact,
@@ -109,23 +110,19 @@ class Peer:
         self.dropped: dict[str, int] = {}
         self.standing = Standing(config.standing)
         """What this peer has seen the others do, and whom it distrusts for it."""
-        m = self.membership
-        self._handlers: dict[type[Message], Handler] = {
-            Heartbeat: m.on_heartbeat,
-            ShuffleRequest: m.on_shuffle_request,
-            ShuffleReply: m.on_shuffle_reply,
-            Join: m.on_join,
-            Redirect: m.on_redirect,
-            NeighborRequest: m.on_neighbor_request,
-            NeighborAccept: m.on_neighbor_accept,
-            NeighborReject: m.on_neighbor_reject,
-            Disconnect: m.on_disconnect,
-            Leave: m.on_leave,
-            PeerSample: m.on_peer_sample,
-        }
-        self.search = Search(self.contact, rng, self.membership, config.search)
+        self.search = Search(
+            self.contact,
+            rng,
+            self.membership,
+            config.search,
+            signer=signer,
+            verifier=verifier,
+        )
         self._search_timers = self.search.ctx.timers
-        self._handlers.update(self.search.handlers())
+        self._handlers: dict[type[Message], Handler] = self.search.handlers()
+        """The handlers of the parts other than membership, whose are in
+        ``_MEMBERSHIP_HANDLERS``."""
+        self._handlers[PeerSample] = self.membership.on_peer_sample
         self.search.ctx.evidence = self.standing.record
         self.supers: SuperPeerLayer | None = None
         """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
@@ -137,6 +134,8 @@ class Peer:
                 self.membership,
                 store=self.search.store,
                 capacity=config.capacity,
+                signer=signer,
+                verifier=verifier,
                 evidence=self.standing.record,
             )
             self._handlers.update(supers.handlers())
@@ -193,14 +192,18 @@ class Peer:
         out: list[Effect] = []
         standing = self.standing
         standing.now = now
-        handler = self._handlers.get(kind)
-        if handler is None:
-            name = kind.__name__
-            self.dropped[name] = self.dropped.get(name, 0) + 1
-            out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
-            standing.record(sender.id, "unexpected")
+        membership_handler = _MEMBERSHIP_HANDLERS.get(kind)
+        if membership_handler is not None:
+            membership_handler(self.membership, message, sender, now, out)
         else:
-            handler(message, sender, now, out)
+            handler = self._handlers.get(kind)
+            if handler is None:
+                name = kind.__name__
+                self.dropped[name] = self.dropped.get(name, 0) + 1
+                out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
+                standing.record(sender.id, "unexpected")
+            else:
+                handler(message, sender, now, out)
         if standing.distrusted:
             self._replace_distrusted(now, out)
         m = self.membership

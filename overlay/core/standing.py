@@ -6,8 +6,10 @@ Two kinds of evidence, both gathered by the core as a side effect of its work:
   place, a field over the peer's own limits, a reply nobody asked for) weighs 1.  A
   fetched value that fails its hash check weighs the whole limit at once: a key is
   the SHA-256 of its value, so a holder serving other bytes is lying, and a forged
-  hit is exactly that.  Weights decay with a half-life, so the rare refusal an honest
-  peer earns in a race (a role change crossing a request) never adds up.
+  hit is exactly that.  So does a hit or an index entry that names a holder without
+  that holder's signature (:data:`PROOF_OF_LYING`).  Weights decay with a half-life,
+  so the rare refusal an honest peer earns in a race (a role change crossing a
+  request) never adds up.
 * **Walkers that vanish.**  The origin of a random walk knows which neighbor took
   each walker first, and hears from every walker at its first check.  A neighbor
   that drops the queries it is handed loses every walker it takes; an honest one
@@ -43,6 +45,18 @@ WALKER_RETURNED: Final = "walker_returned"
 WALKER_LOST: Final = "walker_lost"
 FORGED_CONTENT: Final = "search.fetch.mismatch"
 """The counter under which a fetch's hash check failure is refused (search.fetch)."""
+PROOF_OF_LYING: Final = frozenset(
+    {
+        FORGED_CONTENT,
+        "search.hit.forged",
+        "index.refused.forged_entry",
+        "index.refused.foreign_key",
+    }
+)
+"""Refusals that are proof, not suspicion, each weighing the whole limit at once: bytes
+that fail their hash, a hit or an index entry without the named holder's signature
+(every honest peer checks hits before relaying them, so the sender of a bad one made it
+or passed it on unchecked), a key that does not certify the sender's id."""
 FAULT_KINDS: Final = ("bad_input", "forged_content")
 
 
@@ -74,7 +88,7 @@ class Standing:
             return
         if kind in (WALKER_RETURNED, WALKER_LOST):
             self._walker(peer, kind == WALKER_RETURNED)
-        elif kind == FORGED_CONTENT:
+        elif kind in PROOF_OF_LYING:
             self._fault(peer, "forged_content", self.config.fault_limit)
         else:
             self._fault(peer, "bad_input", 1.0)

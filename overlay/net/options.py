@@ -66,7 +66,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-ONE_HOST_DEFAULT: Final = "default: --max-connections, as every peer is on 127.0.0.1"
+ONE_HOST_DEFAULT: Final = "default: --max-connections, as if every peer were on one host"
 
 
 def _add(

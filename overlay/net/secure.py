@@ -49,7 +49,7 @@ from noise.exceptions import (  # type: ignore[import-untyped]
 )
 
 from overlay.net.keys import Ed25519Verifier, KeyPair
-from overlay.protocol.errors import ProtocolError, RemoteError
+from overlay.protocol.errors import OverlayError, ProtocolError, RemoteError
 from overlay.protocol.identity import PUBLIC_KEY_BYTES, PeerId, peer_id_of
 from overlay.protocol.signing import SIGNATURE_BYTES
 from overlay.protocol.wire import PROTOCOL_VERSION
@@ -141,19 +141,26 @@ class NoiseFramer:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def unread(self, messages: list[bytes]) -> None:
+    def unread(self, messages: list[bytes | memoryview]) -> None:
         """Put whole messages back in front of what is buffered (read again next feed)."""
         if messages:
             self._buffer[:0] = b"".join(_framed(message) for message in messages)
 
-    def feed(self, data: bytes | bytearray) -> list[bytes]:
+    def feed(self, data: bytes | bytearray) -> list[bytes | memoryview]:
+        """Every message ``data`` completes, in order (views of ``data`` where a message
+        lies whole in it: no copy on the usual path, where reads end on messages)."""
         buffer = self._buffer
-        buffer += data
-        messages: list[bytes] = []
+        view = None
+        if buffer:
+            buffer += data
+            source: bytearray | memoryview = buffer
+        else:
+            source = view = memoryview(data)
+        messages: list[bytes | memoryview] = []
         position = 0
-        end = len(buffer)
+        end = len(source)
         while end - position >= 2:
-            (size,) = LENGTH.unpack_from(buffer, position)
+            (size,) = LENGTH.unpack_from(source, position)
             if size < TAG_BYTES:
                 if size == 0 and position == 0 and not messages:
                     raise PlaintextRemote(
@@ -165,10 +172,15 @@ class NoiseFramer:
                 raise CorruptMessage(f"a Noise message of {size} bytes (at most {self.limit})")
             if end - position - 2 < size:
                 break
-            messages.append(bytes(buffer[position + 2 : position + 2 + size]))
+            if view is None:
+                messages.append(bytes(buffer[position + 2 : position + 2 + size]))
+            else:
+                messages.append(view[position + 2 : position + 2 + size])
             position += 2 + size
-        if position:
+        if view is None:
             del buffer[:position]
+        elif position < end:
+            buffer += source[position:]  # the start of a message: kept for the next read
         return messages
 
 
@@ -191,6 +203,9 @@ class Session:
     def seal(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """``data`` as transport messages (length-prefixed), in order."""
         encrypt = self._send.encrypt_with_ad
+        if len(data) <= MAX_CHUNK:  # the usual case: no slice to copy
+            sealed = encrypt(None, data)
+            return [LENGTH.pack(len(sealed)) + sealed]
         out = []
         for start in range(0, len(data), MAX_CHUNK):
             sealed = encrypt(None, bytes(data[start : start + MAX_CHUNK]))
@@ -215,7 +230,9 @@ Receive = Callable[[], Awaitable[bytes | bytearray]]
 Send = Callable[[bytes], Awaitable[None]]
 
 
-async def _next_message(framer: NoiseFramer, pending: list[bytes], receive: Receive) -> bytes:
+async def _next_message(
+    framer: NoiseFramer, pending: list[bytes | memoryview], receive: Receive
+) -> bytes:
     while not pending:
         data = await receive()
         if not data:
@@ -224,10 +241,10 @@ async def _next_message(framer: NoiseFramer, pending: list[bytes], receive: Rece
                 "(as a --plaintext remote does, or one refusing us)"
             )
         pending.extend(framer.feed(data))
-    return pending.pop(0)
+    return bytes(pending.pop(0))
 
 
-def _framed(message: bytes | bytearray) -> bytes:
+def _framed(message: bytes | bytearray | memoryview) -> bytes:
     return LENGTH.pack(len(message)) + bytes(message)
 
 
@@ -250,7 +267,7 @@ async def handshake(
     noise.start_handshake()
     state = noise.noise_protocol.handshake_state  # kept: Noise drops it when done
     framer = NoiseFramer(MAX_HANDSHAKE_MESSAGE)
-    pending: list[bytes] = []
+    pending: list[bytes | memoryview] = []
     try:
         if initiator:
             await send(_framed(noise.write_message(b"")))
@@ -262,8 +279,10 @@ async def handshake(
             payload = noise.read_message(await _next_message(framer, pending, receive))
     except (NoiseHandshakeError, NoiseInvalidMessage, NoiseValueError, InvalidTag) as error:
         raise HandshakeFailed(f"Noise handshake failed: {type(error).__name__}") from None
-    except (ValueError, TypeError) as error:  # cryptography refusing a remote's key
-        raise HandshakeFailed(f"Noise handshake failed: {error}") from None
+    except OverlayError:
+        raise  # the transport's own (closed, reset), or ours above
+    except Exception as error:  # the library refusing the remote's bytes some other way
+        raise HandshakeFailed(f"Noise handshake failed: {type(error).__name__}") from None
     if not noise.handshake_finished:
         raise HandshakeFailed("the Noise handshake did not finish")
     proven = _proven_id(bytes(payload), bytes(state.rs.public_bytes))

@@ -8,13 +8,13 @@ claims an id can be asked to prove it by signing with the key behind it.
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 from typing import Final, Literal, get_args
 
 import attrs
 
 from overlay.protocol import validate
+from overlay.protocol.randomness import RandomSource
 
 PeerId = str
 """A peer's id: 128 bits as 32 lowercase hex digits (readable in logs and JSON)."""
@@ -30,7 +30,7 @@ PEER_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_HOST_LENGTH = 253  # the longest DNS name
 
 
-def new_peer_id(rng: random.Random) -> PeerId:
+def new_peer_id(rng: RandomSource) -> PeerId:
     """Draw a fresh id from the injected random source (never the global one).
 
     For ids that need no proof: a one-shot client's own handle, or the simulator

@@ -18,7 +18,8 @@ from typing import Any, Final
 import attrs
 
 from overlay.protocol import validate
-from overlay.protocol.identity import ROLES, Address, Contact, check_peer_id
+from overlay.protocol.identity import PUBLIC_KEY_BYTES, ROLES, Address, Contact, check_peer_id
+from overlay.protocol.signing import SIGNATURE_BYTES
 
 MAX_SAMPLE: Final = 64
 """Most contacts in one bootstrap sample."""
@@ -37,6 +38,8 @@ class Message:
 
 
 _contacts = validate.tuple_of  # shorthand, reads as "a tuple of contacts"
+_public_key = validate.exact_bytes(PUBLIC_KEY_BYTES)
+_signature = validate.exact_bytes(SIGNATURE_BYTES)
 
 
 @attrs.frozen
@@ -335,15 +338,29 @@ class Query(Message):
 
 @attrs.frozen
 class QueryHit(Message):
-    """An item matching a query: its key, name and size, and who holds it."""
+    """An item matching a query: its key, name and size, and who holds it, in the
+    holder's own words.
+
+    ``holder_key`` is the holder's public key (its id is that key's hash) and
+    ``signature`` the holder's signature over a statement
+    (:mod:`overlay.protocol.proofs`): over the query id when ``epoch`` is None (the
+    holder answered this query itself), else over the index entry the holder
+    published at that epoch (a super peer answered for it).  A hit that does not
+    verify never reaches the origin's results, and its sender loses standing.
+    """
 
     query_id: str = attrs.field(validator=check_peer_id)
     key: str = attrs.field(validator=check_key)
     name: str | None = attrs.field(validator=validate.optional(validate.text(0, MAX_NAME)))
     size: int = attrs.field(validator=validate.integer(0, MAX_VALUE))
     holder: Contact = attrs.field(validator=validate.instance(Contact))
-    hops: int = attrs.field(default=0, validator=validate.integer(0, MAX_WALK_TTL_FIELD))
+    hops: int = attrs.field(validator=validate.integer(0, MAX_WALK_TTL_FIELD))
     """How far from the origin the holder was reached (for "hops to the first hit")."""
+    holder_key: bytes = attrs.field(validator=_public_key)
+    signature: bytes = attrs.field(validator=_signature)
+    epoch: int | None = attrs.field(
+        default=None, validator=validate.optional(validate.integer(0, 2**31 - 1))
+    )
 
 
 @attrs.frozen
@@ -475,6 +492,11 @@ class IndexItem:
     key: str = attrs.field(validator=check_key)
     name: str | None = attrs.field(validator=validate.optional(validate.text(0, MAX_NAME)))
     size: int = attrs.field(validator=validate.integer(0, MAX_VALUE))
+    epoch: int = attrs.field(validator=validate.integer(0, MAX_SEQ))
+    """The publisher's index sequence when it signed this entry."""
+    signature: bytes = attrs.field(validator=_signature)
+    """The publisher's signature over the entry (:func:`overlay.protocol.proofs.entry_statement`):
+    super peers pass it on in their hits, so none can name a holder that never said so."""
 
 
 @attrs.frozen
@@ -501,6 +523,9 @@ class Attach(Message):
     eligible: bool = attrs.field(validator=validate.boolean)
     seq: int = attrs.field(validator=validate.integer(0, MAX_SEQ))
     items: tuple[IndexItem, ...] = attrs.field(validator=_items)
+    public_key: bytes = attrs.field(validator=_public_key)
+    """My public key: it must hash to my id, and it is what my entries' signatures verify
+    against (the super peer passes it on with every hit it answers for me)."""
 
 
 @attrs.frozen

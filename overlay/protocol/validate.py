@@ -81,6 +81,16 @@ def blob(max_length: int) -> Validator:
     return check
 
 
+def exact_bytes(length: int) -> Validator:
+    """Bytes of exactly ``length`` (a key or a signature: one byte more or less is a lie)."""
+
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if type(value) is not bytes or len(value) != length:
+            raise invalid(attribute, value, f"exactly {length} bytes")
+
+    return check
+
+
 def one_of(*choices: str) -> Validator:
     allowed = frozenset(choices)
 

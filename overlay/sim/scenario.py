@@ -37,7 +37,7 @@ from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.protocol import validate
 from overlay.protocol.identity import Address
-from overlay.sim.simulator import NetworkModel, Simulator, few_collections
+from overlay.sim.simulator import NetworkModel, Shard, Simulator, few_collections
 
 
 @attrs.frozen
@@ -90,12 +90,20 @@ class Scenario:
 Observer = Callable[[Simulator, float], None]
 
 
-def build(scenario: Scenario) -> Simulator:
-    """A simulator with the scenario's population and faults scheduled, not yet run."""
+def build(scenario: Scenario, shard: Shard | None = None) -> Simulator:
+    """A simulator with the scenario's population and faults scheduled, not yet run
+    (with a ``shard``: one worker's part of it, see :mod:`overlay.sim.parallel`).
+
+    Every worker schedules every action and makes every random choice, so that all
+    agree on who is crashed or started when; each acts only on its own peers, and what
+    an action must know of the others' (who is alive, who is a super peer) it learns
+    through :meth:`Simulator.gather`.
+    """
     sim = Simulator(
         seed=scenario.seed,
         network=NetworkModel(latency=scenario.latency, jitter=scenario.jitter, loss=scenario.loss),
         peer_config=scenario.peer_config,
+        shard=shard,
     )
     window = scenario.window
     spawn = Spawner(sim, scenario)
@@ -135,21 +143,30 @@ class Spawner:
         self.config = config
         self.layered = config.supers.enabled
 
-    def __call__(self, address: Address | None = None) -> Peer:
+    def __call__(self, address: Address | None = None) -> Peer | None:
+        """The new peer, or None if another worker runs it."""
         sim = self.sim
         if not self.layered:
-            return sim.add_peer(address=address)
+            return sim.spawn(address=address)
         config = attrs.evolve(self.config, capacity=pareto_capacity(self.rng))
-        peer = sim.add_peer(address=address, config=config)
+        peer = sim.spawn(address=address, config=config)
         number = self.spawned
         self.spawned += 1
+        if peer is None:
+            return None
         for item in range(self.scenario.items_per_peer):
             peer.search.publish(f"scenario item {number}.{item}".encode(), f"item {number} {item}")
         return peer
 
 
+def _alive(sim: Simulator) -> list[Address]:
+    """The addresses of every live peer of the run, sorted."""
+    return sorted(sim.gather(list(sim.peers)))
+
+
 def _mass_crash(sim: Simulator, scenario: Scenario, spawn: Spawner) -> None:
-    victims = sim.rng.sample(sorted(sim.peers), round(len(sim.peers) * scenario.crash_fraction))
+    alive = _alive(sim)
+    victims = sim.rng.sample(alive, round(len(alive) * scenario.crash_fraction))
     for address in victims:
         sim.crash(address)
         if scenario.recover_after is not None:
@@ -157,7 +174,8 @@ def _mass_crash(sim: Simulator, scenario: Scenario, spawn: Spawner) -> None:
 
 
 def _crash_supers(sim: Simulator, scenario: Scenario) -> None:
-    supers = sorted(address for address, peer in sim.peers.items() if peer.role == "super")
+    mine = [address for address, peer in sim.peers.items() if peer.role == "super"]
+    supers = sorted(sim.gather(mine))
     for address in sim.rng.sample(supers, round(len(supers) * scenario.crash_super_fraction)):
         sim.crash(address)
 
@@ -167,7 +185,7 @@ def _recover(spawn: Spawner, address: Address) -> Callable[[], object]:
 
 
 def _partition(sim: Simulator) -> None:
-    addresses = sorted(sim.peers)
+    addresses = _alive(sim)
     sim.rng.shuffle(addresses)
     half = len(addresses) // 2
     sim.partition({address: 1 for address in addresses[:half]})
@@ -177,7 +195,7 @@ def _churn_step(sim: Simulator, scenario: Scenario, spawn: Spawner) -> None:
     count = int(scenario.churn)
     if sim.rng.random() < scenario.churn - count:
         count += 1
-    addresses = sorted(sim.peers)
+    addresses = _alive(sim)
     for address in sim.rng.sample(addresses, min(count, len(addresses))):
         if sim.rng.random() < scenario.leave_fraction:
             sim.leave(address)
@@ -228,6 +246,7 @@ def run(
             "delivered_messages": sim.delivered,
             "lost_messages": sim.lost,
             "messages_per_wall_second": sim.delivered / wall if wall > 0 else 0.0,
+            "workers": 1,
         }
     )
     if peak is not None:
@@ -236,3 +255,5 @@ def run(
 
 
 WALL_CLOCK_FIELDS = ("wall_seconds", "messages_per_wall_second", "peak_traced_memory_bytes")
+RUN_FIELDS = (*WALL_CLOCK_FIELDS, "workers")
+"""What differs between two runs of one scenario: the wall clock and how it was run."""

@@ -13,6 +13,7 @@ from importlib import metadata
 from rich.console import Console
 from rich.logging import RichHandler
 
+from overlay.compiled import BUILD
 from overlay.net.client import set_client_security
 from overlay.net.options import announce_plaintext
 from overlay.net.secure import PLAINTEXT
@@ -51,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument(
-        "--version", action="version", version=f"overlay {_version()}", help="print the version"
+        "--version",
+        action="version",
+        version=f"overlay {_version()}, {BUILD.describe()}",
+        help="print the version and which build runs (compiled or pure Python, and why)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -24,7 +24,7 @@ from bootstrap.server import serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import watch_partition_file
-from overlay.net.keys import KeyPair, load_or_create_key
+from overlay.net.keys import Ed25519Verifier, KeyPair, load_or_create_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_bootstrap_arguments,
@@ -42,7 +42,7 @@ from overlay.net.peer_state import load_peer_state, save_peer_state
 from overlay.net.secure import PLAINTEXT, LinkIdentity
 from overlay.net.swarm.setup import room_for_weak_peers, super_peer_config
 from overlay.protocol.errors import OverlayError
-from overlay.protocol.identity import Address
+from overlay.protocol.identity import Address, Contact
 from overlay.tools.cli import address_argument
 from overlay.tools.crawl import fetch_stats, list_members
 from overlay.tools.swarm import register_swarm
@@ -212,12 +212,14 @@ async def _peer_main(args: argparse.Namespace) -> None:
             address,
             peer_config_of(args, config),
             random.Random(args.seed),
-            peer_id=key.peer_id,
+            signer=key,
+            verifier=Ed25519Verifier(),
             bootstrap=args.bootstrap,
             join_via=args.join,
         )
         if saved is not None:
             seed_known_hosts(peer, [*saved.known_hosts, *saved.anchors])
+            restore_anchors(peer, saved.anchors)
         make_faults, partition = fault_injectors(args, args.seed)
         node_config = node_config_of(args)
         if args.max_connections is None:
@@ -243,12 +245,13 @@ async def _peer_main(args: argparse.Namespace) -> None:
             if not peer.membership.known_hosts:  # saved hosts may take it in: no deadline
                 nursery.start_soon(_watch_join, node, peer, args, gave_up, finished)
             await finished.wait()
+            anchors = anchors_of(peer)  # before leaving: leaving empties the views
             await node.leave()
             nursery.cancel_scope.cancel()
         if gave_up:
             raise JoinTimedOut(gave_up[0])
         if state_dir is not None:
-            _save(state_dir, peer)
+            _save(state_dir, peer, anchors)
 
 
 async def _watch_join(
@@ -293,10 +296,31 @@ def seed_known_hosts(peer: Peer, hosts: list[Any]) -> None:
             membership.known_hosts[contact.id] = contact
 
 
-def _save(directory: Path, peer: Peer) -> None:
+def anchors_of(peer: Peer) -> list[Contact]:
+    """The peer's anchors: those its core keeps (known good neighbors it chose itself,
+    ``Membership.anchors``, where the core has them), else its current neighbors."""
+    kept = getattr(peer.membership, "anchors", None)
+    if isinstance(kept, dict):
+        return list(kept.values())
+    return [neighbor.contact for neighbor in peer.membership.active.values()]
+
+
+def restore_anchors(peer: Peer, anchors: list[Contact]) -> None:
+    """Give saved anchors back to a core that keeps them (it dials them first at start);
+    a core without anchors has them among its known hosts (:func:`seed_known_hosts`)."""
+    kept = getattr(peer.membership, "anchors", None)
+    if isinstance(kept, dict):
+        limit = getattr(peer.membership.config, "anchors_size", len(anchors))
+        for contact in anchors[-limit:] if limit else []:
+            if contact.id != peer.id:
+                kept[contact.id] = contact
+
+
+def _save(directory: Path, peer: Peer, anchors: list[Contact] | None = None) -> None:
     try:
-        anchors = [neighbor.contact for neighbor in peer.membership.active.values()]
-        save_peer_state(directory, peer.id, list(peer.membership.known_hosts.values()), anchors)
+        hosts = list(peer.membership.known_hosts.values())
+        kept = anchors if anchors is not None else anchors_of(peer)
+        save_peer_state(directory, peer.id, hosts, kept)
     except OSError as error:
         log.error("cannot save peer state to %s: %s", directory, error)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from overlay.net.options import add_super_peers_argument
+from overlay.sim.parallel import run_parallel
 from overlay.sim.scenario import Scenario, build, run
 from overlay.tools.cli_search import register_sim_query
 
@@ -78,6 +80,13 @@ def register(subparsers: Any) -> None:
         type=float,
         default=None,
         help="when (s) the --crash-super-fraction crash happens",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes to split the peers over (default: all cores, here "
+        f"{os.cpu_count() or 1}); the result is the same for any number",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
@@ -154,6 +163,8 @@ def impossible(args: argparse.Namespace) -> str | None:
         return "--recover-after needs a crash to recover from (--crash-fraction, --crash-at)"
     if args.crash_super_at is not None and not args.super_peers:
         return "--crash-super-fraction/--crash-super-at need super peers (not --no-super-peers)"
+    if args.workers < 1:
+        return f"--workers {args.workers}: give at least one"
     if args.leave_fraction > 0 and args.churn == 0:
         return "--leave-fraction is a share of --churn, which is 0"
     return None
@@ -182,7 +193,14 @@ def run_sim(args: argparse.Namespace) -> int:
         disable=not stderr.is_terminal,
     ) as progress:
         task = progress.add_task("sim", total=scenario.duration)
-        summary = run(scenario, progress=lambda t: progress.update(task, completed=t))
+
+        def advance(second: float) -> None:
+            progress.update(task, completed=second)
+
+        if args.workers == 1:
+            summary = run(scenario, progress=advance)
+        else:
+            summary, _ = run_parallel(scenario, args.workers, progress=advance)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:

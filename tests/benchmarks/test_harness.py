@@ -60,10 +60,11 @@ def test_a_record_has_every_key_of_the_schema_first_then_the_figures(tmp_path: P
     assert isinstance(commit, str)
     assert commit.removesuffix("-dirty") == git("rev-parse", "HEAD")
     machine = record["machine"]
-    assert set(machine) == {"cores", "memory_bytes", "platform", "python"}
+    assert set(machine) == {"cores", "memory_bytes", "platform", "python", "build"}
     assert isinstance(machine["cores"], int) and machine["cores"] >= 1
     assert isinstance(machine["memory_bytes"], int) and machine["memory_bytes"] > 2**20
     assert isinstance(machine["platform"], str) and isinstance(machine["python"], str)
+    assert machine["build"].startswith(("compiled", "pure Python"))
     for key in ("load_before", "load_after"):
         assert len(record[key]) == 3 and all(isinstance(x, float) for x in record[key])
     for key in ("wall_seconds", "cpu_seconds"):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bootstrap.hostcache import HostCache, HostCacheConfig
 from overlay.protocol.effects import Send
 from overlay.protocol.identity import Address, Contact
-from overlay.protocol.messages import MAX_SAMPLE, PeerSample, Register, Unregister
+from overlay.protocol.messages import MAX_SAMPLE, Leave, PeerSample, Register, Unregister
 
 ME = Contact("e" * 32, Address("127.0.0.1", 7000))
 
@@ -135,3 +135,77 @@ def test_add_and_remove_keep_the_sampling_index_consistent(ops: list[tuple[str, 
     assert {c.id for c in hosts.sample(MAX_SAMPLE, exclude="")} == (
         live if len(live) <= MAX_SAMPLE else {c.id for c in hosts.sample(MAX_SAMPLE, "")}
     )
+
+
+# ------------------------------------------------------------------ attacks on the cache
+
+
+def at(n: int, host: str) -> Contact:
+    return Contact(f"{n:032x}", Address(host, 9000))
+
+
+def poisoned(seconds: float = 15.0) -> tuple[HostCache, list[Contact], list[Contact]]:
+    """40 honest peers (10 of them super) on 40 /24s; then 400 registrations from fresh
+    keys on one /24 within ``seconds``, every one claiming to be a mighty super peer."""
+    hosts = cache()
+    honest = [at(n, f"10.{n}.0.1") for n in range(40)]
+    for n, contact in enumerate(honest):
+        hosts.receive(Register(0, "super" if n < 10 else "weak", 5), contact, 0.0)
+    fakes = [at(10_000 + n, f"203.0.113.{n % 250 + 1}") for n in range(400)]
+    for n, fake in enumerate(fakes):
+        hosts.receive(Register(16, "super", 1_000_000), fake, 1.0 + seconds * n / 400)
+    return hosts, honest, fakes
+
+
+def test_a_flood_of_registrations_from_one_prefix_is_rate_limited() -> None:
+    hosts, _honest, fakes = poisoned()
+    recorded = [f for f in fakes if f.id in hosts]
+    # 64 at once, then 8 a second: 184 in 15 s, the rest refused, and not recorded.
+    assert 150 <= len(recorded) <= 190
+    assert hosts.counters["newcomers_refused_for_prefix"] == 400 - len(recorded)
+    # Refreshes of peers it holds are not newcomers: each is limited on its own.
+    assert hosts.receive(Register(0, "super"), recorded[0], 20.0)
+
+
+def test_one_prefix_full_of_fakes_gets_at_most_a_tenth_of_a_newcomers_lists() -> None:
+    hosts, _honest, fakes = poisoned()
+    fake_ids = {f.id for f in fakes}
+    newcomer = at(99_999, "10.200.0.1")
+    worst_sample = worst_supers = 0.0
+    for round_ in range(200):
+        sample = sample_of(hosts.receive(Register(16), newcomer, 17.0 + round_ * 2))
+        peers = [c for c in sample.peers if c.id != newcomer.id]
+        worst_sample = max(worst_sample, sum(c.id in fake_ids for c in peers) / len(peers))
+        supers = sample.super_peers
+        worst_supers = max(worst_supers, sum(c.id in fake_ids for c in supers) / len(supers))
+    assert worst_sample <= 0.1
+    assert worst_supers <= 0.1
+    # And no claim of capacity is kept beyond the cap.
+    assert max(r.capacity for r in hosts.records()) == HostCacheConfig().max_capacity
+
+
+def test_unregister_and_leave_act_for_the_sender_only() -> None:
+    hosts = cache()
+    victim, liar = at(1, "10.1.0.1"), at(2, "10.2.0.1")
+    hosts.receive(Register(0), victim, 0.0)
+    hosts.receive(Register(0), liar, 0.0)
+    # The liar claims the victim's address: still only the liar is forgotten.
+    impostor = Contact(liar.id, victim.address)
+    hosts.receive(Unregister(), impostor, 1.0)
+    assert victim.id in hosts and liar.id not in hosts
+    hosts.receive(Leave(), at(3, "10.3.0.1"), 1.0)
+    assert victim.id in hosts
+
+
+def test_misbehaviour_is_charged_to_the_proven_id_and_the_source_prefix() -> None:
+    hosts = cache(register_burst=3.0, register_rate=0.0, newcomer_burst=3.0, newcomer_rate=0.0)
+    liar = at(1, "10.1.0.1")  # claims an address on 10.1.0.0/24 ...
+    victim = at(2, "10.1.0.2")
+    for _ in range(3):  # ... but its connection comes from 192.0.2.7
+        hosts.receive(Leave(), liar, 0.0, source="192.0.2.7")
+    assert hosts.counters["charged"] == 3
+    assert not hosts.receive(Register(0), liar, 1.0, source="192.0.2.9"), "the id paid"
+    other = at(3, "192.0.2.50")
+    assert not hosts.receive(Register(0), other, 1.0, source="192.0.2.50"), "so did its /24"
+    # The claimed address and prefix are nobody's fault: a peer there is served.
+    assert hosts.receive(Register(0), victim, 1.0, source="10.1.0.2")

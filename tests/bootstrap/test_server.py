@@ -18,6 +18,7 @@ from overlay.net.node import NodeConfig
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import PeerSample, Register
 from tests.conftest import (
+    HANG_GUARD,
     connect,
     finish,
     handshaken,
@@ -120,7 +121,7 @@ async def test_bad_input_to_the_bootstrap_is_one_line_and_it_keeps_serving(
     await register(server.address, _contact(1))
     client = await connect(server.address)
     await client.send(payload)
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):
         assert await client.closed_by_remote()
     label = f"127.0.0.1:{client.local_port}"
     lines = [
@@ -142,7 +143,7 @@ async def test_hundreds_of_idle_connections_to_the_bootstrap(
     clients = [await connect(server.address) for _ in range(200)]
     sample = await register(server.address, _contact(1))  # served while they idle
     assert sample.peers == ()
-    with trio.fail_after(10):
+    with trio.fail_after(HANG_GUARD):
         async with trio.open_nursery() as waiting:
             for client in clients:
                 waiting.start_soon(client.closed_by_remote)

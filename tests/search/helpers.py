@@ -12,6 +12,7 @@ from overlay.protocol.effects import Effect, Send
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Message
 from overlay.sim.static import StaticNetwork
+from tests.keys import KEYRING, model_key
 
 
 def wired_peers(
@@ -24,6 +25,8 @@ def wired_peers(
             Address("127.0.0.1", 8000 + node),
             config or PeerConfig(),
             random.Random(rng.getrandbits(64)),
+            signer=model_key(rng.getrandbits(64)),
+            verifier=KEYRING,
         )
         for node in sorted(graph.nodes)
     }

@@ -20,6 +20,7 @@ from overlay.protocol.messages import (
 )
 from overlay.sim.static import StaticNetwork
 from search.store import Criteria, content_key
+from tests.keys import signed_hit
 from tests.search.helpers import sent_messages, wired_peers
 
 
@@ -67,7 +68,7 @@ def test_a_repeated_id_is_dropped_and_counted(star: dict[int, Peer]) -> None:
 
 def test_a_hit_for_an_unknown_query_is_dropped_and_counted(star: dict[int, Peer]) -> None:
     hub, leaf = star[0], star[1]
-    hit = QueryHit(QID, content_key(b"v"), "v", 1, leaf.contact, 1)
+    hit = signed_hit(leaf.signer, QID, content_key(b"v"), "v", 1, leaf.contact, 1)
     effects = hub.receive(hit, leaf.contact, 0.0)
     assert sent_messages(effects, QueryHit) == []
     assert [e.kind for e in effects if type(e) is Notify] == ["bad_input"]
@@ -105,7 +106,8 @@ def test_bad_input_disturbs_no_other_query() -> None:
     def run(with_garbage: bool) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
         net = StaticNetwork(graph, seed=9, placement=placement)
         if with_garbage:
-            bad = net.peer_of[399].contact
+            bad_peer = net.peer_of[399]
+            bad = bad_peer.contact
             junk = "f" * 32
 
             def garbage() -> None:
@@ -114,7 +116,9 @@ def test_bad_input_disturbs_no_other_query() -> None:
                     net._carry_out(peer, peer.receive(query(bad, junk, ttl=99), bad, net.sim.now))
                     peer.receive(query(bad, junk, ttl=99), bad, net.sim.now)
                     peer.receive(
-                        QueryHit("e" * 32, content_key(b"x"), None, 1, bad, 1), bad, net.sim.now
+                        signed_hit(bad_peer.signer, "e" * 32, content_key(b"x"), None, 1, bad, 1),
+                        bad,
+                        net.sim.now,
                     )
                     peer.receive(
                         query(bad, "d" * 32, keywords=tuple("abcdefghij")), bad, net.sim.now
@@ -146,8 +150,10 @@ def test_a_hit_that_does_not_answer_the_query_is_not_counted_as_one() -> None:
     peers = wired_peers(nx.path_graph(2), seed=4)
     origin, other = peers[0], peers[1]
     search_id, _ = origin.search.start_flood(Criteria.for_words("free manual"), 0.0, ttl=1)
-    wrong = QueryHit(search_id, content_key(b"x"), "free song", 1, other.contact, 1)
-    right = QueryHit(search_id, content_key(b"y"), "The Free Manual", 1, other.contact, 1)
+    wrong = signed_hit(other.signer, search_id, content_key(b"x"), "free song", 1, other.contact, 1)
+    right = signed_hit(
+        other.signer, search_id, content_key(b"y"), "The Free Manual", 1, other.contact, 1
+    )
     origin.receive(wrong, other.contact, 0.01)
     origin.receive(right, other.contact, 0.02)
     origin.handle_timer(10.0)

@@ -26,8 +26,8 @@ QID = "b" * 32
 SAMPLES: list[Message] = [
     Query(QID, ORIGIN, KEY, (), 7, 0, False),
     Query(QID, ORIGIN, None, ("free", "manual"), 3, 2, True),
-    QueryHit(QID, KEY, "v", 1, ORIGIN, 3),
-    QueryHit(QID, KEY, None, 0, ORIGIN, 0),
+    QueryHit(QID, KEY, "v", 1, ORIGIN, 3, bytes(32), bytes(64)),
+    QueryHit(QID, KEY, None, 0, ORIGIN, 0, bytes(range(32)), bytes(range(64)), 7),
     WalkStep(QID, ORIGIN, None, ("x",), 256, 1, 5, 4),
     WalkCheck(QID, 5, 8),
     WalkVerdict(QID, 5, False),
@@ -52,7 +52,11 @@ def test_search_messages_round_trip_on_the_wire(message: Message) -> None:
         lambda: Query(QID, ORIGIN, KEY, (), 256),  # over the wire's bound
         lambda: Query("x" * 32, ORIGIN, KEY, (), 7),  # not an id
         lambda: Query(QID, ORIGIN, None, ("",), 7),  # empty keyword
-        lambda: QueryHit(QID, KEY, "v", -1, ORIGIN),
+        lambda: QueryHit(QID, KEY, "v", -1, ORIGIN, 0, bytes(32), bytes(64)),
+        lambda: QueryHit(QID, KEY, "v", 1, ORIGIN, 0, bytes(31), bytes(64)),  # short key
+        lambda: QueryHit(QID, KEY, "v", 1, ORIGIN, 0, bytes(32), bytes(65)),  # long signature
+        lambda: QueryHit(QID, KEY, "v", 1, ORIGIN, 0, "k" * 32, bytes(64)),  # type: ignore[arg-type]
+        lambda: QueryHit(QID, KEY, "v", 1, ORIGIN, 0, bytes(32), bytes(64), True),
         lambda: WalkStep(QID, ORIGIN, KEY, (), 0, 1, 0),
         lambda: FetchReply(QID, KEY, True, "text"),  # type: ignore[arg-type]
     ],

@@ -19,12 +19,18 @@ QID = "d" * 32
 def test_a_walk_never_sends_more_than_k_times_ttl_steps_plus_its_checks() -> None:
     graph = random_connected_graph(300, 0.02, 5)
     net = StaticNetwork(graph, seed=5)
+    origin = net.peer_of[0].search
     for walkers, ttl, check in ((4, 20, 4), (8, 33, 5), (1, 7, 1)):
+        visits = origin.counters.get("search.walk.steps_handled", 0)
         outcome = net.query(0, "walk", keywords="absent", walkers=walkers, ttl=ttl, check=check)
+        visits = origin.counters.get("search.walk.steps_handled", 0) - visits
         assert not outcome.success
-        # Nothing to find: every walker walks its whole TTL, checking in as it goes.
+        # Nothing to find: every walker walks its whole TTL, checking in as it goes, with a
+        # check and its verdict on the wire except where a walker is back at its origin
+        # at a check (the origin answers itself).
         assert outcome.messages["query"] == walkers * ttl
-        assert outcome.messages["check"] == 2 * walkers * ((ttl - 1) // check)
+        unsent = 2 * walkers * ((ttl - 1) // check) - outcome.messages["check"]
+        assert unsent % 2 == 0 and 0 <= unsent <= 2 * visits
         assert outcome.result.relaunched == 0
     net = StaticNetwork(graph, seed=5, placement={"item": [10, 20, 30]})
     found = net.query(0, "walk", key="item", walkers=8, ttl=200)
@@ -40,7 +46,7 @@ def test_a_step_never_goes_back_where_it_came_from_when_there_is_a_choice() -> N
     visited = net.outcome_json(outcome)["visited"]
     # On a cycle a non-backtracking walk goes round one way: 30 steps, 31 distinct nodes.
     assert len(visited) == 31 and outcome.duplicates == 0
-    assert visited in (list(range(31)), [0, *range(30, 50)])
+    assert visited in (list(range(31)), [0, *range(20, 50)])
 
 
 def test_a_walk_on_a_leaf_goes_back_because_it_must() -> None:

@@ -9,14 +9,14 @@ search meet in :mod:`search.context`.
 
 from __future__ import annotations
 
-import random
-
 from overlay.core.config import SuperConfig
 from overlay.core.membership import Membership
 from overlay.core.supers.election import Election
 from overlay.protocol.effects import Effect, Notify, Send
 from overlay.protocol.identity import Contact
 from overlay.protocol.messages import Register
+from overlay.protocol.randomness import RandomSource
+from overlay.protocol.signing import Signer, Verifier
 from search.context import Evidence
 
 
@@ -31,13 +31,18 @@ class SuperContext:
         self,
         me: Contact,
         config: SuperConfig,
-        rng: random.Random,
+        rng: RandomSource,
         membership: Membership,
         election: Election,
         *,
+        signer: Signer,
+        verifier: Verifier,
         evidence: Evidence | None = None,
     ) -> None:
         self.me = me
+        self.signer = signer
+        """My key: I sign each entry of the index I publish."""
+        self.verifier = verifier
         self.config = config
         self.rng = rng
         self.membership = membership

@@ -34,7 +34,6 @@ There is no coordinator.  Each decision is local and uses only what a peer hears
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 from typing import Final
 
@@ -42,6 +41,7 @@ import attrs
 
 from overlay.core.config import SuperConfig
 from overlay.protocol.identity import Contact, PeerId, Role
+from overlay.protocol.randomness import RandomSource
 
 STARVED_WAIT_PERIODS = 2
 """Periods a starved super peer waits after acting before it asks for another promotion."""
@@ -79,7 +79,7 @@ def elect(candidates: Iterable[Candidate]) -> Candidate | None:
 class Election:
     """A peer's role and the rules that change it.  Pure: the caller passes ``now``."""
 
-    def __init__(self, me: PeerId, capacity: int, config: SuperConfig, rng: random.Random) -> None:
+    def __init__(self, me: PeerId, capacity: int, config: SuperConfig, rng: RandomSource) -> None:
         self.me = me
         self.capacity = capacity
         self.config = config

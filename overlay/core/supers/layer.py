@@ -60,7 +60,6 @@ side's relations go (each side's ``step_up`` or ``step_down``) before the new si
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Iterable
 
 from overlay.core.config import SuperConfig
@@ -91,6 +90,8 @@ from overlay.protocol.messages import (
     SuperLinkAccept,
     SuperUnlink,
 )
+from overlay.protocol.randomness import RandomSource
+from overlay.protocol.signing import Signer, Verifier
 from search.context import Evidence
 from search.index import SuperIndex
 from search.store import ItemStore
@@ -105,17 +106,28 @@ class SuperPeerLayer:
         self,
         me: Contact,
         config: SuperConfig,
-        rng: random.Random,
+        rng: RandomSource,
         membership: Membership,
         *,
         store: ItemStore,
         capacity: int,
+        signer: Signer,
+        verifier: Verifier,
         evidence: Evidence | None = None,
     ) -> None:
         self.config = config
         self.membership = membership
         self.election = Election(me.id, capacity, config, rng)
-        self.ctx = ctx = SuperContext(me, config, rng, membership, self.election, evidence=evidence)
+        self.ctx = ctx = SuperContext(
+            me,
+            config,
+            rng,
+            membership,
+            self.election,
+            signer=signer,
+            verifier=verifier,
+            evidence=evidence,
+        )
         self.directory = Directory(me.id, config)
         self.weak_side = WeakSide(
             ctx, self.directory, store, promote=self._promote, other_beat=self._on_other_beat

@@ -68,7 +68,12 @@ class SuperSide:
         self.ctx = ctx
         self.config = config = ctx.config
         self.directory = directory
-        self.index = SuperIndex(config.max_items_per_weak, config.max_index_entries, config.lease)
+        self.index = SuperIndex(
+            config.max_items_per_weak,
+            config.max_index_entries,
+            config.lease,
+            verifier=ctx.verifier,
+        )
         self.neighbors: dict[PeerId, SuperNeighbor] = {}
         self.linking: dict[PeerId, float] = {}
         """Super peers I asked to link with, until when I wait for their answer."""
@@ -265,6 +270,7 @@ class SuperSide:
             self.index.grant(
                 lease_id,
                 sender,
+                public_key=message.public_key,
                 capacity=message.capacity,
                 eligible=message.eligible,
                 seq=message.seq,

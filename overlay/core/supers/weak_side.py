@@ -39,6 +39,7 @@ from overlay.protocol.messages import (
     Rehome,
     SuperBeat,
 )
+from overlay.protocol.proofs import entry_statement
 from search.index import (
     ForeignLease,
     IndexFull,
@@ -110,6 +111,8 @@ class WeakSide:
         self.pending: dict[PeerId, PendingAttach] = {}
         self.seq = 0
         self.published: dict[str, IndexItem] = {}
+        self.signed: dict[str, IndexItem] = {}
+        """My entries as signed (each once, at the change that added it), by key."""
         self.seed_at = _NEVER
         self.seed_asked = False
         self.heir: Contact | None = None
@@ -275,13 +278,24 @@ class WeakSide:
     # ------------------------------------------------------------------ helpers
 
     def _my_items(self) -> dict[str, IndexItem]:
+        """My entries, each signed by me: super peers pass the signature on with every
+        hit they answer for me, which is what keeps them from inventing holders."""
         items: dict[str, IndexItem] = {}
         bound = self.config.max_items_per_weak
+        signed = self.signed
+        signer = self.ctx.signer
+        me = self.ctx.me.id
+        epoch = self.seq
         for item in self.store:
             if len(items) >= bound:
                 self.ctx.count("index.not_published_over_bound")
                 break
-            items[item.key] = IndexItem(item.key, item.name, item.size)
+            entry = signed.get(item.key)
+            if entry is None:
+                statement = entry_statement(me, item.key, item.name, item.size, epoch)
+                entry = IndexItem(item.key, item.name, item.size, epoch, signer.sign(statement))
+            items[item.key] = entry
+        self.signed = items
         return items
 
     def _attachable(self, peer: PeerId, now: float) -> bool:
@@ -303,7 +317,13 @@ class WeakSide:
         out.append(
             Send(
                 contact.address,
-                Attach(election.capacity, election.eligible(now), self.seq, tuple(items.values())),
+                Attach(
+                    election.capacity,
+                    election.eligible(now),
+                    self.seq,
+                    tuple(items.values()),
+                    self.ctx.signer.public_key,
+                ),
             )
         )
 

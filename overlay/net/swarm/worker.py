@@ -35,7 +35,7 @@ from overlay.core.peer import Peer
 from overlay.net import memtrace
 from overlay.net.faults import watch_partition_file
 from overlay.net.first_seen import FirstSeen
-from overlay.net.keys import KeyPair, derived_key
+from overlay.net.keys import Ed25519Verifier, KeyPair, derived_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_runtime_arguments,
@@ -107,7 +107,7 @@ async def run_worker(
     ids = random.Random(seed)
     # One generator for every peer of this worker, as in the simulator: a Mersenne
     # Twister's state is 2.5 KiB, which one per peer would add to each peer's memory.
-    # Peer ids still come from the seed alone, in the order the peers start.
+    # Peer keys (so ids) come from the seed and the peer's index (derived_key).
     rng = random.Random(ids.getrandbits(64))
     sightings = FirstSeen() if first_seen is not None else None
     holdings = seeding.holdings(count) if seeding is not None else {}
@@ -173,7 +173,8 @@ async def run_worker(
                     address,
                     peer_config_of(runtime_args, config),
                     rng,
-                    peer_id=key.peer_id,
+                    signer=key,
+                    verifier=Ed25519Verifier(),
                     bootstrap=bootstrap,
                 )
                 for value, name in holdings.get(index, ()):

@@ -8,7 +8,6 @@ can become is exactly what this test feeds the core.)
 from __future__ import annotations
 
 import contextlib
-import random
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +19,7 @@ from overlay.protocol.errors import RemoteError
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Message, all_message_types
 from overlay.protocol.wire import FrameDecoder
+from tests.keys import model_peer
 from tests.overlay.protocol.test_wire import strategy_for_class
 
 CONFIG = PeerConfig(membership=MembershipConfig(target_degree=3, max_degree=5, passive_size=8))
@@ -57,7 +57,7 @@ def check_bounds(peer: Peer) -> None:
 def test_any_message_sequence_leaves_the_core_bounded(
     events: list[tuple[Message, int, float]], seed: int
 ) -> None:
-    peer = Peer(Address("127.0.0.1", 8000), CONFIG, random.Random(seed), bootstrap=BOOTSTRAP)
+    peer = model_peer(Address("127.0.0.1", 8000), CONFIG, seed, bootstrap=BOOTSTRAP)
     now = 0.0
     peer.start(now)
     for message, sender, step in events:
@@ -71,7 +71,7 @@ def test_any_message_sequence_leaves_the_core_bounded(
 @settings(max_examples=150, deadline=None)
 @given(data=st.binary(max_size=512), seed=st.integers(0, 2**32))
 def test_whatever_random_bytes_decode_to_the_core_survives(data: bytes, seed: int) -> None:
-    peer = Peer(Address("127.0.0.1", 8000), CONFIG, random.Random(seed), bootstrap=BOOTSTRAP)
+    peer = model_peer(Address("127.0.0.1", 8000), CONFIG, seed, bootstrap=BOOTSTRAP)
     peer.start(0.0)
     decoded: list[Any] = []
     with contextlib.suppress(RemoteError):

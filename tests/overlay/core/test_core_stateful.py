@@ -66,7 +66,6 @@ from overlay.protocol.messages import (
     FetchReply,
     Heartbeat,
     IndexDelta,
-    IndexItem,
     IndexPublish,
     IndexRefresh,
     IndexRefused,
@@ -93,6 +92,7 @@ from overlay.protocol.messages import (
 from search.config import SearchConfig
 from search.errors import TooManySearches
 from search.store import Criteria, StoreFull
+from tests.keys import keyed_contact, model_key, model_peer, signed_entry, signed_hit
 from tests.overlay.net.hostile import (
     forged_contact,
     messages_at_bounds,
@@ -110,12 +110,16 @@ EDGY_U16 = st.sampled_from([0, 1, 65534, 65535]) | st.integers(0, 65535)
 
 ME = Address("127.0.0.1", 8000)
 BOOTSTRAP = Address("127.0.0.1", 7000)
-SENDERS = [
-    *(Contact(f"{0xA0 + n:032x}", Address(f"127.66.0.{n + 1}", 9000)) for n in range(6)),
-    *(Contact(f"{0xB0 + n:032x}", Address(f"10.{n + 1}.0.1", 9000)) for n in range(3)),
-    Contact(f"{0xC0:032x}", Address("127.0.0.1", 9100)),  # my own /24: not capped
-    Contact(f"{0xF0:032x}", BOOTSTRAP),  # the bootstrap may be hostile too
+_SENDER_ADDRESSES = [
+    *(Address(f"127.66.0.{n + 1}", 9000) for n in range(6)),
+    *(Address(f"10.{n + 1}.0.1", 9000) for n in range(3)),
+    Address("127.0.0.1", 9100),  # my own /24: not capped
+    BOOTSTRAP,  # the bootstrap may be hostile too
 ]
+_SENDER_KEYS = [keyed_contact(f"sender-{n}", a) for n, a in enumerate(_SENDER_ADDRESSES)]
+SENDERS = [contact for _key, contact in _SENDER_KEYS]
+KEY_OF = {contact.id: key for key, contact in _SENDER_KEYS}
+"""Each sender's key pair: what it signs its own hits and index entries with."""
 
 MEMBERSHIP = MembershipConfig(
     target_degree=3,
@@ -168,6 +172,7 @@ def bounds_of(peer: Peer, started: int = 0) -> Iterator[tuple[str, int, int]]:
     yield "Peer.received", len(peer.received), types
     yield "Peer.dropped", len(peer.dropped), types
     yield "Membership.active", len(m.active), config.max_degree
+    yield "Membership._per_group", len(m._per_group), config.max_degree
     yield "Membership.passive", len(m.passive), config.passive_size
     yield "Membership.known_hosts", len(m.known_hosts), config.known_hosts_size
     # Requests come from repair (up to the target), a bootstrap sample (half the target,
@@ -229,6 +234,7 @@ def bounds_of(peer: Peer, started: int = 0) -> Iterator[tuple[str, int, int]]:
     yield "SuperSide.neighbors", len(super_side.neighbors), c.max_super_degree
     yield "SuperSide.linking", len(super_side.linking), c.super_degree
     yield "WeakSide.published", len(weak_side.published), c.max_items_per_weak
+    yield "WeakSide.signed", len(weak_side.signed), c.max_items_per_weak
     yield "SuperContext.counters", len(supers.counters), 64
     index = super_side.index
     yield "SuperSide.index", len(index), c.max_load
@@ -253,8 +259,10 @@ def check_core(peer: Peer, started: int = 0) -> None:
     groups: dict[str, int] = {}
     for neighbor in m.active.values():
         group = address_group(neighbor.contact.address.host)
-        if group != mine:
-            groups[group] = groups.get(group, 0) + 1
+        groups[group] = groups.get(group, 0) + 1
+    # The counts the prefix cap reads are kept on every add and remove, not recounted.
+    assert m._per_group == groups
+    groups.pop(mine, None)
     assert all(count <= config.max_per_prefix for count in groups.values()), groups
 
 
@@ -335,7 +343,7 @@ class HostileNeighbours(RuleBasedStateMachine):
     def start(self, flavour: str, seed: int, promoted: bool) -> None:
         self.flavour = flavour
         self.rng = random.Random(seed)
-        self.peer = Peer(ME, FLAVOURS[flavour], random.Random(seed), bootstrap=BOOTSTRAP)
+        self.peer = model_peer(ME, FLAVOURS[flavour], seed, bootstrap=BOOTSTRAP)
         self._take(self.peer.start(self.now))
         if promoted and self.peer.supers is not None:
             out: list[Effect] = []
@@ -457,9 +465,15 @@ class HostileNeighbours(RuleBasedStateMachine):
         key = ask.key if ask.key is not None and true else random_key(self.rng)
         name = " ".join(ask.keywords) if true else "something else"
         for _ in range(copies):
-            holder = forged_contact(self.rng, [self.core.contact, *SENDERS])
-            hit = QueryHit(ask.query_id, key, name, 10, holder, hops)
+            hit = self._hit(ask.query_id, key, name, hops)
             self._deliver(hit, self._sender_for(asks[which % len(asks)].to))
+
+    def _hit(self, query_id: str, key: str, name: str, hops: int) -> QueryHit:
+        """A hit naming another holder: signed by that holder, or (one in four) forged."""
+        address = forged_contact(self.rng, [self.core.contact, *SENDERS]).address
+        holder_key, holder = keyed_contact(self.rng.getrandbits(64), address)
+        signer = holder_key if self.rng.random() < 0.75 else model_key(self.rng.getrandbits(64))
+        return signed_hit(signer, query_id, key, name, 10, holder, hops)
 
     @precondition(lambda self: self.peer is not None and bool(self.peer.search.ctx.active))
     @rule(sender=st.sampled_from(SENDERS), copies=st.integers(1, 12), true=st.booleans())
@@ -470,8 +484,7 @@ class HostileNeighbours(RuleBasedStateMachine):
         for _ in range(copies):
             key = criteria.key if criteria.key is not None and true else random_key(self.rng)
             name = " ".join(criteria.keywords) if true else "something else"
-            holder = forged_contact(self.rng, [self.core.contact, *SENDERS])
-            self._deliver(QueryHit(search.wire_ids[-1], key, name, 10, holder, 1), sender)
+            self._deliver(self._hit(search.wire_ids[-1], key, name, 1), sender)
 
     @rule(
         sender=st.sampled_from(SENDERS),
@@ -505,11 +518,12 @@ class HostileNeighbours(RuleBasedStateMachine):
 
     @rule(sender=st.sampled_from(SENDERS), count=st.integers(0, 128), seq=st.integers(0, 3))
     def attach_as_a_weak_peer(self, sender: Contact, count: int, seq: int) -> None:
+        key = KEY_OF[sender.id]
         items = tuple(
-            IndexItem(random_key(self.rng), f"song w{self.rng.randrange(50)}", 1)
+            signed_entry(key, sender.id, random_key(self.rng), f"song w{self.rng.randrange(50)}", 1)
             for _ in range(count)
         )
-        self._deliver(Attach(1, True, seq, items), sender)
+        self._deliver(Attach(1, True, seq, items, key.public_key), sender)
 
     @precondition(lambda self: self.flavour == "super")
     @rule(sender=st.sampled_from(SENDERS))
@@ -575,7 +589,13 @@ class HostileNeighbours(RuleBasedStateMachine):
         lease_id = grant.message.lease_id
         sender = self._sender_for(grant.to) if not other else SENDERS[which % len(SENDERS)]
         items = tuple(
-            IndexItem(random_key(self.rng), f"song w{self.rng.randrange(50)}", 1)
+            signed_entry(
+                KEY_OF[sender.id],
+                sender.id,
+                random_key(self.rng),
+                f"song w{self.rng.randrange(50)}",
+                1,
+            )
             for _ in range(count)
         )
         message: Message
@@ -664,9 +684,21 @@ TestHostileNeighbours = HostileNeighbours.TestCase
 # --------------------------------------------------------------------------- completeness
 
 
+def attributes(owner: object) -> Iterator[tuple[str, object]]:
+    """``owner``'s instance attributes: from its ``__dict__``, or, for a class compiled by
+    mypyc (which has none), from the attribute names mypyc records on the class."""
+    names = getattr(type(owner), "__mypyc_attrs__", None)
+    if names is None:
+        yield from vars(owner).items()
+        return
+    for name in names:
+        if name != "__dict__" and hasattr(owner, name):
+            yield name, getattr(owner, name)
+
+
 def tables(owner: object) -> Iterator[tuple[str, object]]:
     """``owner``'s attributes that hold a growing number of things: (name, the table)."""
-    for name, value in vars(owner).items():
+    for name, value in attributes(owner):
         if name == "_handlers" or isinstance(value, str | bytes | tuple) or attrs.has(type(value)):
             continue  # a dispatch table fixed at construction, or a value
         if hasattr(value, "__len__"):
@@ -676,7 +708,7 @@ def tables(owner: object) -> Iterator[tuple[str, object]]:
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
 def test_every_table_of_the_core_has_a_stated_bound(flavour: str) -> None:
     """A table added to the core without a bound in ``bounds_of`` fails here."""
-    peer = Peer(ME, FLAVOURS[flavour], random.Random(1), bootstrap=BOOTSTRAP)
+    peer = model_peer(ME, FLAVOURS[flavour], 1, bootstrap=BOOTSTRAP)
     peer.start(0.0)
     stated = {name for name, _size, _bound in bounds_of(peer)}
     owners: list[object] = [
@@ -709,7 +741,7 @@ def test_every_table_of_the_core_has_a_stated_bound(flavour: str) -> None:
 
 def test_the_bounds_catch_an_overfull_table() -> None:
     """The check is not vacuous: a table pushed past its bound is named."""
-    peer = Peer(ME, FLAVOURS["membership"], random.Random(1), bootstrap=BOOTSTRAP)
+    peer = model_peer(ME, FLAVOURS["membership"], 1, bootstrap=BOOTSTRAP)
     for number in range(MEMBERSHIP.passive_size + 1):
         contact = Contact(f"{number:032x}", Address(f"10.9.{number}.1", 1))
         peer.membership.passive[contact.id] = PassiveEntry(contact)
@@ -724,12 +756,12 @@ def test_the_bounds_catch_an_overfull_table() -> None:
 
 
 def super_peer_with_a_weak_peer() -> tuple[Peer, Contact, Contact]:
-    peer = Peer(ME, FLAVOURS["super"], random.Random(2), bootstrap=BOOTSTRAP)
+    peer = model_peer(ME, FLAVOURS["super"], 2, bootstrap=BOOTSTRAP)
     peer.start(0.0)
     assert peer.supers is not None
     peer.supers.promote(0.0, [])
     weak, other = SENDERS[6], SENDERS[7]
-    peer.receive(Attach(1, True, 0, ()), weak, 0.0)
+    peer.receive(Attach(1, True, 0, (), KEY_OF[weak.id].public_key), weak, 0.0)
     peer.receive(SuperLink(1), other, 0.0)
     assert peer.supers.serves(weak.id) and peer.supers.serves(other.id)
     return peer, weak, other
@@ -745,7 +777,7 @@ def test_a_super_query_at_the_last_hop_count_is_relayed_not_raised() -> None:
 
 def test_walkers_held_and_released_over_and_over_leave_one_timer() -> None:
     unlimited = attrs.evolve(FLAVOURS["search"], search=attrs.evolve(SEARCH, query_rate=0.0))
-    peer = Peer(ME, unlimited, random.Random(2), bootstrap=BOOTSTRAP)
+    peer = model_peer(ME, unlimited, 2, bootstrap=BOOTSTRAP)
     origin, relay = SENDERS[7], SENDERS[8]
     for _ in range(500):
         peer.receive(WalkStep(f"{1:032x}", origin, None, ("song",), 64, 4, 0, 4), relay, 1.0)
@@ -762,12 +794,13 @@ def test_walkers_held_and_released_over_and_over_leave_one_timer() -> None:
 
 
 def test_a_search_keeps_a_bounded_number_of_hits() -> None:
-    peer = Peer(ME, FLAVOURS["search"], random.Random(2), bootstrap=BOOTSTRAP)
+    peer = model_peer(ME, FLAVOURS["search"], 2, bootstrap=BOOTSTRAP)
     peer.receive(NeighborRequest(), SENDERS[7], 0.0)
     search_id, _ = peer.search.start_flood(Criteria.for_words("song"), 0.0)
     rng = random.Random(3)
     for _ in range(100):
-        hit = QueryHit(search_id, random_key(rng), "song", 1, random_contact(rng), 1)
+        holder_key, holder = keyed_contact(rng.getrandbits(64), random_contact(rng).address)
+        hit = signed_hit(holder_key, search_id, random_key(rng), "song", 1, holder, 1)
         peer.receive(hit, SENDERS[7], 0.1)
     peer.handle_timer(10.0)
     assert len(peer.search.results[search_id].hits) == SEARCH.max_hits_per_search
@@ -783,7 +816,7 @@ def test_strangers_cannot_grow_the_dead_super_peers_table_or_name_counters() -> 
         peer.receive(SuperUnlink("not a super peer"), random_contact(rng), 1.0)
     assert len(supers.directory.dead) == MAX_DEAD
     # A super peer's refusal reason is free text: the counter name is not.
-    weak_side = Peer(ME, FLAVOURS["super"], random.Random(5), bootstrap=BOOTSTRAP)
+    weak_side = model_peer(ME, FLAVOURS["super"], 5, bootstrap=BOOTSTRAP)
     weak_side.start(0.0)
     assert weak_side.supers is not None
     super_peer = SENDERS[7]

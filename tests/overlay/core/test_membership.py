@@ -26,6 +26,7 @@ from overlay.protocol.messages import (
     Unregister,
 )
 from tests.harness import BOOTSTRAP, Hand
+from tests.keys import model_peer
 
 SMALL = PeerConfig(membership=MembershipConfig(target_degree=2, max_degree=4, passive_size=6))
 
@@ -35,7 +36,7 @@ def contact(n: int) -> Contact:
 
 
 def lone_peer(config: PeerConfig = SMALL, seed: int = 1) -> Peer:
-    return Peer(Address("127.0.0.1", 8000), config, random.Random(seed), bootstrap=BOOTSTRAP)
+    return model_peer(Address("127.0.0.1", 8000), config, seed, bootstrap=BOOTSTRAP)
 
 
 def sends(effects: Sequence[object]) -> list[Send]:

@@ -15,18 +15,16 @@ import pytest
 from overlay.core.config import MembershipConfig, PeerConfig, StandingConfig
 from overlay.core.peer import Peer
 from overlay.core.standing import WALKER_LOST, WALKER_RETURNED, Standing
-from overlay.protocol.effects import Effect, Send
+from overlay.protocol.effects import Send
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import (
     Disconnect,
     FetchReply,
     Join,
-    Message,
     NeighborAccept,
     NeighborReject,
     NeighborRequest,
     Query,
-    QueryHit,
     Redirect,
     WalkStep,
 )
@@ -34,6 +32,7 @@ from search.config import SearchConfig
 from search.errors import ContentMismatch
 from search.store import Criteria
 from tests.harness import BOOTSTRAP, Hand
+from tests.keys import keyed_contact, model_peer, signed_hit
 
 ATTACKER = "a" * 32
 
@@ -149,14 +148,8 @@ def test_a_neighbour_that_drops_every_walker_is_replaced() -> None:
     dropper_id = next(iter(origin.membership.active))
     dropper = hand.peers[origin.membership.active[dropper_id].contact.address]
     honest = [p for p in origin.membership.active if p != dropper_id]
-    serve = dropper.receive
-
-    def drop_queries(message: Message, sender: Contact, now: float) -> list[Effect]:
-        if isinstance(message, WalkStep | Query):
-            return []  # swallowed: neither answered nor passed on
-        return serve(message, sender, now)
-
-    dropper.receive = drop_queries  # type: ignore[method-assign]
+    # Walkers and queries to the dropper are swallowed: neither answered nor passed on.
+    hand.swallow = lambda e: e.to == dropper.address and isinstance(e.message, WalkStep | Query)
     for round_ in range(40):
         if dropper_id in origin.membership.blacklist:
             break
@@ -184,7 +177,7 @@ def attacker(number: int) -> Contact:
 
 def lone(membership: MembershipConfig | None = None) -> Peer:
     config = PeerConfig(membership=membership or MembershipConfig())
-    peer = Peer(ME, config, random.Random(1), bootstrap=BOOTSTRAP)
+    peer = model_peer(ME, config, 1, bootstrap=BOOTSTRAP)
     peer.start(0.0)
     return peer
 
@@ -248,8 +241,8 @@ def test_repair_does_not_ask_peers_of_a_full_prefix() -> None:
 def test_hits_naming_a_distrusted_holder_are_not_hits() -> None:
     peer = lone()
     key = "1" * 64
-    liar = attacker(0)
-    honest = Contact("c" * 32, Address("10.1.2.3", 9000))
+    liar_key, liar = keyed_contact("liar", attacker(0).address)
+    honest_key, honest = keyed_contact("honest", Address("10.1.2.3", 9000))
     for n in range(3):  # neighbors to walk through, or the walk ends at once
         peer.receive(
             NeighborRequest(), Contact(f"{0xB0 + n:032x}", Address(f"10.{n}.0.1", 9000)), 1.0
@@ -258,9 +251,9 @@ def test_hits_naming_a_distrusted_holder_are_not_hits() -> None:
     search_id, _effects = peer.search.start("walk", Criteria(key=key), 1.0)
     (wire_id,) = [w for w, s in peer.search.ctx.origins.items() if s.search_id == search_id]
 
-    peer.receive(QueryHit(wire_id, key, None, 6, liar, 1), liar, 1.1)
+    peer.receive(signed_hit(liar_key, wire_id, key, None, 6, liar, 1), liar, 1.1)
     assert peer.search.counters["search.hit.distrusted"] == 1
     assert search_id not in peer.search.results, "a liar's hit does not satisfy the walk"
-    peer.receive(QueryHit(wire_id, key, None, 6, honest, 2), honest, 1.2)
+    peer.receive(signed_hit(honest_key, wire_id, key, None, 6, honest, 2), honest, 1.2)
     (hit,) = peer.search.results[search_id].hits
     assert hit.holder == honest

@@ -82,7 +82,13 @@ def long_name(rng: random.Random) -> str:
 
 def full_items(rng: random.Random) -> tuple[IndexItem, ...]:
     return tuple(
-        IndexItem(random_key(rng), long_name(rng), rng.randrange(MAX_VALUE + 1))
+        IndexItem(
+            random_key(rng),
+            long_name(rng),
+            rng.randrange(MAX_VALUE + 1),
+            MAX_SEQ,
+            rng.randbytes(64),
+        )
         for _ in range(MAX_INDEX_ITEMS)
     )
 
@@ -121,6 +127,9 @@ def messages_at_bounds(rng: random.Random, known: Sequence[Contact] = ()) -> lis
             MAX_VALUE,
             forged_contact(rng, known),
             MAX_WALK_TTL_FIELD,
+            rng.randbytes(32),
+            rng.randbytes(64),
+            MAX_SEQ,
         ),
         WalkStep(
             random_id(rng),
@@ -133,7 +142,7 @@ def messages_at_bounds(rng: random.Random, known: Sequence[Contact] = ()) -> lis
             1,
         ),
         FetchReply(random_id(rng), random_key(rng), True, bytes(MAX_VALUE)),
-        Attach(1_000_000, True, MAX_SEQ, full_items(rng)),
+        Attach(1_000_000, True, MAX_SEQ, full_items(rng), rng.randbytes(32)),
         AttachReject("full", infos),
         IndexPublish(random_id(rng), MAX_SEQ, full_items(rng)),
         IndexDelta(

@@ -78,7 +78,7 @@ async def test_a_stalled_peer_is_not_declared_dead_and_does_not_accuse_on_waking
         return neighbor is not None and neighbor.last_heard > moment
 
     try:
-        await wait_for(node, lambda: child.id in neighbors(peer), seconds=20)
+        await wait_for(node, lambda: child.id in neighbors(peer))
         down_before = node.counters.get("event.neighbor_down", 0)
         for _ in range(2):
             child.process.send_signal(signal.SIGSTOP)
@@ -88,8 +88,8 @@ async def test_a_stalled_peer_is_not_declared_dead_and_does_not_accuse_on_waking
             resumed = trio.current_time()
             # Its heartbeats resume, and keep coming after its first (late) tick and
             # several more: it did not drop us on waking.
-            await wait_for(node, partial(heard_since, resumed), seconds=5)
-            await wait_for(node, partial(heard_since, resumed + 0.6), seconds=5)
+            await wait_for(node, partial(heard_since, resumed))
+            await wait_for(node, partial(heard_since, resumed + 0.6))
             assert child.id in neighbors(peer)
         assert node.counters.get("event.suspect", 0) == 0
         assert node.counters.get("event.neighbor_down", 0) == down_before

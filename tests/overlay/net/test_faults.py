@@ -34,7 +34,14 @@ from overlay.net.node import Node, NodeConfig
 from overlay.protocol.identity import Address
 from overlay.protocol.messages import Heartbeat, Message
 from overlay.sim.topology import graph_of
-from tests.conftest import FAST, neighbors, start_bootstrap, start_peer, wait_for
+from tests.conftest import (
+    FAST,
+    HANDSHAKE_PATIENCE,
+    neighbors,
+    start_bootstrap,
+    start_peer,
+    wait_for,
+)
 
 A = Address("127.0.0.1", 7001)
 B = Address("127.0.0.1", 7002)
@@ -253,7 +260,7 @@ async def test_a_partition_splits_the_overlay_and_healing_it_merges_it(
             "127.0.0.1",
             0,
             config=HostCacheConfig(lease=3.0),
-            node_config=NodeConfig(handshake_timeout=0.5),
+            node_config=NodeConfig(handshake_timeout=HANDSHAKE_PATIENCE),
             seed=0,
             task_status=task_status,
         )
@@ -282,9 +289,9 @@ async def test_a_partition_splits_the_overlay_and_healing_it_merges_it(
     def split() -> bool:
         return _crossing(peers, left_ids) == 0 and _components(peers) == 2
 
-    await wait_for(watcher, split, seconds=15)
+    await wait_for(watcher, split)
     partitioned = sum(_count(n, "faults.partitioned") for _, n in started)
     assert partitioned > 0
     source.heal()
-    await wait_for(watcher, lambda: _components(peers) == 1, seconds=20)
+    await wait_for(watcher, lambda: _components(peers) == 1)
     assert _crossing(peers, left_ids) > 0

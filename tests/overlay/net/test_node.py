@@ -27,6 +27,7 @@ from overlay.tools.swarm import fetch_stats
 from tests.conftest import (
     COMPATIBLE,
     FAST_NODE,
+    HANG_GUARD,
     RawClient,
     connect,
     finish,
@@ -76,19 +77,25 @@ async def test_shuffles_exchange_view_entries(nursery: trio.Nursery) -> None:
 
 
 async def test_graceful_leave_is_noticed_at_once(nursery: trio.Nursery) -> None:
+    """Noticed at once is shown by how the leaver was dropped (told by its Leave: nobody
+    suspected it), not by a bound on the time: the peers allow 6 s of silence, so a
+    loaded machine neither delays suspicion into the wait nor fakes it before."""
     server = await start_bootstrap(nursery)
-    peers = [await start_peer(nursery, bootstrap=server.address, seed=i) for i in range(3)]
+    peers = [
+        await start_peer(nursery, bootstrap=server.address, membership=COMPATIBLE, seed=i)
+        for i in range(3)
+    ]
     for peer, node in peers:
         await wait_for(node, partial(lambda p: len(neighbors(p)) == 2, peer))
     leaver, leaver_node = peers[2]
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):
         await leaver_node.leave()
     for peer, node in peers[:2]:
-        await wait_for(node, partial(lambda p: leaver.id not in neighbors(p), peer), seconds=0.9)
+        await wait_for(node, partial(lambda p: leaver.id not in neighbors(p), peer))
         # Told, not suspected: no heartbeat was missed.
         assert node.counters.get("event.suspect", 0) == 0
         assert peer.membership._tombstoned(leaver.id, trio.current_time())
-    with trio.fail_after(2):
+    with trio.fail_after(HANG_GUARD):
         await server.node.wait_until(lambda: leaver.id not in server.cache)
     assert leaver_node.stopped.is_set()
     # Its port is closed: nobody listens there any more.
@@ -101,10 +108,10 @@ async def test_a_killed_peer_process_is_detected(nursery: trio.Nursery) -> None:
     peer, node = await start_peer(nursery, bootstrap=server.address, membership=COMPATIBLE)
     child = await spawn_overlay(["peer", "--bootstrap", str(server.address), "--seed", "7"])
     try:
-        await wait_for(node, lambda: child.id in neighbors(peer), seconds=20)
+        await wait_for(node, lambda: child.id in neighbors(peer))
         child.process.send_signal(signal.SIGKILL)
         assert await finish(child) == -signal.SIGKILL
-        await wait_for(node, lambda: child.id not in neighbors(peer), seconds=10)
+        await wait_for(node, lambda: child.id not in neighbors(peer))
         assert peer.membership._tombstoned(child.id, trio.current_time()) or (
             node.counters.get("event.neighbor_down", 0) >= 1
         )
@@ -134,10 +141,10 @@ async def test_a_stopped_peer_is_declared_dead_by_missed_heartbeats(
         ["peer", "--bootstrap", str(server.address), "--seed", "8", "--heartbeat-period", "0.4"]
     )
     try:
-        await wait_for(node, lambda: child.id in neighbors(peer), seconds=20)
+        await wait_for(node, lambda: child.id in neighbors(peer))
         suspected = node.counters.get("event.suspect", 0)
         child.process.send_signal(signal.SIGSTOP)
-        await wait_for(node, lambda: child.id not in neighbors(peer), seconds=10)
+        await wait_for(node, lambda: child.id not in neighbors(peer))
         assert node.counters.get("event.suspect", 0) > suspected
     finally:
         child.process.kill()
@@ -161,11 +168,11 @@ async def test_a_new_peer_joins_through_a_live_peer_while_the_bootstrap_is_down(
         ["peer", "--bootstrap", str(server.address), "--join", str(a.address), "--seed", "3"]
     )
     try:
-        await wait_for(a_node, lambda: child.id in neighbors(a), seconds=20)
+        await wait_for(a_node, lambda: child.id in neighbors(a))
         # And it leaves gracefully on SIGTERM: A is told (no suspicion needed).
         child.process.send_signal(signal.SIGTERM)
         assert await finish(child) == 0
-        await wait_for(a_node, lambda: child.id not in neighbors(a), seconds=2.5)
+        await wait_for(a_node, lambda: child.id not in neighbors(a))
         assert a_node.counters.get("event.suspect", 0) == 0
     finally:
         if child.process.returncode is None:
@@ -181,16 +188,16 @@ async def test_a_peer_with_state_rejoins_through_known_hosts_without_the_bootstr
         a, a_node = await start_peer(nursery, bootstrap=server.address, membership=COMPATIBLE)
         args = ["peer", "--bootstrap", str(server.address), "--state", str(tmp_path)]
         child = await spawn_overlay([*args, "--seed", "4"])
-        await wait_for(a_node, lambda: child.id in neighbors(a), seconds=20)
+        await wait_for(a_node, lambda: child.id in neighbors(a))
         child.process.send_signal(signal.SIGTERM)
         assert await finish(child) == 0
         boot_nursery.cancel_scope.cancel()
     assert (tmp_path / "peer.json").exists()
-    await wait_for(a_node, lambda: child.id not in neighbors(a), seconds=5)
+    await wait_for(a_node, lambda: child.id not in neighbors(a))
     again = await spawn_overlay([*args, "--seed", "5"])
     try:
         assert again.id == child.id  # the same peer, back
-        await wait_for(a_node, lambda: again.id in neighbors(a), seconds=20)
+        await wait_for(a_node, lambda: again.id in neighbors(a))
     finally:
         again.process.send_signal(signal.SIGTERM)
         await finish(again)
@@ -235,7 +242,7 @@ async def test_bad_input_closes_that_connection_with_one_line(
     client = await connect(a.address)
     label = f"127.0.0.1:{client.local_port}"
     await client.send(payload)
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):  # silence is ended by the handshake timeout (5 s)
         assert await client.closed_by_remote()
     lines = _lines_about(caplog, label)
     assert len(lines) == 1, lines
@@ -261,7 +268,7 @@ async def test_a_truncated_frame_after_the_handshake_then_silence(
 ) -> None:
     a, _a_node, b, client, me = await _a_served_client(nursery)
     await client.send(b"\x00\x00\x01\x00half")
-    with trio.fail_after(10):
+    with trio.fail_after(HANG_GUARD):
         assert await client.closed_by_remote()
     lines = _lines_about(caplog, me.id[:8])
     assert len(lines) == 1, lines
@@ -280,7 +287,7 @@ async def test_hundreds_of_idle_connections_are_each_closed_with_one_line(
     clients = [await connect(a.address) for _ in range(300)]
     # While they are all open, a well-behaved newcomer is still served.
     await _still_serving(a.address, b.id)
-    with trio.fail_after(10):
+    with trio.fail_after(HANG_GUARD):
         async with trio.open_nursery() as waiting:
             for client in clients:
                 waiting.start_soon(client.closed_by_remote)
@@ -302,7 +309,7 @@ async def test_a_wrong_protocol_version_is_refused(
     client = await connect(a.address)
     me = Contact(new_peer_id(random.Random(5)), Address("127.0.0.1", client.local_port))
     await client.send_message(Handshake(PROTOCOL_VERSION + 1, me))
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):
         assert await client.closed_by_remote()
     lines = _lines_about(caplog, f"127.0.0.1:{client.local_port}")
     assert len(lines) == 1
@@ -321,7 +328,7 @@ async def test_replies_a_slow_reader_cannot_take_at_once_arrive_whole_and_in_ord
     client.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     requests = 800  # 400 were enough to reach the drain task in every run; twice that for margin
     await client.send(encode_frame(StatsRequest()) * requests)
-    with trio.fail_after(10):  # the replies (about 140 kB) outgrow the socket's buffers
+    with trio.fail_after(HANG_GUARD):  # the replies (about 140 kB) outgrow the socket's buffers
         while not any(connection.draining for connection in a_node.connections):
             await trio.sleep(0.01)
     with trio.fail_after(30):
@@ -370,7 +377,7 @@ async def test_a_connection_ended_from_outside_delivers_nothing_more(
         a_node._stats = end_at_first_request
         await client.send(burst)
         stats_calls = 1
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_GUARD):
         assert await client.closed_by_remote()
         await a_node.wait_until(lambda: connection not in a_node.connections)
     if when == "in-the-middle-of-a-chunk":

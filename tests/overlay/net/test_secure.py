@@ -4,6 +4,7 @@ id, and nobody can speak for another (overlay/net/secure.py, overlay/net/node.py
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 from functools import partial
@@ -32,6 +33,7 @@ from overlay.protocol.messages import (
     Handshake,
     Heartbeat,
     Leave,
+    Register,
     StatsReply,
     StatsRequest,
 )
@@ -40,7 +42,6 @@ from overlay.tools.crawl import fetch_stats
 from tests.conftest import (
     RawClient,
     connect,
-    finish,
     handshaken,
     interrupt,
     neighbors,
@@ -201,6 +202,29 @@ async def test_leave_disconnect_or_heartbeat_in_anothers_name_change_nothing(
     assert a.address in b_node.links
 
 
+async def test_misbehaviour_is_charged_to_the_proven_key_never_to_a_claimed_id(
+    nursery: trio.Nursery,
+) -> None:
+    """Ten frames a peer does not handle, sent in b's name, never reach a's core; sent
+    under the sender's own proven id, they are charged to it."""
+    a, _a_node, b, _b_node = await _two_linked(nursery)
+    unexpected = encode_frame(Register(4)) * 10
+    forger = await connect(a.address)
+    await forger.send_message(
+        Handshake(PROTOCOL_VERSION, Contact(b.id, Address("127.0.0.1", forger.local_port)))
+    )
+    await forger.send(unexpected)
+    await _closed_with(forger)
+    culprit, me = await handshaken(a.address)
+    await culprit.send(unexpected + encode_frame(StatsRequest()))
+    with trio.fail_after(5):
+        while type(await culprit.receive()) is not StatsReply:
+            pass
+    assert a.standing.faults_of(b.id) == 0
+    assert a.standing.faults_of(me.id) > 0
+    assert b.id in neighbors(a)
+
+
 async def test_a_peer_whose_listen_host_is_not_its_source_ip_is_refused(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -262,6 +286,26 @@ async def test_a_flipped_bit_in_the_encrypted_stream_closes_that_connection_only
     assert reply.id == a.id
 
 
+async def test_a_noise_handshake_with_forged_messages_closes_with_one_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, a_node, b, _b_node = await _two_linked(nursery)
+    client = await connect(a.address, plaintext=True)  # bare TCP: we write Noise by hand
+    rng = random.Random(7)
+    await client.send_raw(b"\x00\x20" + rng.randbytes(32))  # any 32 bytes pass as a key
+    with trio.fail_after(5):
+        answer = await client.stream.receive_some(65536)
+    assert len(answer) > 2 + 32  # message 2: the peer's ephemeral and static keys, its proof
+    await client.send_raw(b"\x00\x60" + rng.randbytes(96))  # message 3, not encrypted to it
+    await _closed_with(client)
+    lines = _lines_about(caplog, f"127.0.0.1:{client.local_port}")
+    assert len(lines) == 1, lines
+    assert "Noise handshake failed" in lines[0]
+    assert b.address in a_node.links
+    assert (await fetch_stats(a.address)).id == a.id
+
+
 async def test_a_secure_client_reads_the_peers_proven_id(nursery: trio.Nursery) -> None:
     a, _a_node, _b, _b_node = await _two_linked(nursery)
     me = LinkIdentity(KeyPair.generate())
@@ -319,22 +363,29 @@ async def test_a_secure_peer_cannot_join_a_plaintext_bootstrap(
 # ---------------------------------------------------------------------- identity on disk
 
 
-async def test_a_peer_restarted_with_state_keeps_its_id(tmp_path: Path) -> None:
+async def test_a_peer_restarted_with_state_keeps_its_id_and_its_anchors(tmp_path: Path) -> None:
     bootstrap = await spawn_overlay(["bootstrap", "--port", "0"])
+    other = await spawn_overlay(["peer", "--bootstrap", str(bootstrap.address)])
     try:
         state = tmp_path / "peer"
         args = ["peer", "--bootstrap", str(bootstrap.address), "--state", str(state)]
         first = await spawn_overlay(args)
+        with trio.fail_after(30):
+            while other.id not in (await fetch_stats(first.address)).neighbors:
+                await trio.sleep(0.2)
         await interrupt(first.process)
         assert (state / "identity.key").stat().st_mode & 0o777 == 0o600
+        saved = json.loads((state / "peer.json").read_text())
+        assert saved["id"] == first.id
+        assert other.id in {anchor["id"] for anchor in saved["anchors"]}
         second = await spawn_overlay(args)
         await interrupt(second.process)
         assert second.id == first.id
-        other = await spawn_overlay(
+        elsewhere = await spawn_overlay(
             ["peer", "--bootstrap", str(bootstrap.address), "--state", str(tmp_path / "x")]
         )
-        await interrupt(other.process)
-        assert other.id != first.id
+        await interrupt(elsewhere.process)
+        assert elsewhere.id != first.id
     finally:
+        await interrupt(other.process)
         await interrupt(bootstrap.process)
-    assert await finish(bootstrap) in (0, -2)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from overlay.protocol.messages import Heartbeat
+from overlay.protocol.effects import Send
+from overlay.protocol.messages import Disconnect, Heartbeat
 from overlay.sim.scenario import WALL_CLOCK_FIELDS, Scenario, build, run
 from overlay.sim.simulator import NetworkModel, Simulator
 from overlay.sim.topology import graph_of, summarize
@@ -144,3 +145,16 @@ def test_loss_and_latency_are_applied() -> None:
     sim.run_until(20)
     assert sim.sent[Heartbeat.__name__] > 0
     assert times
+
+
+def test_every_message_sent_is_delivered_or_counted_lost() -> None:
+    """A message in flight to a peer that crashes is lost when it lands, and counted."""
+    sim = Simulator(seed=1, network=NetworkModel(latency=0.05), with_bootstrap=False)
+    first, second = sim.add_peer(), sim.add_peer()
+    sim.run_until(1)
+    sim.apply(first.address, [Send(second.address, Disconnect(reason="bye"))])
+    sim.crash(second.address)
+    sim.crash(first.address)
+    sim.run_until(2)
+    assert sim.delivered == 0 and sim.lost == 1
+    assert sum(sim.sent.values()) == sim.delivered + sim.lost

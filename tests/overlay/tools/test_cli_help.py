@@ -7,6 +7,7 @@ from importlib.metadata import version
 
 import pytest
 
+from overlay.compiled import BUILD
 from overlay.tools.cli import build_parser, main
 
 
@@ -44,4 +45,4 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0
-    assert capsys.readouterr().out.strip() == f"overlay {version('overlay')}"
+    assert capsys.readouterr().out.strip() == f"overlay {version('overlay')}, {BUILD.describe()}"

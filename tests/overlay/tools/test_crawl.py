@@ -23,7 +23,7 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.connection import Connection
-from overlay.net.keys import KeyPair
+from overlay.net.keys import Ed25519Verifier, KeyPair
 from overlay.net.node import IdleConnection, Node, NodeConfig, open_listeners
 from overlay.net.peer_node import peer_node
 from overlay.net.secure import LinkIdentity
@@ -81,7 +81,8 @@ async def start_swarm(nursery: trio.Nursery, count: int) -> Swarm:
             address,
             STEADY,
             random.Random(rng.getrandbits(64)),
-            peer_id=key.peer_id,
+            signer=key,
+            verifier=Ed25519Verifier(),
             bootstrap=server.address,
         )
         node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))
@@ -201,7 +202,12 @@ async def test_control_lines_crash_and_add_peers(swarm: Swarm, nursery: trio.Nur
         listeners, address = await open_listeners("127.0.0.1", 0)
         key = KeyPair.generate()
         peer = Peer(
-            address, STEADY, random.Random(5), peer_id=key.peer_id, bootstrap=swarm.server.address
+            address,
+            STEADY,
+            random.Random(5),
+            signer=key,
+            verifier=Ed25519Verifier(),
+            bootstrap=swarm.server.address,
         )
         node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))
         await nursery.start(node.serve, listeners)

@@ -18,11 +18,12 @@ import trio
 
 from overlay.net.search_tally import SearchTally, gather_once
 from overlay.protocol.identity import Address, Contact
-from overlay.protocol.messages import Query, QueryHit, TallyRequest
+from overlay.protocol.messages import Query, TallyRequest
 from overlay.tools.crawl import list_members
 from overlay.tools.swarm import collect_stats
 from search.store import content_key
 from tests.conftest import OVERLAY, REPO, interrupt, start_peer
+from tests.keys import model_key, signed_hit
 
 SEARCH_KINDS = ("Query", "QueryHit", "WalkStep", "WalkCheck", "WalkVerdict", "SuperQuery")
 PEERS = 30
@@ -111,7 +112,7 @@ def test_the_tally_is_bounded_expires_and_answers_only_what_it_saw() -> None:
     query = Query("a" * 32, contact, "0" * 64, (), 3)
     tally.sent(query, 0.0)
     tally.sent(query, 1.0)
-    tally.sent(QueryHit("a" * 32, "0" * 64, None, 1, contact), 1.0)
+    tally.sent(signed_hit(model_key(1), "a" * 32, "0" * 64, None, 1, contact), 1.0)
     assert tally.counts("a" * 32) == {"query": 2, "hit": 1}
     # Asked about ids it never saw (a stranger guessing), it says nothing.
     assert tally.answer(["f" * 32], 2.0) == ()

@@ -13,7 +13,7 @@ import trio
 
 from overlay.net.swarm.setup import copies_for
 from overlay.tools.cli import main
-from tests.conftest import REPO
+from tests.conftest import HANG_GUARD, REPO
 
 OVERLAY = [sys.executable, "-m", "overlay.tools.cli"]
 MAX_DEGREE = 12  # MembershipConfig's default hard maximum
@@ -93,13 +93,13 @@ async def test_sigterm_stops_the_swarm_gracefully() -> None:
     assert process.stdout is not None and process.stderr is not None
     try:
         err = b""
-        with trio.fail_after(30):
+        with trio.fail_after(HANG_GUARD):
             while b"bootstrap listening on" not in err:
                 chunk = await process.stderr.receive_some(4096)
                 assert chunk, err
                 err += chunk
         bootstrap = err.split(b"bootstrap listening on ")[1].split()[0].decode()
-        with trio.fail_after(30):
+        with trio.fail_after(HANG_GUARD):
             while len(_workers_of(bootstrap)) < 2:
                 await trio.sleep(0.05)
         process.send_signal(signal.SIGTERM)

@@ -20,7 +20,6 @@ from overlay.protocol.messages import (
     Attach,
     AttachReject,
     IndexDelta,
-    IndexItem,
     IndexRefresh,
     IndexRefused,
     Message,
@@ -32,14 +31,19 @@ from overlay.protocol.messages import (
     SuperUnlink,
 )
 from search.store import content_key
+from tests.keys import KEYRING, model_key, signed_entry
 
 SUPERS = SuperConfig(enabled=True, max_items_per_weak=2, tolerance=1.0)
 """No load-driven demotion: a five-peer cluster is always "underloaded" against a target
 of forty attachments per super peer, and these tests are about replacement."""
 
 
+_KEYS = sorted((model_key(f"election-{s}") for s in range(16)), key=lambda k: k.peer_id)
+"""Key pairs whose ids grow with their index, as the rules' tie-breaks below assume."""
+
+
 def contact(n: int) -> Contact:
-    return Contact(str(n) * 32, Address("10.0.0.1", 7000 + n))
+    return Contact(_KEYS[n].peer_id, Address("10.0.0.1", 7000 + n))
 
 
 def candidate(n: int, capacity: int, eligible: bool = True) -> Candidate:
@@ -146,7 +150,7 @@ class Router:
 
     def add(self, n: int, capacity: int) -> Peer:
         config = PeerConfig(supers=SUPERS, capacity=capacity)
-        peer = Peer(contact(n).address, config, random.Random(n), peer_id=contact(n).id)
+        peer = Peer(contact(n).address, config, random.Random(n), signer=_KEYS[n], verifier=KEYRING)
         self.peers[peer.address] = peer
         self.emit(peer, peer.start(self.now))
         return peer
@@ -178,6 +182,11 @@ class Router:
                 if peer.next_deadline() <= self.now:
                     self.emit(peer, peer.handle_timer(self.now))
             self.flush()
+
+
+def victim_index(weak: list[Peer], victim: Peer) -> int:
+    """The key index ``victim`` was made with (the cluster adds peers 2, 4, 3, 5)."""
+    return (2, 4, 3, 5)[weak.index(victim)]
 
 
 def cluster(seed: int) -> tuple[Router, Peer, list[Peer]]:
@@ -226,7 +235,8 @@ def test_one_replacement_is_elected_when_messages_are_lost_and_reordered(seed: i
 def test_role_messages_from_peers_without_that_role_are_refused_and_counted() -> None:
     router, chief, weak = cluster(7)
     assert chief.supers is not None
-    mallory = Contact("f" * 32, Address("10.6.6.6", 666))
+    mallory_key = model_key("mallory")
+    mallory = Contact(mallory_key.peer_id, Address("10.6.6.6", 666))
     victim = weak[0]
     assert victim.supers is not None
     index = chief.supers.index
@@ -234,25 +244,41 @@ def test_role_messages_from_peers_without_that_role_are_refused_and_counted() ->
     now = router.now
     victim_lease = victim.supers.attached[chief.id].lease_id
     key = content_key(b"evil")
-    delta = IndexDelta(victim_lease, 99, (IndexItem(key, "evil", 4),), ())
+    delta = IndexDelta(
+        victim_lease, 99, (signed_entry(mallory_key, mallory.id, key, "evil", 4),), ()
+    )
 
     replies = chief.receive(delta, mallory, now)  # someone else's lease
     assert Send(mallory.address, IndexRefused(victim_lease, "foreign_lease")) in replies
     replies = chief.receive(IndexRefresh("e" * 32, 0), mallory, now)  # unknown lease
     assert Send(mallory.address, IndexRefused("e" * 32, "unknown_lease")) in replies
-    many = tuple(IndexItem(content_key(bytes([i])), None, 1) for i in range(3))
-    replies = chief.receive(Attach(5, True, 0, many), mallory, now)  # over the bound of 2
+    many = tuple(
+        signed_entry(mallory_key, mallory.id, content_key(bytes([i])), None, 1) for i in range(3)
+    )
+    replies = chief.receive(
+        Attach(5, True, 0, many, mallory_key.public_key), mallory, now
+    )  # over the bound of 2
     assert Send(mallory.address, AttachReject("over_bound")) in replies
     assert (index.entries, index.holdings()) == before
     counters = chief.snapshot().counters
     assert counters["index.refused.foreign_lease"] == 1
     assert counters["index.refused.unknown_lease"] == 1
     assert counters["index.refused.over_bound"] == 1
+    # Mallory attaches with the victim's key, or with entries the victim signed: refused,
+    # and charged to Mallory (proof of lying: she is distrusted at once).
+    victim_key = _KEYS[victim_index(weak, victim)]
+    theirs = signed_entry(victim_key, victim.id, key, "evil", 4)
+    replies = chief.receive(Attach(5, True, 0, (), victim_key.public_key), mallory, now)
+    assert Send(mallory.address, AttachReject("foreign_key")) in replies
+    replies = chief.receive(Attach(5, True, 0, (theirs,), mallory_key.public_key), mallory, now)
+    assert Send(mallory.address, AttachReject("forged_entry")) in replies
+    assert (index.entries, index.holdings()) == before
+    assert chief.snapshot().counters["standing.distrusted"] >= 1
 
     # Messages for a super peer, sent to a weak one, or from a stranger.
     other = weak[1]
     assert other.supers is not None
-    other.receive(Attach(5, True, 0, ()), mallory, now)
+    other.receive(Attach(5, True, 0, (), mallory_key.public_key), mallory, now)
     other.receive(SuperLink(0), mallory, now)
     other.receive(IndexRefresh("e" * 32, 0), mallory, now)
     other.receive(SuperQuery("d" * 32, mallory, key, (), 3), mallory, now)
