@@ -185,13 +185,17 @@ class Simulator:
         address: Address | None = None,
         config: PeerConfig | None = None,
         join_via: Address | None = None,
+        kind: type[Peer] = Peer,
     ) -> Peer:
-        """Start a new peer now; it joins through the bootstrap (or ``join_via``)."""
+        """Start a new peer now; it joins through the bootstrap (or ``join_via``).
+
+        ``kind``: a subclass of :class:`Peer` (the adversarial cores of the tests), built
+        with the same arguments and a key of its own like any peer's."""
         if address is None:
             address = sim_address(self._next_index)
             self._next_index += 1
         rng = self._peer_rng()
-        peer = Peer(
+        peer = kind(
             address,
             config or self.peer_config,
             rng,
