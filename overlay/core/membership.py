@@ -44,6 +44,12 @@ How the graph is built and kept:
   is dropped and refused for ``blacklist_seconds``.  Both are checked wherever a
   link could be made: a join, a redirect, a request, an accept, a heartbeat
   completing a half-made link, and when choosing whom to ask.
+* **Against eclipse attacks** (Heilman et al., USENIX Security 2015).  ``own_slots``
+  links are chosen by the peer from its own sources (bootstrap samples, anchors) and
+  nothing another peer sends displaces them; joins and urgent requests displace only
+  the youngest of the other links; a redirect counts once per neighbor per period;
+  the passive view holds few entries per prefix; anchors (own links that lasted) are
+  asked first after a restart.
 """
 
 from __future__ import annotations
