@@ -167,8 +167,17 @@ class _Groups:
             prefixes = self._prefixes.sample(rng, count, exclude="")
             each = max(1, want // count)
         picked: list[PeerId] = []
+        members = self._members
         for prefix in prefixes:
-            picked.extend(self._members[prefix].sample(rng, each, exclude))
+            group = members[prefix]
+            if each == 1 and len(group) == 1:
+                # The usual case on the Internet (and in the simulator): one peer per
+                # prefix, taken without a draw.
+                only = group._ids[0]
+                if only != exclude:
+                    picked.append(only)
+            else:
+                picked.extend(group.sample(rng, each, exclude))
             if len(picked) >= want:
                 break
         return picked[:want]

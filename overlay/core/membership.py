@@ -44,12 +44,19 @@ How the graph is built and kept:
   is dropped and refused for ``blacklist_seconds``.  Both are checked wherever a
   link could be made: a join, a redirect, a request, an accept, a heartbeat
   completing a half-made link, and when choosing whom to ask.
+* **Against eclipse attacks** (Heilman et al., USENIX Security 2015).  ``own_slots``
+  links are chosen by the peer from its own sources (bootstrap samples, anchors) and
+  nothing another peer sends displaces them; joins and urgent requests displace only
+  the youngest of the other links; a redirect counts once per neighbor per period;
+  the passive view holds few entries per prefix; anchors (own links that lasted) are
+  asked first after a restart.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from collections.abc import Iterable
 
 import attrs
@@ -94,6 +101,10 @@ class Neighbor:
     last_heard: float
     degree: int = 0
     """The degree the neighbor last told us (heartbeats carry it)."""
+    own: bool = False
+    """I chose this link from my own sources (an own slot: see ``own_slots``)."""
+    since: float = 0.0
+    """When the link was made (the youngest link I did not choose is displaced first)."""
 
 
 @attrs.define(slots=True)
@@ -102,6 +113,10 @@ class PassiveEntry:
 
     contact: Contact
     age: int = 0
+    own: bool = False
+    """Learned from my own sources (the bootstrap), not from another peer's shuffle."""
+    group: str = ""
+    """The contact's address prefix (kept: the per-prefix cap counts it at every merge)."""
 
 
 @attrs.define(slots=True)
@@ -141,6 +156,13 @@ class Membership:
         self.known_hosts: dict[PeerId, Contact] = {}
         self.pending: dict[PeerId, tuple[Contact, float]] = {}
         self.tombstones: dict[PeerId, float] = {}
+        self.anchors: dict[PeerId, Contact] = {}
+        """Known good neighbors (own links that lasted), oldest first: kept by the runtime
+        across restarts and asked first when the peer starts again."""
+        self.own_asks: dict[PeerId, None] = {}
+        """Pending requests I made for an own slot (a subset of ``pending``)."""
+        self.redirects: dict[PeerId, float] = {}
+        """When each neighbor last redirected me (one honoured per ``redirect_period``)."""
         self.blacklist: dict[PeerId, float] = {}
         """Peers distrusted for their conduct, until when they are refused as neighbors."""
         self._my_group = address_group(me.address.host)
@@ -173,6 +195,11 @@ class Membership:
         self.shuffle_at = now + (0.5 + self.rng.random()) * config.shuffle_period
         if self.join_via is not None:
             out.append(Send(self.join_via, Join()))
+        # Anchors first: peers I chose and kept before a restart, asked before anyone
+        # whom the bootstrap (or an attacker posing as one) may name.
+        for contact in list(self.anchors.values())[-self.config.own_slots :]:
+            if contact.id != self.me.id:
+                self._ask(contact, NeighborRequest(True), now, out, own=True)
         if self.bootstrap is not None:
             self._ask_bootstrap(now, out)
 
@@ -199,6 +226,7 @@ class Membership:
         self.active.clear()
         self._per_group.clear()
         self.pending.clear()
+        self.own_asks.clear()
         self.shuffle = None
         self.tick_at = self.shuffle_at = self.register_at = self.expire_at = _NEVER
 
@@ -234,7 +262,7 @@ class Membership:
         """The runtime lost its link to ``peer``: treat it as gone (it may come back)."""
         if peer in self.active:
             self._remove(peer, "link lost", out, keep_passive=False)
-        self.pending.pop(peer, None)
+        self._forget_pending(peer)
 
     # ------------------------------------------------------------------ messages
 
@@ -249,9 +277,10 @@ class Membership:
             out.append(Send(sender.address, NeighborReject()))
             return
         if len(self.active) >= self.config.target_degree:
-            # Split a random link u-v: v gets the newcomer instead of me.
-            self._drop_random(peer, Redirect(sender), "split for a newcomer", out)
-        if len(self.active) >= self.config.max_degree:
+            # Split a link u-v: v gets the newcomer instead of me.  Never a link I chose,
+            # and the youngest of the rest: joins can churn one slot, not take the view.
+            self._displace(peer, Redirect(sender), "split for a newcomer", out)
+        if len(self.active) >= self._open_limit():
             out.append(Send(sender.address, NeighborReject()))
             return
         self._add(sender, now, out)
@@ -260,9 +289,16 @@ class Membership:
     def on_redirect(
         self, message: Redirect, sender: Contact, now: float, out: list[Effect]
     ) -> None:
-        if sender.id not in self.active:
-            return  # stale: that link is already gone
-        self._remove(sender.id, "link split", out, keep_passive=True)
+        peer = sender.id
+        if peer not in self.active:
+            return  # stale, or from a stranger: nobody but a neighbor gives up its link
+        self._remove(peer, "link split", out, keep_passive=True)
+        last = self.redirects.pop(peer, None)
+        if last is not None and now - last < self.config.redirect_period:
+            # A second redirect inside the period: the link ends, and that is all.
+            self._count("refused.redirect_rate")
+            return
+        self._note_redirect(peer, now)
         newcomer = message.newcomer
         if (
             newcomer.id == self.me.id
@@ -286,11 +322,14 @@ class Membership:
         if not self._admits(sender, now):
             out.append(Send(sender.address, NeighborReject()))
             return
-        if len(self.active) >= self.config.max_degree:
-            if not message.urgent:
-                out.append(Send(sender.address, NeighborReject()))
-                return
-            self._drop_random(peer, Disconnect("evicted"), "evicted for an isolated peer", out)
+        # Past the open limit only an urgent request gets in, in the place of the youngest
+        # link I did not choose (HyParView's rule, and no way to push out my own links).
+        if len(self.active) >= self._open_limit() and not (
+            message.urgent
+            and self._displace(peer, Disconnect("evicted"), "evicted for an isolated peer", out)
+        ):
+            out.append(Send(sender.address, NeighborReject()))
+            return
         self._add(sender, now, out)
         out.append(Send(sender.address, NeighborAccept(len(self.active))))
 
@@ -305,29 +344,33 @@ class Membership:
             return
         if peer == self.me.id:
             return
-        if len(self.active) >= self.config.max_degree or not self._admits(sender, now):
-            self.pending.pop(peer, None)
+        # An accept I did not ask for is a redirect's other half (edge splitting links
+        # the newcomer to a peer it never asked): taken only within the open limit,
+        # like a join, or strangers could push themselves in by answering unasked.
+        limit = self.config.max_degree if peer in self.pending else self._open_limit()
+        if len(self.active) >= limit or not self._admits(sender, now):
+            self._forget_pending(peer)
             out.append(Send(sender.address, Disconnect("full")))
             return
-        self._add(sender, now, out)
+        self._add(sender, now, out, own=self._asked_for_own(peer))
         self.active[peer].degree = message.degree
 
     def on_neighbor_reject(
         self, _message: NeighborReject, sender: Contact, _now: float, out: list[Effect]
     ) -> None:
-        self.pending.pop(sender.id, None)
+        self._forget_pending(sender.id)
         self._done_with(sender, out)
 
     def on_disconnect(
         self, _message: Disconnect, sender: Contact, _now: float, out: list[Effect]
     ) -> None:
-        self.pending.pop(sender.id, None)
+        self._forget_pending(sender.id)
         if sender.id in self.active:
             self._remove(sender.id, "disconnected", out, keep_passive=True)
 
     def on_leave(self, _message: Leave, sender: Contact, now: float, out: list[Effect]) -> None:
         peer = sender.id
-        self.pending.pop(peer, None)
+        self._forget_pending(peer)
         self.passive.pop(peer, None)
         self.known_hosts.pop(peer, None)
         self._bury(peer, now)
@@ -348,7 +391,7 @@ class Membership:
             and self._admits(sender, now)
         ):
             # Our request's answer was lost or overtaken, but the link exists on its side.
-            self._add(sender, now, out)
+            self._add(sender, now, out, own=self._asked_for_own(sender.id))
             self.active[sender.id].degree = message.degree
             return
         out.append(Send(sender.address, Disconnect("not a neighbor")))
@@ -385,11 +428,13 @@ class Membership:
         fresh = [c for c in message.peers if c.id != self.me.id]
         # Fresh uniform samples may displace cached entries: that is what carries
         # peers of the other side into the caches after a partition heals.
-        self._merge(fresh, [], now, displace=min(2, len(fresh)) if self.joined else len(fresh))
+        self._merge(
+            fresh, [], now, displace=min(2, len(fresh)) if self.joined else len(fresh), own=True
+        )
         if not self.joined and not self.active and not self.pending:
             wanted = max(1, math.ceil(self.config.target_degree / 2))
             for contact in self.rng.sample(fresh, min(wanted, len(fresh))):
-                self._ask(contact, Join(), now, out)
+                self._ask(contact, Join(), now, out, own=True)
         self._done_with(sender, out)
 
     # ------------------------------------------------------------------ periodic work
@@ -455,7 +500,7 @@ class Membership:
             )
         chosen = self.rng.sample(candidates, min(missing, len(candidates)))
         for contact in chosen:
-            self._ask(contact, NeighborRequest(urgent), now, out)
+            self._ask(contact, NeighborRequest(urgent), now, out, own=self._own_source(contact))
         # Only an isolated peer goes back to the bootstrap early; one that merely lacks
         # candidates (a small overlay where it knows everyone already) waits for its
         # regular lease refresh, which brings a fresh sample anyway.
@@ -489,8 +534,11 @@ class Membership:
         # its target on the strength of one stale degree report.
         if self.rng.random() < 0.5:
             return
-        top = max(nb.degree for nb in self.active.values())
-        crowded = [peer for peer, nb in self.active.items() if nb.degree == top > target]
+        others = [(peer, nb) for peer, nb in self.active.items() if not nb.own]
+        if not others:
+            return
+        top = max(nb.degree for _peer, nb in others)
+        crowded = [peer for peer, nb in others if nb.degree == top > target]
         if crowded:
             peer = crowded[self.rng.randrange(len(crowded))]
             address = self.active[peer].contact.address
@@ -519,6 +567,11 @@ class Membership:
             partner.id, [e.contact.id for e in entries[1:]], now + config.shuffle_timeout
         )
         out.append(Send(partner.address, ShuffleRequest(tuple(entries))))
+        # Own slots and anchors move at the pace of shuffles, not of heartbeats: a slot
+        # lost to a redirect is refilled within a period, at a fraction of the cost.
+        self._keep_own_slots(now, out)
+        if config.anchors_size:
+            self._note_anchors(now)
         if (
             config.explore_probability > 0.0
             and self.rng.random() < config.explore_probability
@@ -536,9 +589,11 @@ class Membership:
                 self._ask(contact, NeighborRequest(False), now, out)
 
     def _ask(self, contact: Contact, request: Join | NeighborRequest, now: float,
-             out: list[Effect]) -> None:  # fmt: skip
+             out: list[Effect], *, own: bool = False) -> None:  # fmt: skip
         deadline = now + self.config.request_timeout
         self.pending[contact.id] = (contact, deadline)
+        if own:
+            self.own_asks[contact.id] = None
         self.expire_at = min(self.expire_at, deadline)
         out.append(Send(contact.address, request))
 
@@ -548,6 +603,7 @@ class Membership:
         expired = [p for p, (_c, deadline) in self.pending.items() if deadline <= now]
         for peer in expired:
             del self.pending[peer]
+            self.own_asks.pop(peer, None)
             self.passive.pop(peer, None)  # did not answer: probably gone
         if self.pending:
             self.expire_at = min(self.expire_at, *(d for _c, d in self.pending.values()))
@@ -565,12 +621,12 @@ class Membership:
 
     # ------------------------------------------------------------------ helpers
 
-    def _link(self, contact: Contact, now: float) -> None:
+    def _link(self, contact: Contact, now: float, *, own: bool = False) -> None:
         """Make ``contact`` a neighbor, counting it against its address group."""
         replaced = self.active.get(contact.id)
         if replaced is not None:
             self._uncount(replaced)  # replaced in place: the view keeps its order
-        self.active[contact.id] = Neighbor(contact, now)
+        self.active[contact.id] = Neighbor(contact, now, own=own, since=now)
         group = address_group(contact.address.host)
         self._per_group[group] = self._per_group.get(group, 0) + 1
 
@@ -587,10 +643,12 @@ class Membership:
         else:
             del self._per_group[group]
 
-    def _add(self, contact: Contact, now: float, out: list[Effect]) -> None:
+    def _add(self, contact: Contact, now: float, out: list[Effect], *, own: bool = False) -> None:
         peer = contact.id
-        self._link(contact, now)
-        self.pending.pop(peer, None)
+        if own and self.own_count() >= self.config.own_slots:
+            own = False
+        self._link(contact, now, own=own)
+        self._forget_pending(peer)
         self.passive.pop(peer, None)
         self.tombstones.pop(peer, None)
         hosts = self.known_hosts
@@ -609,7 +667,10 @@ class Membership:
         out.append(Notify("neighbor_down", peer, why))
         out.append(Close(neighbor.contact.address))
         if keep_passive and len(self.passive) < self.config.passive_size:
-            self.passive[peer] = PassiveEntry(neighbor.contact)
+            contact = neighbor.contact
+            self.passive[peer] = PassiveEntry(
+                contact, own=neighbor.own, group=address_group(contact.address.host)
+            )
 
     def _done_with(self, sender: Contact, out: list[Effect]) -> None:
         """Close the link to ``sender`` once the exchange we started with it (a shuffle,
@@ -621,14 +682,111 @@ class Membership:
         if peer not in self.active and peer not in self.pending:
             out.append(Close(sender.address))
 
-    def _drop_random(
+    def _displace(
         self, keep: PeerId, farewell: Redirect | Disconnect, why: str, out: list[Effect]
-    ) -> None:
-        """Drop a random neighbor other than ``keep``, telling it why first."""
-        victim = self._random_key(self.active, exclude=keep)
-        if victim is not None:
-            out.append(Send(self.active[victim].contact.address, farewell))
-            self._remove(victim, why, out, keep_passive=True)
+    ) -> bool:
+        """Make room: drop the youngest neighbor I did not choose (other than ``keep``),
+        telling it why first.  False if every link is one I chose: those stay.
+
+        The youngest, not a random one: a stranger's join or urgent request then churns
+        the slot the last stranger took, and links that have lasted keep their place.
+        """
+        victim: PeerId | None = None
+        newest = -_NEVER
+        for peer, neighbor in self.active.items():
+            if not neighbor.own and peer != keep and neighbor.since >= newest:
+                victim, newest = peer, neighbor.since
+        if victim is None:
+            self._count("refused.own_slots_kept")
+            return False
+        out.append(Send(self.active[victim].contact.address, farewell))
+        self._remove(victim, why, out, keep_passive=True)
+        return True
+
+    def _forget_pending(self, peer: PeerId) -> None:
+        self.pending.pop(peer, None)
+        self.own_asks.pop(peer, None)
+
+    def _open_limit(self) -> int:
+        """The degree up to which a join or a request is taken without displacing anyone."""
+        config = self.config
+        return min(config.max_degree, config.target_degree + config.request_headroom)
+
+    def own_count(self) -> int:
+        """Links I chose myself (at most ``own_slots``)."""
+        return sum(1 for neighbor in self.active.values() if neighbor.own)
+
+    def _asked_for_own(self, peer: PeerId) -> bool:
+        """Whether my pending request to ``peer`` was for an own slot (and forget it)."""
+        if peer in self.own_asks:
+            del self.own_asks[peer]
+            return True
+        return False
+
+    def _own_source(self, contact: Contact) -> bool:
+        """Whether ``contact`` came from my own sources: an anchor, or the bootstrap."""
+        if contact.id in self.anchors:
+            return True
+        entry = self.passive.get(contact.id)
+        return entry is not None and entry.own
+
+    def _keep_own_slots(self, now: float, out: list[Effect]) -> None:
+        """Fill a missing own slot from my own sources, one request at a time, even at my
+        target degree (shedding brings the degree back)."""
+        config = self.config
+        if self.own_asks:
+            # Requests answered or given up elsewhere (a refusal, a lost link) leave
+            # their mark here: forget those, so the table stays within ``pending``.
+            for peer in [p for p in self.own_asks if p not in self.pending]:
+                del self.own_asks[peer]
+        if (
+            self.static
+            or self.own_asks
+            or not self.ever_joined
+            or len(self.active) + len(self.pending) >= config.max_degree
+            or self.own_count() >= config.own_slots
+        ):
+            return
+        active, pending = self.active, self.pending
+        groups: dict[str, list[Contact]] = {}
+        for contact in self.anchors.values():
+            if contact.id not in active and contact.id not in pending:
+                groups.setdefault(address_group(contact.address.host), []).append(contact)
+        for peer, entry in self.passive.items():
+            if entry.own and peer not in active and peer not in pending:
+                groups.setdefault(entry.group, []).append(entry.contact)
+        if not groups:
+            return
+        # Spread across prefixes: pick a prefix first, then a peer in it, so no operator
+        # that got many of its contacts into my sources gets a larger chance.
+        keys = sorted(groups)
+        for _attempt in range(3):
+            group = groups[keys[self.rng.randrange(len(keys))]]
+            contact = group[self.rng.randrange(len(group))]
+            if self._admissible(contact, now):
+                self._count("own_slot_asks")
+                self._ask(contact, NeighborRequest(not active), now, out, own=True)
+                return
+
+    def _note_anchors(self, now: float) -> None:
+        """Own links that have lasted become anchors (the newest last; the oldest goes)."""
+        age = self.config.anchor_age
+        anchors = self.anchors
+        for peer, neighbor in self.active.items():
+            if neighbor.own and peer not in anchors and now - neighbor.since >= age:
+                anchors[peer] = neighbor.contact
+                while len(anchors) > self.config.anchors_size:
+                    del anchors[next(iter(anchors))]
+
+    def _note_redirect(self, peer: PeerId, now: float) -> None:
+        redirects = self.redirects
+        redirects[peer] = now
+        if len(redirects) > 4 * self.config.max_degree:
+            horizon = now - self.config.redirect_period
+            for old in [p for p, when in redirects.items() if when < horizon]:
+                del redirects[old]
+            while len(redirects) > 4 * self.config.max_degree:
+                del redirects[next(iter(redirects))]
 
     def _bury(self, peer: PeerId, now: float) -> None:
         config = self.config
@@ -690,9 +848,10 @@ class Membership:
         self.blacklist[peer] = now + config.blacklist_seconds
         while len(self.blacklist) > config.blacklist_size:
             del self.blacklist[next(iter(self.blacklist))]
-        self.pending.pop(peer, None)
+        self._forget_pending(peer)
         self.passive.pop(peer, None)
         self.known_hosts.pop(peer, None)
+        self.anchors.pop(peer, None)
         neighbor = self.active.get(peer)
         if neighbor is not None:
             self._count("standing.replaced")
@@ -718,11 +877,20 @@ class Membership:
         replaceable: list[PeerId],
         now: float,
         displace: int = 0,
+        *,
+        own: bool = False,
     ) -> None:
-        """Cyclon's merge: new entries fill free slots, then replace what we sent away."""
+        """Cyclon's merge: new entries fill free slots, then replace what we sent away.
+
+        ``own``: the entries come from my own sources (the bootstrap).  At most
+        ``passive_per_prefix`` entries share an address prefix, so one operator's
+        contacts, however many a shuffle carries, take a few places only.
+        """
         passive = self.passive
         size = self.config.passive_size
         me = self.me.id
+        per_prefix = self.config.passive_per_prefix
+        groups: Counter[str] | None = None
         for entry in entries:
             if type(entry) is ShuffleEntry:
                 contact, age = entry.contact, entry.age
@@ -739,9 +907,21 @@ class Membership:
                 continue
             existing = passive.get(peer)
             if existing is not None:
-                existing.contact = contact  # the same peer may have moved
+                if own:
+                    # The bootstrap saw the peer register from there: it may have moved.
+                    # A shuffle's word for where another peer is does not replace mine.
+                    existing.contact = contact
+                    existing.group = address_group(contact.address.host)
                 existing.age = min(existing.age, age)
+                existing.own = existing.own or own
                 continue
+            if per_prefix:
+                if groups is None:
+                    groups = self._passive_groups()
+                group = address_group(contact.address.host)
+                if group != self._my_group and groups.get(group, 0) >= per_prefix:
+                    self._count("passive.prefix_full")
+                    continue
             if len(passive) >= size:
                 victim: PeerId | None = None
                 while replaceable and victim is None:
@@ -754,8 +934,23 @@ class Membership:
                     victim = keys[self.rng.randrange(len(keys))]
                 if victim is None:
                     continue
+                if groups is not None:
+                    gone = passive[victim].group
+                    groups[gone] -= 1
                 del passive[victim]
-            passive[peer] = PassiveEntry(contact, age)
+            passive[peer] = PassiveEntry(
+                contact,
+                age,
+                own,
+                group if groups is not None else address_group(contact.address.host),
+            )
+            if groups is not None:
+                groups[group] = groups.get(group, 0) + 1
+
+    def _passive_groups(self) -> Counter[str]:
+        """Passive entries per address prefix (my own prefix is never capped: a LAN, or
+        a swarm on one host, is one prefix by construction)."""
+        return Counter([entry.group for entry in self.passive.values()])
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1

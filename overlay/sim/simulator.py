@@ -270,6 +270,7 @@ class Simulator:
         address: Address | None = None,
         config: PeerConfig | None = None,
         join_via: Address | None = None,
+        kind: type[Peer] = Peer,
     ) -> Peer | None:
         """Start a new peer now, if this worker owns its address (else None): it joins
         through the bootstrap (or ``join_via``).  Every worker calls this for every
@@ -283,7 +284,7 @@ class Simulator:
         key = self.keyring.pair_of(seeded_secret(self.seed, number))
         if self.shard.owner(address) != self.shard.worker:
             return None
-        peer = Peer(
+        peer = kind(
             address,
             config or self.peer_config,
             self._stream(number),
@@ -304,10 +305,14 @@ class Simulator:
         address: Address | None = None,
         config: PeerConfig | None = None,
         join_via: Address | None = None,
+        kind: type[Peer] = Peer,
     ) -> Peer:
         """Start a new peer now (in a run of one worker); it joins through the bootstrap
-        (or ``join_via``)."""
-        peer = self.spawn(address=address, config=config, join_via=join_via)
+        (or ``join_via``).
+
+        ``kind``: a subclass of :class:`Peer` (the adversarial cores of the tests), built
+        with the same arguments and a key of its own like any peer's."""
+        peer = self.spawn(address=address, config=config, join_via=join_via, kind=kind)
         if peer is None:
             raise ValueError("add_peer is for a run of one worker; use spawn")
         return peer

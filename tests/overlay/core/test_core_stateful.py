@@ -178,12 +178,16 @@ def bounds_of(peer: Peer, started: int = 0) -> Iterator[tuple[str, int, int]]:
     # Requests come from repair (up to the target), a bootstrap sample (half the target,
     # only with none pending) and one exploration per shuffle while older ones are pending.
     explorations = math.ceil(config.request_timeout / config.shuffle_period) + 1
-    yield "Membership.pending", len(m.pending), config.target_degree + explorations
+    # Anchors are asked at start, and one own slot at a time after that.
+    yield "Membership.pending", len(m.pending), config.target_degree + explorations + 1
+    yield "Membership.own_asks", len(m.own_asks), config.target_degree + explorations + 1
+    yield "Membership.anchors", len(m.anchors), config.anchors_size
+    yield "Membership.redirects", len(m.redirects), 4 * config.max_degree + 1
     yield "Membership.tombstones", len(m.tombstones), config.tombstones_size
     yield "Membership.blacklist", len(m.blacklist), config.blacklist_size
     yield "Membership.super_peers", len(m.super_peers), MAX_SAMPLE
     yield "Membership._heartbeats", len(m._heartbeats), config.max_degree + 1
-    yield "Membership.counters", len(m.counters), 16
+    yield "Membership.counters", len(m.counters), 24
     standing = peer.standing
     yield "Standing.records", len(standing.records), peer.config.standing.size
     yield "Standing.distrusted", len(standing.distrusted), peer.config.standing.size

@@ -1,0 +1,104 @@
+"""The simulator's cost per delivered message, in instructions, and its determinism digest.
+
+Instruction counts (``valgrind --tool=callgrind``) are repeatable on a shared, loaded
+machine where seconds are not, so two versions of the code are compared by them::
+
+    python benchmarks/sim_cost.py --tree /tmp/before --tree . \\
+        --output benchmarks/results/sim_cost_trust.json
+
+runs, for each source tree, ``overlay sim --peers 500 --seed 9 --duration 30 --json``
+under callgrind (``PYTHONPATH`` set to the tree) and records the instructions, the
+delivered messages, their ratio, and the digest of the JSON (SHA-256 of it without
+``wall_seconds`` and ``messages_per_wall_second``, keys sorted).  ``--reuse OUT JSON``
+reads a callgrind output file and the sim's JSON from a run made by hand with the
+same command instead of running again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Run
+
+SIM_ARGS = ("sim", "--peers", "500", "--seed", "9", "--duration", "30", "--json")
+_TOTAL = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+
+
+def digest(figures: dict[str, Any]) -> str:
+    """The determinism digest: the sim's JSON without its two wall-clock figures."""
+    kept = {
+        k: v for k, v in figures.items() if k not in {"wall_seconds", "messages_per_wall_second"}
+    }
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+def instructions(callgrind_out: Path) -> int:
+    match = _TOTAL.search(callgrind_out.read_bytes())
+    if match is None:
+        raise ValueError(f"no instruction total in {callgrind_out}")
+    return int(match.group(1))
+
+
+def measure(tree: Path, sim_args: Sequence[str]) -> tuple[int, dict[str, Any]]:
+    """Run the sim from ``tree`` under callgrind; (instructions, the sim's JSON)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "callgrind.out"
+        env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "overlay.tools.cli",
+            *sim_args,
+        ]
+        done = subprocess.run(command, env=env, cwd=tree, capture_output=True, check=True)
+        return instructions(out), json.loads(done.stdout)
+
+
+def figures_of(label: str, count: int, sim: dict[str, Any]) -> dict[str, Any]:
+    delivered = int(sim["delivered_messages"])
+    return {
+        "tree": label,
+        "instructions": count,
+        "delivered_messages": delivered,
+        "instructions_per_message": round(count / delivered, 1),
+        "digest": digest(sim),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=Path, action="append", default=[])
+    parser.add_argument("--reuse", nargs=3, action="append", default=[],
+                        metavar=("LABEL", "CALLGRIND_OUT", "SIM_JSON"))  # fmt: skip
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    run = Run.begin("benchmarks/sim_cost.py", argv)
+    rows = [figures_of(str(tree), *measure(tree, SIM_ARGS)) for tree in args.tree]
+    for label, out, sim in args.reuse:
+        figures = json.loads(Path(sim).read_text(encoding="utf-8"))
+        rows.append(figures_of(label, instructions(Path(out)), figures))
+    record: dict[str, Any] = {"sim_command": "overlay " + " ".join(SIM_ARGS), "runs": rows}
+    if len(rows) >= 2:
+        record["ratio_last_to_first"] = round(
+            rows[-1]["instructions_per_message"] / rows[0]["instructions_per_message"], 4
+        )
+    run.write(args.output, record)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
