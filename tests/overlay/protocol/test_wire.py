@@ -127,7 +127,12 @@ SCALAR_CANDIDATES: dict[Any, list[tuple[st.SearchStrategy[Any], Any]]] = {
     ],
     int: [(st.integers(0, 16), 0), (st.integers(1, 16), 1)],
     float: [(st.floats(0.0, 1.0), 0.0), (st.floats(0.5, 2.0), 1.0)],
-    bytes: [(st.binary(max_size=16), b"")],
+    bytes: [
+        (st.binary(max_size=16), b""),
+        # public keys and signatures are exact sizes (32 and 64 bytes)
+        (st.binary(min_size=32, max_size=32), bytes(32)),
+        (st.binary(min_size=64, max_size=64), bytes(64)),
+    ],
     bool: [(st.booleans(), False)],
     type(None): [(st.none(), None)],
 }
