@@ -24,6 +24,7 @@ import trio
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
+from overlay.net.client import set_client_security
 from overlay.net.faults import FaultInjector
 from overlay.net.keys import Ed25519Verifier, derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
@@ -312,3 +313,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"overlay build: {BUILD.describe()}")
+
+
+@pytest.fixture(autouse=True)
+def _secure_clients_by_default() -> None:
+    """Each test starts with this process's clients secure: a test (or a command run
+    in-process) that chose ``--plaintext`` must not leave later tests speaking it."""
+    set_client_security(None)

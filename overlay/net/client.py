@@ -64,9 +64,9 @@ async def connect(address: Address, timeout: float = CONNECT_TIMEOUT) -> trio.So
 _client_security: Security | None = None
 
 
-def set_client_security(security: Security) -> None:
-    """How this process's clients speak (the CLI's ``--plaintext``); by default a fresh
-    key, made at the first connection and kept for the rest of the run."""
+def set_client_security(security: Security | None) -> None:
+    """How this process's clients speak (the CLI's ``--plaintext``); None (the default):
+    a fresh key, made at the first connection and kept for the rest of the run."""
     global _client_security  # noqa: PLW0603  (one setting per process, made by its CLI)
     _client_security = security
 

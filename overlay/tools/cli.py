@@ -85,8 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
     command: Command = args.run
-    if announce_plaintext(args, argv_command(argv)):
-        set_client_security(PLAINTEXT)  # this process's clients too (stats, listings)
+    # Every run decides for this process's clients (stats, listings), so a caller that
+    # runs commands in-process (the tests) never inherits an earlier run's --plaintext.
+    plaintext = announce_plaintext(args, argv_command(argv))
+    set_client_security(PLAINTEXT if plaintext else None)
     try:
         return command(args)
     except KeyboardInterrupt:

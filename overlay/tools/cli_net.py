@@ -297,23 +297,28 @@ def seed_known_hosts(peer: Peer, hosts: list[Any]) -> None:
 
 
 def anchors_of(peer: Peer) -> list[Contact]:
-    """The peer's anchors: those its core keeps (known good neighbors it chose itself,
-    ``Membership.anchors``, where the core has them), else its current neighbors."""
-    kept = getattr(peer.membership, "anchors", None)
-    if isinstance(kept, dict):
-        return list(kept.values())
-    return [neighbor.contact for neighbor in peer.membership.active.values()]
+    """The anchors to keep: the core's (own links that lasted, ``Membership.anchors``),
+    topped up with current neighbors (those it chose itself first) up to
+    ``anchors_size``, so a peer stopped before any link lasted still keeps whom it had."""
+    membership = peer.membership
+    limit = membership.config.anchors_size
+    kept = list(membership.anchors.values())
+    neighbors = sorted(membership.active.values(), key=lambda neighbor: not neighbor.own)
+    for neighbor in neighbors:
+        if len(kept) >= limit:
+            break
+        if neighbor.contact.id not in membership.anchors:
+            kept.append(neighbor.contact)
+    return kept[:limit]
 
 
 def restore_anchors(peer: Peer, anchors: list[Contact]) -> None:
-    """Give saved anchors back to a core that keeps them (it dials them first at start);
-    a core without anchors has them among its known hosts (:func:`seed_known_hosts`)."""
-    kept = getattr(peer.membership, "anchors", None)
-    if isinstance(kept, dict):
-        limit = getattr(peer.membership.config, "anchors_size", len(anchors))
-        for contact in anchors[-limit:] if limit else []:
-            if contact.id != peer.id:
-                kept[contact.id] = contact
+    """Give saved anchors back to the core (it asks them first at start)."""
+    membership = peer.membership
+    limit = membership.config.anchors_size
+    for contact in anchors[-limit:] if limit else []:
+        if contact.id != peer.id:
+            membership.anchors[contact.id] = contact
 
 
 def _save(directory: Path, peer: Peer, anchors: list[Contact] | None = None) -> None:

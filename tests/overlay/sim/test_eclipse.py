@@ -185,7 +185,7 @@ def test_a_redirect_counts_only_from_a_neighbor_once_per_period() -> None:
     assert neighbor.id not in victim.membership.active  # it gave up its own link
     assert fresh[0].id in victim.membership.active
     # The same neighbor, back at once and redirecting again: the link ends, no more.
-    victim.membership.active[neighbor.id] = before[neighbor.id]
+    victim.membership._link(neighbor, sim.now, own=before[neighbor.id].own)
     victim.receive(Redirect(fresh[1].contact), neighbor, sim.now + 1.0)
     assert neighbor.id not in victim.membership.active
     assert fresh[1].id not in victim.membership.active
