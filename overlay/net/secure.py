@@ -241,7 +241,12 @@ async def _next_message(
                 "(as a --plaintext remote does, or one refusing us)"
             )
         pending.extend(framer.feed(data))
-    return bytes(pending.pop(0))
+    message = bytes(pending.pop(0))
+    if len(message) > MAX_HANDSHAKE_MESSAGE:
+        raise HandshakeFailed(
+            f"a Noise handshake message of {len(message)} bytes (at most {MAX_HANDSHAKE_MESSAGE})"
+        )
+    return message
 
 
 def _framed(message: bytes | bytearray | memoryview) -> bytes:
@@ -266,7 +271,10 @@ async def handshake(
     noise.noise_protocol.keypairs["s"] = identity.noise_static(noise)
     noise.start_handshake()
     state = noise.noise_protocol.handshake_state  # kept: Noise drops it when done
-    framer = NoiseFramer(MAX_HANDSHAKE_MESSAGE)
+    # The framer admits transport-message sizes: the remote's first transport message
+    # may come in the same read as its last handshake message (a client sends its
+    # request at once).  Handshake messages themselves are held to their own bound.
+    framer = NoiseFramer(MAX_NOISE_MESSAGE)
     pending: list[bytes | memoryview] = []
     try:
         if initiator:

@@ -33,8 +33,10 @@ def test_a_leave_sent_in_the_victims_name_changes_nothing() -> None:
         pytest.fail(f"the victim had too few neighbors to attack: {result}")
     # A victim above the target degree may shed one link of its own in those seconds.
     assert result["old_neighbors_still_listing_victim"] >= result["degree_before"] - 1, result
-    # Refusals seen by the attacker (a peer hangs up within REFUSAL_WAIT, load allowing).
-    assert result["claims_refused"] > 0, result
+    # Refused: seen by the attacker (a peer hangs up within REFUSAL_WAIT, load allowing)
+    # or, when the hang-up came later than that, in the peers' own refusal counters.
+    refused = result["claims_refused"] + sum(result["peers_refused_connections"].values())
+    assert refused > 0, result
 
 
 def test_on_the_plaintext_runtime_the_same_leave_removes_the_victim() -> None:
@@ -43,9 +45,10 @@ def test_on_the_plaintext_runtime_the_same_leave_removes_the_victim() -> None:
     if result["degree_before"] < 2:
         pytest.fail(f"the victim had too few neighbors to attack: {result}")
     assert result["claims_refused"] == 0
-    # Every neighbor drops it at once (it asks them, or others, back within a second or
-    # two, so the dip is what shows).
-    assert result["degree_min"] <= 2, result
+    # Neighbors drop it on the forged Leave (the victim asks them, or others, back within
+    # a second or two, so its degree may recover): more of its old neighbors stop listing
+    # it than the one the secure runtime's test allows for.
+    assert result["old_neighbors_still_listing_victim"] < result["degree_before"] - 1, result
 
 
 def test_the_impersonator_keeps_a_link_alive_and_forwards_nothing() -> None:
