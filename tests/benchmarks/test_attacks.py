@@ -13,6 +13,7 @@ import trio
 
 from benchmarks import attacks
 from benchmarks.attacker import CLAIMED_DEGREE, neighborly_reply
+from overlay.core.config import MembershipConfig
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import (
     Heartbeat,
@@ -31,8 +32,10 @@ def test_a_leave_sent_in_the_victims_name_changes_nothing() -> None:
     result = trio.run(attacks.run_attack, args, "leave", "secure")
     if result["degree_before"] < 2:
         pytest.fail(f"the victim had too few neighbors to attack: {result}")
-    # A victim above the target degree may shed one link of its own in those seconds.
-    assert result["old_neighbors_still_listing_victim"] >= result["degree_before"] - 1, result
+    # A victim above the target degree sheds its extra links in those seconds (the
+    # membership's own doing, not the attacker's), and may lose one more to churn.
+    kept = min(result["degree_before"], MembershipConfig().target_degree) - 1
+    assert result["old_neighbors_still_listing_victim"] >= kept, result
     # Refused: seen by the attacker (a peer hangs up within REFUSAL_WAIT, load allowing)
     # or, when the hang-up came later than that, in the peers' own refusal counters.
     refused = result["claims_refused"] + sum(result["peers_refused_connections"].values())
