@@ -56,10 +56,9 @@ from benchmarks.harness import Run, listening, overlay_command, started
 from bootstrap.server import serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
-from overlay.net.keys import Ed25519Verifier, KeyPair
+from overlay.net.keys import KeyPair
 from overlay.net.node import Node, NodeConfig, open_listeners
-from overlay.net.peer_node import peer_node
-from overlay.net.secure import LinkIdentity
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
 from overlay.protocol.effects import Effect, Notify
 from overlay.protocol.identity import Address, Contact, PeerId
 from overlay.protocol.messages import Message
@@ -132,15 +131,10 @@ async def start_observers(
     for _ in range(count):
         listeners, address = await open_listeners("127.0.0.1", 0)
         key = KeyPair.generate()
-        peer = Peer(
-            address,
-            config,
-            random.Random(rng.getrandbits(64)),
-            signer=key,
-            verifier=Ed25519Verifier(),
-            bootstrap=bootstrap,
+        peer = keyed_peer(
+            address, config, random.Random(rng.getrandbits(64)), key, bootstrap=bootstrap
         )
-        node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))
+        node = peer_node(peer, NodeConfig(), security=link_security(key))
         recorder = node.core = DropRecorder(peer)
         await nursery.start(node.serve, listeners)
         observers.append(Observer(peer, node, recorder))

@@ -62,11 +62,18 @@ class ForgingPeer(Peer):
         *,
         signer: Signer,
         verifier: Verifier,
-        bootstrap: Address,
+        bootstrap: Address | None,
+        join_via: Address | None = None,
     ) -> None:
         # Its own key, honestly: it lies about content, not about who it is.
         super().__init__(
-            address, config, rng, signer=signer, verifier=verifier, bootstrap=bootstrap
+            address,
+            config,
+            rng,
+            signer=signer,
+            verifier=verifier,
+            bootstrap=bootstrap,
+            join_via=join_via,
         )
         self.attack_counters: dict[str, int] = {}
 

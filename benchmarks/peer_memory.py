@@ -45,11 +45,11 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net import memtrace
-from overlay.net.keys import Ed25519Verifier, derived_key
+from overlay.net.keys import derived_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import add_runtime_arguments, peer_config_of, swarm_node_config_of
-from overlay.net.peer_node import peer_node
-from overlay.net.secure import PLAINTEXT, LinkIdentity
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
+from overlay.net.secure import PLAINTEXT
 from overlay.protocol.identity import Address
 
 RESULT = Path(__file__).resolve().parent / "results" / "peer_memory.json"
@@ -162,16 +162,8 @@ async def measure_peers(args: argparse.Namespace, bootstrap: Address) -> dict[st
         for _ in range(args.peers):
             listeners, address = await open_listeners("127.0.0.1", 0)
             key = derived_key(args.seed, len(peers))
-            peer = Peer(
-                address,
-                peer_config,
-                rng,
-                signer=key,
-                verifier=Ed25519Verifier(),
-                bootstrap=bootstrap,
-            )
-            security = PLAINTEXT if runtime.plaintext else LinkIdentity(key)
-            node = peer_node(peer, node_config, security=security)
+            peer = keyed_peer(address, peer_config, rng, key, bootstrap=bootstrap)
+            node = peer_node(peer, node_config, security=link_security(key, runtime.plaintext))
             await nursery.start(node.serve, listeners)
             nodes.append(node)
             peers.append(peer)

@@ -63,10 +63,9 @@ from benchmarks.hostile_peer import ForgingPeer
 from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
-from overlay.net.keys import Ed25519Verifier, KeyPair
+from overlay.net.keys import KeyPair
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
-from overlay.net.peer_node import peer_node
-from overlay.net.secure import LinkIdentity
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address, PeerId
@@ -139,15 +138,10 @@ async def start_peer(
 ) -> tuple[Any, Node]:
     listeners, address = await open_listeners(host, 0)
     key = KeyPair.generate()
-    peer = peer_class(
-        address,
-        PeerConfig(),
-        random.Random(seed),
-        signer=key,
-        verifier=Ed25519Verifier(),
-        bootstrap=bootstrap,
+    peer = keyed_peer(
+        address, PeerConfig(), random.Random(seed), key, bootstrap=bootstrap, peer_class=peer_class
     )
-    node = peer_node(peer, NODE, security=LinkIdentity(key))
+    node = peer_node(peer, NODE, security=link_security(key))
     await nursery.start(node.serve, listeners)
     return peer, node
 

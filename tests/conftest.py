@@ -26,9 +26,9 @@ from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.client import set_client_security
 from overlay.net.faults import FaultInjector
-from overlay.net.keys import Ed25519Verifier, derived_key
+from overlay.net.keys import derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
-from overlay.net.peer_node import peer_node
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
 from overlay.net.secure import PLAINTEXT, LinkIdentity, Session, handshake
 from overlay.protocol.identity import Address, Contact, PeerId, new_peer_id
 from overlay.protocol.messages import Handshake, Message
@@ -99,17 +99,10 @@ async def start_peer(
 ) -> tuple[Peer, Node]:
     listeners, address = await open_listeners(host, 0)
     key = derived_key(1000, seed)  # the id follows the seed, as the random source does
-    peer = Peer(
-        address,
-        PeerConfig(membership=membership, search=search or SearchConfig()),
-        random.Random(1000 + seed),
-        signer=key,
-        verifier=Ed25519Verifier(),
-        bootstrap=bootstrap,
-        join_via=join_via,
-    )
-    security = PLAINTEXT if plaintext else LinkIdentity(key)
-    node = peer_node(peer, node_config, security=security, faults=faults)
+    config = PeerConfig(membership=membership, search=search or SearchConfig())
+    rng = random.Random(1000 + seed)
+    peer = keyed_peer(address, config, rng, key, bootstrap=bootstrap, join_via=join_via)
+    node = peer_node(peer, node_config, security=link_security(key, plaintext), faults=faults)
     await nursery.start(node.serve, listeners)
     return peer, node
 

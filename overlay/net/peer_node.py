@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer, PeerSnapshot
 from overlay.net.client_requests import ClientRequests
 from overlay.net.faults import FaultInjector
+from overlay.net.keys import Ed25519Verifier, KeyPair
 from overlay.net.node import Node, NodeConfig, stat_counters
-from overlay.net.secure import Security
+from overlay.net.secure import PLAINTEXT, LinkIdentity, Security
 from overlay.protocol.identity import Address, PeerId
 from overlay.protocol.messages import (
     MAX_COUNTER_VALUE,
@@ -29,6 +31,7 @@ from overlay.protocol.messages import (
     Handshake,
     StatsReply,
 )
+from overlay.protocol.randomness import RandomSource
 from overlay.protocol.wire import PROTOCOL_VERSION
 
 
@@ -84,6 +87,35 @@ def peer_identifier(peer: Peer) -> Callable[[Address], PeerId | None]:
         return None
 
     return identify
+
+
+def keyed_peer(
+    address: Address,
+    config: PeerConfig,
+    rng: RandomSource,
+    key: KeyPair,
+    *,
+    bootstrap: Address | None = None,
+    join_via: Address | None = None,
+    peer_class: type[Peer] = Peer,
+) -> Peer:
+    """A peer of the runtime: ``key`` is its identity (its id is the key's, it signs
+    its hits and index entries with it) and it checks others' signatures with Ed25519."""
+    return peer_class(
+        address,
+        config,
+        rng,
+        signer=key,
+        verifier=Ed25519Verifier(),
+        bootstrap=bootstrap,
+        join_via=join_via,
+    )
+
+
+def link_security(key: KeyPair, plaintext: bool = False) -> Security:
+    """What a node's links prove: ``key`` by a Noise handshake, or nothing at all with
+    ``--plaintext``."""
+    return PLAINTEXT if plaintext else LinkIdentity(key)
 
 
 def peer_node(

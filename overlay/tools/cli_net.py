@@ -24,7 +24,7 @@ from bootstrap.server import serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import watch_partition_file
-from overlay.net.keys import Ed25519Verifier, KeyPair, load_or_create_key
+from overlay.net.keys import KeyPair, load_or_create_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_bootstrap_arguments,
@@ -37,9 +37,9 @@ from overlay.net.options import (
     node_config_of,
     peer_config_of,
 )
-from overlay.net.peer_node import peer_node
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
 from overlay.net.peer_state import load_peer_state, save_peer_state
-from overlay.net.secure import PLAINTEXT, LinkIdentity
+from overlay.net.secure import PLAINTEXT
 from overlay.net.swarm.setup import room_for_weak_peers, super_peer_config
 from overlay.protocol.errors import OverlayError
 from overlay.protocol.identity import Address, Contact
@@ -208,12 +208,11 @@ async def _peer_main(args: argparse.Namespace) -> None:
             if args.super_peers
             else PeerConfig(capacity=args.capacity)
         )
-        peer = Peer(
+        peer = keyed_peer(
             address,
             peer_config_of(args, config),
             random.Random(args.seed),
-            signer=key,
-            verifier=Ed25519Verifier(),
+            key,
             bootstrap=args.bootstrap,
             join_via=args.join,
         )
@@ -224,7 +223,7 @@ async def _peer_main(args: argparse.Namespace) -> None:
         node_config = node_config_of(args)
         if args.max_connections is None:
             node_config = room_for_weak_peers(node_config, peer.config)
-        security = PLAINTEXT if args.plaintext else LinkIdentity(key)
+        security = link_security(key, args.plaintext)
         node = peer_node(peer, node_config, security=security, faults=make_faults())
         async with trio.open_nursery() as nursery:
             if args.partition_file is not None:

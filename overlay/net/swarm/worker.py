@@ -31,11 +31,10 @@ import attrs
 import trio
 
 from overlay.core.config import PeerConfig
-from overlay.core.peer import Peer
 from overlay.net import memtrace
 from overlay.net.faults import watch_partition_file
 from overlay.net.first_seen import FirstSeen
-from overlay.net.keys import Ed25519Verifier, KeyPair, derived_key
+from overlay.net.keys import KeyPair, derived_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
     add_runtime_arguments,
@@ -43,8 +42,7 @@ from overlay.net.options import (
     peer_config_of,
     swarm_node_config_of,
 )
-from overlay.net.peer_node import peer_node
-from overlay.net.secure import PLAINTEXT, LinkIdentity
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
 from overlay.net.swarm.control import emit, for_each_stdin_line, handle_control_line
 from overlay.net.swarm.setup import (
     LOOPBACK_PEERS,
@@ -169,13 +167,8 @@ async def run_worker(
                 # Keys come from the worker's seed and the peer's index: the same ids
                 # run after run (predictable by design, see overlay.net.keys).
                 key = derived_key(key_seed, first + index) if index < count else KeyPair.generate()
-                peer = Peer(
-                    address,
-                    peer_config_of(runtime_args, config),
-                    rng,
-                    signer=key,
-                    verifier=Ed25519Verifier(),
-                    bootstrap=bootstrap,
+                peer = keyed_peer(
+                    address, peer_config_of(runtime_args, config), rng, key, bootstrap=bootstrap
                 )
                 for value, name in holdings.get(index, ()):
                     try:
@@ -184,7 +177,7 @@ async def run_worker(
                         log.error("peer %s: not seeding %s: %s", peer.id, name, error)
                 if sightings is not None:
                     peer.search.observer = sightings.observe
-                security = PLAINTEXT if runtime_args.plaintext else LinkIdentity(key)
+                security = link_security(key, runtime_args.plaintext)
                 node = peer_node(peer, node_config, security=security, faults=make_faults())
                 await nursery.start(node.serve, listeners)
                 nodes.append(node)

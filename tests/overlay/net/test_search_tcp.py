@@ -27,10 +27,9 @@ from bootstrap.server import BootstrapServer
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.client_requests import prefix_diverse
-from overlay.net.keys import Ed25519Verifier, derived_key
+from overlay.net.keys import derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
-from overlay.net.peer_node import peer_node
-from overlay.net.secure import LinkIdentity
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
 from overlay.net.swarm.setup import seeded_items
 from overlay.protocol.identity import Address, Contact, new_peer_id
 from overlay.protocol.messages import MAX_KEYWORDS_FIELD, ClientSearchResult, Query, QueryHit
@@ -149,15 +148,11 @@ async def start_swarm(
             await until(partial(joined, swarm.peers[-JOIN_BATCH:]), JOIN_BOUND)
         listeners, address = await open_listeners("127.0.0.1", 0)
         key = derived_key(5000, index)
-        peer = Peer(
-            address,
-            PeerConfig(membership=MEMBERSHIP, search=search),
-            random.Random(5000 + index),
-            signer=key,
-            verifier=Ed25519Verifier(),
-            bootstrap=server.address,
+        config = PeerConfig(membership=MEMBERSHIP, search=search)
+        peer = keyed_peer(
+            address, config, random.Random(5000 + index), key, bootstrap=server.address
         )
-        node = peer_node(peer, NODE, security=LinkIdentity(key))
+        node = peer_node(peer, NODE, security=link_security(key))
         await nursery.start(node.serve, listeners)
         swarm.peers.append(peer)
         swarm.nodes.append(node)

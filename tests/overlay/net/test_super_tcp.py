@@ -31,10 +31,9 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.capacity import pareto_capacity
 from overlay.core.config import PeerConfig, SuperConfig
 from overlay.core.peer import Peer, PeerSnapshot
-from overlay.net.keys import Ed25519Verifier, derived_key
+from overlay.net.keys import derived_key
 from overlay.net.node import Node, NodeConfig, one_host, open_listeners
-from overlay.net.peer_node import peer_node
-from overlay.net.secure import LinkIdentity
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
 from overlay.net.swarm.control import handle_control_line
 from overlay.net.swarm.setup import CONNECTION_HEADROOM, room_for_weak_peers, super_peer_config
 from overlay.protocol.identity import Address, Contact, PeerId
@@ -140,16 +139,9 @@ async def add_layered(nursery: trio.Nursery, swarm: Layered, config: PeerConfig)
     index = len(swarm.peers)
     listeners, address = await open_listeners("127.0.0.1", 0)
     key = derived_key(50_000, index)
-    peer = Peer(
-        address,
-        config,
-        random.Random(50_000 + index),
-        signer=key,
-        verifier=Ed25519Verifier(),
-        bootstrap=swarm.address,
-    )
+    peer = keyed_peer(address, config, random.Random(50_000 + index), key, bootstrap=swarm.address)
     peer.search.publish(f"layered item {index}".encode(), f"layered {index}")
-    node = peer_node(peer, NODE, security=LinkIdentity(key))
+    node = peer_node(peer, NODE, security=link_security(key))
     await nursery.start(node.serve, listeners)
     swarm.peers.append(peer)
     swarm.nodes.append(node)

@@ -23,10 +23,9 @@ from bootstrap.server import BootstrapServer, serve_bootstrap
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.connection import Connection
-from overlay.net.keys import Ed25519Verifier, KeyPair
+from overlay.net.keys import KeyPair
 from overlay.net.node import IdleConnection, Node, NodeConfig, open_listeners
-from overlay.net.peer_node import peer_node
-from overlay.net.secure import LinkIdentity
+from overlay.net.peer_node import keyed_peer, link_security, peer_node
 from overlay.net.swarm.control import handle_control_line
 from overlay.net.swarm.stats import StatsBatches
 from overlay.protocol.errors import TransportError
@@ -77,15 +76,10 @@ async def start_swarm(nursery: trio.Nursery, count: int) -> Swarm:
     for _ in range(count):
         listeners, address = await open_listeners("127.0.0.1", 0)
         key = KeyPair.generate()
-        peer = Peer(
-            address,
-            STEADY,
-            random.Random(rng.getrandbits(64)),
-            signer=key,
-            verifier=Ed25519Verifier(),
-            bootstrap=server.address,
+        peer = keyed_peer(
+            address, STEADY, random.Random(rng.getrandbits(64)), key, bootstrap=server.address
         )
-        node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))
+        node = peer_node(peer, NodeConfig(), security=link_security(key))
         await nursery.start(node.serve, listeners)
         peers.append(peer)
         nodes.append(node)
@@ -201,15 +195,8 @@ async def test_control_lines_crash_and_add_peers(swarm: Swarm, nursery: trio.Nur
     async def add_peer() -> None:
         listeners, address = await open_listeners("127.0.0.1", 0)
         key = KeyPair.generate()
-        peer = Peer(
-            address,
-            STEADY,
-            random.Random(5),
-            signer=key,
-            verifier=Ed25519Verifier(),
-            bootstrap=swarm.server.address,
-        )
-        node = peer_node(peer, NodeConfig(), security=LinkIdentity(key))
+        peer = keyed_peer(address, STEADY, random.Random(5), key, bootstrap=swarm.server.address)
+        node = peer_node(peer, NodeConfig(), security=link_security(key))
         await nursery.start(node.serve, listeners)
         added.append(peer)
         swarm.peers.append(peer)
