@@ -85,9 +85,9 @@ from benchmarks.harness import (
     as_typed,
     commit_of,
     listening,
-    overlay_command,
     read_result,
     started,
+    swarm_command,
 )
 from benchmarks.runtimes import (
     RUNTIMES,
@@ -207,19 +207,17 @@ async def survey(bootstrap: Address) -> Crawl:
     return await crawl(bootstrap, timeout=STATS_TIMEOUT)
 
 
-def swarm_command(args: argparse.Namespace, flags: Sequence[str]) -> list[str]:
-    return overlay_command(
-        "swarm", "--peers", str(args.peers), "--port", "0", "--seed", str(args.seed),
-        "--duration", "3600", "--control", "--json", "--no-searches",
-        "--items", str(ITEMS), "--copies", str(COPIES), *flags,
-    )  # fmt: skip
+def attacked_swarm(args: argparse.Namespace, flags: Sequence[str]) -> list[str]:
+    return swarm_command(
+        args.peers, args.seed, "--control", "--items", str(ITEMS), "--copies", str(COPIES), *flags
+    )
 
 
 @contextlib.asynccontextmanager
 async def running_swarm(
     args: argparse.Namespace, flags: Sequence[str], secure: bool
 ) -> AsyncIterator[Target]:
-    command = swarm_command(args, flags)
+    command = attacked_swarm(args, flags)
     began = time.monotonic()
     async with started(
         command, listening("bootstrap"), ready_on="stderr", stop="eof", grace=30.0
@@ -884,7 +882,7 @@ def utc_now() -> str:
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     sections: dict[str, Any] = {}
     for runtime, flags in runnable(args.runtimes, sections):
-        section: dict[str, Any] = {"swarm": as_typed(swarm_command(args, flags))}
+        section: dict[str, Any] = {"swarm": as_typed(attacked_swarm(args, flags))}
         for name in args.only:
             section[name] = await run_attack(args, name, runtime)
         sections[runtime] = section
