@@ -230,7 +230,7 @@ class HostCache:
         self._supers = _Groups()
         """Super peers that have served ``super_seniority``: the ones listed."""
         self._juniors = _Groups()
-        """Super peers newer than that (listed only while there is no other)."""
+        """Super peers newer than that (listed only while none has served so long)."""
         self._junior_ids: dict[PeerId, None] = {}
         """The same, for the sweep that moves them up when their time comes."""
         self._buckets: dict[PeerId, _Bucket] = {}
@@ -356,7 +356,8 @@ class HostCache:
 
     def _unlist(self, peer: PeerId, prefix: str) -> None:
         self._supers.discard(peer, prefix)
-        if self._junior_ids.pop(peer, 0) is None:
+        if peer in self._junior_ids:
+            del self._junior_ids[peer]
             self._juniors.discard(peer, prefix)
 
     def _promote_seniors(self, now: float) -> None:
