@@ -159,36 +159,60 @@ async def dial(
             )
     except (OSError, trio.TooSlowError) as exc:
         raise Refused(nothing_answers(address, exc)) from None
-    decoder = FrameDecoder()
-
-    async def receive() -> bytes:
-        return await stream.receive_some(READ_SIZE)
-
     try:
-        with trio.fail_after(HANDSHAKE_TIMEOUT):
-            session = None
-            if identity is not None:
-                session, _ = await handshake(
-                    identity, initiator=True, send=stream.send_all, receive=receive
-                )
-            mine = encode_frame(Handshake(PROTOCOL_VERSION, claimed, role, capacity))
-            if session is not None:
-                mine = b"".join(session.seal(mine))
-            await stream.send_all(mine)
-            remote, early = await read_handshake(receive, decoder, session)
-        if session is not None:
+        mine = Handshake(PROTOCOL_VERSION, claimed, role, capacity)
+        link = await introduce(stream, claimed, identity, mine, initiator=True)
+        if link.session is not None:
             # A secure peer answers our handshake before it checks our claim against
             # our proof, then closes at once: wait a moment for that close.
             with trio.move_on_after(REFUSAL_WAIT):
-                data = await receive()
+                data = await stream.receive_some(READ_SIZE)
                 if not data:
                     raise Refused("closed right after the handshake")
-                early += decoder.feed(session.open(data))
+                link.heard += link.decoder.feed(link.session.open(data))
     except (OverlayError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
         with contextlib.suppress(OSError, trio.BrokenResourceError):
             await stream.aclose()
         why = str(exc) or type(exc).__name__
         raise Refused(f"{address} refused the handshake claiming {claimed.id}: {why}") from None
+    return link
+
+
+async def introduce(
+    stream: trio.SocketStream,
+    claimed: Contact,
+    identity: LinkIdentity | None,
+    mine: Handshake,
+    *,
+    initiator: bool,
+) -> Link:
+    """Both handshakes on a fresh ``stream``, as either end: the Noise one proving
+    ``identity``'s key (none on plaintext), then the overlay's, ``mine`` against the
+    peer's (the initiator speaks first); the link, with what came with the peer's
+    handshake already heard.  Raises what the stream or the peer's frames raise, or
+    ``trio.TooSlowError`` after :data:`HANDSHAKE_TIMEOUT`."""
+    decoder = FrameDecoder()
+
+    async def receive() -> bytes:
+        return await stream.receive_some(READ_SIZE)
+
+    async def send_mine() -> None:
+        data = encode_frame(mine)
+        if session is not None:
+            data = b"".join(session.seal(data))
+        await stream.send_all(data)
+
+    with trio.fail_after(HANDSHAKE_TIMEOUT):
+        session = None
+        if identity is not None:
+            session, _ = await handshake(
+                identity, initiator=initiator, send=stream.send_all, receive=receive
+            )
+        if initiator:
+            await send_mine()
+        remote, early = await read_handshake(receive, decoder, session)
+        if not initiator:
+            await send_mine()
     return Link(stream, claimed, remote, session, decoder, list(early))
 
 
@@ -252,28 +276,14 @@ class Impersonator:
         return link
 
     async def _accept(self, stream: trio.SocketStream) -> None:
-        decoder = FrameDecoder()
-
-        async def receive() -> bytes:
-            return await stream.receive_some(READ_SIZE)
-
         try:
-            with trio.fail_after(HANDSHAKE_TIMEOUT):
-                session = None
-                if self.identity is not None:
-                    session, _ = await handshake(
-                        self.identity, initiator=False, send=stream.send_all, receive=receive
-                    )
-                remote, early = await read_handshake(receive, decoder, session)
-                mine = encode_frame(Handshake(PROTOCOL_VERSION, self.claimed))
-                if session is not None:
-                    mine = b"".join(session.seal(mine))
-                await stream.send_all(mine)
+            mine = Handshake(PROTOCOL_VERSION, self.claimed)
+            link = await introduce(stream, self.claimed, self.identity, mine, initiator=False)
         except (OverlayError, OSError, trio.BrokenResourceError, trio.TooSlowError):
             with contextlib.suppress(OSError, trio.BrokenResourceError):
                 await stream.aclose()
             return
-        link = Link(stream, self.claimed, remote, session, decoder)
+        early, link.heard = link.heard, []
         self.links.append(link)
         replies = [r for m in early for r in neighborly_reply(m, self.answer)]
         with contextlib.suppress(Refused):

@@ -63,6 +63,7 @@ from benchmarks.harness import (
     overlay_command,
     read_result,
     started,
+    swarm_command,
     write_json,
 )
 from overlay.core.config import MembershipConfig, SuperConfig
@@ -232,12 +233,9 @@ def _running_swarm(
 ) -> contextlib.AbstractAsyncContextManager[Child[Listening]]:
     """``overlay swarm`` running (``ready.address``: its bootstrap); SIGTERMed at the end
     of the block, its JSON summary then in ``stdout``."""
-    command = overlay_command(
-        "swarm",
-        "--peers", str(args.peers), "--processes", str(args.processes),
-        "--duration", "3600", "--interval", "3600", "--port", "0", "--json",
-        "--seed", str(SEED), "--no-searches", *extra,
-    )  # fmt: skip
+    command = swarm_command(
+        args.peers, SEED, "--processes", str(args.processes), "--interval", "3600", *extra
+    )
     if "--super-peers" not in extra:  # every part but `super` measures the flat overlay
         command += ["--no-super-peers", *(() if "--items" in extra else ("--items", "0"))]
     _progress(as_typed(command))

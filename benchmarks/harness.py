@@ -68,6 +68,16 @@ def overlay_command(*args: str) -> list[str]:
     return module_command("overlay.tools.cli", *args)
 
 
+def swarm_command(peers: int, seed: int, *extra: str) -> list[str]:
+    """``overlay swarm`` as the attack and fault benchmarks run it: ``peers`` peers seeded
+    with ``seed``, any free port, an hour's duration (the script stops it), its JSON
+    summary, no searches of its own; then ``extra``."""
+    return overlay_command(
+        "swarm", "--peers", str(peers), "--port", "0", "--seed", str(seed),
+        "--duration", "3600", "--json", "--no-searches", *extra,
+    )  # fmt: skip
+
+
 def worker_command(*args: str) -> list[str]:
     """A worker process of ``overlay swarm`` (:mod:`overlay.net.swarm.worker`), for the
     scripts that take the swarm parent's place."""

@@ -18,12 +18,17 @@ What a registration may claim, and what stops a liar (see docs/design.md, "Trust
   rate limited per source prefix, refreshes per id, both with token buckets in
   bounded tables; a refused registration, or any message the cache does not
   expect, costs the sender's id and prefix a token each.
-* **What it is.**  Samples and the super-peer list are drawn *spread across
-  prefixes*: every prefix counts the same however many registrations it holds,
-  and none gets more than ``max(1, want // prefixes)`` places, so one /24 full
-  of fake registrations gets at most one place in a list of 16 once honest
-  peers sit on ten other /24s.  A claimed capacity is kept only up to
-  ``max_capacity``: it is the peer's word, and nothing is ranked by it.
+* **What it is.**  Samples are drawn *spread across prefixes*: every prefix
+  counts the same however many registrations it holds, and none gets more than
+  ``max(1, want // prefixes)`` places, so one /24 full of fake registrations gets
+  at most one place in a sample of 16 once honest peers sit on ten other /24s.
+  A super peer is *listed* only once it has held the role, refreshing its lease,
+  for ``super_seniority`` seconds (honest super peers serve for minutes; a burst
+  of fresh "super" registrations does not qualify), and the list gives one prefix
+  at most ``supers_per_prefix`` places whatever few prefixes it spans.  While no
+  super peer has served that long (a fresh overlay), the newer ones are listed,
+  or the first layer could never be found.  A claimed capacity is kept only up
+  to ``max_capacity``: it is the peer's word, and nothing is ranked by it.
 
 The cache is bounded: when it is full, a new peer is answered but not recorded
 (the peers already known keep their places; a full cache is still a good sample).
@@ -65,6 +70,14 @@ class HostCacheConfig:
     """... and per second after that."""
     max_capacity: int = attrs.field(default=1000, validator=validate.integer(0, 1_000_000))
     """Claimed capacities are kept up to this (a claim is only a claim)."""
+    super_seniority: float = attrs.field(default=30.0, validator=validate.real(0.0, 86400))
+    """A super peer is listed once it has held the role this long without its lease
+    lapsing: longer than a burst of registrations takes, shorter than an honest super
+    peer serves (while none has, the newer ones are listed: a fresh overlay)."""
+    supers_per_prefix: int = attrs.field(default=2, validator=validate.integer(1, MAX_SAMPLE))
+    """Most places one address prefix (a /24) takes in a super-peer list, however few
+    prefixes the listed super peers span (the bootstrap's own prefix excepted: a LAN,
+    or a swarm on one host, is one prefix by construction)."""
     sweep_period: float = attrs.field(default=5.0, validator=validate.real(0.01, 3600))
     rate_table_size: int = attrs.field(default=200_000, validator=validate.integer(1, 10_000_000))
     """Ids, and separately source prefixes, whose registration rate is tracked at once;
@@ -79,6 +92,8 @@ class HostEntry:
     capacity: int
     expires: float
     prefix: str
+    super_since: float = math.inf
+    """When it registered as a super peer (its lease unbroken since); inf while weak."""
 
 
 @attrs.frozen
@@ -89,6 +104,7 @@ class HostRecord:
     role: str
     capacity: int
     expires: float
+    super_since: float = math.inf
 
 
 class _SampleSet:
@@ -137,6 +153,9 @@ class _Groups:
     def __len__(self) -> int:
         return sum(len(members) for members in self._members.values())
 
+    def __bool__(self) -> bool:
+        return bool(self._members)
+
     def add(self, peer: PeerId, prefix: str) -> None:
         members = self._members.get(prefix)
         if members is None:
@@ -153,9 +172,17 @@ class _Groups:
             del self._members[prefix]
             self._prefixes.discard(prefix)
 
-    def sample(self, rng: RandomSource, want: int, exclude: PeerId) -> list[PeerId]:
+    def sample(
+        self,
+        rng: RandomSource,
+        want: int,
+        exclude: PeerId,
+        per_prefix: int = MAX_SAMPLE,
+        uncapped: str = "",
+    ) -> list[PeerId]:
         """Up to ``want`` distinct ids other than ``exclude``, every prefix weighing the
-        same and none holding more than ``max(1, want // prefixes)`` of the places."""
+        same and none holding more than ``max(1, want // prefixes)`` of the places, nor
+        more than ``per_prefix`` (but the ``uncapped`` one)."""
         count = len(self._prefixes)
         if want <= 0 or count == 0:
             return []
@@ -170,14 +197,15 @@ class _Groups:
         members = self._members
         for prefix in prefixes:
             group = members[prefix]
-            if each == 1 and len(group) == 1:
+            places = each if prefix == uncapped else max(1, min(each, per_prefix))
+            if places == 1 and len(group) == 1:
                 # The usual case on the Internet (and in the simulator): one peer per
                 # prefix, taken without a draw.
                 only = group._ids[0]
                 if only != exclude:
                     picked.append(only)
             else:
-                picked.extend(group.sample(rng, each, exclude))
+                picked.extend(group.sample(rng, places, exclude))
             if len(picked) >= want:
                 break
         return picked[:want]
@@ -200,12 +228,20 @@ class HostCache:
         self._live = _Groups()
         # Kept apart so answering a registration never scans the whole cache.
         self._supers = _Groups()
+        """Super peers that have served ``super_seniority``: the ones listed."""
+        self._juniors = _Groups()
+        """Super peers newer than that (listed only while none has served so long)."""
+        self._junior_ids: dict[PeerId, None] = {}
+        """The same, for the sweep that moves them up when their time comes."""
         self._buckets: dict[PeerId, _Bucket] = {}
         """Registration tokens per proven id."""
         self._prefix_buckets: dict[str, _Bucket] = {}
         """Tokens for newcomers, per source prefix."""
         self.next_sweep = math.inf
         self.counters: dict[str, int] = {}
+        self._my_prefix = prefix_of(me.address.host)
+        """Peers on the bootstrap's own prefix (its LAN, one host's swarm) are not capped
+        in super lists: the membership does not cap its own prefix either."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -260,25 +296,41 @@ class HostCache:
             self._count("registrations_refused")
             return []
         self._count("registrations")
-        self.add(sender, message.role, message.capacity, now + self.config.lease, prefix)
+        self.add(sender, message.role, message.capacity, now + self.config.lease, prefix, now=now)
         sample = self.sample(message.want, exclude=sender.id)
         supers = tuple(self.super_peers(exclude=sender.id))
         return [Send(sender.address, PeerSample(tuple(sample), supers, self.config.lease))]
 
     def add(
-        self, contact: Contact, role: str, capacity: int, expires: float, prefix: str | None = None
+        self,
+        contact: Contact,
+        role: str,
+        capacity: int,
+        expires: float,
+        prefix: str | None = None,
+        *,
+        now: float | None = None,
+        super_since: float | None = None,
     ) -> None:
         """Record (or refresh) ``contact``; ``prefix`` is where it registered from (by
-        default the prefix of the host it claims)."""
+        default the prefix of the host it claims), ``now`` when (by default a lease
+        before ``expires``).  A super peer keeps the time it first registered as one
+        while its lease holds (``super_since`` gives it, for a restored entry)."""
+        config = self.config
         if prefix is None:
             prefix = prefix_of(contact.address.host)
-        capacity = min(capacity, self.config.max_capacity)
-        entry = self._entries.get(contact.id)
+        if now is None:
+            now = expires - config.lease
+        capacity = min(capacity, config.max_capacity)
+        peer = contact.id
+        entry = self._entries.get(peer)
         if entry is not None:
+            self._unlist(peer, entry.prefix)
             if entry.prefix != prefix:
-                self._live.discard(contact.id, entry.prefix)
-                self._supers.discard(contact.id, entry.prefix)
-                self._live.add(contact.id, prefix)
+                self._live.discard(peer, entry.prefix)
+                self._live.add(peer, prefix)
+            if role != "super" or entry.role != "super":
+                entry.super_since = math.inf
             entry.contact, entry.role, entry.capacity, entry.expires, entry.prefix = (
                 contact,
                 role,
@@ -286,28 +338,50 @@ class HostCache:
                 expires,
                 prefix,
             )
-        elif len(self._entries) >= self.config.max_entries:
+        elif len(self._entries) >= config.max_entries:
             self._count("cache_full")
             return
         else:
-            self._entries[contact.id] = HostEntry(contact, role, capacity, expires, prefix)
-            self._live.add(contact.id, prefix)
-        if role == "super":
-            self._supers.add(contact.id, prefix)
+            entry = self._entries[peer] = HostEntry(contact, role, capacity, expires, prefix)
+            self._live.add(peer, prefix)
+        if role != "super":
+            return
+        if entry.super_since == math.inf:
+            entry.super_since = now if super_since is None else super_since
+        if now - entry.super_since >= config.super_seniority:
+            self._supers.add(peer, prefix)
         else:
-            self._supers.discard(contact.id, prefix)
+            self._juniors.add(peer, prefix)
+            self._junior_ids[peer] = None
+
+    def _unlist(self, peer: PeerId, prefix: str) -> None:
+        self._supers.discard(peer, prefix)
+        if peer in self._junior_ids:
+            del self._junior_ids[peer]
+            self._juniors.discard(peer, prefix)
+
+    def _promote_seniors(self, now: float) -> None:
+        """Super peers that have now served ``super_seniority`` are listed from now on."""
+        entries, seniority = self._entries, self.config.super_seniority
+        ready = [p for p in self._junior_ids if now - entries[p].super_since >= seniority]
+        for peer in ready:
+            prefix = entries[peer].prefix
+            self._unlist(peer, prefix)
+            self._supers.add(peer, prefix)
 
     def remove(self, peer: PeerId) -> None:
         entry = self._entries.pop(peer, None)
         if entry is None:
             return
         self._live.discard(peer, entry.prefix)
-        self._supers.discard(peer, entry.prefix)
+        self._unlist(peer, entry.prefix)
 
     def expire(self, now: float) -> int:
         gone = [peer for peer, entry in self._entries.items() if entry.expires <= now]
         for peer in gone:
             self.remove(peer)
+        if self._junior_ids:
+            self._promote_seniors(now)
         # Forget idle rate-limit buckets too, so the tables stay bounded.
         config = self.config
         for table, burst, rate in (
@@ -325,8 +399,13 @@ class HostCache:
         return [self._entries[p].contact for p in picked]
 
     def super_peers(self, exclude: PeerId) -> list[Contact]:
-        """At most ``max_super_peers`` live super peers, spread across prefixes."""
-        picked = self._supers.sample(self.rng, self.config.max_super_peers, exclude)
+        """At most ``max_super_peers`` live super peers that have served
+        ``super_seniority`` (the newer ones while none has), spread across prefixes."""
+        config = self.config
+        listed = self._supers if self._supers else self._juniors
+        picked = listed.sample(
+            self.rng, config.max_super_peers, exclude, config.supers_per_prefix, self._my_prefix
+        )
         return [self._entries[p].contact for p in picked]
 
     def charge(self, peer: PeerId, prefix: str, now: float) -> None:
@@ -344,12 +423,19 @@ class HostCache:
 
     def records(self) -> list[HostRecord]:
         return [
-            HostRecord(e.contact, e.role, e.capacity, e.expires) for e in self._entries.values()
+            HostRecord(e.contact, e.role, e.capacity, e.expires, e.super_since)
+            for e in self._entries.values()
         ]
 
     def restore(self, records: list[HostRecord]) -> None:
         for record in records:
-            self.add(record.contact, record.role, record.capacity, record.expires)
+            self.add(
+                record.contact,
+                record.role,
+                record.capacity,
+                record.expires,
+                super_since=None if record.super_since == math.inf else record.super_since,
+            )
 
     def _admit(self, peer: PeerId, prefix: str, now: float) -> bool:
         config = self.config

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -68,6 +69,9 @@ class SavedHost:
     role: str
     capacity: int
     remaining: float = attrs.field(validator=validate.real(0.0, 86400.0 * 365))
+    served: float = attrs.field(default=0.0, validator=validate.real(0.0, 86400.0 * 365 * 100))
+    """Seconds it had held the super role (0 for a weak peer; files from before this
+    field read as 0: their super peers start afresh)."""
 
 
 @attrs.frozen
@@ -85,13 +89,20 @@ _converter = cattrs.Converter(forbid_extra_keys=True)
 def save_state(path: Path, cache: HostCache, now: float) -> None:
     """Write the cache to ``path`` atomically (temporary file, fsync, rename)."""
     hosts = [
-        SavedHost(r.contact, r.role, r.capacity, max(0.0, r.expires - now))
+        SavedHost(r.contact, r.role, r.capacity, max(0.0, r.expires - now), served_for(r, now))
         for r in cache.records()
         if r.expires > now
     ]
     state = SavedState(STATE_FORMAT, time.time(), cache.me.id, hosts)
     data = json.dumps(_converter.unstructure(state), separators=(",", ":")).encode()
     write_atomically(path, data)
+
+
+def served_for(record: HostRecord, now: float) -> float:
+    """How long ``record``'s peer has held the super role (0: weak)."""
+    if record.role != "super" or record.super_since == math.inf:
+        return 0.0
+    return max(0.0, now - record.super_since)
 
 
 def load_state(path: Path) -> SavedState | None:
@@ -124,8 +135,9 @@ def key_path(state: Path) -> Path:
 def restore_cache(cache: HostCache, state: SavedState, now: float) -> int:
     """Put saved hosts back with their remaining lease, less the time we were down."""
     downtime = max(0.0, time.time() - state.saved_at)
+    # The time down counts as no service: a super peer keeps what it had served.
     records = [
-        HostRecord(h.contact, h.role, h.capacity, now + h.remaining - downtime)
+        HostRecord(h.contact, h.role, h.capacity, now + h.remaining - downtime, now - h.served)
         for h in state.hosts
         if h.remaining > downtime
     ]

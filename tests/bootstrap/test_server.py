@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import signal
 from pathlib import Path
@@ -64,6 +65,11 @@ def test_state_round_trip_keeps_the_remaining_lease(tmp_path: Path) -> None:
     expiries = {r.contact: r.expires for r in fresh.records()}
     assert 7.0 + 49.0 < expiries[_contact(1)] <= 7.0 + 50.0
     assert expiries[_contact(2)] <= 7.0 + 5.0
+    # The super peer registered a lease (60 s) before it expires: it had served 55 s,
+    # and keeps that service, so a restart does not send it back to the end of the line.
+    served = {r.contact: r.super_since for r in fresh.records()}
+    assert served[_contact(2)] == 7.0 - 55.0
+    assert served[_contact(1)] == math.inf, "a weak peer has served nothing"
 
 
 def test_a_damaged_state_file_is_moved_aside(tmp_path: Path) -> None:
