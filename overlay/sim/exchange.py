@@ -10,8 +10,8 @@ which cost more than simulating the message did. So, for each message:
   each worker, the first time that core writes to it;
 * its target is the peer's index (:func:`~overlay.sim.simulator.sim_address`), or the
   address itself when it was not made by that function;
-* a message whose fields are all numbers, strings or None (heartbeats, most of a run's
-  messages, and most answers) is sent as its class and those fields, and the receiving
+* a message whose fields are all declared numbers or strings (heartbeats, most of a
+  run's messages, and most answers) is sent as its class and those fields, and the receiving
   worker builds each distinct one once (messages are immutable: one object can stand
   for every copy, as when a core sends one object to several neighbors);
 * any other message is pickled as it is, each contact in it as a reference to the
@@ -35,7 +35,6 @@ from overlay.sim.simulator import SEQUENCE_BITS, Outgoing, sim_address, sim_inde
 INTERNED_MESSAGES: Final = 4096
 """Most distinct plain messages a worker keeps built; past it, new ones are built each
 time (the distinct heartbeats and answers of a run number a few dozen)."""
-SCALARS: Final = frozenset((int, str, bool, float, type(None)))
 
 Frame = tuple[int, list[tuple[int, PeerId, str, int]], list[tuple[int, int, Any, Any]]]
 """What one worker sends another after a window: the earliest tick at which it has
@@ -71,32 +70,36 @@ def dumps(value: object) -> bytes:
     return buffer.getvalue()
 
 
-_fields: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
-"""Per message class (a few dozen): the tuple of its fields' values, in the order its
-constructor takes them (or the message alone, for a class that cannot be rebuilt from
-them that way)."""
+PLAIN_TYPES: Final[frozenset[object]] = frozenset(
+    ("int", "str", "bool", "float", int, str, bool, float)
+)
+"""Field types (as annotated, or as resolved by ``attrs.resolve_types``, as the wire's
+codec does) that a message can travel as: strict validators make each value exactly of
+its type."""
+
+_flatteners: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
+"""Per message class (a few dozen): the tuple (class, *fields) it travels as, in the
+order its constructor takes them; None for a class pickled whole."""
 
 
-def _never_flat(message: Any) -> tuple[Any, ...]:
-    return (message,)  # not a scalar: the message is pickled whole
-
-
-def _fields_of(kind: type) -> Callable[[Any], tuple[Any, ...]]:
-    getter = _fields.get(kind)
-    if getter is None:
-        fields = attrs.fields(kind)
-        names = [field.name for field in fields]
-        if any(not field.init or field.kw_only or field.alias != field.name for field in fields):
-            getter = _never_flat
-        elif len(names) == 1:
-            one = operator.attrgetter(names[0])
-            getter = lambda message: (one(message),)  # noqa: E731
-        elif names:
-            getter = operator.attrgetter(*names)
+def _flattener(kind: type) -> Callable[[Any], tuple[Any, ...]] | None:
+    fields = attrs.fields(kind)
+    flatten: Callable[[Any], tuple[Any, ...]] | None = None
+    if all(
+        field.init and not field.kw_only and field.alias == field.name and field.type in PLAIN_TYPES
+        for field in fields
+    ):
+        if not fields:
+            alone = (kind,)
+            flatten = lambda message: alone  # noqa: E731
+        elif len(fields) == 1:
+            one = operator.attrgetter(fields[0].name)
+            flatten = lambda message: (kind, one(message))  # noqa: E731
         else:
-            getter = lambda message: ()  # noqa: E731
-        _fields[kind] = getter
-    return getter
+            many = operator.attrgetter(*(field.name for field in fields))
+            flatten = lambda message: (kind, *many(message))  # noqa: E731
+    _flatteners[kind] = flatten
+    return flatten
 
 
 class Encoder:
@@ -111,6 +114,7 @@ class Encoder:
     def encode(self, next_tick: int, messages: list[Outgoing]) -> bytes:
         announced = self._announced
         codes = self._codes
+        flatteners = _flatteners
         contacts: list[tuple[int, PeerId, str, int]] = []
         items: list[tuple[int, int, Any, Any]] = []
         append = items.append
@@ -125,13 +129,8 @@ class Encoder:
                 address = sender.address
                 contacts.append((number, sender.id, address.host, address.port))
             kind = type(message)
-            values = _fields_of(kind)(message)
-            for value in values:
-                if type(value) not in SCALARS:
-                    append((arrive, key, code, message))
-                    break
-            else:
-                append((arrive, key, code, (kind, *values)))
+            flatten = flatteners[kind] if kind in flatteners else _flattener(kind)
+            append((arrive, key, code, message if flatten is None else flatten(message)))
         frame: Frame = (next_tick, contacts, items)
         return dumps(frame)
 
