@@ -6,25 +6,36 @@ i mod workers; worker 0 also runs the bootstrap), each a
 The synchronisation is conservative, with the link latency L (the fewest ticks any
 message takes) as lookahead: the run advances in windows [t, t + L), in which every
 worker runs its own events alone, since nothing another worker sends in the window
-can land before t + L; at the end of the window the workers' messages for each
-other are handed over, through this process, as pickled lists.
+can land before t + L. Every link has that same latency (jitter only adds to it), so
+a lookahead per pair of workers would be the same L: the window cannot be wider.
+
+At the end of a window each worker sends every other one, over a pipe of their own,
+one frame (:mod:`overlay.sim.exchange`): its messages for that worker's peers and
+the earliest tick at which it has anything to do. Every worker then knows the
+earliest tick of the whole run and starts its next window there, so stretches with
+no event anywhere are skipped, all workers agreeing without asking anyone. This
+process only tells the workers how far to run (one simulated second at a time, for
+the progress bar) and collects the results: it is not on the path of a window.
+Frames are sent from a thread of each worker, so that two workers sending each other
+more than a pipe holds do not wait on each other forever.
 
 Why the result does not depend on the number of workers (the simulator's docstring
 has the rest): each peer's randomness is its own; a tick's events run in an order
 set by who caused them, not by who delivered them; the scenario's schedule and
 choices are replicated in every worker, and what one of its actions must know of
 the whole run it asks for with :meth:`~overlay.sim.simulator.Simulator.gather`, which
-this process answers once every worker has asked; the summary is computed here from
-every worker's snapshots, in the order the peers were started.
+the workers answer among themselves; the summary is computed here from every
+worker's snapshots, in the order the peers were started.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import multiprocessing
 import pickle
+import queue
 import resource
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -33,11 +44,11 @@ from typing import Any
 import attrs
 
 from overlay.core.peer import PeerSnapshot
-from overlay.protocol.identity import Address, Contact, PeerId
+from overlay.protocol.identity import Address, PeerId
+from overlay.sim.exchange import Decoder, Encoder, dumps
 from overlay.sim.scenario import Scenario, build
 from overlay.sim.simulator import (
     TICKS_PER_SECOND,
-    Outgoing,
     Shard,
     Simulator,
     few_collections,
@@ -48,40 +59,33 @@ from overlay.sim.topology import summarize
 
 SNAPSHOT_CHUNK = 5_000
 """Snapshots per message at the end: bounds what a worker holds pickled at once."""
-
-_contacts: dict[PeerId, Contact] = {}
-"""In a worker: one Contact per peer for all the messages it received from the
-others.  Unpickled as they are, every message would bring fresh copies of the
-contacts it names, and the views that keep them would hold thousands of copies of
-each (a peer keeps about 40 contacts): memory the run of one process does not
-spend.  It holds one entry per peer of the run that ever wrote to this worker."""
-
-
-def _contact(peer_id: PeerId, host: str, port: int) -> Contact:
-    known = _contacts.get(peer_id)
-    if known is None or known.address.host != host or known.address.port != port:
-        known = _contacts[peer_id] = Contact(peer_id, Address(host, port))
-    return known
-
-
-class _Pickler(pickle.Pickler):
-    """Pickles a Contact as a call to :func:`_contact`, which gives the receiving
-    worker's one copy of it."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is Contact:
-            return _contact, (obj.id, obj.address.host, obj.address.port)
-        return NotImplemented
-
-
-def _dumps(messages: list[Outgoing]) -> bytes:
-    buffer = io.BytesIO()
-    _Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(messages)
-    return buffer.getvalue()
+NEVER = 1 << 62
+"""A tick no run reaches: "nothing to do" in a frame."""
 
 
 class WorkerFailed(RuntimeError):
     """A worker process died or answered out of turn (its exit code in the message)."""
+
+
+@attrs.define
+class Phases:
+    """Where one worker's wall time went, in seconds (``time.perf_counter``)."""
+
+    compute: float = 0.0
+    """Running its events (``Simulator.run_ticks``), gathers left out."""
+    encode: float = 0.0
+    """Encoding its messages for the others."""
+    decode: float = 0.0
+    """Decoding theirs and queueing them."""
+    wait: float = 0.0
+    """Waiting for the others' frames: the barrier at the end of each window."""
+    gather: float = 0.0
+    """Answering the scenario's questions to every worker (``Simulator.gather``)."""
+    idle: float = 0.0
+    """Waiting for this process to say how far to run next."""
+    windows: int = 0
+    frames_bytes: int = 0
+    """What it sent the others, encoded."""
 
 
 @attrs.frozen
@@ -95,16 +99,18 @@ class Totals:
     started_peers: int
     peak_rss_bytes: int
     cpu_seconds: float
+    phases: Phases
 
 
 @attrs.frozen
 class Usage:
     """What a parallel run cost: peak resident memory of the coordinating process and of
-    each worker (``ru_maxrss``), and the workers' CPU time."""
+    each worker (``ru_maxrss``), the workers' CPU time and where their wall time went."""
 
     parent_rss_bytes: int
     worker_rss_bytes: tuple[int, ...]
     cpu_seconds: float
+    phases: tuple[Phases, ...] = ()
 
     @property
     def peak_rss_bytes(self) -> int:
@@ -112,40 +118,147 @@ class Usage:
         return self.parent_rss_bytes + sum(self.worker_rss_bytes)
 
 
-def _serve(conn: Connection, scenario: Scenario, shard: Shard) -> None:
-    """A worker's whole life: build its part, run windows until told to finish, then
-    send its snapshots and totals."""
+class _Links:
+    """One worker's pipes to every other worker, and the thread that writes to them."""
 
-    def gather(items: list[Any]) -> list[Any]:
-        conn.send(("gather", items))
-        merged: list[Any] = conn.recv()
+    def __init__(self, worker: int, pipes: list[Connection | None]) -> None:
+        self.worker = worker
+        self.pipes = pipes
+        """By worker; None at this worker's own place."""
+        self._out: queue.SimpleQueue[tuple[Connection, bytes] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name="sim-frames", daemon=True)
+        self._writer.start()
+
+    def _write(self) -> None:
+        while (item := self._out.get()) is not None:
+            pipe, frame = item
+            try:
+                pipe.send_bytes(frame)
+            except OSError:
+                return  # that worker is gone: reading from it will say so
+
+    def exchange(self, frames: list[bytes | None]) -> list[bytes | None]:
+        """Send each other worker its frame and receive theirs, worker by worker."""
+        for pipe, frame in zip(self.pipes, frames, strict=True):
+            if pipe is not None and frame is not None:
+                self._out.put((pipe, frame))
+        received: list[bytes | None] = []
+        for worker, pipe in enumerate(self.pipes):
+            if pipe is None:
+                received.append(None)
+                continue
+            try:
+                received.append(pipe.recv_bytes())
+            except EOFError:
+                raise WorkerFailed(f"worker {worker} is gone") from None
+        return received
+
+    def close(self) -> None:
+        self._out.put(None)
+        self._writer.join()
+
+
+class _Worker:
+    """A worker's part of the run: its simulator, the pipes, the window it is at."""
+
+    def __init__(self, scenario: Scenario, shard: Shard, links: _Links) -> None:
+        self.sim = build(scenario, shard)
+        self.sim.gatherer = self._gather
+        self.links = links
+        self.phases = Phases()
+        self.lookahead = latency_ticks(scenario.latency)
+        self.start = 0
+        """The first tick of the next window: every worker has the same."""
+        codes: dict[Address, int | Address] = {}
+        self.encoders = [
+            None if worker == shard.worker else Encoder(codes) for worker in range(shard.count)
+        ]
+        self.decoder = Decoder()
+
+    def _gather(self, items: list[Any]) -> list[Any]:
+        began = time.perf_counter()
+        mine = pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+        frames = self.links.exchange([mine] * len(self.links.pipes))
+        merged: list[Any] = []
+        for worker, frame in enumerate(frames):
+            merged.extend(items if worker == self.links.worker else pickle.loads(frame or b""))
+        self.phases.gather += time.perf_counter() - began
         return merged
 
-    sim = build(scenario, shard)
-    sim.gatherer = gather
+    def run_until(self, end: int) -> None:
+        """Run windows up to and including tick ``end``."""
+        sim = self.sim
+        phases = self.phases
+        clock = time.perf_counter
+        while self.start <= end:
+            last = min(self.start + self.lookahead - 1, end)
+            began = clock()
+            gathered = phases.gather
+            sim.run_ticks(last)
+            encoding = clock()
+            phases.compute += encoding - began - (phases.gather - gathered)
+            outgoing = sim.take_outgoing()
+            earliest = _next_tick(sim)
+            for part in outgoing:
+                if part:
+                    earliest = min(earliest, *(message[0] for message in part))
+            frames: list[bytes | None] = []
+            for encoder, part in zip(self.encoders, outgoing, strict=True):
+                frames.append(None if encoder is None else encoder.encode(earliest, part))
+            phases.frames_bytes += sum(len(frame) for frame in frames if frame is not None)
+            waiting = clock()
+            phases.encode += waiting - encoding
+            received = self.links.exchange(frames)
+            decoding = clock()
+            phases.wait += decoding - waiting
+            for frame in received:
+                if frame is not None:
+                    their_earliest, messages = self.decoder.decode(frame)
+                    earliest = min(earliest, their_earliest)
+                    sim.receive_incoming(messages)
+            phases.decode += clock() - decoding
+            phases.windows += 1
+            self.start = max(last + 1, earliest)
+
+
+def _next_tick(sim: Simulator) -> int:
+    """The earliest tick at which ``sim`` has an event or a scenario action."""
+    ticks = [tick for tick in (sim.next_event_tick(), sim.next_action_tick()) if tick is not None]
+    return min(ticks, default=NEVER)
+
+
+def _serve(
+    conn: Connection, scenario: Scenario, shard: Shard, pipes: list[list[Connection | None]]
+) -> None:
+    """A worker's whole life: build its part, run as far as told until told to finish,
+    then send its snapshots and totals."""
+    mine = pipes[shard.worker]
+    for row in pipes:  # the ends of other workers' pipes: ours must see them close
+        for pipe in row:
+            if pipe is not None and all(pipe is not own for own in mine):
+                pipe.close()
+    links = _Links(shard.worker, mine)
+    worker = _Worker(scenario, shard, links)
     with few_collections():
         while True:
+            waiting = time.perf_counter()
             command = conn.recv()
-            if command[0] == "run":
-                _, end, blobs = command
-                for blob in blobs:
-                    sim.receive_incoming(pickle.loads(blob))  # from our own workers
-                sim.run_ticks(end)
-                out = sim.take_outgoing()
-                blobs = [_dumps(part) if part else None for part in out]
-                conn.send(("done", blobs))
-            else:
+            worker.phases.idle += time.perf_counter() - waiting
+            if command[0] != "run":
                 break
-    _send_results(conn, sim)
+            worker.run_until(command[1])
+            conn.send(("done",))
+    links.close()
+    _send_results(conn, worker.sim, worker.phases)
 
 
-def _send_results(conn: Connection, sim: Simulator) -> None:
+def _send_results(conn: Connection, sim: Simulator, phases: Phases) -> None:
     numbered = [(sim.nodes[address].number, peer) for address, peer in sim.peers.items()]
     for start in range(0, len(numbered), SNAPSHOT_CHUNK):
         chunk = [
             (number, for_summary(peer)) for number, peer in numbered[start : start + SNAPSHOT_CHUNK]
         ]
-        conn.send(("snapshots", chunk))
+        conn.send_bytes(dumps(("snapshots", chunk)))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     conn.send(
         (
@@ -158,6 +271,7 @@ def _send_results(conn: Connection, sim: Simulator) -> None:
                 started_peers=sim.started_peers,
                 peak_rss_bytes=usage.ru_maxrss * 1024,
                 cpu_seconds=usage.ru_utime + usage.ru_stime,
+                phases=phases,
             ),
         )
     )
@@ -171,16 +285,19 @@ class ParallelRun:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.scenario = scenario
         self.workers = workers
-        self.tick = 0
-        self.lookahead = latency_ticks(scenario.latency)
         context = multiprocessing.get_context("fork")
+        # pipes[i][j]: worker i's end of its pipe with worker j.
+        pipes: list[list[Connection | None]] = [[None] * workers for _ in range(workers)]
+        for i in range(workers):
+            for j in range(i + 1, workers):
+                pipes[i][j], pipes[j][i] = context.Pipe()
         self._conns: list[Connection] = []
         self._processes: list[Any] = []
         for worker in range(workers):
             mine, theirs = context.Pipe()
             process = context.Process(
                 target=_serve,
-                args=(theirs, scenario, Shard(worker, workers)),
+                args=(theirs, scenario, Shard(worker, workers), pipes),
                 name=f"sim-worker-{worker}",
                 daemon=True,
             )
@@ -188,8 +305,10 @@ class ParallelRun:
             theirs.close()
             self._conns.append(mine)
             self._processes.append(process)
-        self._inbox: list[list[bytes]] = [[] for _ in range(workers)]
-        """Pickled messages for each worker, to hand over with its next window."""
+        for row in pipes:
+            for pipe in row:
+                if pipe is not None:
+                    pipe.close()
 
     def _recv(self, worker: int) -> Any:
         try:
@@ -202,30 +321,12 @@ class ParallelRun:
     def run_until(self, time: float) -> None:
         """Run every worker up to and including simulated time ``time``."""
         end = int(time * TICKS_PER_SECOND + 1e-9)
-        while self.tick <= end:
-            last = min(self.tick + self.lookahead - 1, end)
-            self._window(last)
-            self.tick = last + 1
-
-    def _window(self, last: int) -> None:
-        for worker, conn in enumerate(self._conns):
-            conn.send(("run", last, self._inbox[worker]))
-        self._inbox = [[] for _ in range(self.workers)]
-        while True:
-            replies = [self._recv(worker) for worker in range(self.workers)]
-            kinds = {reply[0] for reply in replies}
-            if kinds == {"gather"}:
-                merged = [item for reply in replies for item in reply[1]]
-                for conn in self._conns:
-                    conn.send(merged)
-                continue
-            if kinds != {"done"}:
-                raise WorkerFailed(f"workers out of step: {sorted(kinds)}")
-            break
-        for reply in replies:  # worker by worker: the order receive_incoming sees
-            for target, blob in enumerate(reply[1]):
-                if blob is not None:
-                    self._inbox[target].append(blob)
+        for conn in self._conns:
+            conn.send(("run", end))
+        for worker in range(self.workers):
+            reply = self._recv(worker)
+            if reply != ("done",):
+                raise WorkerFailed(f"worker {worker} answered {reply[0]!r} out of turn")
 
     def finish(self) -> tuple[list[PeerSnapshot], list[Totals]]:
         """Stop the workers; their peers' snapshots (in the order the peers were
@@ -305,5 +406,6 @@ def run_parallel(
         parent_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         worker_rss_bytes=tuple(part.peak_rss_bytes for part in totals),
         cpu_seconds=sum(part.cpu_seconds for part in totals),
+        phases=tuple(part.phases for part in totals),
     )
     return summary, usage
