@@ -9,9 +9,18 @@ machine where seconds are not, so two versions of the code are compared by them:
 runs, for each source tree, ``overlay sim --peers 500 --seed 9 --duration 30 --json``
 under callgrind (``PYTHONPATH`` set to the tree) and records the instructions, the
 delivered messages, their ratio, and the digest of the JSON (SHA-256 of it without
-``wall_seconds`` and ``messages_per_wall_second``, keys sorted).  ``--reuse OUT JSON``
-reads a callgrind output file and the sim's JSON from a run made by hand with the
-same command instead of running again.
+``wall_seconds`` and ``messages_per_wall_second``, keys sorted).  ``--commit REF``
+measures a commit of this repository (``git archive`` into a scratch folder).
+``--reuse LABEL OUT JSON`` reads a callgrind output file and the sim's JSON from a run
+made by hand with the same command instead of running again, and ``--keep FILE`` carries
+the rows of an earlier record over, first.
+
+Every tree runs pure Python (``OVERLAY_PURE_PYTHON=1``: the figures before the compiled
+core were pure, and a tree from ``git archive`` has nothing compiled) on one process
+(``--workers 1`` where the tree has the parallel simulator: callgrind follows one
+process).  Python compiles the project's sources at every run when bytecode is not
+written (``PYTHONDONTWRITEBYTECODE``, as on the machine these figures come from), and
+that cost is part of each figure: compare trees run the same way.
 """
 
 from __future__ import annotations
@@ -23,10 +32,14 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import Run
 
@@ -49,11 +62,18 @@ def instructions(callgrind_out: Path) -> int:
     return int(match.group(1))
 
 
+def sim_args_for(tree: Path) -> tuple[str, ...]:
+    """The sim's arguments, on one process where the tree can split a run."""
+    if (tree / "overlay" / "sim" / "parallel.py").exists():
+        return (*SIM_ARGS, "--workers", "1")
+    return SIM_ARGS
+
+
 def measure(tree: Path, sim_args: Sequence[str]) -> tuple[int, dict[str, Any]]:
     """Run the sim from ``tree`` under callgrind; (instructions, the sim's JSON)."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
-        env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+        env = {**os.environ, "PYTHONPATH": str(tree.resolve()), "OVERLAY_PURE_PYTHON": "1"}
         command = [
             "valgrind",
             "--tool=callgrind",
@@ -65,6 +85,20 @@ def measure(tree: Path, sim_args: Sequence[str]) -> tuple[int, dict[str, Any]]:
         ]
         done = subprocess.run(command, env=env, cwd=tree, capture_output=True, check=True)
         return instructions(out), json.loads(done.stdout)
+
+
+def measure_commit(ref: str) -> tuple[int, dict[str, Any]]:
+    """Run the sim from commit ``ref`` of the repository this script is in."""
+    repository = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as scratch:
+        archive = Path(scratch) / "tree.tar"
+        tree = Path(scratch) / "tree"
+        subprocess.run(
+            ["git", "archive", "--output", str(archive), ref], cwd=repository, check=True
+        )
+        with tarfile.open(archive) as tar:
+            tar.extractall(tree, filter="data")
+        return measure(tree, sim_args_for(tree))
 
 
 def figures_of(label: str, count: int, sim: dict[str, Any]) -> dict[str, Any]:
@@ -80,13 +114,19 @@ def figures_of(label: str, count: int, sim: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="an earlier record whose rows come first")
+    parser.add_argument("--commit", action="append", default=[], help="a commit to measure")
     parser.add_argument("--tree", type=Path, action="append", default=[])
     parser.add_argument("--reuse", nargs=3, action="append", default=[],
                         metavar=("LABEL", "CALLGRIND_OUT", "SIM_JSON"))  # fmt: skip
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     run = Run.begin("benchmarks/sim_cost.py", argv)
-    rows = [figures_of(str(tree), *measure(tree, SIM_ARGS)) for tree in args.tree]
+    rows: list[dict[str, Any]] = []
+    if args.keep is not None:
+        rows.extend(json.loads(args.keep.read_text(encoding="utf-8"))["runs"])
+    rows.extend(figures_of(ref, *measure_commit(ref)) for ref in args.commit)
+    rows.extend(figures_of(str(tree), *measure(tree, sim_args_for(tree))) for tree in args.tree)
     for label, out, sim in args.reuse:
         figures = json.loads(Path(sim).read_text(encoding="utf-8"))
         rows.append(figures_of(label, instructions(Path(out)), figures))

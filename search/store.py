@@ -112,6 +112,9 @@ class ItemStore:
         self.capacity = capacity
         self._items: dict[str, Item] = {}
         self._by_word: dict[str, dict[str, None]] = {}
+        self.version = 0
+        """Bumped by every change of content: what was derived from the items (a weak
+        peer's signed index entries) stands while it is unchanged."""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -129,6 +132,7 @@ class ItemStore:
         if len(self._items) >= self.capacity:
             raise StoreFull(f"the store holds its capacity of {self.capacity} items")
         self._items[item.key] = item
+        self.version += 1
         for word in item.keywords:
             self._by_word.setdefault(word, {})[item.key] = None
         return True
@@ -136,6 +140,7 @@ class ItemStore:
     def remove(self, key: str) -> Item | None:
         item = self._items.pop(key, None)
         if item is not None:
+            self.version += 1
             for word in item.keywords:
                 keys = self._by_word[word]
                 del keys[item.key]

@@ -15,6 +15,7 @@ peer of the same host out for good.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Generic, TypeVar
@@ -25,6 +26,10 @@ IPV4_PREFIX = 24
 IPV6_PREFIX = 64
 
 
+# Cached: parsing an address costs about as much as a simulated message, and the
+# bootstrap, the passive view and the neighbor cap all ask it of the same few hosts
+# again and again.  Bounded, and a pure function of its argument.
+@functools.lru_cache(maxsize=65_536)
 def prefix_of(host: str) -> str:
     """The prefix a host counts against: its /24 (IPv4) or /64 (IPv6)."""
     try:

@@ -54,9 +54,7 @@ How the graph is built and kept:
 
 from __future__ import annotations
 
-import functools
 import math
-from collections import Counter
 from collections.abc import Iterable
 
 import attrs
@@ -87,10 +85,11 @@ from overlay.protocol.randomness import RandomSource
 _NEVER = math.inf
 
 
-address_group = functools.lru_cache(maxsize=65_536)(prefix_of)
+address_group = prefix_of
 """The address prefix a host belongs to, as the per-prefix neighbor cap counts it: the
-runtime's grouping for its connection limits (a /24, a /64), cached because the cap
-asks it of every neighbor whenever a link is about to be made."""
+runtime's grouping for its connection limits (a /24, a /64), cached (in
+:func:`~overlay.core.admission.prefix_of`) because the cap asks it of every neighbor
+whenever a link is about to be made."""
 
 
 @attrs.define(slots=True)
@@ -170,6 +169,9 @@ class Membership:
         """How many of ``active`` each address group holds, kept on every add and remove:
         the per-prefix cap is asked before every link, and recounting the whole view
         there was a tenth of a large simulation's time."""
+        self._own_links = 0
+        """How many of ``active`` are own links (kept on every link and unlink, as
+        ``_per_group`` is: the own-slot rules ask it at every link and shuffle)."""
         self.super_peers: dict[PeerId, Contact] = {}
         self.shuffle: PendingShuffle | None = None
         self.joined = False
@@ -225,6 +227,7 @@ class Membership:
             out.append(Send(self.bootstrap, Unregister()))
         self.active.clear()
         self._per_group.clear()
+        self._own_links = 0
         self.pending.clear()
         self.own_asks.clear()
         self.shuffle = None
@@ -627,6 +630,7 @@ class Membership:
         if replaced is not None:
             self._uncount(replaced)  # replaced in place: the view keeps its order
         self.active[contact.id] = Neighbor(contact, now, own=own, since=now)
+        self._own_links += own
         group = address_group(contact.address.host)
         self._per_group[group] = self._per_group.get(group, 0) + 1
 
@@ -636,6 +640,7 @@ class Membership:
         return neighbor
 
     def _uncount(self, neighbor: Neighbor) -> None:
+        self._own_links -= neighbor.own
         group = address_group(neighbor.contact.address.host)
         left = self._per_group[group] - 1
         if left:
@@ -714,7 +719,7 @@ class Membership:
 
     def own_count(self) -> int:
         """Links I chose myself (at most ``own_slots``)."""
-        return sum(1 for neighbor in self.active.values() if neighbor.own)
+        return self._own_links
 
     def _asked_for_own(self, peer: PeerId) -> bool:
         """Whether my pending request to ``peer`` was for an own slot (and forget it)."""
@@ -890,7 +895,9 @@ class Membership:
         size = self.config.passive_size
         me = self.me.id
         per_prefix = self.config.passive_per_prefix
-        groups: Counter[str] | None = None
+        # Every passive entry's prefix, one item each (a multiset: ``count`` is the
+        # per-prefix tally), made at the first new entry and kept with the view below.
+        groups: list[str] | None = None
         for entry in entries:
             if type(entry) is ShuffleEntry:
                 contact, age = entry.contact, entry.age
@@ -911,7 +918,11 @@ class Membership:
                     # The bootstrap saw the peer register from there: it may have moved.
                     # A shuffle's word for where another peer is does not replace mine.
                     existing.contact = contact
-                    existing.group = address_group(contact.address.host)
+                    moved = address_group(contact.address.host)
+                    if groups is not None and moved != existing.group:
+                        groups.remove(existing.group)
+                        groups.append(moved)
+                    existing.group = moved
                 existing.age = min(existing.age, age)
                 existing.own = existing.own or own
                 continue
@@ -919,7 +930,7 @@ class Membership:
                 if groups is None:
                     groups = self._passive_groups()
                 group = address_group(contact.address.host)
-                if group != self._my_group and groups.get(group, 0) >= per_prefix:
+                if group != self._my_group and groups.count(group) >= per_prefix:
                     self._count("passive.prefix_full")
                     continue
             if len(passive) >= size:
@@ -935,8 +946,7 @@ class Membership:
                 if victim is None:
                     continue
                 if groups is not None:
-                    gone = passive[victim].group
-                    groups[gone] -= 1
+                    groups.remove(passive[victim].group)
                 del passive[victim]
             passive[peer] = PassiveEntry(
                 contact,
@@ -945,12 +955,14 @@ class Membership:
                 group if groups is not None else address_group(contact.address.host),
             )
             if groups is not None:
-                groups[group] = groups.get(group, 0) + 1
+                groups.append(group)
 
-    def _passive_groups(self) -> Counter[str]:
-        """Passive entries per address prefix (my own prefix is never capped: a LAN, or
-        a swarm on one host, is one prefix by construction)."""
-        return Counter([entry.group for entry in self.passive.values()])
+    def _passive_groups(self) -> list[str]:
+        """The address prefix of every passive entry, repeated as often as it is held (my
+        own prefix is never capped: a LAN, or a swarm on one host, is one prefix by
+        construction).  A list, not a Counter: a view holds a few dozen entries, and
+        a Counter costs half as much again to build, at every merge."""
+        return [entry.group for entry in self.passive.values()]
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1

@@ -23,6 +23,8 @@ from overlay.protocol.identity import PUBLIC_KEY_BYTES, PeerId, peer_id_of
 from overlay.protocol.signing import SIGNATURE_BYTES
 
 _PUBLIC_TAG = b"overlay-model-public-key"
+VERIFIED_SIZE = 65_536
+"""Good signatures a keyring remembers (see :attr:`ModelKeyring._verified`)."""
 
 
 def seeded_secret(seed: int, number: int) -> bytes:
@@ -60,10 +62,14 @@ class ModelKeyring:
     """Every model key of one run: makes key pairs and checks their signatures
     (a :class:`overlay.protocol.signing.Verifier`)."""
 
-    __slots__ = ("_secrets",)
+    __slots__ = ("_secrets", "_verified")
 
     def __init__(self) -> None:
         self._secrets: dict[bytes, bytes] = {}
+        self._verified: dict[bytes, tuple[bytes, bytes]] = {}
+        """Signatures already found good, with the key and data they were good for: an
+        index entry is checked by every super peer its publisher attaches to, and in
+        one run they all share this keyring.  Bounded (the oldest goes first)."""
 
     def new_pair(self, rng: random.Random) -> ModelKeyPair:
         """A fresh key pair whose secret comes from ``rng`` (a seeded source)."""
@@ -85,4 +91,15 @@ class ModelKeyring:
         if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
             return False
         secret = self._secrets.get(public_key)
-        return secret is not None and _signature(secret, data) == signature
+        if secret is None:
+            return False  # unknown, or forgotten: whatever was verified before
+        verified = self._verified
+        known = verified.get(signature)
+        if known is not None and known[0] == public_key and known[1] == data:
+            return True
+        if _signature(secret, data) != signature:
+            return False
+        verified[signature] = (public_key, data)
+        if len(verified) > VERIFIED_SIZE:
+            del verified[next(iter(verified))]
+        return True

@@ -75,6 +75,9 @@ class SuperSide:
             verifier=ctx.verifier,
         )
         self.neighbors: dict[PeerId, SuperNeighbor] = {}
+        self._offers: tuple[SuperInfo, ...] | None = None
+        """What a reject offers instead (:meth:`_alternatives`), kept until a neighbor
+        comes, goes or tells another load: every change of ``neighbors`` clears it."""
         self.linking: dict[PeerId, float] = {}
         """Super peers I asked to link with, until when I wait for their answer."""
         self.estimate = 0.0
@@ -98,6 +101,7 @@ class SuperSide:
         for neighbor in self.neighbors.values():
             out.append(Send(neighbor.contact.address, SuperUnlink("leaving")))
         self.neighbors.clear()
+        self._offers = None
         self.index.clear()
 
     def step_up(self, now: float, out: list[Effect]) -> None:
@@ -121,6 +125,7 @@ class SuperSide:
             self.directory.learn(neighbor.contact, neighbor.load, now)
         self.index.clear()
         self.neighbors.clear()
+        self._offers = None
         self.linking.clear()
 
     def forgive(self, floor: float) -> None:
@@ -141,6 +146,7 @@ class SuperSide:
         horizon = now - config.failure_timeout
         for peer in [p for p, n in self.neighbors.items() if n.last_heard <= horizon]:
             del self.neighbors[peer]
+            self._offers = None
             directory.bury(peer, now)
             ctx.count("super_neighbors_declared_dead")
         for peer in [p for p, deadline in self.linking.items() if deadline <= now]:
@@ -219,7 +225,9 @@ class SuperSide:
         if neighbor is None:
             return False
         neighbor.last_heard = now
-        neighbor.load = message.load
+        if neighbor.load != message.load:
+            neighbor.load = message.load
+            self._offers = None
         neighbor.estimate = message.estimate
         learn = self.directory.learn
         for info in message.supers:
@@ -227,7 +235,8 @@ class SuperSide:
         return True
 
     def link_lost(self, peer: PeerId) -> None:
-        self.neighbors.pop(peer, None)
+        if self.neighbors.pop(peer, None) is not None:
+            self._offers = None
 
     def relates(self, peer: PeerId) -> bool:
         return peer in self.index.by_owner or peer in self.neighbors or peer in self.linking
@@ -289,9 +298,14 @@ class SuperSide:
         )
 
     def _alternatives(self) -> tuple[SuperInfo, ...]:
-        infos = [SuperInfo(n.contact, min(n.load, MAX_LOAD)) for n in self.neighbors.values()]
-        infos.sort(key=lambda info: info.load)
-        return tuple(infos[:MAX_SUPER_INFO])
+        """My least loaded super-layer neighbors, offered to a weak peer I turn away
+        (made once per change of my neighbors: a full super peer turns many away)."""
+        offers = self._offers
+        if offers is None:
+            infos = [SuperInfo(n.contact, min(n.load, MAX_LOAD)) for n in self.neighbors.values()]
+            infos.sort(key=lambda info: info.load)
+            offers = self._offers = tuple(infos[:MAX_SUPER_INFO])
+        return offers
 
     def _index_call(
         self, sender: Contact, lease_id: str, out: list[Effect], call: Callable[[], object]
@@ -387,6 +401,7 @@ class SuperSide:
         self.linking.pop(peer, None)
         self.index.drop(peer)  # a super peer is nobody's weak peer
         self.neighbors[peer] = SuperNeighbor(sender, now, message.load, float(message.load))
+        self._offers = None
         self.directory.learn(sender, message.load, now)
         out.append(Send(sender.address, SuperLinkAccept(min(self.load, MAX_LOAD))))
 
@@ -402,6 +417,7 @@ class SuperSide:
             out.append(Send(sender.address, SuperUnlink("full")))
             return
         self.neighbors[peer] = SuperNeighbor(sender, now, message.load, float(message.load))
+        self._offers = None
         self.directory.learn(sender, message.load, now)
 
     def on_unlink(
@@ -409,7 +425,8 @@ class SuperSide:
     ) -> None:
         peer = sender.id
         self.linking.pop(peer, None)
-        self.neighbors.pop(peer, None)
+        if self.neighbors.pop(peer, None) is not None:
+            self._offers = None
         if message.reason == "not a super peer":
             self.directory.forget(peer)
             self.directory.shun(peer, now + self.config.period)

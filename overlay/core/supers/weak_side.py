@@ -113,6 +113,9 @@ class WeakSide:
         self.published: dict[str, IndexItem] = {}
         self.signed: dict[str, IndexItem] = {}
         """My entries as signed (each once, at the change that added it), by key."""
+        self._signed_at = -1
+        """The store's version ``signed`` was made from: while it stands, every attach
+        sends ``signed`` as it is, without walking the store again."""
         self.seed_at = _NEVER
         self.seed_asked = False
         self.heir: Contact | None = None
@@ -280,13 +283,18 @@ class WeakSide:
     def _my_items(self) -> dict[str, IndexItem]:
         """My entries, each signed by me: super peers pass the signature on with every
         hit they answer for me, which is what keeps them from inventing holders."""
-        items: dict[str, IndexItem] = {}
         bound = self.config.max_items_per_weak
+        store = self.store
+        if store.version == self._signed_at:
+            if len(store) > bound:
+                self.ctx.count("index.not_published_over_bound")
+            return self.signed
+        items: dict[str, IndexItem] = {}
         signed = self.signed
         signer = self.ctx.signer
         me = self.ctx.me.id
         epoch = self.seq
-        for item in self.store:
+        for item in store:
             if len(items) >= bound:
                 self.ctx.count("index.not_published_over_bound")
                 break
@@ -296,6 +304,7 @@ class WeakSide:
                 entry = IndexItem(item.key, item.name, item.size, epoch, signer.sign(statement))
             items[item.key] = entry
         self.signed = items
+        self._signed_at = store.version
         return items
 
     def _attachable(self, peer: PeerId, now: float) -> bool:
