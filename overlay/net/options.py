@@ -279,6 +279,8 @@ def swarm_node_config_of(args: argparse.Namespace) -> NodeConfig:
         for name in ("max_per_host", "max_per_prefix")
         if getattr(args, name, None) is None
     }
+    # The swarm's clients (searches, stats crawls) all come from 127.0.0.1.
+    lifted["handshakes_per_source"] = max(config.handshake_waiting, 1)
     return attrs.evolve(config, **lifted)
 
 

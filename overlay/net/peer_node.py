@@ -14,6 +14,7 @@ from typing import Any
 from overlay.core.peer import Peer, PeerSnapshot
 from overlay.net.client_requests import ClientRequests
 from overlay.net.faults import FaultInjector
+from overlay.net.handshake_gate import HandshakeGate
 from overlay.net.node import Node, NodeConfig, stat_counters
 from overlay.net.secure import Security
 from overlay.protocol.identity import Address, PeerId
@@ -92,6 +93,7 @@ def peer_node(
     *,
     security: Security,
     faults: FaultInjector | None = None,
+    gate: HandshakeGate | None = None,
 ) -> Node:
     """A node that runs ``peer``: handshakes with its role, answers stats and client
     requests, leaves politely.  ``security``'s key must be the one behind ``peer.id``
@@ -115,4 +117,5 @@ def peer_node(
         farewell=peer.leave,
         client=client,
         faults=faults,
+        gate=gate,
     )
