@@ -14,8 +14,14 @@ remote's accepted one: with one pool for both, a process whose slots were all he
 its own dialers, each waiting for an accepted handshake of the same process that waits
 for a slot, would stall until the timeouts.
 
-A pool runs at most ``slots`` handshakes; the others wait in arrival order, at most
-``waiting`` of them (a connection past that is refused, counted, with one log line).
+A pool runs at most ``slots`` handshakes; the others wait, at most ``waiting`` of them
+(a connection past that is refused, counted, with one log line).  A freed slot goes to
+the **newest** waiter: under overload a first-come queue serves only handshakes that
+have waited nearly their whole timeout (and whose remote, timing the handshake from
+its own side, is about to give up), so all of them fail; serving the newest first
+keeps the ones served useful, and the oldest time out having cost no CPU (the
+adaptive-LIFO rule of "Fail at Scale", Maurer 2015).  In a 200-peer swarm worker at
+load 9, first-come order left 10,338 waits timed out in 75 s.
 While it is full, one remote host may hold at most ``per_source`` of its running and
 waiting places, so one source cannot fill the queue and lock others out; a free slot
 is never refused.  The wait has its own timeout (the node's ``handshake_timeout``),
@@ -46,7 +52,8 @@ class GateLimits:
 
 
 class Pool:
-    """At most ``limits.slots`` holders at once, FIFO waiters, bounded per source."""
+    """At most ``limits.slots`` holders at once, the newest waiter served first, bounded
+    per source."""
 
     __slots__ = ("_sources", "_waiters", "limits", "running")
 
@@ -55,7 +62,8 @@ class Pool:
         self.running = 0
         """Slots held (a slot handed to a waiter stays counted)."""
         self._waiters: dict[trio.Event, None] = {}
-        """Waiting in arrival order (a dict: an ordered set that drops a cancelled one in O(1))."""
+        """Waiting in arrival order (a dict: an ordered set that drops a cancelled one in
+        O(1), and whose last entry is the newest)."""
         self._sources: dict[str, int] = {}
         """Running and waiting places per remote host (only while the pool is contended)."""
 
@@ -104,8 +112,7 @@ class Pool:
 
     def _hand_on(self) -> None:
         if self._waiters:
-            turn = next(iter(self._waiters))
-            del self._waiters[turn]
+            turn, _ = self._waiters.popitem()  # the newest: see the module's documentation
             turn.set()  # the slot passes on: ``running`` stays as it is
         else:
             self.running -= 1

@@ -37,13 +37,13 @@ async def test_a_pool_grants_free_slots_queues_in_order_and_refuses_past_its_bou
         assert (pool.running, pool.waiting) == (1, 2)
         with pytest.raises(HandshakeBusy, match="waiting already"):
             await pool.enter("10.0.0.3")
-        pool.leave("10.0.0.1")  # the first slot passes to b, then c, in arrival order
+        pool.leave("10.0.0.1")  # the slot passes to the newest waiter (c), then to b
         await trio.testing.wait_all_tasks_blocked()
-        assert order == ["b"]
-        done["b"].set()
-        await trio.testing.wait_all_tasks_blocked()
-        assert order == ["b", "c"]
+        assert order == ["c"]
         done["c"].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == ["c", "b"]
+        done["b"].set()
     assert (pool.running, pool.waiting, pool.held_by("10.0.0.1")) == (0, 0, 0)
 
 
@@ -136,11 +136,14 @@ async def test_a_node_runs_one_handshake_at_a_time_queues_a_bounded_few_and_refu
         assert await _closed(late)
         assert "waiting already" in _refusals(caplog, late.socket.getsockname()[1])[0]
         assert node.counters["handshake.refused_busy"] == 2
-        # The silent one leaves: the honest client, first in line, is served.
+        # The silent one leaves: the newest waiter (from 127.0.0.2) gets its slot ...
         await silent.aclose()
+        await settled(1, 1)
+        assert not answered.is_set()
+        # ... and once it leaves too, the honest client is served.
+        await patient.aclose()
         with trio.fail_after(60):
             await answered.wait()
-        await patient.aclose()
         await settled(0, 0)
         assert node.counters["handshake.waited"] >= 1
         node.stop()
