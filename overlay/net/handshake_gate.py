@@ -16,12 +16,15 @@ for a slot, would stall until the timeouts.
 
 A pool runs at most ``slots`` handshakes; the others wait, at most ``waiting`` of them
 (a connection past that is refused, counted, with one log line).  A freed slot goes to
-the **newest** waiter: under overload a first-come queue serves only handshakes that
-have waited nearly their whole timeout (and whose remote, timing the handshake from
-its own side, is about to give up), so all of them fail; serving the newest first
-keeps the ones served useful, and the oldest time out having cost no CPU (the
-adaptive-LIFO rule of "Fail at Scale", Maurer 2015).  In a 200-peer swarm worker at
-load 9, first-come order left 10,338 waits timed out in 75 s.
+the oldest waiter, unless that one has waited longer than ``lifo_after`` seconds: then
+the pool is overloaded and the slot goes to the **newest**.  Under overload a
+first-come queue serves only handshakes that have waited nearly their whole timeout
+(and whose remote, timing the handshake from its own side, is about to give up), so
+all of them fail; serving the newest keeps the ones served useful, and the oldest time
+out having cost no CPU (adaptive LIFO, as in Maurer's "Fail at Scale", 2015).  In a
+200-peer swarm worker at load 9, first-come order alone left 10,338 waits timed out in
+75 s, newest-first alone 1,565; newest-first alone also let a burst of clients (the
+benchmark's 64 floods in flight) starve its oldest members into their own timeouts.
 While it is full, one remote host may hold at most ``per_source`` of its running and
 waiting places, so one source cannot fill the queue and lock others out; a free slot
 is never refused.  The wait has its own timeout (the node's ``handshake_timeout``),
@@ -49,11 +52,12 @@ class GateLimits:
     slots: int = attrs.field(default=32, validator=validate.integer(1, 100_000))
     waiting: int = attrs.field(default=1024, validator=validate.integer(0, 1_000_000))
     per_source: int = attrs.field(default=16, validator=validate.integer(1, 1_000_000))
+    lifo_after: float = attrs.field(default=1.0, validator=validate.real(0.0, 3600.0))
 
 
 class Pool:
-    """At most ``limits.slots`` holders at once, the newest waiter served first, bounded
-    per source."""
+    """At most ``limits.slots`` holders at once, waiters served oldest first (newest first
+    once the oldest has waited ``lifo_after``), bounded per source."""
 
     __slots__ = ("_sources", "_waiters", "limits", "running")
 
@@ -61,9 +65,9 @@ class Pool:
         self.limits = limits
         self.running = 0
         """Slots held (a slot handed to a waiter stays counted)."""
-        self._waiters: dict[trio.Event, None] = {}
-        """Waiting in arrival order (a dict: an ordered set that drops a cancelled one in
-        O(1), and whose last entry is the newest)."""
+        self._waiters: dict[trio.Event, float] = {}
+        """Waiting, with when each began, in arrival order (a dict: an ordered set that
+        drops a cancelled one in O(1), and whose last entry is the newest)."""
         self._sources: dict[str, int] = {}
         """Running and waiting places per remote host (only while the pool is contended)."""
 
@@ -92,7 +96,7 @@ class Pool:
                 f"{self.held_by(source)} handshakes from {source} under way or waiting"
             )
         turn = trio.Event()
-        self._waiters[turn] = None
+        self._waiters[turn] = trio.current_time()
         self._add(source, 1)
         try:
             await turn.wait()
@@ -106,16 +110,22 @@ class Pool:
         return True
 
     def leave(self, source: str | None) -> None:
-        """Give back the slot :meth:`enter` took (to the first waiter, if any)."""
+        """Give back the slot :meth:`enter` took (to a waiter, if any)."""
         self._add(source, -1)
         self._hand_on()
 
     def _hand_on(self) -> None:
-        if self._waiters:
-            turn, _ = self._waiters.popitem()  # the newest: see the module's documentation
-            turn.set()  # the slot passes on: ``running`` stays as it is
-        else:
+        """Pass a freed slot on (``running`` stays as it is), or free it."""
+        waiters = self._waiters
+        if not waiters:
             self.running -= 1
+            return
+        oldest = next(iter(waiters))
+        if trio.current_time() - waiters[oldest] <= self.limits.lifo_after:
+            del waiters[oldest]
+            oldest.set()
+        else:
+            waiters.popitem()[0].set()  # overloaded: the newest (see the module's doc)
 
     def _add(self, source: str | None, amount: int) -> None:
         if source is None:
