@@ -94,6 +94,7 @@ from overlay.net.connection import (
     write_some,
 )
 from overlay.net.faults import FaultInjector
+from overlay.net.handshake_gate import GateLimits, HandshakeBusy, HandshakeGate, Pool
 from overlay.net.secure import LinkIdentity, Security, Session, handshake
 from overlay.protocol import validate
 from overlay.protocol.effects import Close, Core, Effect, Notify, Send
@@ -185,13 +186,26 @@ class NodeConfig:
     max_per_peer: int = attrs.field(default=4, validator=validate.integer(1, 1000))
     """Connections at once filed under one peer's listen address: an accepted one past it
     is closed once its handshake names that peer (two peers dialling each other need 2)."""
+    handshake_slots: int = attrs.field(default=32, validator=validate.integer(1, 100_000))
+    """Handshakes run at once, accepted and dialled each (:mod:`overlay.net.handshake_gate`;
+    a swarm worker's nodes share theirs)."""
+    handshake_waiting: int = attrs.field(default=1024, validator=validate.integer(0, 1_000_000))
+    """Handshakes waiting for a slot, accepted and dialled each; past it, refused."""
+    handshakes_per_source: int = attrs.field(default=16, validator=validate.integer(1, 100_000))
+    """While every slot is taken, one remote IP's handshakes running and waiting."""
+
+    def gate_limits(self) -> GateLimits:
+        return GateLimits(self.handshake_slots, self.handshake_waiting, self.handshakes_per_source)
 
 
 def one_host(config: NodeConfig) -> NodeConfig:
     """``config`` without separate caps per host and prefix, for a node whose peers all
     share one address (a swarm on 127.0.0.1, or the bootstrap serving one)."""
     return attrs.evolve(
-        config, max_per_host=config.max_connections, max_per_prefix=config.max_connections
+        config,
+        max_per_host=config.max_connections,
+        max_per_prefix=config.max_connections,
+        handshakes_per_source=max(config.handshake_waiting, 1),
     )
 
 
@@ -230,7 +244,9 @@ class Node:
     ``farewell`` gives the effects of a graceful leave; ``client`` serves client
     requests (a :class:`RequestHandler`).  ``security`` is the node's
     :class:`~overlay.net.secure.LinkIdentity` (its key must be the one behind
-    ``contact.id``), or :data:`~overlay.net.secure.PLAINTEXT`.
+    ``contact.id``), or :data:`~overlay.net.secure.PLAINTEXT`.  ``gate`` bounds the
+    handshakes run at once (:mod:`overlay.net.handshake_gate`): pass one to share it
+    among a process's nodes; None, the node has its own, from ``config``.
     """
 
     def __init__(
@@ -248,6 +264,7 @@ class Node:
         on_event: Callable[[Notify], None] | None = None,
         client: RequestHandler | None = None,
         faults: FaultInjector | None = None,
+        gate: HandshakeGate | None = None,
     ) -> None:
         if isinstance(security, LinkIdentity) and security.peer_id != contact.id:
             raise ValueError(f"the key proves id {security.peer_id}, not {contact.id}")
@@ -256,6 +273,7 @@ class Node:
         self.identity = security if isinstance(security, LinkIdentity) else None
         """What this node proves on its connections (None: ``--plaintext``)."""
         self.config = config or NodeConfig()
+        self.gate = gate or HandshakeGate(self.config.gate_limits())
         self._handshake = handshake or (lambda: Handshake(PROTOCOL_VERSION, contact))
         self._stats = stats
         self._identify = identify
@@ -725,11 +743,19 @@ class Node:
             scope = connection.scope
             assert scope is not None
             with scope:
-                if stream is None:
-                    stream = await self._connect(connection)
-                if stream is not None:
-                    socket = stream.socket
-                    early = await self._open(connection, stream, decoder)
+                # A dialled connection waits for its slot before it connects, so that
+                # the remote's handshake timer does not run while it waits.
+                pool = self.gate.pool(connection.inbound)
+                source = connection.label.rpartition(":")[0] if connection.inbound else None
+                await self._wait_for_slot(pool, source)
+                try:
+                    if stream is None:
+                        stream = await self._connect(connection)
+                    if stream is not None:
+                        socket = stream.socket
+                        early = await self._open(connection, stream, decoder)
+                finally:
+                    pool.leave(source)
             connection.scope = None
             del scope, stream  # an open connection needs neither: they would live as long
             if early is None or socket is None:
@@ -874,6 +900,22 @@ class Node:
         self._remember(claimed)
         return early
 
+    async def _wait_for_slot(self, pool: Pool, source: str | None) -> None:
+        """Take a handshake slot of ``pool`` (counted when it had to wait); refused
+        (:class:`HandshakeBusy`, counted) when the queue is full or ``handshake_timeout``
+        passes first."""
+        try:
+            with trio.fail_after(self.config.handshake_timeout):
+                if await pool.enter(source):
+                    self.count("handshake.waited")
+        except HandshakeBusy:
+            self.count("handshake.refused_busy")
+            raise
+        except trio.TooSlowError:
+            self.count("handshake.slot_timeout")
+            limit = self.config.handshake_timeout
+            raise HandshakeBusy(f"no handshake slot within {limit:g} s") from None
+
     def _check_owner(self, address: Address, peer: PeerId, connection: Connection) -> None:
         """Every connection filed under one address carries one id: a second id claiming
         a linked peer's address is refused (so links are, in effect, keyed by the
@@ -985,6 +1027,8 @@ class Node:
         if isinstance(exc, RemoteError):
             self.count("connections.bad_input")
             log.warning("%s: closing connection %s %s: %s", self, direction, who, exc)
+        elif isinstance(exc, HandshakeBusy):
+            log.warning("%s: refusing connection %s %s: %s", self, direction, who, exc)
         elif isinstance(exc, IdleConnection):
             self.count("connections.idle_closed")
             if exc.quiet:

@@ -32,6 +32,8 @@ NODE_FLAGS: Final[dict[str, tuple[type, str]]] = {
     "max_per_prefix": (int, "accepted connections at once from one /24 (IPv6: /64)"),
     "max_per_peer": (int, "connections at once under one peer's address"),
     "handshake_timeout": (float, "seconds for a connection's handshake"),
+    "handshake_slots": (int, "handshakes run at once, accepted and dialled each (per process)"),
+    "handshake_waiting": (int, "handshakes waiting for a slot before more are refused"),
     "idle_timeout": (float, "seconds of silence before a connection is closed"),
     "send_timeout": (float, "seconds a blocked write may last (slow readers)"),
     "send_queue": (int, "frames queued per connection before sends are dropped"),
@@ -279,6 +281,8 @@ def swarm_node_config_of(args: argparse.Namespace) -> NodeConfig:
         for name in ("max_per_host", "max_per_prefix")
         if getattr(args, name, None) is None
     }
+    # The swarm's clients (searches, stats crawls) all come from 127.0.0.1.
+    lifted["handshakes_per_source"] = max(config.handshake_waiting, 1)
     return attrs.evolve(config, **lifted)
 
 
@@ -297,6 +301,9 @@ LIMIT_COUNTERS: Final = (
     "node.connections.bad_input",
     "node.connections.idle_closed",
     "node.connections.slow_reader_closed",
+    "node.handshake.waited",
+    "node.handshake.refused_busy",
+    "node.handshake.slot_timeout",
     "node.client.refused_busy",
     "search.refused_busy",
     "search.rate_limited",

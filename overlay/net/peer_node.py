@@ -15,6 +15,7 @@ from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer, PeerSnapshot
 from overlay.net.client_requests import ClientRequests
 from overlay.net.faults import FaultInjector
+from overlay.net.handshake_gate import HandshakeGate
 from overlay.net.keys import Ed25519Verifier, KeyPair
 from overlay.net.node import Node, NodeConfig, stat_counters
 from overlay.net.secure import PLAINTEXT, LinkIdentity, Security
@@ -124,6 +125,7 @@ def peer_node(
     *,
     security: Security,
     faults: FaultInjector | None = None,
+    gate: HandshakeGate | None = None,
 ) -> Node:
     """A node that runs ``peer``: handshakes with its role, answers stats and client
     requests, leaves politely.  ``security``'s key must be the one behind ``peer.id``
@@ -147,4 +149,5 @@ def peer_node(
         farewell=peer.leave,
         client=client,
         faults=faults,
+        gate=gate,
     )

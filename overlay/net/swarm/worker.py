@@ -34,6 +34,7 @@ from overlay.core.config import PeerConfig
 from overlay.net import memtrace
 from overlay.net.faults import watch_partition_file
 from overlay.net.first_seen import FirstSeen
+from overlay.net.handshake_gate import HandshakeGate
 from overlay.net.keys import KeyPair, derived_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
@@ -155,6 +156,10 @@ async def run_worker(
             if layer is not None and getattr(runtime_args, "max_connections", None) is None:
                 node_config = room_for_weak_peers(node_config, super_peer_config(1))
 
+            # One bound on handshakes for all of this process's peers: it is the
+            # process's CPU that a storm of handshakes starves.
+            gate = HandshakeGate(node_config.gate_limits())
+
             async def start_peer(index: int) -> None:
                 key_seed, first = keys if keys is not None else (seed, 0)
                 where = loopback_host((first + index) % LOOPBACK_PEERS) if spread_hosts else host
@@ -178,7 +183,9 @@ async def run_worker(
                 if sightings is not None:
                     peer.search.observer = sightings.observe
                 security = link_security(key, runtime_args.plaintext)
-                node = peer_node(peer, node_config, security=security, faults=make_faults())
+                node = peer_node(
+                    peer, node_config, security=security, faults=make_faults(), gate=gate
+                )
                 await nursery.start(node.serve, listeners)
                 nodes.append(node)
                 emit({"peer": str(address), "id": peer.id})

@@ -14,6 +14,7 @@ import msgpack
 import pytest
 import trio
 import trio.testing
+from noise.connection import Keypair, NoiseConnection  # type: ignore[import-untyped]
 
 from overlay.core.peer import Peer
 from overlay.net.client import ClientLink
@@ -21,9 +22,12 @@ from overlay.net.keys import KeyPair
 from overlay.net.node import Node
 from overlay.net.secure import (
     MAX_CHUNK,
+    NOISE_PROTOCOL,
     PLAINTEXT,
+    CorruptMessage,
     HandshakeFailed,
     LinkIdentity,
+    NoiseFramer,
     Session,
     handshake,
 )
@@ -108,10 +112,50 @@ async def test_the_handshake_proves_each_side_its_remote_id_and_carries_frames_b
     # A batch larger than one Noise message is cut into several, and arrives whole.
     data = bytes(range(256)) * ((MAX_CHUNK * 2) // 256 + 3)
     sealed = alice_session.seal(data)
-    assert len(sealed) == 3
+    assert len(sealed) == 6  # three messages, each a length and a body
     wire = b"".join(sealed)
     opened = b"".join(bob_session.open(wire[i : i + 1000]) for i in range(0, len(wire), 1000))
     assert opened == data
+
+
+def _noise_pair() -> tuple[NoiseConnection, NoiseConnection]:
+    """Two of noiseprotocol's own connections after an XX handshake in memory."""
+    ends = []
+    for initiator in (True, False):
+        noise = NoiseConnection.from_name(NOISE_PROTOCOL)
+        if initiator:
+            noise.set_as_initiator()
+        else:
+            noise.set_as_responder()
+        noise.set_keypair_from_private_bytes(Keypair.STATIC, LinkIdentity.fresh().static)
+        noise.start_handshake()
+        ends.append(noise)
+    first, second = ends
+    second.read_message(first.write_message())
+    first.read_message(second.write_message())
+    second.read_message(first.write_message())
+    assert first.handshake_finished and second.handshake_finished
+    return first, second
+
+
+def test_a_session_seals_and_opens_exactly_as_noiseprotocol_does() -> None:
+    mine, theirs = _noise_pair()
+    protocol = mine.noise_protocol
+    session = Session(
+        protocol.cipher_state_encrypt, protocol.cipher_state_decrypt, NoiseFramer(1024)
+    )
+    # Both ways, several messages (the nonce advances in step), a view among them.
+    for index, data in enumerate([b"", b"x", bytes(range(200)), b"frame" * 700]):
+        sealed = b"".join(session.seal(memoryview(data) if index % 2 else data))
+        assert sealed[:2] == len(sealed[2:]).to_bytes(2, "big")
+        assert theirs.decrypt(sealed[2:]) == data  # the library's own open, its own nonce
+        reply = theirs.encrypt(data + b"!")
+        assert session.open(len(reply).to_bytes(2, "big") + reply) == data + b"!"
+    # A message altered in transit, or sealed twice with one nonce (a replay), is refused.
+    replayed = theirs.encrypt(b"once")
+    assert session.open(len(replayed).to_bytes(2, "big") + replayed) == b"once"
+    with pytest.raises(CorruptMessage):
+        session.open(len(replayed).to_bytes(2, "big") + replayed)
 
 
 async def test_a_proof_signed_by_another_key_fails_the_handshake() -> None:
