@@ -300,7 +300,7 @@ class Peer:
                 role=role,
                 joined=m.ever_joined,
                 neighbors=tuple(m.active),
-                passive=tuple(m.passive),
+                passive=tuple(m.passive.ids),
                 known_hosts=len(m.known_hosts),
                 counters=counters,
                 super_peers=tuple(supers.attached),
@@ -324,7 +324,7 @@ class Peer:
             role=self.role,
             joined=m.ever_joined,
             neighbors=tuple(m.active),
-            passive=tuple(m.passive),
+            passive=tuple(m.passive.ids),
             known_hosts=len(m.known_hosts),
             counters=counters,
         )

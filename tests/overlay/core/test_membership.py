@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import attrs
+
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.protocol.effects import Close, Notify, Send
@@ -200,7 +202,8 @@ def test_shuffle_goes_to_the_oldest_passive_entry_and_carries_myself_fresh() -> 
     bootstrap = Contact("f" * 32, BOOTSTRAP)
     peer.receive(PeerSample(tuple(contact(n) for n in range(1, 6))), bootstrap, 0.0)
     peer.membership.pending.clear()
-    peer.membership.passive[contact(4).id].age = 9
+    passive = peer.membership.passive
+    passive[contact(4).id] = attrs.evolve(passive[contact(4).id], age=9)
     effects = peer.handle_timer(peer.membership.shuffle_at)
     shuffles = [s for s in sends(effects) if isinstance(s.message, ShuffleRequest)]
     assert len(shuffles) == 1
