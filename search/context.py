@@ -70,24 +70,28 @@ class SeenCache:
     def __init__(self, size: int, seconds: float) -> None:
         self.size = size
         self.seconds = seconds
-        self._entries: dict[str, tuple[Address | None, float]] = {}
-        # Made on first use: an empty deque costs about 600 bytes, and at simulator
-        # scale (100,000 peers, most never asked anything) that adds up.
+        self._entries: dict[str, tuple[Address | None, float]] | None = None
+        # Both made on first use: an empty deque costs about 600 bytes and an empty dict
+        # 64, and at simulator scale (100,000 peers with four caches each, most never
+        # asked anything) that adds up.
         self._order: deque[tuple[float, str]] | None = None
         self.evicted = 0
         """Entries pushed out by a full cache before they expired (a flood of fresh ids)."""
 
     def __len__(self) -> int:
-        return len(self._entries)
+        entries = self._entries
+        return len(entries) if entries is not None else 0
 
     def get(self, query_id: str, now: float) -> tuple[Address | None, float] | None:
-        entry = self._entries.get(query_id)
+        entries = self._entries
+        entry = entries.get(query_id) if entries is not None else None
         if entry is None or entry[1] <= now:
             return None
         return entry
 
     def __contains__(self, query_id: object) -> bool:
-        return query_id in self._entries
+        entries = self._entries
+        return entries is not None and query_id in entries
 
     def seen(self, query_id: str, now: float) -> bool:
         return self.get(query_id, now) is not None
@@ -96,14 +100,17 @@ class SeenCache:
         """Remember ``query_id`` (arrived from ``upstream``; None: it is mine)."""
         self._prune(now)
         expires = now + self.seconds
-        self._entries[query_id] = (upstream, expires)
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = {}
+        entries[query_id] = (upstream, expires)
         if self._order is None:
             self._order = deque()
         self._order.append((expires, query_id))
-        while len(self._entries) > self.size:
-            before = len(self._entries)
+        while len(entries) > self.size:
+            before = len(entries)
             self._evict_oldest()
-            self.evicted += before - len(self._entries)
+            self.evicted += before - len(entries)
 
     def _prune(self, now: float) -> None:
         order = self._order
@@ -111,11 +118,12 @@ class SeenCache:
             self._evict_oldest()
 
     def _evict_oldest(self) -> None:
-        assert self._order is not None
+        entries = self._entries
+        assert self._order is not None and entries is not None
         expires, query_id = self._order.popleft()
-        entry = self._entries.get(query_id)
+        entry = entries.get(query_id)
         if entry is not None and entry[1] == expires:
-            del self._entries[query_id]
+            del entries[query_id]
 
 
 @attrs.define

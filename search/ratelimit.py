@@ -27,14 +27,17 @@ class NeighborBuckets:
     """Token buckets keyed by sender id, at most ``size`` of them."""
 
     def __init__(self) -> None:
-        self._buckets: OrderedDict[PeerId, tuple[float, float]] = OrderedDict()
-        """sender -> (tokens, when they were counted)"""
+        self._buckets: OrderedDict[PeerId, tuple[float, float]] | None = None
+        """sender -> (tokens, when they were counted); made on first use (an empty
+        OrderedDict is 128 bytes, in every simulated peer)"""
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        buckets = self._buckets
+        return len(buckets) if buckets is not None else 0
 
     def __contains__(self, sender: object) -> bool:
-        return sender in self._buckets
+        buckets = self._buckets
+        return buckets is not None and sender in buckets
 
     def allow(self, sender: PeerId, now: float, rate: float, burst: float, size: int) -> bool:
         """Take a token from ``sender``'s bucket; False when it has none (rate 0: no limit).
@@ -45,6 +48,8 @@ class NeighborBuckets:
         if rate <= 0.0:
             return True
         buckets = self._buckets
+        if buckets is None:
+            buckets = self._buckets = OrderedDict()
         entry = buckets.pop(sender, None)
         # Refilled for the time since it was last counted (a new sender starts full).
         tokens = burst if entry is None else min(burst, entry[0] + (now - entry[1]) * rate)
@@ -59,6 +64,8 @@ class NeighborBuckets:
         """Drop the least recently heard senders whose buckets are full by now (the
         order is by last use, so the scan stops at the first one still short)."""
         buckets = self._buckets
+        if buckets is None:
+            return
         while buckets:
             sender = next(iter(buckets))
             tokens, counted = buckets[sender]

@@ -55,7 +55,7 @@ How the graph is built and kept:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import attrs
 
@@ -92,6 +92,12 @@ runtime's grouping for its connection limits (a /24, a /64), cached (in
 whenever a link is about to be made."""
 
 
+_HEARTBEATS: dict[int, Heartbeat] = {}
+"""The heartbeat for each degree, made once and sent by every peer of this process: a
+heartbeat is immutable, and a degree is at most ``max_degree`` (at most 512), so the
+table is bounded.  A table per peer cost about 360 bytes a simulated peer."""
+
+
 @attrs.define(slots=True)
 class Neighbor:
     """An entry of the active view."""
@@ -116,6 +122,125 @@ class PassiveEntry:
     """Learned from my own sources (the bootstrap), not from another peer's shuffle."""
     group: str = ""
     """The contact's address prefix (kept: the per-prefix cap counts it at every merge)."""
+
+
+class PassiveView:
+    """The passive view, in parallel lists rather than a dict of records.
+
+    It behaves as the dict it replaced (``dict[PeerId, PassiveEntry]``): entries keep
+    the order they were added in, and one added again keeps its place.  Thirty
+    entries cost four short lists (about 1.4 KB) instead of a dict and thirty records
+    (about 3.5 KB): a simulation holds a passive view per peer, and at 100,000 peers
+    this was the largest single part of a peer's state.  Lookups scan the ids: the
+    view is small, and a list's scan compares the shared id strings by identity first.
+    """
+
+    __slots__ = ("contacts", "groups", "ids", "meta")
+
+    def __init__(self) -> None:
+        self.ids: list[PeerId] = []
+        self.contacts: list[Contact] = []
+        self.meta: list[int] = []
+        """Each entry's age shifted left by one, or'ed with 1 when it is an own entry:
+        one small int, which Python keeps shared, instead of two fields."""
+        self.groups: list[str] = []
+        """Each contact's address prefix (the per-prefix cap counts them at every merge)."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self.ids
+
+    def __iter__(self) -> Iterator[PeerId]:
+        return iter(list(self.ids))
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
+
+    def index(self, peer: PeerId) -> int:
+        """Where ``peer`` is in the view, or -1."""
+        ids = self.ids
+        return ids.index(peer) if peer in ids else -1
+
+    def get(self, peer: PeerId) -> PassiveEntry | None:
+        """A copy of ``peer``'s entry (changing it changes nothing: see :meth:`put`)."""
+        at = self.index(peer)
+        return None if at < 0 else self._entry(at)
+
+    def __getitem__(self, peer: PeerId) -> PassiveEntry:
+        entry = self.get(peer)
+        if entry is None:
+            raise KeyError(peer)
+        return entry
+
+    def __setitem__(self, peer: PeerId, entry: PassiveEntry) -> None:
+        if peer != entry.contact.id:
+            raise ValueError(f"an entry for {entry.contact.id} filed under {peer}")
+        self.put(entry.contact, entry.age, entry.own, entry.group)
+
+    def _entry(self, at: int) -> PassiveEntry:
+        meta = self.meta[at]
+        return PassiveEntry(self.contacts[at], meta >> 1, bool(meta & 1), self.groups[at])
+
+    def items(self) -> list[tuple[PeerId, PassiveEntry]]:
+        return [(peer, self._entry(at)) for at, peer in enumerate(self.ids)]
+
+    def values(self) -> list[PassiveEntry]:
+        return [self._entry(at) for at in range(len(self.ids))]
+
+    def put(self, contact: Contact, age: int, own: bool, group: str) -> None:
+        """Add an entry at the end, or replace ``contact.id``'s in its place."""
+        meta = (age << 1) | own
+        at = self.index(contact.id)
+        if at < 0:
+            self.ids.append(contact.id)
+            self.contacts.append(contact)
+            self.meta.append(meta)
+            self.groups.append(group)
+        else:
+            self.contacts[at] = contact
+            self.meta[at] = meta
+            self.groups[at] = group
+
+    def discard(self, peer: PeerId) -> None:
+        ids = self.ids
+        if peer in ids:
+            self.remove_at(ids.index(peer))
+
+    def __delitem__(self, peer: PeerId) -> None:
+        at = self.index(peer)
+        if at < 0:
+            raise KeyError(peer)
+        self.remove_at(at)
+
+    def remove_at(self, at: int) -> None:
+        del self.ids[at]
+        del self.contacts[at]
+        del self.meta[at]
+        del self.groups[at]
+
+    def clear(self) -> None:
+        self.ids.clear()
+        self.contacts.clear()
+        self.meta.clear()
+        self.groups.clear()
+
+    def is_own(self, peer: PeerId) -> bool:
+        at = self.index(peer)
+        return at >= 0 and bool(self.meta[at] & 1)
+
+    def age_all(self) -> int:
+        """Every entry one shuffle older; where the oldest (the first of equals) is, or -1."""
+        meta = self.meta
+        oldest = -1
+        top = -1
+        for at in range(len(meta)):
+            value = meta[at] + 2
+            meta[at] = value
+            if value >> 1 > top:
+                oldest, top = at, value >> 1
+        return oldest
 
 
 @attrs.define(slots=True)
@@ -151,7 +276,7 @@ class Membership:
         self.bootstrap = bootstrap
         self.join_via = join_via
         self.active: dict[PeerId, Neighbor] = {}
-        self.passive: dict[PeerId, PassiveEntry] = {}
+        self.passive = PassiveView()
         self.known_hosts: dict[PeerId, Contact] = {}
         self.pending: dict[PeerId, tuple[Contact, float]] = {}
         self.tombstones: dict[PeerId, float] = {}
@@ -184,7 +309,6 @@ class Membership:
         self.register_at = _NEVER
         self.expire_at = _NEVER
         self.counters: dict[str, int] = {}
-        self._heartbeats: dict[int, Heartbeat] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -374,7 +498,7 @@ class Membership:
     def on_leave(self, _message: Leave, sender: Contact, now: float, out: list[Effect]) -> None:
         peer = sender.id
         self._forget_pending(peer)
-        self.passive.pop(peer, None)
+        self.passive.discard(peer)
         self.known_hosts.pop(peer, None)
         self._bury(peer, now)
         if peer in self.active:
@@ -445,9 +569,9 @@ class Membership:
     def _tick(self, now: float, out: list[Effect], *, grace: float = 0.0) -> None:
         config = self.config
         degree = len(self.active)
-        heartbeat = self._heartbeats.get(degree)
+        heartbeat = _HEARTBEATS.get(degree)
         if heartbeat is None:
-            heartbeat = self._heartbeats[degree] = Heartbeat(degree)
+            heartbeat = _HEARTBEATS[degree] = Heartbeat(degree)
         dead: list[PeerId] = []
         horizon = now - config.failure_timeout - grace
         for peer, neighbor in self.active.items():
@@ -458,7 +582,7 @@ class Membership:
         for peer in dead:
             self._count("neighbors_declared_dead")
             out.append(Notify("suspect", peer, "missed heartbeats"))
-            self.passive.pop(peer, None)
+            self.passive.discard(peer)
             self._bury(peer, now)
             self._remove(peer, "declared dead", out, keep_passive=False)
         self._expire_pending(now)
@@ -484,12 +608,13 @@ class Membership:
         if urgent and self.joined:
             self.joined = False
             out.append(Notify("isolated"))
+        passive = self.passive
         candidates = [
-            entry.contact
-            for peer, entry in self.passive.items()
+            contact
+            for peer, contact in zip(passive.ids, passive.contacts, strict=True)
             if peer not in self.active
             and peer not in self.pending
-            and self._admissible(entry.contact, now)
+            and self._admissible(contact, now)
         ]
         if len(candidates) < missing:
             candidates.extend(
@@ -550,14 +675,11 @@ class Membership:
 
     def _start_shuffle(self, now: float, out: list[Effect]) -> None:
         config = self.config
-        oldest: PassiveEntry | None = None
-        for entry in self.passive.values():
-            entry.age += 1
-            if oldest is None or entry.age > oldest.age:
-                oldest = entry
-        if oldest is not None:
-            partner = oldest.contact
-            del self.passive[partner.id]
+        passive = self.passive
+        oldest = passive.age_all()
+        if oldest >= 0:
+            partner = passive.contacts[oldest]
+            passive.remove_at(oldest)
         elif self.active:
             partner = self.active[self._random_key(self.active) or ""].contact
         else:
@@ -581,14 +703,12 @@ class Membership:
             and config.target_degree <= len(self.active) < config.max_degree
         ):
             candidates = [
-                p
-                for p, entry in self.passive.items()
-                if p not in self.active
-                and p not in self.pending
-                and self._admissible(entry.contact, now)
+                contact
+                for p, contact in zip(passive.ids, passive.contacts, strict=True)
+                if p not in self.active and p not in self.pending and self._admissible(contact, now)
             ]
             if candidates:
-                contact = self.passive[candidates[self.rng.randrange(len(candidates))]].contact
+                contact = candidates[self.rng.randrange(len(candidates))]
                 self._ask(contact, NeighborRequest(False), now, out)
 
     def _ask(self, contact: Contact, request: Join | NeighborRequest, now: float,
@@ -607,9 +727,11 @@ class Membership:
         for peer in expired:
             del self.pending[peer]
             self.own_asks.pop(peer, None)
-            self.passive.pop(peer, None)  # did not answer: probably gone
+            self.passive.discard(peer)  # did not answer: probably gone
         if self.pending:
             self.expire_at = min(self.expire_at, *(d for _c, d in self.pending.values()))
+        elif expired:
+            self.pending = {}  # emptied: let its table go (see _forget_pending)
 
     def _ask_bootstrap(self, now: float, out: list[Effect]) -> None:
         if self.bootstrap is None:
@@ -654,7 +776,7 @@ class Membership:
             own = False
         self._link(contact, now, own=own)
         self._forget_pending(peer)
-        self.passive.pop(peer, None)
+        self.passive.discard(peer)
         self.tombstones.pop(peer, None)
         hosts = self.known_hosts
         hosts.pop(peer, None)
@@ -673,9 +795,7 @@ class Membership:
         out.append(Close(neighbor.contact.address))
         if keep_passive and len(self.passive) < self.config.passive_size:
             contact = neighbor.contact
-            self.passive[peer] = PassiveEntry(
-                contact, own=neighbor.own, group=address_group(contact.address.host)
-            )
+            self.passive.put(contact, 0, neighbor.own, address_group(contact.address.host))
 
     def _done_with(self, sender: Contact, out: list[Effect]) -> None:
         """Close the link to ``sender`` once the exchange we started with it (a shuffle,
@@ -709,8 +829,14 @@ class Membership:
         return True
 
     def _forget_pending(self, peer: PeerId) -> None:
-        self.pending.pop(peer, None)
-        self.own_asks.pop(peer, None)
+        pending = self.pending
+        if pending.pop(peer, None) is not None and not pending:
+            # A dict keeps its table when emptied: a peer's few requests at a time would
+            # leave 260 bytes behind each, in every simulated peer.
+            self.pending = {}
+        own_asks = self.own_asks
+        if own_asks.pop(peer, -1) is None and not own_asks:
+            self.own_asks = {}
 
     def _open_limit(self) -> int:
         """The degree up to which a join or a request is taken without displacing anyone."""
@@ -732,8 +858,7 @@ class Membership:
         """Whether ``contact`` came from my own sources: an anchor, or the bootstrap."""
         if contact.id in self.anchors:
             return True
-        entry = self.passive.get(contact.id)
-        return entry is not None and entry.own
+        return self.passive.is_own(contact.id)
 
     def _keep_own_slots(self, now: float, out: list[Effect]) -> None:
         """Fill a missing own slot from my own sources, one request at a time, even at my
@@ -757,9 +882,10 @@ class Membership:
         for contact in self.anchors.values():
             if contact.id not in active and contact.id not in pending:
                 groups.setdefault(address_group(contact.address.host), []).append(contact)
-        for peer, entry in self.passive.items():
-            if entry.own and peer not in active and peer not in pending:
-                groups.setdefault(entry.group, []).append(entry.contact)
+        passive = self.passive
+        for at, peer in enumerate(passive.ids):
+            if passive.meta[at] & 1 and peer not in active and peer not in pending:
+                groups.setdefault(passive.groups[at], []).append(passive.contacts[at])
         if not groups:
             return
         # Spread across prefixes: pick a prefix first, then a peer in it, so no operator
@@ -854,7 +980,7 @@ class Membership:
         while len(self.blacklist) > config.blacklist_size:
             del self.blacklist[next(iter(self.blacklist))]
         self._forget_pending(peer)
-        self.passive.pop(peer, None)
+        self.passive.discard(peer)
         self.known_hosts.pop(peer, None)
         self.anchors.pop(peer, None)
         neighbor = self.active.get(peer)
@@ -868,12 +994,17 @@ class Membership:
         return keys[self.rng.randrange(len(keys))] if keys else None
 
     def _sample_views(self, count: int, exclude: PeerId) -> list[ShuffleEntry]:
-        pool: list[PassiveEntry | Neighbor] = [e for p, e in self.passive.items() if p != exclude]
-        pool.extend(nb for p, nb in self.active.items() if p != exclude)
+        passive = self.passive
+        pool: list[tuple[Contact, int]] = [
+            (contact, meta >> 1)
+            for p, contact, meta in zip(passive.ids, passive.contacts, passive.meta, strict=True)
+            if p != exclude
+        ]
+        # Neighbors answered a heartbeat within the last period: they are fresh.
+        pool.extend((nb.contact, 0) for p, nb in self.active.items() if p != exclude)
         return [
-            # Neighbors answered a heartbeat within the last period: they are fresh.
-            ShuffleEntry(e.contact, min(e.age, MAX_AGE) if type(e) is PassiveEntry else 0)
-            for e in self.rng.sample(pool, min(count, len(pool)))
+            ShuffleEntry(contact, min(age, MAX_AGE))
+            for contact, age in self.rng.sample(pool, min(count, len(pool)))
         ]
 
     def _merge(
@@ -912,19 +1043,19 @@ class Membership:
                 or (self.blacklist and self._distrusted(peer, now))
             ):
                 continue
-            existing = passive.get(peer)
-            if existing is not None:
+            existing = passive.index(peer)
+            if existing >= 0:
                 if own:
                     # The bootstrap saw the peer register from there: it may have moved.
                     # A shuffle's word for where another peer is does not replace mine.
-                    existing.contact = contact
+                    passive.contacts[existing] = contact
                     moved = address_group(contact.address.host)
-                    if groups is not None and moved != existing.group:
-                        groups.remove(existing.group)
+                    if groups is not None and moved != passive.groups[existing]:
+                        groups.remove(passive.groups[existing])
                         groups.append(moved)
-                    existing.group = moved
-                existing.age = min(existing.age, age)
-                existing.own = existing.own or own
+                    passive.groups[existing] = moved
+                meta = passive.meta[existing]
+                passive.meta[existing] = (min(meta >> 1, age) << 1) | (meta & 1) | own
                 continue
             if per_prefix:
                 if groups is None:
@@ -941,14 +1072,14 @@ class Membership:
                         victim = candidate
                 if victim is None and displace > 0:
                     displace -= 1
-                    keys = list(passive)
-                    victim = keys[self.rng.randrange(len(keys))]
+                    victim = passive.ids[self.rng.randrange(len(passive))]
                 if victim is None:
                     continue
+                at = passive.index(victim)
                 if groups is not None:
-                    groups.remove(passive[victim].group)
-                del passive[victim]
-            passive[peer] = PassiveEntry(
+                    groups.remove(passive.groups[at])
+                passive.remove_at(at)
+            passive.put(
                 contact,
                 age,
                 own,
@@ -962,7 +1093,7 @@ class Membership:
         own prefix is never capped: a LAN, or a swarm on one host, is one prefix by
         construction).  A list, not a Counter: a view holds a few dozen entries, and
         a Counter costs half as much again to build, at every merge."""
-        return [entry.group for entry in self.passive.values()]
+        return list(self.passive.groups)
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1

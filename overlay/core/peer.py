@@ -45,6 +45,7 @@ from overlay.protocol.messages import (
 )
 from overlay.protocol.randomness import RandomSource
 from overlay.protocol.signing import Signer, Verifier
+from search.component import HANDLERS as SEARCH_HANDLERS
 from search.component import Search
 
 # PeerSnapshot lives in a pure module (mypyc cannot compile its attrs fields) and is
@@ -119,10 +120,9 @@ class Peer:
             verifier=verifier,
         )
         self._search_timers = self.search.ctx.timers
-        self._handlers: dict[type[Message], Handler] = self.search.handlers()
-        """The handlers of the parts other than membership, whose are in
-        ``_MEMBERSHIP_HANDLERS``."""
-        self._handlers[PeerSample] = self.membership.on_peer_sample
+        self._handlers: dict[type[Message], Handler] | None = None
+        """The super-peer layer's handlers, when it runs (membership's and search's are in
+        tables every peer shares: ``_MEMBERSHIP_HANDLERS``, :data:`search.component.HANDLERS`)."""
         self.search.ctx.evidence = self.standing.record
         self.supers: SuperPeerLayer | None = None
         """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
@@ -138,9 +138,8 @@ class Peer:
                 verifier=verifier,
                 evidence=self.standing.record,
             )
-            self._handlers.update(supers.handlers())
+            self._handlers = supers.handlers()
             self.search.super_searching.layer = supers
-            self._handlers[PeerSample] = self._on_peer_sample
 
     @property
     def role(self) -> Role:
@@ -195,15 +194,22 @@ class Peer:
         membership_handler = _MEMBERSHIP_HANDLERS.get(kind)
         if membership_handler is not None:
             membership_handler(self.membership, message, sender, now, out)
+        elif type(message) is PeerSample:
+            self._on_peer_sample(message, sender, now, out)
         else:
-            handler = self._handlers.get(kind)
-            if handler is None:
-                name = kind.__name__
-                self.dropped[name] = self.dropped.get(name, 0) + 1
-                out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
-                standing.record(sender.id, "unexpected")
+            search_handler = SEARCH_HANDLERS.get(kind)
+            if search_handler is not None:
+                search_handler(self.search, message, sender, now, out)
             else:
-                handler(message, sender, now, out)
+                handlers = self._handlers
+                handler = handlers.get(kind) if handlers is not None else None
+                if handler is None:
+                    name = kind.__name__
+                    self.dropped[name] = self.dropped.get(name, 0) + 1
+                    out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
+                    standing.record(sender.id, "unexpected")
+                else:
+                    handler(message, sender, now, out)
         if standing.distrusted:
             self._replace_distrusted(now, out)
         m = self.membership
@@ -300,7 +306,7 @@ class Peer:
                 role=role,
                 joined=m.ever_joined,
                 neighbors=tuple(m.active),
-                passive=tuple(m.passive),
+                passive=tuple(m.passive.ids),
                 known_hosts=len(m.known_hosts),
                 counters=counters,
                 super_peers=tuple(supers.attached),
@@ -324,7 +330,7 @@ class Peer:
             role=self.role,
             joined=m.ever_joined,
             neighbors=tuple(m.active),
-            passive=tuple(m.passive),
+            passive=tuple(m.passive.ids),
             known_hosts=len(m.known_hosts),
             counters=counters,
         )

@@ -186,7 +186,6 @@ def bounds_of(peer: Peer, started: int = 0) -> Iterator[tuple[str, int, int]]:
     yield "Membership.tombstones", len(m.tombstones), config.tombstones_size
     yield "Membership.blacklist", len(m.blacklist), config.blacklist_size
     yield "Membership.super_peers", len(m.super_peers), MAX_SAMPLE
-    yield "Membership._heartbeats", len(m._heartbeats), config.max_degree + 1
     yield "Membership.counters", len(m.counters), 24
     standing = peer.standing
     yield "Standing.records", len(standing.records), peer.config.standing.size

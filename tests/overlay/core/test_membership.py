@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import attrs
+
 from overlay.core.config import MembershipConfig, PeerConfig
+from overlay.core.membership import PassiveEntry, PassiveView
 from overlay.core.peer import Peer
 from overlay.protocol.effects import Close, Notify, Send
 from overlay.protocol.identity import Address, Contact
@@ -200,7 +203,8 @@ def test_shuffle_goes_to_the_oldest_passive_entry_and_carries_myself_fresh() -> 
     bootstrap = Contact("f" * 32, BOOTSTRAP)
     peer.receive(PeerSample(tuple(contact(n) for n in range(1, 6))), bootstrap, 0.0)
     peer.membership.pending.clear()
-    peer.membership.passive[contact(4).id].age = 9
+    passive = peer.membership.passive
+    passive[contact(4).id] = attrs.evolve(passive[contact(4).id], age=9)
     effects = peer.handle_timer(peer.membership.shuffle_at)
     shuffles = [s for s in sends(effects) if isinstance(s.message, ShuffleRequest)]
     assert len(shuffles) == 1
@@ -319,3 +323,24 @@ def test_a_lost_accept_is_undone_by_the_heartbeat_rule() -> None:
     # a dropped the half link; it may then have asked b properly: either way the
     # link is symmetric again.
     assert (b.id in a.membership.active) == (a.id in b.membership.active)
+
+
+def test_the_passive_view_keeps_a_dicts_order_and_ages_its_entries() -> None:
+    """The passive view's lists behave as the dict they replaced: an entry put again keeps
+    its place, a removed one leaves the others in order, and the oldest (the first of
+    equals) is the one a shuffle picks."""
+    view = PassiveView()
+    for n in range(1, 5):
+        view.put(contact(n), n % 3, own=n == 2, group=f"g{n}")
+    view.put(contact(3), 7, own=True, group="moved")  # again: same place, new fields
+    assert list(view) == [contact(n).id for n in range(1, 5)]
+    assert view[contact(3).id] == PassiveEntry(contact(3), 7, True, "moved")
+    assert view.is_own(contact(2).id) and not view.is_own(contact(1).id)
+    view.discard(contact(2).id)
+    view.discard(contact(9).id)  # absent: nothing happens
+    assert list(view) == [contact(1).id, contact(3).id, contact(4).id]
+    view.put(contact(5), 7, own=False, group="g5")  # as old as contact 3, but later
+    oldest = view.age_all()
+    assert view.contacts[oldest] == contact(3)
+    assert [entry.age for entry in view.values()] == [2, 8, 2, 8]
+    assert contact(3).id in view and contact(2).id not in view and len(view) == 4
