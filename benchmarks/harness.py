@@ -37,6 +37,7 @@ import platform
 import re
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -82,6 +83,18 @@ def worker_command(*args: str) -> list[str]:
     """A worker process of ``overlay swarm`` (:mod:`overlay.net.swarm.worker`), for the
     scripts that take the swarm parent's place."""
     return module_command("overlay.net.swarm.worker", *args)
+
+
+def delivery_figures(seconds: Sequence[float], digits: int) -> dict[str, float | None]:
+    """The median and the longest of delivery times, rounded to ``digits`` (None when
+    nothing was delivered): the same two figures for the overlay's floods and for
+    libp2p's messages, so that they sit side by side."""
+    if not seconds:
+        return {"delivery_median_seconds": None, "delivery_max_seconds": None}
+    return {
+        "delivery_median_seconds": round(statistics.median(seconds), digits),
+        "delivery_max_seconds": round(max(seconds), digits),
+    }
 
 
 def as_typed(command: Sequence[str]) -> str:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -51,7 +50,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import trio
 
 from benchmarks import secure_overhead
-from benchmarks.harness import REPO, Child, Run, as_typed, started
+from benchmarks.harness import REPO, Child, Run, as_typed, delivery_figures, started
 from benchmarks.runtimes import runnable, runtimes_argument
 from benchmarks.swarm_1000 import _rss_bytes
 
@@ -247,8 +246,7 @@ async def measure_libp2p(args: argparse.Namespace, python: Path) -> dict[str, An
         "messages_reaching_every_host": len(delivery),
         "hosts_reached_per_message": reach,
         "pubsub_peers_at_publish": pubsub_peers,
-        "delivery_median_seconds": round(statistics.median(delivery), 3) if delivery else None,
-        "delivery_max_seconds": round(max(delivery), 3) if delivery else None,
+        **delivery_figures(delivery, 3),
     }
 
 

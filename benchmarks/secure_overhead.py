@@ -30,7 +30,6 @@ import argparse
 import json
 import random
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import trio
 
 from benchmarks import swarm_1000
-from benchmarks.harness import Run, as_typed, listening, overlay_command, started
+from benchmarks.harness import Run, as_typed, delivery_figures, listening, overlay_command, started
 from benchmarks.runtimes import PLAINTEXT_FLAG, runnable, runtimes_argument, settled
 from benchmarks.swarm_1000 import _rss_bytes, _workers
 from overlay.net.first_seen import read_first_seen
@@ -171,8 +170,7 @@ def delivery(args: argparse.Namespace, flags: Sequence[str]) -> dict[str, Any]:
         "floods_reaching_every_peer": len(times),
         "floods_missing_some_peer": short,
         "sightings_dropped": dropped,
-        "delivery_median_seconds": round(statistics.median(times), 4) if times else None,
-        "delivery_max_seconds": round(max(times), 4) if times else None,
+        **delivery_figures(times, 4),
     }
 
 
