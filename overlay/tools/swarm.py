@@ -121,6 +121,9 @@ DEFAULT_PORT = 7000
 DEFAULT_REPLICATION = 0.01
 SETTLE_LIMIT = 300.0
 """With ``--duration 0``: the longest wait for the overlay to settle before searching."""
+FINAL_SETTLE_GRACE = 10.0
+"""Seconds the final reading waits for a settled moment, once the overlay has settled."""
+FINAL_READ_INTERVAL = 0.5
 BOOTSTRAP_CHECK_TIMEOUT = 5.0
 SHOWN_PEERS = 3
 """Peer addresses printed at the start (``overlay members`` lists every one)."""
@@ -801,7 +804,7 @@ async def _observe(
                 progress.rate = (total - last_total) / (now - last_time)
                 rates.append(progress.rate)
             last_total, last_time = total, now
-            expected = max(len(everyone), args.peers if args.bootstrap is None else 0)
+            expected = _expected(args, everyone)
             if (
                 progress.converged_at is None
                 and progress.joined == expected
@@ -827,8 +830,15 @@ async def _observe(
                 break
             with trio.move_on_at(min(end, trio.current_time() + interval)):
                 await stop.wait()
-    replies, failed = await collect_stats(everyone)
-    shots = [snapshot_of(r) for r in replies]
+    read_at = time.monotonic()
+    replies, failed, shots = await final_reading(
+        lambda: collect_stats(everyone),
+        _expected(args, everyone),
+        layered,
+        stop,
+        wait=progress.settled_at is not None,
+    )
+    final_wait = time.monotonic() - read_at
     if args.topology_out is not None:
         write_topology(graph_of(shots), addresses, args.topology_out)
     sent = sent_by_kind(replies)
@@ -842,6 +852,7 @@ async def _observe(
             "stats_unanswered": failed,
             "converged_seconds": progress.converged_at,
             "settled_seconds": progress.settled_at,
+            "final_reading_wait_seconds": round(final_wait, 3),
             "messages_per_wall_second": sum(sent.values()) / elapsed if elapsed > 0 else 0.0,
             "steady_messages_per_second": (sum(rates[-5:]) / len(rates[-5:])) if rates else None,
             "faults_and_limits": fault_and_limit_totals(shot.counters for shot in shots),
@@ -849,6 +860,45 @@ async def _observe(
         }
     )
     return summary
+
+
+def _expected(args: argparse.Namespace, everyone: Sequence[Address]) -> int:
+    """How many peers a settled overlay has: this swarm's, or every peer listed."""
+    return max(len(everyone), args.peers if args.bootstrap is None else 0)
+
+
+async def final_reading(
+    read: Callable[[], Awaitable[tuple[list[StatsReply], int]]],
+    expected: int,
+    layered: bool,
+    stop: trio.Event,
+    *,
+    wait: bool,
+) -> tuple[list[StatsReply], int, list[PeerSnapshot]]:
+    """The stats the summary is made of: ``read``'s replies, how many failed, snapshots.
+
+    A live overlay is never still: a weak peer re-homing to a new super peer is one
+    attachment short for a round trip, and a reading taken at that instant says "short
+    of super peers" of an overlay that is whole.  So when the overlay has settled during
+    the run (``wait``), the final reading is taken again every
+    :data:`FINAL_READ_INTERVAL` until it is settled once more, for at most
+    :data:`FINAL_SETTLE_GRACE` seconds (the summary says how long it waited); an
+    overlay that stays broken is reported as it is, and ``stop`` (Ctrl-C, SIGTERM)
+    ends the wait at once.
+    """
+    replies, failed = await read()
+    shots = [snapshot_of(r) for r in replies]
+    if not wait:
+        return replies, failed, shots
+    grace_ends = trio.current_time() + FINAL_SETTLE_GRACE
+    while not settled(shots, expected, layered) and trio.current_time() < grace_ends:
+        with trio.move_on_after(FINAL_READ_INTERVAL):
+            await stop.wait()
+        if stop.is_set():
+            break
+        replies, failed = await read()
+        shots = [snapshot_of(r) for r in replies]
+    return replies, failed, shots
 
 
 async def _unless_stopped(stop: trio.Event, work: Awaitable[T]) -> T | None:

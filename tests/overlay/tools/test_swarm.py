@@ -61,6 +61,7 @@ async def test_the_main_job_elects_super_peers_and_every_search_by_walk_or_super
     assert summary["index_coverage"] >= 0.999
     assert summary["stale_index_entries"] == 0
     assert summary["settled_seconds"] is not None
+    assert summary["final_reading_wait_seconds"] >= 0
     keys = summary["items"]["keys"]
     assert len(keys) == 5
     search = summary["search"]
