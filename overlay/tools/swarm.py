@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -243,6 +244,15 @@ def register_swarm(subparsers: Any) -> None:
         "`overlay sim query --topology`)",
     )
     parser.add_argument(
+        "--progress-out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="after every stats poll, append the status line to FILE as one JSON object "
+        "(seconds, joined, alive, components, supers, converged_seconds, settled_seconds): "
+        "for scripts that wait for the swarm (benchmarks/swarm_1000.py)",
+    )
+    parser.add_argument(
         "--first-seen",
         type=Path,
         default=None,
@@ -296,6 +306,31 @@ async def collect_stats(
         for address in addresses:
             nursery.start_soon(ask, address)
     return replies, failed
+
+
+StatsReader = Callable[[Sequence[Address]], Awaitable[tuple[list[StatsReply], int]]]
+"""Reads the stats of the given peers: the replies, and how many did not answer."""
+OBSERVER_BATCH_TIMEOUT = 10.0
+"""How long the observer waits for a worker's batch before asking its peers over TCP."""
+
+
+async def read_stats(
+    control: WorkerControl, everyone: Sequence[Address]
+) -> tuple[list[StatsReply], int]:
+    """The stats of ``everyone`` for the observer: the peers this swarm's workers host in
+    one batch per worker, through its pipe (:mod:`overlay.net.swarm.stats`); the others
+    (another machine's peers, those of a worker that did not answer in time) over TCP.
+
+    Over TCP every poll would be one connection per peer, and on the secure runtime one
+    Noise handshake at each end: 1,000 peers polled every two seconds cost about as much
+    CPU as the machine has, slowed the very join being watched, and ran the workers'
+    handshake queues over so that most polls went unanswered.
+    """
+    wanted = set(everyone)
+    replies = [r for r in await control.snapshots(OBSERVER_BATCH_TIMEOUT) if r.address in wanted]
+    answered = {r.address for r in replies}
+    rest, failed = await collect_stats([a for a in everyone if a not in answered])
+    return replies + rest, failed
 
 
 def sent_by_kind(replies: Sequence[StatsReply]) -> dict[str, int]:
@@ -474,6 +509,19 @@ class Progress:
     converged_at: float | None = None
     settled_at: float | None = None
     phase: str = "joining"
+
+    def record(self) -> dict[str, Any]:
+        """The status as ``--progress-out`` writes it, one JSON object per poll."""
+        return {
+            "seconds": round(time.monotonic() - self.started, 3),
+            "joined": self.joined,
+            "alive": self.alive,
+            "components": self.components,
+            "supers": self.supers,
+            "converged_seconds": self.converged_at,
+            "settled_seconds": self.settled_at,
+            "phase": self.phase,
+        }
 
     def line(self, peers: int) -> Text:
         elapsed = time.monotonic() - self.started
@@ -674,12 +722,13 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                 if not args.view:
                     for line in where_to_connect(bootstrap, addresses, args):
                         stderr.print(line, highlight=False, soft_wrap=True)
+                # One control for churn, the view and the observer: each worker has one
+                # input pipe, and two writers on it at once would fail.
+                keys = [content_key(value) for value, _ in seeded_items(args.items, args.seed)]
+                control = WorkerControl(workers, keys, random.Random(args.seed))
                 if args.control and not args.view:
-                    churn = WorkerControl(workers, [], random.Random(args.seed))
-                    nursery.start_soon(follow_control, churn, stop, bootstrap_scope.cancel)
+                    nursery.start_soon(follow_control, control, stop, bootstrap_scope.cancel)
                 if args.view:
-                    keys = [content_key(value) for value, _ in seeded_items(args.items, args.seed)]
-                    control = WorkerControl(workers, keys, random.Random(args.seed))
                     await swarm_view(
                         bootstrap,
                         control,
@@ -695,6 +744,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     args,
                     addresses,
                     stop,
+                    read=functools.partial(read_stats, control),
                     interval=interval,
                     started=started,
                     stderr=stderr,
@@ -759,6 +809,7 @@ async def _observe(
     addresses: list[Address],
     stop: trio.Event,
     *,
+    read: StatsReader,
     interval: float,
     started: float,
     stderr: Console,
@@ -787,7 +838,7 @@ async def _observe(
     ) as live:
         while not stop.is_set():
             everyone = await _everyone(args, addresses, bootstrap)
-            replies, _failed = await collect_stats(everyone)
+            replies, _failed = await read(everyone)
             now = time.monotonic()
             shots = [snapshot_of(r) for r in replies]
             graph = graph_of(shots)
@@ -814,6 +865,9 @@ async def _observe(
             if progress.settled_at is None and settled(shots, expected, layered):
                 progress.settled_at = now - started
                 progress.phase = "settled"
+            if args.progress_out is not None:
+                with args.progress_out.open("a", encoding="utf-8") as file:
+                    file.write(json.dumps(progress.record()) + "\n")
             if (
                 searching
                 and search is None
@@ -832,7 +886,7 @@ async def _observe(
                 await stop.wait()
     read_at = time.monotonic()
     replies, failed, shots = await final_reading(
-        lambda: collect_stats(everyone),
+        functools.partial(read, everyone),
         _expected(args, everyone),
         layered,
         stop,

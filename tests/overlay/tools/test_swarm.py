@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -84,9 +86,32 @@ async def test_the_main_job_elects_super_peers_and_every_search_by_walk_or_super
     assert all(address in err for address in summary["addresses"])
 
 
-async def test_sigterm_stops_the_swarm_gracefully() -> None:
+def _progress_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+async def test_sigterm_stops_the_swarm_gracefully_and_progress_out_tells_when_it_converged(
+    tmp_path: Path,
+) -> None:
+    progress = tmp_path / "progress.jsonl"
     process = await trio.lowlevel.open_process(
-        [*OVERLAY, "swarm", "--peers", "20", "--duration", "0", "--port", "0", "--json"],
+        [
+            *OVERLAY,
+            "swarm",
+            "--peers",
+            "20",
+            "--duration",
+            "0",
+            "--port",
+            "0",
+            "--json",
+            "--interval",
+            "0.5",
+            "--progress-out",
+            str(progress),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=str(REPO),
@@ -103,6 +128,15 @@ async def test_sigterm_stops_the_swarm_gracefully() -> None:
         with trio.fail_after(HANG_GUARD):
             while len(_workers_of(bootstrap)) < 2:
                 await trio.sleep(0.05)
+        # The swarm appends one record per poll; a script waits for the convergence.
+        with trio.fail_after(HANG_GUARD):
+            while not any(r["converged_seconds"] for r in _progress_records(progress)):
+                await trio.sleep(0.05)
+        records = _progress_records(progress)
+        converged = next(r for r in records if r["converged_seconds"])
+        assert converged["joined"] == converged["alive"] == 20
+        assert converged["components"] == 1
+        assert [r["seconds"] for r in records] == sorted(r["seconds"] for r in records)
         process.send_signal(signal.SIGTERM)
         out = b""
         with trio.fail_after(60):
