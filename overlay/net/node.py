@@ -456,6 +456,7 @@ class Node:
             if dialled is None:
                 self.count(f"dropped.no_link.{name}")
                 return
+            self.count(f"dial.for.{name}")  # which messages open connections
             connection = dialled
         if self._queue(connection, frame, name):
             self.count(f"sent.{name}")

@@ -60,6 +60,11 @@ async def test_three_peers_join_through_the_bootstrap_and_become_neighbors(
     assert set(reply.neighbors) == ids - {peers[0][0].id}
     assert reply.joined
     assert dict((c.name, c.value) for c in reply.counters)["node.sent.Heartbeat"] > 0
+    # Every connection a peer dialled is counted under the message that opened it.
+    for _peer, node in peers:
+        opened = {k: v for k, v in node.counters.items() if k.startswith("dial.for.")}
+        assert opened.get("dial.for.Register", 0) >= 1
+        assert sum(opened.values()) == node.counters["dial.started"]
 
 
 async def test_shuffles_exchange_view_entries(nursery: trio.Nursery) -> None:
