@@ -13,9 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from overlay.net.options import add_super_peers_argument
-from overlay.sim.parallel import run_parallel
 from overlay.sim.scenario import Scenario, build, run
-from overlay.tools.cli_search import register_sim_query
+from overlay.tools.cli_sim_query import register_sim_query
 
 
 def register(subparsers: Any) -> None:
@@ -200,6 +199,9 @@ def run_sim(args: argparse.Namespace) -> int:
         if args.workers == 1:
             summary = run(scenario, progress=advance)
         else:
+            # One process needs none of the workers' machinery (multiprocessing, pickling).
+            from overlay.sim.parallel import run_parallel  # noqa: PLC0415
+
             summary, _ = run_parallel(scenario, args.workers, progress=advance)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
