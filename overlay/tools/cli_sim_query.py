@@ -14,7 +14,6 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from overlay.sim.static import StaticNetwork, TopologyError
 from search.config import SearchConfig
@@ -121,6 +120,8 @@ def run_query(args: argparse.Namespace) -> int:
 
 
 def print_outcome(report: dict[str, Any], console: Console) -> None:
+    from rich.table import Table  # noqa: PLC0415  (a --json run, or `overlay sim`, prints none)
+
     table = Table(title=f"{report['mode']} query", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
