@@ -14,6 +14,9 @@ measures a commit of this repository (``git archive`` into a scratch folder).
 ``--reuse LABEL OUT JSON`` reads a callgrind output file and the sim's JSON from a run
 made by hand with the same command (after ``python -m compileall`` of the tree) instead
 of running again, and ``--keep FILE`` carries the rows of an earlier record over, first.
+``ratio_last_to_first`` compares the last row with the first one this run added (the
+kept rows may have been measured another way: see below), or with the first kept row
+when this run added at most one.
 
 Every tree runs pure Python (``OVERLAY_PURE_PYTHON=1``: the figures before the compiled
 core were pure, and a tree from ``git archive`` has nothing compiled) on one process
@@ -140,15 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     if args.keep is not None:
         rows.extend(json.loads(args.keep.read_text(encoding="utf-8"))["runs"])
+    kept = len(rows)
     rows.extend(figures_of(ref, *measure_commit(ref)) for ref in args.commit)
     rows.extend(figures_of(str(tree), *measure(tree, sim_args_for(tree))) for tree in args.tree)
     for label, out, sim in args.reuse:
         figures = json.loads(Path(sim).read_text(encoding="utf-8"))
         rows.append(figures_of(label, instructions(Path(out)), figures))
     record: dict[str, Any] = {"sim_command": "overlay " + " ".join(SIM_ARGS), "runs": rows}
-    if len(rows) >= 2:
+    compared = rows[kept:] if len(rows) - kept >= 2 else rows
+    if len(compared) >= 2:
         record["ratio_last_to_first"] = round(
-            rows[-1]["instructions_per_message"] / rows[0]["instructions_per_message"], 4
+            compared[-1]["instructions_per_message"] / compared[0]["instructions_per_message"], 4
         )
     run.write(args.output, record)
     print(json.dumps(record, indent=2))
