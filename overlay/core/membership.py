@@ -191,17 +191,21 @@ class PassiveView:
 
     def put(self, contact: Contact, age: int, own: bool, group: str) -> None:
         """Add an entry at the end, or replace ``contact.id``'s in its place."""
-        meta = (age << 1) | own
         at = self.index(contact.id)
         if at < 0:
-            self.ids.append(contact.id)
-            self.contacts.append(contact)
-            self.meta.append(meta)
-            self.groups.append(group)
+            self.append(contact, age, own, group)
         else:
             self.contacts[at] = contact
-            self.meta[at] = meta
+            self.meta[at] = (age << 1) | own
             self.groups[at] = group
+
+    def append(self, contact: Contact, age: int, own: bool, group: str) -> None:
+        """Add an entry at the end: the caller knows ``contact.id`` is not in the view
+        (a merge has just looked it up; a second scan would cost as much again)."""
+        self.ids.append(contact.id)
+        self.contacts.append(contact)
+        self.meta.append((age << 1) | own)
+        self.groups.append(group)
 
     def discard(self, peer: PeerId) -> None:
         ids = self.ids
@@ -1043,7 +1047,8 @@ class Membership:
                 or (self.blacklist and self._distrusted(peer, now))
             ):
                 continue
-            existing = passive.index(peer)
+            ids = passive.ids  # PassiveView.index, inlined: once per entry merged
+            existing = ids.index(peer) if peer in ids else -1
             if existing >= 0:
                 if own:
                     # The bootstrap saw the peer register from there: it may have moved.
@@ -1079,7 +1084,7 @@ class Membership:
                 if groups is not None:
                     groups.remove(passive.groups[at])
                 passive.remove_at(at)
-            passive.put(
+            passive.append(
                 contact,
                 age,
                 own,

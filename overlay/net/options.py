@@ -7,6 +7,10 @@ layer's, :class:`overlay.core.config.SuperConfig`).
 Every limit's default lives in its config class; a flag left out keeps it, so the help
 text and the code cannot disagree.  ``overlay swarm`` hands the options it was given to
 its workers unchanged (:func:`runtime_argv`), so each of its peers runs with them.
+
+``overlay sim`` takes :func:`add_super_peers_argument` from here, so this module loads
+the TCP runtime (:mod:`overlay.net.node`, :mod:`overlay.net.faults`: trio, the Noise
+handshake) only in the functions that need it, never at import.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ import random
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from bootstrap.hostcache import HostCacheConfig
 from overlay.core.config import MembershipConfig, PeerConfig, SuperConfig
-from overlay.net.faults import FaultInjector, FaultPlan, PartitionSource, parse_delay
-from overlay.net.node import NodeConfig
 from search.config import SearchConfig
+
+if TYPE_CHECKING:
+    from overlay.net.faults import FaultInjector, FaultPlan, PartitionSource
+    from overlay.net.node import NodeConfig
 
 NODE_FLAGS: Final[dict[str, tuple[type, str]]] = {
     "max_connections": (int, "accepted connections at once (as many dialled)"),
@@ -117,6 +123,8 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
 def add_limit_arguments(parser: argparse.ArgumentParser, *, swarm: bool = False) -> None:
     """The limits' flags; a swarm's (``swarm``) lifts the caps per host and prefix by
     default (:func:`swarm_node_config_of`) and adds the bootstrap's."""
+    from overlay.net.node import NodeConfig  # noqa: PLC0415  (the runtime, on demand)
+
     limits = parser.add_argument_group("limits")
     one_host = dict.fromkeys(("max_per_host", "max_per_prefix"), ONE_HOST_DEFAULT)
     _add(limits, NodeConfig, NODE_FLAGS, one_host if swarm else None)
@@ -184,6 +192,8 @@ def _given(args: argparse.Namespace, flags: Mapping[str, tuple[type, str]]) -> d
 
 def node_config_of(args: argparse.Namespace, base: NodeConfig | None = None) -> NodeConfig:
     """``base`` (default: the defaults) with the node limits given; raises ValueError."""
+    from overlay.net.node import NodeConfig  # noqa: PLC0415
+
     return attrs.evolve(base or NodeConfig(), **_given(args, NODE_FLAGS))
 
 
@@ -222,6 +232,8 @@ def fault_plan_of(args: argparse.Namespace) -> FaultPlan | None:
     """The faults asked for; None when none was (no injector at all: zero cost)."""
     if args.loss is None and args.delay is None and args.partition_file is None:
         return None
+    from overlay.net.faults import FaultPlan, parse_delay  # noqa: PLC0415
+
     delay, jitter = parse_delay(args.delay) if args.delay is not None else (0.0, 0.0)
     return FaultPlan(loss=args.loss or 0.0, delay=delay, jitter=jitter)
 
@@ -247,6 +259,8 @@ def fault_injectors(
     """A factory of one injector per peer (each with its own random source, drawn from
     ``--fault-seed``, else ``seed``, else the OS) and the partition they share; the
     caller runs the partition file's watcher."""
+    from overlay.net.faults import FaultInjector, PartitionSource  # noqa: PLC0415
+
     plan = fault_plan_of(args)
     source = PartitionSource()
     rng = random.Random(args.fault_seed if args.fault_seed is not None else seed)

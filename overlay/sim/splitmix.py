@@ -76,11 +76,20 @@ class SplitMix:
             while value >= n:
                 value = self.getrandbits(bits)
             return value
-        shift = 64 - n.bit_length()
-        value = self._next() >> shift
-        while value >= n:
-            value = self._next() >> shift
-        return value
+        return self._draw_below(n, 64 - n.bit_length())
+
+    def _draw_below(self, n: int, shift: int) -> int:
+        """``_below(n)`` for ``n`` within 64 bits, ``_next`` inlined: every sample, choice
+        and shuffle of a simulated peer comes here, once per element."""
+        state = self._state
+        while True:
+            state = (state + _GAMMA) & _MASK
+            z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+            value = (z ^ (z >> 31)) >> shift
+            if value < n:
+                self._state = state
+                return value
 
     def randrange(self, start: int, /) -> int:
         if start <= 0:
@@ -101,18 +110,21 @@ class SplitMix:
         n = len(population)
         if not 0 <= k <= n:
             raise ValueError("sample larger than population or is negative")
+        draw = self._draw_below  # a sequence's length fits in 64 bits: no _below check
         if k * 4 < n:  # few of many: draw indices, skip repeats
+            shift = 64 - n.bit_length()
             picked: set[int] = set()
             result: list[T] = []
             while len(result) < k:
-                j = self._below(n)
+                j = draw(n, shift)
                 if j not in picked:
                     picked.add(j)
                     result.append(population[j])
             return result
         pool = list(population)  # a partial Fisher-Yates shuffle
         for i in range(k):
-            j = i + self._below(n - i)
+            left = n - i
+            j = i + draw(left, 64 - left.bit_length())
             pool[i], pool[j] = pool[j], pool[i]
         return pool[:k]
 

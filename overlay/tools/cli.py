@@ -1,5 +1,11 @@
 """The ``overlay`` command.  Each group of subcommands lives in its own module and
-registers itself here, so the simulator, the network runtime and search stay apart."""
+registers itself here, so the simulator, the network runtime and search stay apart.
+
+Only the module of the command asked for is imported (:data:`COMMANDS`): ``overlay sim``
+never loads the TCP runtime (trio, the Noise handshake, cryptography), whose import
+would otherwise be a fixed share of every simulation's cost.  A run that names no known
+command (``overlay --help``, a typo) registers every module, so help and errors list
+them all as before."""
 
 from __future__ import annotations
 
@@ -14,18 +20,24 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from overlay.compiled import BUILD
-from overlay.net.client import set_client_security
 from overlay.net.options import announce_plaintext
-from overlay.net.secure import PLAINTEXT
 from overlay.protocol.identity import Address
 
-COMMAND_MODULES = (
-    "overlay.tools.cli_sim",
-    "overlay.tools.cli_net",
-    "overlay.tools.cli_view",
-    "overlay.tools.cli_search",
-)
-"""Modules with a ``register(subparsers)`` function; a missing one is skipped."""
+COMMANDS: dict[str, str] = {
+    "sim": "overlay.tools.cli_sim",
+    "bootstrap": "overlay.tools.cli_net",
+    "peer": "overlay.tools.cli_net",
+    "swarm": "overlay.tools.cli_net",
+    "view": "overlay.tools.cli_view",
+    "members": "overlay.tools.cli_view",
+    "publish": "overlay.tools.cli_search",
+    "search": "overlay.tools.cli_search",
+    "fetch": "overlay.tools.cli_search",
+}
+"""Each command and the module whose ``register(subparsers)`` adds it (a module may add
+several); a missing module is skipped.  Help lists the commands in this order."""
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
+CLIENT_MODULE = "overlay.net.client"
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -45,7 +57,9 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with only ``command``'s module registered when it is a known command
+    (see :data:`COMMANDS`), with every module's otherwise."""
     parser = argparse.ArgumentParser(
         prog="overlay",
         description="An unstructured peer-to-peer overlay with super peers.",
@@ -58,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the version and which build runs (compiled or pure Python, and why)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    chosen = COMMANDS.get(command or "")
+    for name in COMMAND_MODULES if chosen is None else (chosen,):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:
@@ -75,7 +90,7 @@ def argv_command(argv: Sequence[str] | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv_command(argv))
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(
@@ -87,8 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.run
     # Every run decides for this process's clients (stats, listings), so a caller that
     # runs commands in-process (the tests) never inherits an earlier run's --plaintext.
+    # A process that never loaded the client module has nothing to reset: its default
+    # is the secure client's, and importing it would load the TCP runtime for nothing.
     plaintext = announce_plaintext(args, argv_command(argv))
-    set_client_security(PLAINTEXT if plaintext else None)
+    if plaintext or CLIENT_MODULE in sys.modules:
+        from overlay.net.client import set_client_security  # noqa: PLC0415
+        from overlay.net.secure import PLAINTEXT  # noqa: PLC0415
+
+        set_client_security(PLAINTEXT if plaintext else None)
     try:
         return command(args)
     except KeyboardInterrupt:

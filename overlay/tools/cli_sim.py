@@ -6,16 +6,14 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from overlay.net.options import add_super_peers_argument
-from overlay.sim.parallel import run_parallel
 from overlay.sim.scenario import Scenario, build, run
-from overlay.tools.cli_search import register_sim_query
+from overlay.tools.cli_sim_query import register_sim_query
 
 
 def register(subparsers: Any) -> None:
@@ -183,6 +181,33 @@ def run_sim(args: argparse.Namespace) -> int:
     if args.view:
         return replay(scenario, args)
     stderr = Console(stderr=True)
+    if stderr.is_terminal:
+        summary = simulate_in_sight(scenario, args.workers, stderr)
+    else:
+        summary = simulate(scenario, args.workers)  # nobody to show a progress bar
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print_summary(summary, Console())
+    return 0
+
+
+def simulate(
+    scenario: Scenario, workers: int, progress: Callable[[float], None] | None = None
+) -> dict[str, Any]:
+    if workers == 1:
+        return run(scenario, progress=progress)
+    # One process needs none of the workers' machinery (multiprocessing, pickling).
+    from overlay.sim.parallel import run_parallel  # noqa: PLC0415
+
+    summary, _ = run_parallel(scenario, workers, progress=progress)
+    return summary
+
+
+def simulate_in_sight(scenario: Scenario, workers: int, stderr: Console) -> dict[str, Any]:
+    """:func:`simulate` with a progress bar on a terminal (loaded only then)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
     with Progress(
         TextColumn("simulating"),
         BarColumn(),
@@ -190,22 +215,13 @@ def run_sim(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
         console=stderr,
         transient=True,
-        disable=not stderr.is_terminal,
     ) as progress:
         task = progress.add_task("sim", total=scenario.duration)
 
         def advance(second: float) -> None:
             progress.update(task, completed=second)
 
-        if args.workers == 1:
-            summary = run(scenario, progress=advance)
-        else:
-            summary, _ = run_parallel(scenario, args.workers, progress=advance)
-    if args.json:
-        print(json.dumps(summary, sort_keys=True))
-    else:
-        print_summary(summary, Console())
-    return 0
+        return simulate(scenario, workers, advance)
 
 
 def replay(scenario: Scenario, args: argparse.Namespace) -> int:
@@ -224,6 +240,8 @@ def replay(scenario: Scenario, args: argparse.Namespace) -> int:
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
+    from rich.table import Table  # noqa: PLC0415  (a --json run prints none)
+
     table = Table(title="overlay summary", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")

@@ -23,6 +23,19 @@ def test_reference_values_of_splitmix64() -> None:
     ]
 
 
+def test_draws_are_pinned_so_a_faster_generator_keeps_every_seeded_run() -> None:
+    # Drawn by the first version (one _next call per 64 bits); a seeded run's digest
+    # depends on every one of these.
+    rng = SplitMix(9)
+    assert rng.sample(range(100), 5) == [87, 96, 33, 14, 82]  # few of many
+    assert rng.sample(range(10), 7) == [3, 4, 5, 9, 8, 6, 2]  # a partial shuffle
+    assert (rng.randrange(3), rng.choice("abcdefg")) == (1, "c")
+    deck = list(range(8))
+    rng.shuffle(deck)
+    assert deck == [1, 4, 3, 0, 6, 2, 5, 7]
+    assert rng._state == 11643393128411363048
+
+
 def test_same_seed_same_stream_and_streams_differ() -> None:
     first = [SplitMix(stream_seed(7, 3)).random() for _ in range(3)]
     assert first == [SplitMix(stream_seed(7, 3)).random() for _ in range(3)]
