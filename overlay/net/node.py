@@ -78,7 +78,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Protocol, TypeVarTuple
+from typing import Final, Protocol, TypeVarTuple
 
 import attrs
 import trio
@@ -121,10 +121,15 @@ from overlay.protocol.wire import (
     DEFAULT_FRAME_CAP,
     PROTOCOL_VERSION,
     FrameDecoder,
+    RepeatedBodies,
     encode_frame,
 )
 
 log = logging.getLogger("overlay.net.node")
+
+REPEATED: Final = RepeatedBodies()
+"""The flooded queries every connection of this process decoded lately (the copies of
+one query reach several peers of a swarm worker, and one peer from several links)."""
 
 Args = TypeVarTuple("Args")
 
@@ -742,7 +747,7 @@ class Node:
         socket = None if stream is None else stream.socket
         try:
             early: list[Message] | None = None
-            decoder = FrameDecoder(self.config.frame_cap)
+            decoder = FrameDecoder(self.config.frame_cap, REPEATED)
             scope = connection.scope
             assert scope is not None
             with scope:
