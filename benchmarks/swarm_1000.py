@@ -116,6 +116,15 @@ def _total(replies: Sequence[StatsReply], name: str) -> int:
     return sum(c.value for r in replies for c in r.counters if c.name == name)
 
 
+def _counters(replies: Sequence[StatsReply]) -> dict[str, int]:
+    """Every counter summed over the peers that answered."""
+    totals: dict[str, int] = {}
+    for reply in replies:
+        for counter in reply.counters:
+            totals[counter.name] = totals.get(counter.name, 0) + counter.value
+    return totals
+
+
 def _workers(swarm: int) -> list[int]:
     """The swarm's worker processes (its children).
 
@@ -263,6 +272,7 @@ async def _measure(
 
     # Floods: keep `concurrency` in flight for `window` seconds.
     keys = [content_key(value) for value, _ in seeded_items(args.items, SEED)]
+    counters_before = _counters(replies)
     sent_before = _total(replies, "node.sent.Query")
     received_before = _total(replies, "received.Query")
     rng = random.Random(SEED)
@@ -315,6 +325,13 @@ async def _measure(
         "worker_cpu_share": cpu_used / flood_seconds / max(len(workers), 1),
         "forwarded_per_worker_cpu_second": sent / cpu_used if cpu_used > 0 else None,
         "load_average_at_end_of_window": load_after_window,
+        # What else the workers did meanwhile (links opened and refused, hits checked,
+        # messages dropped): the counters that moved, summed over the peers.
+        "counters_in_window": {
+            name: value - counters_before.get(name, 0)
+            for name, value in sorted(_counters(replies).items())
+            if value != counters_before.get(name, 0)
+        },
     }
     final = _state(replies)
     result["after_floods"] = final

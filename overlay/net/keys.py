@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -67,19 +68,53 @@ class KeyPair:
         return self._private.sign(data)
 
 
-class Ed25519Verifier:
-    """A :class:`overlay.protocol.signing.Verifier` backed by Ed25519."""
+REMEMBERED_SIGNATURES: Final = 1024
+"""Signatures the process-wide hit verifier remembers as good (the newest ones)."""
 
-    __slots__ = ()
+
+class Ed25519Verifier:
+    """A :class:`overlay.protocol.signing.Verifier` backed by Ed25519.
+
+    With ``remember`` > 0 it keeps the last ``remember`` (key, data, signature) triples
+    that verified, and answers a triple it has seen with no curve arithmetic: the
+    answer for the same bytes is the same.  Every peer of a process shares one such
+    verifier (:data:`HIT_VERIFIER`): a hit travels back to its origin through several
+    peers, each of which checks it, and in a swarm worker most of them are in one
+    process, where an Ed25519 check (tens of times the cost of forwarding a query) was
+    repeated at every hop.  Only good signatures are kept, so a forger's junk never
+    displaces them, and the table is bounded, oldest out first.
+    """
+
+    __slots__ = ("_good", "_remember")
+
+    def __init__(self, remember: int = 0) -> None:
+        self._remember = remember
+        self._good: dict[tuple[bytes, bytes, bytes], None] = {}
 
     def verify(self, public_key: bytes, data: bytes, signature: bytes) -> bool:
         if len(public_key) != PUBLIC_KEY_BYTES:
             return False
+        triple = (public_key, data, signature)
+        good = self._good
+        if triple in good:
+            return True
         try:
             Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
         except (InvalidSignature, ValueError):
             return False
+        if self._remember:
+            if len(good) >= self._remember:
+                del good[next(iter(good))]
+            good[triple] = None
         return True
+
+    def __len__(self) -> int:
+        """How many good signatures it remembers."""
+        return len(self._good)
+
+
+HIT_VERIFIER: Final = Ed25519Verifier(remember=REMEMBERED_SIGNATURES)
+"""The verifier every peer of this process checks hits and index entries with."""
 
 
 def derived_key(seed: int, index: int) -> KeyPair:

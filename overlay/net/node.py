@@ -78,7 +78,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Protocol, TypeVarTuple
+from typing import Final, Protocol, TypeVarTuple
 
 import attrs
 import trio
@@ -121,10 +121,15 @@ from overlay.protocol.wire import (
     DEFAULT_FRAME_CAP,
     PROTOCOL_VERSION,
     FrameDecoder,
+    RepeatedBodies,
     encode_frame,
 )
 
 log = logging.getLogger("overlay.net.node")
+
+REPEATED: Final = RepeatedBodies()
+"""The flooded queries every connection of this process decoded lately (the copies of
+one query reach several peers of a swarm worker, and one peer from several links)."""
 
 Args = TypeVarTuple("Args")
 
@@ -418,9 +423,12 @@ class Node:
         timer = self._timer_scope
         if timer is not None:
             # Only ever bring the wake-up forward: moving a deadline costs a heap push in
-            # trio, and a timer that wakes early just sleeps again.
+            # trio, and a timer that wakes early just sleeps again.  Even setting it to
+            # the value it has runs trio's context manager for deadline changes (about a
+            # twentieth of a busy worker's time when done after every message).
             deadline = self.core.next_deadline()
-            timer.deadline = min(timer.deadline, deadline)
+            if deadline < timer.deadline:  # noqa: PLR1730 (min() would always set it)
+                timer.deadline = deadline
         changed = self._changed
         if changed is not None:
             self._changed = None
@@ -740,7 +748,7 @@ class Node:
         socket = None if stream is None else stream.socket
         try:
             early: list[Message] | None = None
-            decoder = FrameDecoder(self.config.frame_cap)
+            decoder = FrameDecoder(self.config.frame_cap, REPEATED)
             scope = connection.scope
             assert scope is not None
             with scope:

@@ -16,7 +16,7 @@ from overlay.core.peer import Peer, PeerSnapshot
 from overlay.net.client_requests import ClientRequests
 from overlay.net.faults import FaultInjector
 from overlay.net.handshake_gate import HandshakeGate
-from overlay.net.keys import Ed25519Verifier, KeyPair
+from overlay.net.keys import HIT_VERIFIER, KeyPair
 from overlay.net.node import Node, NodeConfig, stat_counters
 from overlay.net.secure import PLAINTEXT, LinkIdentity, Security
 from overlay.protocol.identity import Address, PeerId
@@ -101,13 +101,14 @@ def keyed_peer(
     peer_class: type[Peer] = Peer,
 ) -> Peer:
     """A peer of the runtime: ``key`` is its identity (its id is the key's, it signs
-    its hits and index entries with it) and it checks others' signatures with Ed25519."""
+    its hits and index entries with it) and it checks others' signatures with Ed25519
+    (the process's one verifier, which remembers the signatures it found good)."""
     return peer_class(
         address,
         config,
         rng,
         signer=key,
-        verifier=Ed25519Verifier(),
+        verifier=HIT_VERIFIER,
         bootstrap=bootstrap,
         join_via=join_via,
     )

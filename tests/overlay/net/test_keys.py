@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from overlay.net.keys import (
     Ed25519Verifier,
@@ -32,6 +33,33 @@ def test_a_signature_verifies_only_for_its_key_and_data() -> None:
     assert not verifier.verify(other.public_key, b"item-key|query-1", signature)
     assert not verifier.verify(key.public_key, b"item-key|query-1", bytes(64))
     assert not verifier.verify(b"short", b"item-key|query-1", signature)
+
+
+def test_a_remembering_verifier_gives_the_same_answers_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = KeyPair.generate()
+    verifier = Ed25519Verifier(remember=2)
+    signed = [(b"hit-%d" % n, key.sign(b"hit-%d" % n)) for n in range(3)]
+    data, signature = signed[0]
+    assert verifier.verify(key.public_key, data, signature)
+    # A forgery next to a remembered good signature is still checked, and refused.
+    assert not verifier.verify(key.public_key, data, bytes(64))
+    assert not verifier.verify(key.public_key, b"hit-9", signature)
+
+    def no_arithmetic(raw: bytes) -> None:
+        raise AssertionError("checked again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Ed25519PublicKey, "from_public_bytes", no_arithmetic)
+        assert verifier.verify(key.public_key, data, signature)  # answered from memory
+    for data, signature in signed[1:]:
+        assert verifier.verify(key.public_key, data, signature)
+    assert len(verifier) == 2  # the oldest went first
+    with monkeypatch.context() as patch:
+        patch.setattr(Ed25519PublicKey, "from_public_bytes", no_arithmetic)
+        with pytest.raises(AssertionError, match="checked again"):
+            verifier.verify(key.public_key, *signed[0])
 
 
 def test_seeded_keys_are_reproducible_and_distinct() -> None:

@@ -66,7 +66,10 @@ from overlay.protocol.messages import (
 from overlay.protocol.wire import (
     DEFAULT_FRAME_CAP,
     PREFIX,
+    REPEATED_ENTRIES,
+    REPEATED_MAX_BODY,
     FrameDecoder,
+    RepeatedBodies,
     check_handshake,
     decode_message,
     encode_frame,
@@ -486,6 +489,51 @@ def test_messages_arrive_in_order_from_one_chunk() -> None:
     messages = [Heartbeat(n) for n in range(50)]
     decoder = FrameDecoder()
     assert decoder.feed(b"".join(encode_frame(m) for m in messages)) == messages
+
+
+def _query(number: int, keywords: tuple[str, ...] = ()) -> Query:
+    origin = Contact("a" * 32, Address("127.0.0.1", 4000))
+    return Query(f"{number:032x}", origin, None if keywords else "0" * 64, keywords, 7, 1)
+
+
+def test_a_repeated_query_body_is_decoded_once_for_every_decoder_sharing_the_table() -> None:
+    repeated = RepeatedBodies()
+    frame = encode_frame(_query(1))
+    first = FrameDecoder(repeated=repeated).feed(frame)
+    # Another connection, the frame in two pieces: the same message, from the table.
+    second = FrameDecoder(repeated=repeated)
+    assert second.feed(frame[:9]) == []
+    assert second.feed(frame[9:]) == first == [_query(1)]
+    assert second.feed(frame)[0] is first[0]
+    assert len(repeated) == 1
+    # Only the kinds that come as copies are kept; long bodies never are.
+    FrameDecoder(repeated=repeated).feed(encode_frame(Heartbeat(3)))
+    long_query = _query(2, tuple("k" * 60 for _ in range(12)))
+    assert len(encode_message(long_query)) > REPEATED_MAX_BODY
+    assert FrameDecoder(repeated=repeated).feed(encode_frame(long_query)) == [long_query]
+    assert len(repeated) == 1
+
+
+def test_a_bad_body_fails_every_time_with_the_table() -> None:
+    repeated = RepeatedBodies()
+    frame = encode_frame(_query(1))
+    bad = frame[:-1] + b"\xc1"  # msgpack's one never-used byte, in place of `direct`
+    for _ in range(2):
+        with pytest.raises(MalformedMessage):
+            FrameDecoder(repeated=repeated).feed(bad)
+    assert len(repeated) == 0
+
+
+def test_the_table_keeps_only_the_newest_bodies() -> None:
+    repeated = RepeatedBodies()
+    decoder = FrameDecoder(repeated=repeated)
+    oldest = decoder.feed(encode_frame(_query(0)))[0]
+    newest = oldest
+    for number in range(1, REPEATED_ENTRIES + 10):
+        newest = decoder.feed(encode_frame(_query(number)))[0]
+    assert len(repeated) == REPEATED_ENTRIES
+    assert decoder.feed(encode_frame(_query(0)))[0] is not oldest  # forgotten: decoded anew
+    assert decoder.feed(encode_frame(_query(REPEATED_ENTRIES + 9)))[0] is newest
 
 
 def test_decoder_refuses_a_bad_cap() -> None:
