@@ -10,8 +10,11 @@ swarm add the answers up (:func:`gather`): the same figure, with the same meanin
 as the simulator counts a ``Send``: messages lost on the way cost all the same.
 
 :class:`SearchTally` is bounded (:data:`TALLY_SIZE` query ids) and forgets an id
-:data:`TALLY_SECONDS` after its first message, so it costs a peer a few hundred
-kilobytes at most, whatever the traffic.
+:data:`TALLY_SECONDS` after its first message.  Every peer that forwards a flood
+tallies it, so the tally holds about (floods a second, network-wide) x
+:data:`TALLY_SECONDS` ids at every peer: it was once kept 600 s in 330 bytes an id
+(an ``OrderedDict`` of dicts), and under a soak's 3 ids a second that grew each of
+a swarm worker's peers by over half a megabyte in ten minutes.
 
 :func:`gather` needs no bootstrap: it asks the origin first, then every peer named as
 a link by a peer that sent something for the search.  Any peer that sent something got
@@ -25,7 +28,6 @@ steps count too.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -48,10 +50,17 @@ from search.outcome import KINDS, counted_as
 
 log = logging.getLogger("overlay.net.search_tally")
 
-TALLY_SIZE: Final = 4096
-"""Query ids a peer keeps a tally for (the oldest goes first)."""
-TALLY_SECONDS: Final = 600.0
-"""How long after its first message a query id's tally is kept."""
+TALLY_SIZE: Final = 1024
+"""Query ids a peer keeps a tally for (the oldest goes first): 17 fresh ids a second
+for :data:`TALLY_SECONDS`, several times what a soak sends; under 200 KiB, ids included."""
+TALLY_SECONDS: Final = 60.0
+"""How long after its first message a query id's tally is kept.  A search's messages
+are all sent within the 20 s its origin waits for it
+(:data:`overlay.net.client_requests.CLIENT_TIMEOUT`), and the gathering starts as soon
+as it ends: 60 s leaves the gathering as long again and more."""
+_KIND_INDEX: Final = {kind: index for index, kind in enumerate(KINDS, start=1)}
+"""Where each kind's count sits in an entry (after the first message's time)."""
+_NO_COUNTS: Final = (0,) * len(KINDS)
 MAX_TALLY_PEERS: Final = 20_000
 """Most peers one gathering asks (liars naming links cannot make it ask more)."""
 TALLY_TIMEOUT: Final = 2.0
@@ -65,10 +74,15 @@ SETTLE_ROUNDS: Final = 10
 class SearchTally:
     """The search messages one peer sent, by query id and kind (bounded, expiring)."""
 
+    __slots__ = ("_tallies", "keep", "size")
+
     def __init__(self, size: int = TALLY_SIZE, keep: float = TALLY_SECONDS) -> None:
         self.size = size
         self.keep = keep
-        self._tallies: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
+        self._tallies: dict[str, list[float]] = {}
+        """Per query id, oldest first: the time of its first message, then a count per
+        kind in :data:`KINDS` order.  A plain dict and a flat list: about 100 bytes an
+        id besides the id, where an ``OrderedDict`` of (time, dict) took 330."""
 
     def sent(self, message: Message, now: float) -> None:
         """Count ``message`` if it is a search message (anything else costs one lookup)."""
@@ -79,16 +93,17 @@ class SearchTally:
         entry = self._tallies.get(wire_id)
         if entry is None:
             self._expire(now)
-            entry = self._tallies[wire_id] = (now, {})
+            entry = self._tallies[wire_id] = [now, *_NO_COUNTS]
             if len(self._tallies) > self.size:
-                self._tallies.popitem(last=False)
-        counts = entry[1]
-        counts[kind] = counts.get(kind, 0) + 1
+                del self._tallies[next(iter(self._tallies))]
+        entry[_KIND_INDEX[kind]] += 1
 
     def counts(self, wire_id: str) -> dict[str, int]:
         """What was sent for ``wire_id``, by kind (empty: nothing, or forgotten)."""
         entry = self._tallies.get(wire_id)
-        return dict(entry[1]) if entry is not None else {}
+        if entry is None:
+            return {}
+        return {kind: int(entry[index]) for kind, index in _KIND_INDEX.items() if entry[index]}
 
     def answer(self, query_ids: Iterable[str], now: float) -> tuple[QueryTally, ...]:
         """The tallies of those ``query_ids`` this peer sent anything for."""
@@ -102,11 +117,11 @@ class SearchTally:
 
     def _expire(self, now: float) -> None:
         tallies = self._tallies
-        while tallies:
-            first = next(iter(tallies.values()))[0]
-            if now - first <= self.keep:
+        for _ in range(len(tallies)):
+            oldest = next(iter(tallies))
+            if now - tallies[oldest][0] <= self.keep:
                 break
-            tallies.popitem(last=False)
+            del tallies[oldest]
 
     def __len__(self) -> int:
         return len(self._tallies)

@@ -854,7 +854,7 @@ class TallyRequest(Message):
 
     How ``overlay search`` and the swarm report a search's cost network-wide, with the
     meaning ``overlay sim query`` gives it.  Answered by the runtime from a small,
-    bounded tally that forgets after a few minutes (:mod:`overlay.net.search_tally`).
+    bounded tally that forgets after a minute (:mod:`overlay.net.search_tally`).
     A query id is random and known only to peers the query reached, so the answer
     tells a stranger nothing; asking costs the peer a lookup per id.
     """
