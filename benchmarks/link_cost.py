@@ -11,7 +11,13 @@ Records, in ``benchmarks/results/link_cost.json``:
   key and one Ed25519 signature), once per node and run;
 * ``seal_open_us_per_frame``: sealing then opening a typical forwarded ``Query`` frame,
   per frame, for batches of 1, 4, 16 and 64 frames written together (the runtime seals
-  everything one write takes as one Noise message); plaintext costs nothing here.
+  everything one write takes as one Noise message); plaintext costs nothing here;
+* ``memory``: resident bytes (``/proc/self/status``) that one end of an open link keeps
+  (its :class:`~overlay.net.secure.Session`: the two ``ChaCha20Poly1305`` objects and
+  the framer), measured over ``--keep`` links kept open at once; what a node's
+  :class:`~overlay.net.secure.LinkIdentity` keeps once its static key is loaded for
+  Noise; and what ``--keep`` handshakes between known nodes leave behind once their
+  sessions are dropped (the handshake state must not outlive the handshake).
 
 CPU time (``time.process_time``, read once per loop: reading it costs about a
 millisecond in this machine's VM), so a busy machine skews it less than wall time; the
@@ -21,6 +27,7 @@ load average is in the record.  Run: ``python -m benchmarks.link_cost`` (a few s
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -28,9 +35,11 @@ from pathlib import Path
 
 import trio
 import trio.testing
+from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from benchmarks.harness import REPO, Run
-from overlay.net.secure import LinkIdentity, Session, handshake
+from overlay.net.memtrace import rss_bytes
+from overlay.net.secure import NOISE_PROTOCOL, LinkIdentity, Session, handshake
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Query
 from overlay.protocol.wire import encode_frame
@@ -81,10 +90,46 @@ def _seal_open(pair: tuple[Session, Session], batch: int, frames: int) -> float:
     return (time.process_time() - began) * 1e6 / (rounds * batch)
 
 
+def _resident() -> int:
+    gc.collect()
+    rss = rss_bytes()
+    if rss is None:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return rss
+
+
+async def _memory(keep: int) -> dict[str, int]:
+    """Resident bytes per session kept, per identity, and left per finished handshake."""
+    # Each figure is taken while what the earlier ones made is still held, so that no
+    # figure is memory the allocator freed for an earlier one and hands out again.
+    alice, bob = LinkIdentity.fresh(), LinkIdentity.fresh()
+    await _one_handshake(alice, bob)  # proofs checked and remembered, statics loaded
+    before = _resident()
+    identities = [LinkIdentity.fresh() for _ in range(keep)]
+    for identity in identities:
+        identity.noise_static(NoiseConnection.from_name(NOISE_PROTOCOL))
+    per_identity = (_resident() - before) // len(identities)
+    before = _resident()
+    kept = [await _one_handshake(alice, bob) for _ in range(keep)]
+    per_session = (_resident() - before) // (2 * len(kept))
+    before = _resident()
+    for _ in range(keep):
+        await _one_handshake(alice, bob)  # sessions dropped at once
+    left = _resident() - before
+    del kept, identities
+    return {
+        "links_kept": keep,
+        "bytes_per_session": per_session,
+        "bytes_per_identity": per_identity,
+        "bytes_left_per_finished_handshake": left // keep,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--handshakes", type=int, default=200)
     parser.add_argument("--frames", type=int, default=200_000)
+    parser.add_argument("--keep", type=int, default=2000, help="links kept open at once")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     run = Run.begin("-m benchmarks.link_cost", argv)
@@ -95,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh_ms, _ = trio.run(partial(_handshakes, args.handshakes, known=False))
     known_ms, pair = trio.run(partial(_handshakes, args.handshakes, known=True))
     per_frame = {str(batch): round(_seal_open(pair, batch, args.frames), 3) for batch in BATCHES}
+    memory = trio.run(_memory, args.keep)
     record = run.write(
         args.output,
         {
@@ -103,12 +149,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "identity_ms": round(identity_ms, 3),
             "frame_bytes": len(_frame()),
             "seal_open_us_per_frame": per_frame,
+            "memory": memory,
             "note": "CPU time in one process, both ends of the link included; no sockets",
         },
     )
     print(
         f"handshake {record['handshake_cpu_ms']} ms of CPU (both sides), "
-        f"identity {record['identity_ms']} ms, seal+open per frame (us) by batch {per_frame}"
+        f"identity {record['identity_ms']} ms, seal+open per frame (us) by batch {per_frame}, "
+        f"memory {memory}"
     )
     return 0
 
