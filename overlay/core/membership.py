@@ -29,7 +29,10 @@ How the graph is built and kept:
   DSN 2007): an isolated peer can always get back in.
 * **Explore and shed.**  Now and then a peer links to a random passive entry
   even when it has its target degree; a peer above its target drops a link to
-  a neighbor that is also above its target.  Degrees stay near the target while
+  a neighbor that is also above its target.  A link another peer asked for while I
+  had my target already is a *headroom* link: my heartbeats do not count it, I shed
+  those first, and at the open limit I shed the youngest of them whatever degree it
+  claims.  Degrees stay near the target while
   links keep moving, which keeps the graph random and merges the two sides of
   a healed partition (the bootstrap's fresh samples carry peers of both).
 * **Failure detection.**  Every heartbeat period each peer sends a
@@ -47,7 +50,9 @@ How the graph is built and kept:
 * **Against eclipse attacks** (Heilman et al., USENIX Security 2015).  ``own_slots``
   links are chosen by the peer from its own sources (bootstrap samples, anchors) and
   nothing another peer sends displaces them; joins and urgent requests displace only
-  the youngest of the other links; a redirect counts once per neighbor per period;
+  the youngest of the other links; peers that ask while I have my target take only
+  headroom links (not reported, shed first: they cannot make me look crowded to the
+  neighbors I had, nor take their places); a redirect counts once per neighbor per period;
   the passive view holds few entries per prefix; anchors (own links that lasted) are
   asked first after a restart.
 """
@@ -110,6 +115,9 @@ class Neighbor:
     """I chose this link from my own sources (an own slot: see ``own_slots``)."""
     since: float = 0.0
     """When the link was made (the youngest link I did not choose is displaced first)."""
+    extra: bool = False
+    """Taken into my headroom at or above my target degree, on another peer's request:
+    not counted in the degree I report, and shed first."""
 
 
 @attrs.define(slots=True)
@@ -402,7 +410,7 @@ class Membership:
         if peer == self.me.id:
             return
         if peer in self.active:
-            out.append(Send(sender.address, NeighborAccept(len(self.active))))
+            out.append(Send(sender.address, NeighborAccept(self.reported_degree())))
             return
         if not self._admits(sender, now):
             out.append(Send(sender.address, NeighborReject()))
@@ -414,8 +422,8 @@ class Membership:
         if len(self.active) >= self._open_limit():
             out.append(Send(sender.address, NeighborReject()))
             return
-        self._add(sender, now, out)
-        out.append(Send(sender.address, NeighborAccept(len(self.active))))
+        self._add(sender, now, out, extra=self._at_target(peer))
+        out.append(Send(sender.address, NeighborAccept(self.reported_degree())))
 
     def on_redirect(
         self, message: Redirect, sender: Contact, now: float, out: list[Effect]
@@ -439,7 +447,7 @@ class Membership:
         ):
             return  # our degree drops by one; repair will refill it
         self._add(newcomer, now, out)
-        out.append(Send(newcomer.address, NeighborAccept(len(self.active))))
+        out.append(Send(newcomer.address, NeighborAccept(self.reported_degree())))
 
     def on_neighbor_request(
         self, message: NeighborRequest, sender: Contact, now: float, out: list[Effect]
@@ -448,7 +456,7 @@ class Membership:
         if peer == self.me.id:
             return
         if peer in self.active:
-            out.append(Send(sender.address, NeighborAccept(len(self.active))))
+            out.append(Send(sender.address, NeighborAccept(self.reported_degree())))
             return
         if not self._admits(sender, now):
             out.append(Send(sender.address, NeighborReject()))
@@ -461,8 +469,8 @@ class Membership:
         ):
             out.append(Send(sender.address, NeighborReject()))
             return
-        self._add(sender, now, out)
-        out.append(Send(sender.address, NeighborAccept(len(self.active))))
+        self._add(sender, now, out, extra=self._at_target(peer))
+        out.append(Send(sender.address, NeighborAccept(self.reported_degree())))
 
     def on_neighbor_accept(
         self, message: NeighborAccept, sender: Contact, now: float, out: list[Effect]
@@ -478,12 +486,14 @@ class Membership:
         # An accept I did not ask for is a redirect's other half (edge splitting links
         # the newcomer to a peer it never asked): taken only within the open limit,
         # like a join, or strangers could push themselves in by answering unasked.
-        limit = self.config.max_degree if peer in self.pending else self._open_limit()
+        asked = peer in self.pending
+        limit = self.config.max_degree if asked else self._open_limit()
         if len(self.active) >= limit or not self._admits(sender, now):
             self._forget_pending(peer)
             out.append(Send(sender.address, Disconnect("full")))
             return
-        self._add(sender, now, out, own=self._asked_for_own(peer))
+        extra = not asked and self._at_target(peer)
+        self._add(sender, now, out, own=self._asked_for_own(peer), extra=extra)
         self.active[peer].degree = message.degree
 
     def on_neighbor_reject(
@@ -572,7 +582,13 @@ class Membership:
 
     def _tick(self, now: float, out: list[Effect], *, grace: float = 0.0) -> None:
         config = self.config
-        degree = len(self.active)
+        extras = self._extras()
+        if extras and len(self.active) <= config.target_degree:
+            # Within my target, a headroom link is one of my links like the others.
+            for neighbor in self.active.values():
+                neighbor.extra = False
+            extras = 0
+        degree = len(self.active) - extras
         heartbeat = _HEARTBEATS.get(degree)
         if heartbeat is None:
             heartbeat = _HEARTBEATS[degree] = Heartbeat(degree)
@@ -661,21 +677,31 @@ class Membership:
 
     def _shed(self, out: list[Effect]) -> None:
         target = self.config.target_degree
+        extras = [nb for nb in self.active.values() if nb.extra]
+        if extras and len(self.active) >= self._open_limit():
+            # Full to the open limit: the youngest headroom link goes, whatever degree it
+            # claims (peers that ask and hold on all claim a modest one), so those who
+            # ask churn my headroom and never the links I had.
+            youngest = max(extras, key=lambda nb: nb.since)
+            self._count("shed_extra")
+            out.append(Send(youngest.contact.address, Disconnect("shed")))
+            self._remove(youngest.contact.id, "shed", out, keep_passive=True)
+            return
         # Shed toward the most crowded neighbors, and only half the time: several
         # neighbors shedding the same peer in the same round would push it far below
-        # its target on the strength of one stale degree report.
+        # its target on the strength of one stale degree report.  Headroom links go
+        # before the others: a crowded neighbor I had before is kept.
         if self.rng.random() < 0.5:
             return
-        others = [(peer, nb) for peer, nb in self.active.items() if not nb.own]
+        others = extras or [nb for nb in self.active.values() if not nb.own]
         if not others:
             return
-        top = max(nb.degree for _peer, nb in others)
-        crowded = [peer for peer, nb in others if nb.degree == top > target]
+        top = max(nb.degree for nb in others)
+        crowded = [nb for nb in others if nb.degree == top > target]
         if crowded:
-            peer = crowded[self.rng.randrange(len(crowded))]
-            address = self.active[peer].contact.address
-            out.append(Send(address, Disconnect("shed")))
-            self._remove(peer, "shed", out, keep_passive=True)
+            contact = crowded[self.rng.randrange(len(crowded))].contact
+            out.append(Send(contact.address, Disconnect("shed")))
+            self._remove(contact.id, "shed", out, keep_passive=True)
 
     def _start_shuffle(self, now: float, out: list[Effect]) -> None:
         config = self.config
@@ -750,12 +776,14 @@ class Membership:
 
     # ------------------------------------------------------------------ helpers
 
-    def _link(self, contact: Contact, now: float, *, own: bool = False) -> None:
+    def _link(
+        self, contact: Contact, now: float, *, own: bool = False, extra: bool = False
+    ) -> None:
         """Make ``contact`` a neighbor, counting it against its address group."""
         replaced = self.active.get(contact.id)
         if replaced is not None:
             self._uncount(replaced)  # replaced in place: the view keeps its order
-        self.active[contact.id] = Neighbor(contact, now, own=own, since=now)
+        self.active[contact.id] = Neighbor(contact, now, own=own, since=now, extra=extra)
         self._own_links += own
         group = address_group(contact.address.host)
         self._per_group[group] = self._per_group.get(group, 0) + 1
@@ -774,11 +802,12 @@ class Membership:
         else:
             del self._per_group[group]
 
-    def _add(self, contact: Contact, now: float, out: list[Effect], *, own: bool = False) -> None:
+    def _add(self, contact: Contact, now: float, out: list[Effect], *, own: bool = False,
+             extra: bool = False) -> None:  # fmt: skip
         peer = contact.id
         if own and self.own_count() >= self.config.own_slots:
             own = False
-        self._link(contact, now, own=own)
+        self._link(contact, now, own=own, extra=extra and not own)
         self._forget_pending(peer)
         self.passive.discard(peer)
         self.tombstones.pop(peer, None)
@@ -846,6 +875,22 @@ class Membership:
         """The degree up to which a join or a request is taken without displacing anyone."""
         config = self.config
         return min(config.max_degree, config.target_degree + config.request_headroom)
+
+    def _at_target(self, peer: PeerId) -> bool:
+        """Whether my links and my requests in flight (other than to ``peer``) already
+        make my target degree: a link ``peer`` asks for now is a headroom link."""
+        pending = len(self.pending) - (peer in self.pending)
+        return len(self.active) + pending >= self.config.target_degree
+
+    def _extras(self) -> int:
+        """How many of my links are headroom links (a view holds a dozen at most)."""
+        return sum(1 for neighbor in self.active.values() if neighbor.extra)
+
+    def reported_degree(self) -> int:
+        """The degree I tell my neighbors: my links but the headroom ones, so that
+        strangers who fill my headroom do not make me look crowded to the neighbors
+        I had (who would shed me, and leave their slots to the strangers)."""
+        return len(self.active) - self._extras()
 
     def own_count(self) -> int:
         """Links I chose myself (at most ``own_slots``)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from overlay.core.config import MembershipConfig, PeerConfig
 from overlay.core.peer import Peer
 from overlay.protocol.effects import Effect, Send
@@ -107,7 +109,22 @@ class Attacker(Peer):
         return out
 
 
-def run(attack: bool, seed: int = 3) -> dict[str, float]:
+class Holder(Attacker):
+    """An attacker that only asks, as any peer may, and holds on: a plain
+    ``NeighborRequest`` every second while it is not the victim's neighbor, and heartbeats
+    claiming a modest degree while it is (what the TCP attack in benchmarks/attacks.py
+    does).  It joined the overlay elsewhere, so the victim also meets it in shuffles."""
+
+    def _attack(self) -> list[Effect]:
+        victim = self.victim
+        assert victim is not None
+        self.rounds += 1
+        if victim.id in self.membership.active or self.rounds % 2:
+            return []
+        return [Send(victim.address, NeighborRequest(urgent=False))]
+
+
+def run(attack: bool, seed: int = 3, kind: type[Attacker] = Attacker) -> dict[str, float]:
     config = PeerConfig(membership=MembershipConfig())
     sim = Simulator(seed=seed, peer_config=config)
     peers = [sim.add_peer() for _ in range(HONEST)]
@@ -123,8 +140,10 @@ def run(attack: bool, seed: int = 3) -> dict[str, float]:
             core = sim.add_peer(
                 address=sim_address(10_000 + 257 * n),
                 config=GREEDY,
-                join_via=victim.address,
-                kind=Attacker,
+                # The full attack joins through the victim; holders ask only, so they
+                # join through an honest peer, as any newcomer would.
+                join_via=victim.address if kind is Attacker else peers[-1].address,
+                kind=kind,
             )
             assert isinstance(core, Attacker)
             attackers.append(core)
@@ -190,3 +209,15 @@ def test_a_redirect_counts_only_from_a_neighbor_once_per_period() -> None:
     assert neighbor.id not in victim.membership.active
     assert fresh[1].id not in victim.membership.active
     assert victim.membership.counters["refused.redirect_rate"] == 1
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_attackers_that_ask_and_hold_on_get_at_most_two_of_the_victims_links(seed: int) -> None:
+    # Before headroom links were kept out of the reported degree (and shed first), 5, 7
+    # and 3 of the victim's neighbors were attackers at the end on these seeds: the
+    # victim, full of them, looked crowded to its honest neighbors, which shed it.
+    attacked = run(attack=True, seed=seed, kind=Holder)
+    assert attacked["rounds"] >= ATTACKERS * 100, "the attack ran the whole 60 s"
+    assert attacked["attackers"] <= 2, attacked
+    assert attacked["lowest_degree"] >= 3, attacked
+    assert attacked["success"] >= 0.9, attacked
