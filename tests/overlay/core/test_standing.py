@@ -113,7 +113,10 @@ def linked_hand(peers: int, config: PeerConfig = CONFIG) -> Hand:
 
 def test_a_neighbour_serving_forged_content_is_replaced_and_kept_out() -> None:
     hand = linked_hand(8)
-    victim = next(iter(hand.peers.values()))
+    target = CONFIG.membership.target_degree
+    # A victim at its target degree, so that losing the attacker leaves it short and it
+    # repairs (one above it, holding a headroom link, would not need to).
+    victim = next(p for p in hand.peers.values() if len(p.membership.active) == target)
     attacker_id = next(iter(victim.membership.active))
     attacker = victim.membership.active[attacker_id].contact
     key = "0" * 64
