@@ -458,7 +458,11 @@ class Node:
         # task forgets it, and on a busy machine that can take a while: send on a sibling
         # that is still open, or on a fresh one, rather than drop what the core sent
         # (a flood's copy lost that way once hid the only holder of an item).
-        connection = next((c for c in self.links.get(to, ()) if not c.shut), None)
+        links = self.links.get(to)
+        if links and not links[0].shut:
+            connection: Connection | None = links[0]  # nearly always: one open link
+        else:
+            connection = next((c for c in links or () if not c.shut), None)
         if connection is None:
             dialled = self._dial(to)
             if dialled is None:

@@ -69,6 +69,19 @@ class SearchTally:
         self.size = size
         self.keep = keep
         self._tallies: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
+        self._last: tuple[Message, dict[str, int], str] | None = None
+        """The message counted last, with its id's counts and its kind."""
+
+    def again(self, message: Message) -> bool:
+        """Count one more copy of ``message`` if it is the message counted last; False
+        (nothing counted) otherwise.  A flooded query is one object handed to every
+        neighbor: its copies after the first need no lookup, and no clock."""
+        last = self._last
+        if last is None or last[0] is not message:
+            return False
+        counts, kind = last[1], last[2]
+        counts[kind] += 1
+        return True
 
     def sent(self, message: Message, now: float) -> None:
         """Count ``message`` if it is a search message (anything else costs one lookup)."""
@@ -84,6 +97,7 @@ class SearchTally:
                 self._tallies.popitem(last=False)
         counts = entry[1]
         counts[kind] = counts.get(kind, 0) + 1
+        self._last = (message, counts, kind)
 
     def counts(self, wire_id: str) -> dict[str, int]:
         """What was sent for ``wire_id``, by kind (empty: nothing, or forgotten)."""
