@@ -161,8 +161,10 @@ class ClientRequests:
                 done.set()
 
     def sent(self, message: Message) -> None:
-        if type(message) in KIND_OF:  # most of what a peer sends is membership: skip it cheaply
-            self.tally.sent(message, trio.current_time())
+        # Most of what a peer sends is membership: skip it cheaply.
+        tally = self.tally
+        if type(message) in KIND_OF and not tally.again(message):
+            tally.sent(message, trio.current_time())
 
     def handle(self, node: Node, connection: Connection, message: Message) -> None:
         """A request arrived: serve it in its own task (or refuse it at once when full);

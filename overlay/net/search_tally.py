@@ -74,7 +74,7 @@ SETTLE_ROUNDS: Final = 10
 class SearchTally:
     """The search messages one peer sent, by query id and kind (bounded, expiring)."""
 
-    __slots__ = ("_tallies", "keep", "size")
+    __slots__ = ("_last", "_tallies", "keep", "size")
 
     def __init__(self, size: int = TALLY_SIZE, keep: float = TALLY_SECONDS) -> None:
         self.size = size
@@ -83,6 +83,18 @@ class SearchTally:
         """Per query id, oldest first: the time of its first message, then a count per
         kind in :data:`KINDS` order.  A plain dict and a flat list: about 100 bytes an
         id besides the id, where an ``OrderedDict`` of (time, dict) took 330."""
+        self._last: tuple[Message, list[float], int] | None = None
+        """The message counted last, with its id's entry and its kind's place in it."""
+
+    def again(self, message: Message) -> bool:
+        """Count one more copy of ``message`` if it is the message counted last; False
+        (nothing counted) otherwise.  A flooded query is one object handed to every
+        neighbor: its copies after the first need no lookup, and no clock."""
+        last = self._last
+        if last is None or last[0] is not message:
+            return False
+        last[1][last[2]] += 1
+        return True
 
     def sent(self, message: Message, now: float) -> None:
         """Count ``message`` if it is a search message (anything else costs one lookup)."""
@@ -96,7 +108,9 @@ class SearchTally:
             entry = self._tallies[wire_id] = [now, *_NO_COUNTS]
             if len(self._tallies) > self.size:
                 del self._tallies[next(iter(self._tallies))]
-        entry[_KIND_INDEX[kind]] += 1
+        index = _KIND_INDEX[kind]
+        entry[index] += 1
+        self._last = (message, entry, index)
 
     def counts(self, wire_id: str) -> dict[str, int]:
         """What was sent for ``wire_id``, by kind (empty: nothing, or forgotten)."""

@@ -613,8 +613,8 @@ class RepeatedBodies:
 
     A peer receives each flooded query from most of its neighbors, and in a swarm
     worker every copy sent between two of its peers is decoded in that one process:
-    four in five of the bodies a flooding worker decoded were bodies it had decoded
-    moments before.  A body met again is answered from this table, so it costs a dict
+    about three in four of the query bodies a flooding worker decoded were bodies it
+    had decoded moments before.  A body met again is answered from this table, so it costs a dict
     lookup instead of msgpack and the validating structure hooks.  Nothing is
     weakened: an entry is only ever a message that exactly these bytes decoded to and
     that passed every check (messages are frozen), and bytes that fail to decode are

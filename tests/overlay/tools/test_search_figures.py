@@ -111,8 +111,10 @@ def test_the_tally_is_bounded_expires_and_answers_only_what_it_saw() -> None:
     contact = Contact("e" * 32, Address("127.0.0.1", 1))
     query = Query("a" * 32, contact, "0" * 64, (), 3)
     tally.sent(query, 0.0)
-    tally.sent(query, 1.0)
+    assert tally.again(query)  # the same object to another neighbor
+    assert not tally.again(Query("a" * 32, contact, "0" * 64, (), 3))  # an equal one is not
     tally.sent(signed_hit(model_key(1), "a" * 32, "0" * 64, None, 1, contact), 1.0)
+    assert not tally.again(query)
     assert tally.counts("a" * 32) == {"query": 2, "hit": 1}
     # Asked about ids it never saw (a stranger guessing), it says nothing.
     assert tally.answer(["f" * 32], 2.0) == ()
