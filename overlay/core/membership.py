@@ -1078,6 +1078,9 @@ class Membership:
         # Every passive entry's prefix, one item each (a multiset: ``count`` is the
         # per-prefix tally), made at the first new entry and kept with the view below.
         groups: list[str] | None = None
+        # The view's ids as a set, kept with the view below: a merge asks whether each
+        # entry is held, and a scan of the list compares ids one by one.
+        held = set(passive.ids)
         for entry in entries:
             if type(entry) is ShuffleEntry:
                 contact, age = entry.contact, entry.age
@@ -1092,8 +1095,7 @@ class Membership:
                 or (self.blacklist and self._distrusted(peer, now))
             ):
                 continue
-            ids = passive.ids  # PassiveView.index, inlined: once per entry merged
-            existing = ids.index(peer) if peer in ids else -1
+            existing = passive.ids.index(peer) if peer in held else -1
             if existing >= 0:
                 if own:
                     # The bootstrap saw the peer register from there: it may have moved.
@@ -1118,7 +1120,7 @@ class Membership:
                 victim: PeerId | None = None
                 while replaceable and victim is None:
                     candidate = replaceable.pop()
-                    if candidate in passive:
+                    if candidate in held:
                         victim = candidate
                 if victim is None and displace > 0:
                     displace -= 1
@@ -1129,6 +1131,8 @@ class Membership:
                 if groups is not None:
                     groups.remove(passive.groups[at])
                 passive.remove_at(at)
+                held.discard(victim)
+            held.add(peer)
             passive.append(
                 contact,
                 age,
