@@ -64,6 +64,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -110,10 +111,6 @@ STATS_TIMEOUT = 15.0
 """Generous: on a loaded machine a peer may take seconds to answer, and a stats poll that
 misses a peer cannot tell that the swarm converged, nor count that peer's messages."""
 GOAL_FORWARDED = 20_000
-
-
-def _total(replies: Sequence[StatsReply], name: str) -> int:
-    return sum(c.value for r in replies for c in r.counters if c.name == name)
 
 
 def _counters(replies: Sequence[StatsReply]) -> dict[str, int]:
@@ -273,8 +270,6 @@ async def _measure(
     # Floods: keep `concurrency` in flight for `window` seconds.
     keys = [content_key(value) for value, _ in seeded_items(args.items, SEED)]
     counters_before = _counters(replies)
-    sent_before = _total(replies, "node.sent.Query")
-    received_before = _total(replies, "received.Query")
     rng = random.Random(SEED)
     done = {"floods": 0, "found": 0, "errors": 0}
     _progress(f"flooding for {args.window:g} s, {args.concurrency} floods in flight")
@@ -301,8 +296,9 @@ async def _measure(
     load_after_window = os.getloadavg()
     result["worker_rss_after_floods"] = _rss_bytes(workers)
     replies, unanswered = await collect_stats(addresses, STATS_TIMEOUT)
-    sent = _total(replies, "node.sent.Query") - sent_before
-    received = _total(replies, "received.Query") - received_before
+    counters_after = _counters(replies)
+    sent = counters_after.get("node.sent.Query", 0) - counters_before.get("node.sent.Query", 0)
+    received = counters_after.get("received.Query", 0) - counters_before.get("received.Query", 0)
     processes = args.processes or (os.cpu_count() or 1)
     per_process = sent / flood_seconds / processes
     result["flood"] = {
@@ -329,7 +325,7 @@ async def _measure(
         # messages dropped): the counters that moved, summed over the peers.
         "counters_in_window": {
             name: value - counters_before.get(name, 0)
-            for name, value in sorted(_counters(replies).items())
+            for name, value in sorted(counters_after.items())
             if value != counters_before.get(name, 0)
         },
     }
@@ -377,7 +373,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Stopped: its summary (JSON) is all it printed on standard output.
         return measured, json.loads(swarm.stdout) if swarm.stdout.strip() else {}
 
-    measured, summary = trio.run(main)
+    try:
+        measured, summary = trio.run(main)
+    finally:
+        shutil.rmtree(progress.parent, ignore_errors=True)  # the swarm's progress file
     processes = summary.get("processes") or args.processes or (os.cpu_count() or 1)
     idle_rate = measured.get("messages_per_second")
     settled = measured.get("worker_rss_settled") or []
