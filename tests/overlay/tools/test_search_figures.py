@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import trio
 
@@ -45,10 +46,21 @@ async def _search_messages_sent(addresses: list[Address]) -> int:
     )
 
 
-async def test_search_reports_what_the_peers_counters_say_it_cost() -> None:
+def _settled(progress: Path) -> bool:
+    """The swarm has said (``--progress-out``) that its overlay settled: every peer joined,
+    one component, both roles, every weak peer attached and indexed.  Searching before
+    that can miss an item whose holder has no links yet (CI saw a flood fail that way)."""
+    if not progress.exists():
+        return False
+    lines = progress.read_text(encoding="utf-8").splitlines()
+    return any(json.loads(line)["settled_seconds"] is not None for line in lines if line)
+
+
+async def test_search_reports_what_the_peers_counters_say_it_cost(tmp_path: Path) -> None:
+    progress = tmp_path / "progress.jsonl"
     process = await trio.lowlevel.open_process(
         [*OVERLAY, "swarm", "--peers", str(PEERS), "--duration", "0", "--port", "0",
-         "--no-searches", *QUICK_SUPER_LAYER],
+         "--no-searches", "--progress-out", str(progress), *QUICK_SUPER_LAYER],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=str(REPO),
@@ -83,6 +95,9 @@ async def test_search_reports_what_the_peers_counters_say_it_cost() -> None:
                 if roles == {"super", "weak"}:
                     break
                 await trio.sleep(0.5)
+        with trio.fail_after(DEADLINE):
+            while not _settled(progress):
+                await trio.sleep(0.2)
         for mode in ("flood", "walk"):
             before = await _search_messages_sent(listed)
             done = await trio.run_process(
