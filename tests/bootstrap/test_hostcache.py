@@ -109,6 +109,18 @@ def test_a_full_cache_still_answers_but_records_no_more() -> None:
     assert hosts.counters["cache_full"] == 3
 
 
+def test_a_full_rate_table_refuses_new_ids_until_idle_ones_are_forgotten() -> None:
+    """The rate table is bounded (a flood of fresh keys cannot grow it); past it, a new
+    id is refused until the sweep forgets idle buckets.  (The simulator sizes its
+    bootstrap's table for its population: overlay.sim.scenario.bootstrap_config_for.)"""
+    hosts = cache(rate_table_size=3, register_burst=2.0, register_rate=1.0)
+    answered = [bool(hosts.receive(Register(1), peer(n), 0.0)) for n in range(5)]
+    assert answered == [True, True, True, False, False]
+    assert hosts.receive(Register(1), peer(1), 0.5), "a tracked id is still served"
+    hosts.expire(10.0)  # idle for a full bucket's refill: forgotten
+    assert hosts.receive(Register(1), peer(4), 10.0)
+
+
 def test_records_restore_into_an_equal_cache() -> None:
     hosts = cache()
     for n in range(6):
