@@ -12,6 +12,7 @@ runs, not part of the protocol; tracing slows the worker down severalfold.
 from __future__ import annotations
 
 import collections
+import ctypes
 import gc
 import os
 import time
@@ -39,6 +40,24 @@ def rss_bytes(pid: int | str = "self") -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def release_free_memory() -> bool:
+    """Ask the C allocator to give the pages it holds free back to the system
+    (glibc's ``malloc_trim(0)``); False where there is no such call (not glibc).
+
+    glibc returns freed memory to the system only from the top of its heap; what is
+    freed in the middle (OpenSSL's cipher and hash contexts of ended links and
+    handshakes, freed among longer-lived blocks) stays resident.  Calling this after a
+    burst of connections shows how much of a process's RSS is such free space."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))
 
 
 def requested() -> Path | None:
