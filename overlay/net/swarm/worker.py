@@ -142,6 +142,7 @@ async def run_worker(
 
             nursery.start_soon(until_stdin_closes)
             nursery.start_soon(until_signal)
+            nursery.start_soon(memtrace.release_free_memory_periodically)
             trace_to = memtrace.requested()  # a soak's diagnostic, off by default
             if trace_to is not None:
                 memtrace.start()
