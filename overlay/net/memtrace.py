@@ -62,6 +62,14 @@ def release_free_memory() -> bool:
 
 TRIM_PERIOD: Final = 30.0
 """Seconds between two :func:`release_free_memory` calls of a swarm worker."""
+ENV_TRIM_PERIOD: Final = "OVERLAY_MALLOC_TRIM_PERIOD"
+"""Overrides :data:`TRIM_PERIOD` in a worker's environment; 0 turns the trimming off
+(to measure what it does, as ``docs/results/trust-overhead.md`` reports)."""
+
+
+def trim_period() -> float:
+    """The worker's trimming period (:data:`ENV_TRIM_PERIOD`, else :data:`TRIM_PERIOD`)."""
+    return float(os.environ.get(ENV_TRIM_PERIOD, TRIM_PERIOD))
 
 
 async def release_free_memory_periodically(period: float = TRIM_PERIOD) -> None:

@@ -64,3 +64,10 @@ async def test_a_worker_trims_its_heap_once_per_period(
     with trio.move_on_after(memtrace.TRIM_PERIOD * 3.5):
         await memtrace.release_free_memory_periodically()
     assert calls == pytest.approx([memtrace.TRIM_PERIOD * n for n in (1, 2, 3)])
+
+
+def test_the_trimming_period_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(memtrace.ENV_TRIM_PERIOD, raising=False)
+    assert memtrace.trim_period() == memtrace.TRIM_PERIOD
+    monkeypatch.setenv(memtrace.ENV_TRIM_PERIOD, "0")
+    assert memtrace.trim_period() == 0
