@@ -13,8 +13,9 @@ Records, in ``benchmarks/results/link_cost.json``:
   per frame, for batches of 1, 4, 16 and 64 frames written together (the runtime seals
   everything one write takes as one Noise message); plaintext costs nothing here;
 * ``memory``: resident bytes (``/proc/self/status``) that one end of an open link keeps
-  (its :class:`~overlay.net.secure.Session`: the two ``ChaCha20Poly1305`` objects and
-  the framer), measured over ``--keep`` links kept open at once; what a node's
+  (its :class:`~overlay.net.secure.Session`: its keys and the framer, while quiet;
+  ``bytes_per_busy_session`` once it is busy and keeps its two ``ChaCha20Poly1305``
+  objects built), measured over ``--keep`` links kept open at once; what a node's
   :class:`~overlay.net.secure.LinkIdentity` keeps once its static key is loaded for
   Noise; and what ``--keep`` handshakes between known nodes leave behind once their
   sessions are dropped (the handshake state must not outlive the handshake).
@@ -39,7 +40,7 @@ from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from benchmarks.harness import REPO, Run
 from overlay.net.memtrace import rss_bytes
-from overlay.net.secure import NOISE_PROTOCOL, LinkIdentity, Session, handshake
+from overlay.net.secure import BUSY_USES, NOISE_PROTOCOL, LinkIdentity, Session, handshake
 from overlay.protocol.identity import Address, Contact
 from overlay.protocol.messages import Query
 from overlay.protocol.wire import encode_frame
@@ -112,6 +113,13 @@ async def _memory(keep: int) -> dict[str, int]:
     before = _resident()
     kept = [await _one_handshake(alice, bob) for _ in range(keep)]
     per_session = (_resident() - before) // (2 * len(kept))
+    # The same sessions once busy (BUSY_USES frames each way): each keeps its two
+    # ChaCha20-Poly1305 objects built until a sweep finds it quiet again.
+    before = _resident()
+    for pair in kept:
+        _seal_open(pair, 1, BUSY_USES)
+        _seal_open(pair[::-1], 1, BUSY_USES)
+    per_busy_session = per_session + (_resident() - before) // (2 * len(kept))
     before = _resident()
     for _ in range(keep):
         await _one_handshake(alice, bob)  # sessions dropped at once
@@ -120,6 +128,7 @@ async def _memory(keep: int) -> dict[str, int]:
     return {
         "links_kept": keep,
         "bytes_per_session": per_session,
+        "bytes_per_busy_session": per_busy_session,
         "bytes_per_identity": per_identity,
         "bytes_left_per_finished_handshake": left // keep,
     }

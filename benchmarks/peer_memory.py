@@ -11,6 +11,10 @@ lets them settle for ``--settle`` seconds and records, in
   libraries are in the baseline);
 * ``traced_per_peer_kib``: the same from :mod:`tracemalloc` (Python allocations only;
   the rest of the RSS is allocator slack and fragmentation);
+* ``rss_per_peer_kib_after_malloc_trim``: the same once the C allocator has given
+  back the free pages it held (:func:`overlay.net.memtrace.release_free_memory`);
+* ``sessions_per_peer`` and ``aead_objects_kept_per_peer``: Noise sessions, and the
+  ChaCha20-Poly1305 objects they keep built (:class:`overlay.net.secure.Session`);
 * ``top_sites``: the allocation sites (``file:line``) that grew most, per peer;
 * ``connections_per_peer``, ``degree`` and ``connections_to_non_neighbors_per_peer``:
   what those bytes are spread over;
@@ -135,6 +139,19 @@ def link_shape(nodes: Sequence[Node], peers: Sequence[Peer]) -> dict[str, float]
     }
 
 
+def cipher_objects(nodes: Sequence[Node]) -> dict[str, float]:
+    """Per peer: links with a Noise session, and the AEAD objects they keep built (a
+    tree from before sessions built them on use kept both: 2 a session)."""
+    sessions = [c.session for node in nodes for c in node.connections if c.session is not None]
+    count = len(nodes)
+    return {
+        "sessions_per_peer": round(len(sessions) / count, 2),
+        "aead_objects_kept_per_peer": round(
+            sum(getattr(s, "ciphers_kept", 2) for s in sessions) / count, 2
+        ),
+    }
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     extra = ["--plaintext"] if args.plaintext else []
     command = module_command("benchmarks.peer_memory", "--serve-bootstrap", *extra)
@@ -171,10 +188,18 @@ async def measure_peers(args: argparse.Namespace, bootstrap: Address) -> dict[st
         await trio.sleep(args.settle)
         gc.collect()
         rss_after = resident_bytes()
+        # What of that is the C allocator's free space (ended links' and handshakes'
+        # OpenSSL state freed among live blocks) rather than live memory.
+        trimmed = memtrace.release_free_memory()
+        rss_trimmed = resident_bytes()
         record: dict[str, Any] = {
             "rss_before_bytes": rss_before,
             "rss_per_peer_kib": round((rss_after - rss_before) / args.peers / 1024, 1),
+            "rss_per_peer_kib_after_malloc_trim": (
+                round((rss_trimmed - rss_before) / args.peers / 1024, 1) if trimmed else None
+            ),
             **link_shape(nodes, peers),
+            **cipher_objects(nodes),
             "joined": sum(1 for peer in peers if peer.membership.active),
         }
         if args.trace:

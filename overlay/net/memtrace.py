@@ -12,6 +12,7 @@ runs, not part of the protocol; tracing slows the worker down severalfold.
 from __future__ import annotations
 
 import collections
+import ctypes
 import gc
 import os
 import time
@@ -39,6 +40,49 @@ def rss_bytes(pid: int | str = "self") -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def release_free_memory() -> bool:
+    """Ask the C allocator to give the pages it holds free back to the system
+    (glibc's ``malloc_trim(0)``); False where there is no such call (not glibc).
+
+    glibc returns freed memory to the system only from the top of its heap; what is
+    freed in the middle (OpenSSL's cipher and hash contexts of ended links and
+    handshakes, freed among longer-lived blocks) stays resident.  Calling this after a
+    burst of connections shows how much of a process's RSS is such free space."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))
+
+
+TRIM_PERIOD: Final = 30.0
+"""Seconds between two :func:`release_free_memory` calls of a swarm worker."""
+ENV_TRIM_PERIOD: Final = "OVERLAY_MALLOC_TRIM_PERIOD"
+"""Overrides :data:`TRIM_PERIOD` in a worker's environment; 0 turns the trimming off
+(to measure what it does, as ``docs/results/trust-overhead.md`` reports)."""
+
+
+def trim_period() -> float:
+    """The worker's trimming period (:data:`ENV_TRIM_PERIOD`, else :data:`TRIM_PERIOD`)."""
+    return float(os.environ.get(ENV_TRIM_PERIOD, TRIM_PERIOD))
+
+
+async def release_free_memory_periodically(period: float = TRIM_PERIOD) -> None:
+    """Give the allocator's free pages back every ``period`` seconds, until cancelled.
+
+    A worker under churn opens and ends links all the time, each with some kilobytes
+    of OpenSSL state (handshake hashes, cipher contexts) allocated among longer-lived
+    blocks: what they free stays resident, and a soak saw the workers' RSS creep up
+    though every table in them is bounded.  One call costs a few milliseconds for a
+    heap of a hundred megabytes."""
+    for _ in range(10_000_000):  # bounded; cancelled with the worker
+        await trio.sleep(period)
+        release_free_memory()
 
 
 def requested() -> Path | None:

@@ -606,7 +606,8 @@ class Node:
         return max(0.005, shortest / 4)
 
     def _sweep(self, now: float) -> None:
-        """Close connections that went silent or stopped reading.
+        """Close connections that went silent or stopped reading, and let the quiet
+        ones drop their cipher objects (:meth:`Session.sweep`).
 
         Scanning every connection a few times per timeout is far cheaper than a cancel
         scope around every read and write.
@@ -615,6 +616,9 @@ class Node:
         keeps = self._keeps
         serving = self.client.serving if self.client is not None else None
         for connection in list(self.connections):
+            session = connection.session
+            if session is not None:
+                session.sweep()  # a quiet link gives up its cipher objects
             remote = connection.remote
             if remote is None or connection.error is not None or connection.aborted:
                 continue  # in its handshake (which has its own timeout), or ending

@@ -189,25 +189,52 @@ class NoiseFramer:
         return messages
 
 
+BUSY_USES: Final = 16
+"""Seals and opens between two of the node's sweeps from which a link keeps its two
+AEAD objects built; below it, each use builds its own (see :class:`Session`)."""
+
+
 class Session:
     """An established link's two directions: :meth:`seal` what we send, :meth:`open`
     what we read.  Nonces count messages, so sealing order is writing order.
 
-    Each direction is the ``ChaCha20Poly1305`` object of ``cryptography`` that
+    Each direction is a ``cryptography`` ``ChaCha20Poly1305`` under the key that
     noiseprotocol's cipher state holds after the handshake, with the Noise nonce
     format (:data:`NONCE`: 4 zero bytes, then the 64-bit counter little-endian) and
     empty associated data: the very same AEAD call that
     ``CipherState.encrypt_with_ad`` makes, without its three layers of Python calls
     per message (``tests/overlay/net/test_secure.py`` checks the bytes against
-    noiseprotocol's own).  The handshake's Noise objects are dropped with it."""
+    noiseprotocol's own).  The handshake's Noise objects are dropped with it.
 
-    __slots__ = ("_framer", "_opener", "_received", "_sealer", "_sent")
+    An AEAD object holds about 1.4 KiB of OpenSSL state, and a settled link carries a
+    heartbeat each way every two seconds: keeping both objects on every link was most
+    of what a secure peer holds beyond a plaintext one.  So a session keeps its keys
+    (32 bytes each) and builds the objects when it uses them (about 2 µs, against 4 µs
+    to seal a heartbeat); it keeps them built only while it is busy, that is once it
+    has been used :data:`BUSY_USES` times since the node's last sweep, and
+    :meth:`sweep` drops them when a sweep period passes with fewer uses.  A flooding
+    link pays the build once per period; a quiet one holds 64 bytes of keys."""
+
+    __slots__ = (
+        "_framer",
+        "_opener",
+        "_opener_key",
+        "_received",
+        "_sealer",
+        "_sealer_key",
+        "_sent",
+        "_uses",
+    )
 
     def __init__(self, send: Any, receive: Any, framer: NoiseFramer) -> None:
-        self._sealer = _aead_of(send)
+        self._sealer_key = _key_of(send)
         self._sent: int = send.n
-        self._opener = _aead_of(receive)
+        self._opener_key = _key_of(receive)
         self._received: int = receive.n
+        self._sealer: ChaCha20Poly1305 | None = None
+        self._opener: ChaCha20Poly1305 | None = None
+        self._uses = 0
+        """Seals and opens since the last :meth:`sweep`."""
         self._framer = framer
         framer.limit = MAX_NOISE_MESSAGE
 
@@ -215,34 +242,67 @@ class Session:
     def buffered(self) -> int:
         return self._framer.buffered
 
+    @property
+    def ciphers_kept(self) -> int:
+        """How many of the two AEAD objects are built and kept now (for measurements)."""
+        return (self._sealer is not None) + (self._opener is not None)
+
+    def sweep(self) -> None:
+        """Start a new period of use: a session used less than :data:`BUSY_USES` times
+        in the one that ends drops its AEAD objects (they are rebuilt from the keys)."""
+        if self._uses < BUSY_USES:
+            self._sealer = self._opener = None
+        self._uses = 0
+
+    def _busy(self) -> bool:
+        self._uses = uses = self._uses + 1
+        return uses >= BUSY_USES
+
     def seal(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """``data`` as transport messages, in order: each a 2-byte length, then the
         message (separate entries, for ``writev``: no copy to join them)."""
+        sealer = self._sealer
+        if sealer is None:
+            sealer = ChaCha20Poly1305(self._sealer_key)
+            if self._busy():
+                self._sealer = sealer
+        else:
+            self._uses += 1
         if len(data) <= MAX_CHUNK:  # the usual case: no slice to copy
-            sealed = self._seal_one(data)
+            sealed = self._seal_one(sealer, data)
             return [LENGTH.pack(len(sealed)), sealed]
         out: list[bytes] = []
         view = memoryview(data)
         for start in range(0, len(data), MAX_CHUNK):
-            sealed = self._seal_one(view[start : start + MAX_CHUNK])
+            sealed = self._seal_one(sealer, view[start : start + MAX_CHUNK])
             out += (LENGTH.pack(len(sealed)), sealed)
         return out
 
-    def _seal_one(self, data: bytes | bytearray | memoryview) -> bytes:
+    def _seal_one(self, sealer: ChaCha20Poly1305, data: bytes | bytearray | memoryview) -> bytes:
         nonce = self._sent
         if nonce >= MAX_NONCE:
             raise LocalError("this link's Noise nonces ran out (2**64 - 1 messages)")
         self._sent = nonce + 1
-        sealed: bytes = self._sealer.encrypt(NONCE.pack(nonce), data, None)
+        sealed: bytes = sealer.encrypt(NONCE.pack(nonce), data, None)
         return sealed
 
     def open(self, data: bytes) -> bytes:
         """The plaintext of every transport message completed by ``data``."""
-        decrypt = self._opener.decrypt
+        messages = self._framer.feed(data)
+        if not messages:
+            return b""
+        opener = self._opener
+        if opener is None:
+            opener = ChaCha20Poly1305(self._opener_key)
+            if self._busy():
+                self._opener = opener
+        else:
+            self._uses += 1
+        decrypt = opener.decrypt
         pack = NONCE.pack
         nonce = self._received
         plain = []
-        for message in self._framer.feed(data):
+        for message in messages:
             if nonce >= MAX_NONCE:
                 raise CorruptMessage("this link's Noise nonces ran out (2**64 - 1 messages)")
             try:
@@ -257,12 +317,16 @@ class Session:
         return plain[0] if len(plain) == 1 else b"".join(plain)
 
 
-def _aead_of(cipher_state: Any) -> ChaCha20Poly1305:
-    """The AEAD object inside one of noiseprotocol's cipher states (see :class:`Session`)."""
+def _key_of(cipher_state: Any) -> bytes:
+    """The key of one of noiseprotocol's cipher states after the handshake, checked to
+    be a ChaCha20-Poly1305 one (see :class:`Session`)."""
     aead = cipher_state.cipher.cipher
     if type(aead) is not ChaCha20Poly1305:  # pragma: no cover - NOISE_PROTOCOL fixes it
         raise TypeError(f"expected ChaCha20Poly1305 in the cipher state, found {type(aead)}")
-    return aead
+    key = cipher_state.k
+    if type(key) is not bytes or len(key) != 32:  # pragma: no cover - the library's
+        raise TypeError("expected a 32-byte key in the cipher state")
+    return key
 
 
 Receive = Callable[[], Awaitable[bytes | bytearray]]

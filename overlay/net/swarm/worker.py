@@ -142,6 +142,10 @@ async def run_worker(
 
             nursery.start_soon(until_stdin_closes)
             nursery.start_soon(until_signal)
+            if memtrace.trim_period() > 0:
+                nursery.start_soon(
+                    memtrace.release_free_memory_periodically, memtrace.trim_period()
+                )
             trace_to = memtrace.requested()  # a soak's diagnostic, off by default
             if trace_to is not None:
                 memtrace.start()

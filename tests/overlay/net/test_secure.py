@@ -21,6 +21,7 @@ from overlay.net.client import ClientLink
 from overlay.net.keys import KeyPair
 from overlay.net.node import Node
 from overlay.net.secure import (
+    BUSY_USES,
     MAX_CHUNK,
     NOISE_PROTOCOL,
     PLAINTEXT,
@@ -156,6 +157,36 @@ def test_a_session_seals_and_opens_exactly_as_noiseprotocol_does() -> None:
     assert session.open(len(replayed).to_bytes(2, "big") + replayed) == b"once"
     with pytest.raises(CorruptMessage):
         session.open(len(replayed).to_bytes(2, "big") + replayed)
+
+
+def test_a_quiet_session_keeps_no_cipher_objects_and_a_busy_one_keeps_both() -> None:
+    mine, theirs = _noise_pair()
+    protocol = mine.noise_protocol
+    session = Session(
+        protocol.cipher_state_encrypt, protocol.cipher_state_decrypt, NoiseFramer(1024)
+    )
+
+    def exchange(count: int) -> None:
+        # Every message checks against the library's own, whether the AEAD objects
+        # were kept or built for the one use.
+        for index in range(count):
+            data = b"beat %d" % index
+            assert theirs.decrypt(b"".join(session.seal(data))[2:]) == data
+            reply = theirs.encrypt(data)
+            assert session.open(len(reply).to_bytes(2, "big") + reply) == data
+
+    assert session.ciphers_kept == 0
+    exchange(2)  # a heartbeat each way, twice: 4 uses
+    assert session.ciphers_kept == 0
+    exchange(BUSY_USES)  # busy: from the BUSY_USES-th use on, both are kept
+    assert session.ciphers_kept == 2
+    session.sweep()  # it was busy in the period that ends: it keeps them
+    assert session.ciphers_kept == 2
+    exchange(1)
+    session.sweep()  # quiet for a period: it drops them
+    assert session.ciphers_kept == 0
+    exchange(3)  # and still seals and opens in step with the remote's nonces
+    assert session.ciphers_kept == 0
 
 
 async def test_a_proof_signed_by_another_key_fails_the_handshake() -> None:
