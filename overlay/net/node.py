@@ -251,7 +251,9 @@ class Node:
     :class:`~overlay.net.secure.LinkIdentity` (its key must be the one behind
     ``contact.id``), or :data:`~overlay.net.secure.PLAINTEXT`.  ``gate`` bounds the
     handshakes run at once (:mod:`overlay.net.handshake_gate`): pass one to share it
-    among a process's nodes; None, the node has its own, from ``config``.
+    among a process's nodes; None, the node has its own, from ``config``.  ``urgent``
+    says whether the dials the node opens now go before others at the gate (a peer
+    with no neighbor yet: see :mod:`overlay.net.handshake_gate`).
     """
 
     def __init__(
@@ -270,6 +272,7 @@ class Node:
         client: RequestHandler | None = None,
         faults: FaultInjector | None = None,
         gate: HandshakeGate | None = None,
+        urgent: Callable[[], bool] | None = None,
     ) -> None:
         if isinstance(security, LinkIdentity) and security.peer_id != contact.id:
             raise ValueError(f"the key proves id {security.peer_id}, not {contact.id}")
@@ -285,6 +288,7 @@ class Node:
         self._farewell = farewell
         self._keeps = keeps
         self._on_event = on_event
+        self._urgent = urgent
         self.client = client
         """Answers client requests (publish, search, fetch) on the core's behalf, if set."""
         self.faults = faults
@@ -570,7 +574,10 @@ class Node:
         self.connections.add(connection)
         self.outbound += 1
         self.count("dial.started")
-        self._nursery.start_soon(self._run, connection, None)
+        urgent = self._urgent is not None and self._urgent()
+        if urgent:
+            self.count("dial.urgent")
+        self._nursery.start_soon(self._run, connection, None, urgent)
         return connection
 
     # ------------------------------------------------------------------ timers
@@ -736,10 +743,12 @@ class Node:
 
     # ------------------------------------------------------------------ connections
 
-    async def _run(self, connection: Connection, stream: trio.SocketStream | None) -> None:
+    async def _run(
+        self, connection: Connection, stream: trio.SocketStream | None, urgent: bool = False
+    ) -> None:
         """A connection's one task: dial it (``stream`` None; it goes to
-        ``connection.key``) or take the accepted ``stream``, handshake, then read and
-        deliver until it ends.
+        ``connection.key``; ``urgent``: ahead of others at the gate) or take the accepted
+        ``stream``, handshake, then read and deliver until it ends.
 
         Reads go straight to the socket's descriptor (it is non-blocking: trio made it
         so): the same steps as ``SocketStream.receive_some`` without its layers, which
@@ -764,7 +773,7 @@ class Node:
                 # the remote's handshake timer does not run while it waits.
                 pool = self.gate.pool(connection.inbound)
                 source = connection.label.rpartition(":")[0] if connection.inbound else None
-                await self._wait_for_slot(pool, source)
+                await self._wait_for_slot(pool, source, urgent)
                 try:
                     if stream is None:
                         stream = await self._connect(connection)
@@ -917,13 +926,13 @@ class Node:
         self._remember(claimed)
         return early
 
-    async def _wait_for_slot(self, pool: Pool, source: str | None) -> None:
+    async def _wait_for_slot(self, pool: Pool, source: str | None, urgent: bool = False) -> None:
         """Take a handshake slot of ``pool`` (counted when it had to wait); refused
         (:class:`HandshakeBusy`, counted) when the queue is full or ``handshake_timeout``
         passes first."""
         try:
             with trio.fail_after(self.config.handshake_timeout):
-                if await pool.enter(source):
+                if await pool.enter(source, urgent=urgent):
                     self.count("handshake.waited")
         except HandshakeBusy:
             self.count("handshake.refused_busy")

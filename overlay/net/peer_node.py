@@ -151,4 +151,7 @@ def peer_node(
         client=client,
         faults=faults,
         gate=gate,
+        # A peer with no neighbor (joining, or cut off) is what a forming swarm waits
+        # for: its dials go first at the gate.
+        urgent=lambda: not peer.membership.active,
     )

@@ -57,7 +57,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import networkx as nx
@@ -249,8 +249,9 @@ def register_swarm(subparsers: Any) -> None:
         default=None,
         metavar="FILE",
         help="after every stats poll, append the status line to FILE as one JSON object "
-        "(seconds, joined, alive, components, supers, converged_seconds, settled_seconds): "
-        "for scripts that wait for the swarm (benchmarks/swarm_1000.py)",
+        "(seconds, joined, linked, alive, components, supers, converged_seconds, "
+        "settled_seconds, phase, counters, waiting): for scripts that wait for the swarm "
+        "(benchmarks/swarm_1000.py) or trace its join (benchmarks/join_trace.py)",
     )
     parser.add_argument(
         "--first-seen",
@@ -331,6 +332,46 @@ async def read_stats(
     answered = {r.address for r in replies}
     rest, failed = await collect_stats([a for a in everyone if a not in answered])
     return replies + rest, failed
+
+
+JOIN_COUNTERS: Final = (
+    "node.dial.",
+    "node.handshake.",
+    "node.connections.",
+    "node.sent.",
+    "node.dropped.",
+    "ticks_late",
+    "neighbors_declared_dead",
+)
+"""What ``--progress-out`` sums per poll: where a forming swarm's dials and handshakes go
+(``node.dial.for.<Kind>``: which message opened each connection)."""
+
+
+def join_counters(replies: Sequence[StatsReply]) -> dict[str, int]:
+    """The counters of :data:`JOIN_COUNTERS` summed over ``replies``."""
+    totals: dict[str, int] = {}
+    for reply in replies:
+        for counter in reply.counters:
+            if counter.name.startswith(JOIN_COUNTERS):
+                totals[counter.name] = totals.get(counter.name, 0) + counter.value
+    return dict(sorted(totals.items()))
+
+
+WAITING_SHOWN: Final = 5
+
+
+def waiting_peers(replies: Sequence[StatsReply]) -> list[dict[str, Any]]:
+    """Up to :data:`WAITING_SHOWN` peers that never joined: what each knows (passive
+    view, known hosts) and its nonzero counters, to see what holds the last joiners up."""
+    return [
+        {
+            "address": str(reply.address),
+            "passive": len(reply.passive),
+            "known_hosts": reply.known_hosts,
+            "counters": {c.name: c.value for c in reply.counters if c.value},
+        }
+        for reply in [r for r in replies if not r.joined][:WAITING_SHOWN]
+    ]
 
 
 def sent_by_kind(replies: Sequence[StatsReply]) -> dict[str, int]:
@@ -509,18 +550,27 @@ class Progress:
     converged_at: float | None = None
     settled_at: float | None = None
     phase: str = "joining"
+    linked: int = 0
+    """Peers with at least one neighbor now (``joined`` counts those that ever had one)."""
+    counters: dict[str, int] = attrs.field(factory=dict)
+    """The join's counters (:func:`join_counters`) summed over the peers that answered."""
+    waiting: list[dict[str, Any]] = attrs.field(factory=list)
+    """A few peers not joined yet: what they know and did (:func:`waiting_peers`)."""
 
     def record(self) -> dict[str, Any]:
         """The status as ``--progress-out`` writes it, one JSON object per poll."""
         return {
             "seconds": round(time.monotonic() - self.started, 3),
             "joined": self.joined,
+            "linked": self.linked,
             "alive": self.alive,
             "components": self.components,
             "supers": self.supers,
             "converged_seconds": self.converged_at,
             "settled_seconds": self.settled_at,
             "phase": self.phase,
+            "counters": self.counters,
+            "waiting": self.waiting,
         }
 
     def line(self, peers: int) -> Text:
@@ -844,6 +894,7 @@ async def _observe(
             graph = graph_of(shots)
             progress.alive = len(shots)
             progress.joined = sum(1 for s in shots if s.joined)
+            progress.linked = sum(1 for s in shots if s.neighbors)
             progress.supers = sum(1 for s in shots if s.role == "super")
             progress.components = (
                 nx.number_connected_components(graph) if graph.number_of_nodes() else 0
@@ -866,6 +917,8 @@ async def _observe(
                 progress.settled_at = now - started
                 progress.phase = "settled"
             if args.progress_out is not None:
+                progress.counters = join_counters(replies)
+                progress.waiting = waiting_peers(replies)
                 with args.progress_out.open("a", encoding="utf-8") as file:
                     file.write(json.dumps(progress.record()) + "\n")
             if (

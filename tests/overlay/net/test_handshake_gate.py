@@ -69,6 +69,60 @@ async def test_an_overloaded_pool_serves_its_newest_waiter_first(
     assert order == ["new", "old"]
 
 
+async def test_an_urgent_waiter_is_served_before_older_ordinary_ones_and_counts_in_the_bounds(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    pool = Pool(GateLimits(slots=1, waiting=3, lifo_after=1.0))
+    await pool.enter(None)
+    order: list[str] = []
+
+    async def waiter(name: str, urgent: bool) -> None:
+        await pool.enter(None, urgent=urgent)
+        order.append(name)
+        pool.leave(None)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, "ordinary", False)
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(0.5)  # not overloaded: among ordinary waiters the oldest goes first
+        nursery.start_soon(waiter, "urgent", True)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(waiter, "urgent too", True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.waiting == 3
+        with pytest.raises(HandshakeBusy, match="waiting already"):
+            await pool.enter(None, urgent=True)  # urgent ones are bounded like any
+        pool.leave(None)
+    # Both urgent ones (oldest first, as nobody has waited past lifo_after), then the
+    # ordinary one that had waited longest of all.
+    assert order == ["urgent", "urgent too", "ordinary"]
+    assert (pool.running, pool.waiting) == (0, 0)
+
+
+async def test_a_cancelled_urgent_waiter_leaves_its_queue() -> None:
+    pool = Pool(GateLimits(slots=1, waiting=4))
+    await pool.enter(None)
+    order: list[str] = []
+    scope = trio.CancelScope()
+
+    async def waiter(name: str, urgent: bool, scope: trio.CancelScope | None = None) -> None:
+        with scope or trio.CancelScope():
+            await pool.enter(None, urgent=urgent)
+            order.append(name)
+            pool.leave(None)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, "ordinary", False)
+        nursery.start_soon(waiter, "urgent", True, scope)
+        await trio.testing.wait_all_tasks_blocked()
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.waiting == 1
+        pool.leave(None)
+    assert order == ["ordinary"]
+    assert (pool.running, pool.waiting) == (0, 0)
+
+
 async def test_a_waiter_cancelled_leaves_the_queue_and_a_granted_slot_passes_on() -> None:
     pool = Pool(GateLimits(slots=1, waiting=4, per_source=4))
     await pool.enter(None)

@@ -4,11 +4,21 @@ test through :func:`overlay.net.peer_node.peer_node`."""
 
 from __future__ import annotations
 
+import trio
+
 from overlay.core.peer import PeerSnapshot
+from overlay.net.node import open_listeners
 from overlay.net.peer_node import super_stats
+from overlay.protocol.effects import Send
 from overlay.protocol.identity import Address
-from overlay.protocol.messages import MAX_STATS_ENTRIES_PER_WEAK, MAX_STATS_WEAK, StatsReply
+from overlay.protocol.messages import (
+    MAX_STATS_ENTRIES_PER_WEAK,
+    MAX_STATS_WEAK,
+    Heartbeat,
+    StatsReply,
+)
 from overlay.tools.crawl import snapshot_from
+from tests.conftest import neighbors, start_bootstrap, start_peer, wait_for
 
 
 def test_a_stats_reply_names_at_most_its_bound_of_weak_peers_each_with_its_count() -> None:
@@ -32,3 +42,23 @@ def test_a_stats_reply_names_at_most_its_bound_of_weak_peers_each_with_its_count
     assert max(fields["index_entries"]) == MAX_STATS_ENTRIES_PER_WEAK  # 199 cut to the bound
     reply = StatsReply(shot.id, shot.address, "super", True, (), (), 0, (), **fields)
     assert snapshot_from(reply).weak_peers == weak[:MAX_STATS_WEAK]
+
+
+async def test_a_peer_dials_urgently_while_it_has_no_neighbor_and_ordinarily_once_it_has() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start_bootstrap(nursery, plaintext=True)
+        first, first_node = await start_peer(nursery, bootstrap=server.address, plaintext=True)
+        # Alone, its Register to the bootstrap is the dial of a peer with no neighbor.
+        await wait_for(first_node, lambda: first_node.counters.get("dial.urgent", 0) >= 1)
+        second, _ = await start_peer(nursery, bootstrap=server.address, plaintext=True, seed=1)
+        await wait_for(first_node, lambda: bool(neighbors(first)) and bool(neighbors(second)))
+        urgent = first_node.counters.get("dial.urgent", 0)
+        started = first_node.counters["dial.started"]
+        # A listener that never answers: the dial starts (and later fails) all the same.
+        listeners, nowhere = await open_listeners("127.0.0.1", 0)
+        first_node.apply([Send(nowhere, Heartbeat(0))])
+        assert first_node.counters["dial.started"] == started + 1
+        assert first_node.counters.get("dial.urgent", 0) == urgent
+        for listener in listeners:
+            await listener.aclose()
+        nursery.cancel_scope.cancel()
