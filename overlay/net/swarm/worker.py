@@ -34,6 +34,7 @@ from overlay.core.config import PeerConfig
 from overlay.net import memtrace
 from overlay.net.faults import watch_partition_file
 from overlay.net.first_seen import FirstSeen
+from overlay.net.gc_rounds import keep_collector_quiet
 from overlay.net.handshake_gate import HandshakeGate
 from overlay.net.keys import KeyPair, derived_key
 from overlay.net.node import Node, open_listeners
@@ -142,6 +143,7 @@ async def run_worker(
 
             nursery.start_soon(until_stdin_closes)
             nursery.start_soon(until_signal)
+            nursery.start_soon(keep_collector_quiet)  # overlay.collector: a fifth of the CPU
             trace_to = memtrace.requested()  # a soak's diagnostic, off by default
             if trace_to is not None:
                 memtrace.start()
