@@ -40,9 +40,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import Run
+from overlay.collector import few_collections
 from overlay.compiled import BUILD
 from overlay.sim.scenario import Scenario, build
-from overlay.sim.simulator import few_collections
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_MODULES = ("overlay.core.config", "search.config", "overlay.sim.keys")

@@ -31,8 +31,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks.harness import Run
+from overlay.collector import few_collections
 from overlay.sim.scenario import Scenario, build
-from overlay.sim.simulator import Simulator, few_collections
+from overlay.sim.simulator import Simulator
 from overlay.sim.topology import super_layer_figures
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -5,7 +5,7 @@ The layers, lowest first (``docs/design.md``, "Where things live"):
 ======== ============================================ =====
 layer    folders and modules                          pure
 ======== ============================================ =====
-loader   ``overlay/compiled.py``                      no
+loader   ``overlay/compiled.py``, ``collector.py``      no
 protocol ``overlay/protocol/``                        yes
 search   ``search/``                                  yes
 core     ``overlay/core/``, ``bootstrap/hostcache.py`` yes
@@ -44,8 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("overlay", "search", "bootstrap")
 
 LOADER = "overlay.compiled"
+COLLECTOR = "overlay.collector"
 LAYERS: Mapping[str, tuple[str, ...]] = {
-    "loader": (LOADER,),
+    "loader": (LOADER, COLLECTOR),
     "protocol": ("overlay.protocol",),
     "search": ("search",),
     "core": ("overlay.core", "bootstrap.hostcache"),

@@ -43,6 +43,7 @@ from typing import Any
 
 import attrs
 
+from overlay.collector import few_collections
 from overlay.core.peer import PeerSnapshot
 from overlay.protocol.identity import Address, PeerId
 from overlay.sim.exchange import Decoder, Encoder, dumps
@@ -51,7 +52,6 @@ from overlay.sim.simulator import (
     TICKS_PER_SECOND,
     Shard,
     Simulator,
-    few_collections,
     for_summary,
     latency_ticks,
 )

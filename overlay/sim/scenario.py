@@ -38,12 +38,13 @@ from typing import Any
 import attrs
 
 from bootstrap.hostcache import HostCacheConfig
+from overlay.collector import few_collections
 from overlay.core.capacity import pareto_capacity
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.protocol import validate
 from overlay.protocol.identity import Address
-from overlay.sim.simulator import NetworkModel, Shard, Simulator, few_collections
+from overlay.sim.simulator import NetworkModel, Shard, Simulator
 
 
 @attrs.frozen

@@ -30,13 +30,11 @@ far cheaper than pushing on a heap; a tick's list is sorted once, when it runs.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import heapq
 import math
 import random
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -69,28 +67,6 @@ unique but for a node's duplicate timers, which are equal tuples: sorting the tu
 themselves never compares two targets, and needs no key function."""
 Outgoing = tuple[int, int, Address, Contact, Message]
 """A message for another worker's peer: (landing tick, order key, to, sender, message)."""
-
-
-@contextlib.contextmanager
-def few_collections(young: int = 200_000) -> Iterator[None]:
-    """Keep Python's cyclic garbage collector out of a long simulation's way.
-
-    A big run holds millions of long-lived objects (peers, views, queued
-    messages) and makes almost no cyclic garbage, yet with the default thresholds
-    the collector rescans them again and again: at 20,000 peers that is a quarter
-    of the run.  Inside this block what exists is frozen out of the collector's
-    sight and the young generation is collected ``young`` allocations apart
-    (default 700); both are restored on exit.
-    """
-    old = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(young, old[1], max(old[2], 1000))
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-        gc.unfreeze()
 
 
 @attrs.frozen

@@ -24,6 +24,7 @@ from bootstrap.server import serve_bootstrap
 from overlay.core.config import PeerConfig
 from overlay.core.peer import Peer
 from overlay.net.faults import watch_partition_file
+from overlay.net.gc_rounds import keep_collector_quiet
 from overlay.net.keys import KeyPair, load_or_create_key
 from overlay.net.node import Node, open_listeners
 from overlay.net.options import (
@@ -161,6 +162,7 @@ async def _bootstrap_main(args: argparse.Namespace) -> None:
                 )
             )
             print(f"bootstrap {server.cache.me.id} listening on {server.address}", flush=True)
+            nursery.start_soon(keep_collector_quiet)
             async for _ in signals:
                 break
             nursery.cancel_scope.cancel()  # serve_bootstrap saves the state on its way out
@@ -230,6 +232,7 @@ async def _peer_main(args: argparse.Namespace) -> None:
                 nursery.start_soon(watch_partition_file, args.partition_file, partition)
             await nursery.start(node.serve, listeners)
             print(f"peer {peer.id} listening on {address}", flush=True)
+            nursery.start_soon(keep_collector_quiet)
             if state_dir is not None:
                 nursery.start_soon(_save_periodically, state_dir, peer)
             gave_up: list[str] = []

@@ -70,6 +70,7 @@ from rich.text import Text
 from bootstrap.server import serve_bootstrap
 from overlay.core.peer import PeerSnapshot
 from overlay.net.client import ask
+from overlay.net.gc_rounds import keep_collector_quiet
 from overlay.net.memtrace import rss_bytes
 from overlay.net.node import NodeConfig, one_host
 from overlay.net.options import (
@@ -730,6 +731,7 @@ async def _swarm_main(args: argparse.Namespace, processes: int) -> dict[str, Any
                     stop.set()
 
             nursery.start_soon(watch_signals)
+            nursery.start_soon(keep_collector_quiet)  # overlay.collector
             bootstrap_scope = trio.CancelScope()  # `stop-bootstrap` (--control) cancels it
             server = None
             if args.bootstrap is None:

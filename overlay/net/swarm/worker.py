@@ -34,6 +34,7 @@ from overlay.core.config import PeerConfig
 from overlay.net import memtrace
 from overlay.net.faults import watch_partition_file
 from overlay.net.first_seen import FirstSeen
+from overlay.net.gc_rounds import keep_collector_quiet
 from overlay.net.handshake_gate import HandshakeGate
 from overlay.net.keys import KeyPair, derived_key
 from overlay.net.node import Node, open_listeners
@@ -148,6 +149,7 @@ async def run_worker(
                 nursery.start_soon(
                     memtrace.release_free_memory_periodically, memtrace.trim_period()
                 )
+            nursery.start_soon(keep_collector_quiet)  # overlay.collector
             trace_to = memtrace.requested()  # a soak's diagnostic, off by default
             if trace_to is not None:
                 memtrace.start()
