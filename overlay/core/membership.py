@@ -302,13 +302,15 @@ class Membership:
         self.blacklist: dict[PeerId, float] = {}
         """Peers distrusted for their conduct, until when they are refused as neighbors."""
         self._my_group = address_group(me.address.host)
-        self._per_group: dict[str, int] = {}
-        """How many of ``active`` each address group holds, kept on every add and remove:
-        the per-prefix cap is asked before every link, and recounting the whole view
-        there was a tenth of a large simulation's time."""
+        self._groups: list[str] = []
+        """The address group of each of ``active``, kept on every add and remove: the
+        per-prefix cap is asked before every link, and recounting the whole view there
+        was a tenth of a large simulation's time.  A list, counted in C when asked (the
+        groups are interned, so it compares pointers): a dict of counts cost about 330
+        bytes more a peer, for a view of a few entries."""
         self._own_links = 0
         """How many of ``active`` are own links (kept on every link and unlink, as
-        ``_per_group`` is: the own-slot rules ask it at every link and shuffle)."""
+        ``_groups`` is: the own-slot rules ask it at every link and shuffle)."""
         self.super_peers: dict[PeerId, Contact] = {}
         self.shuffle: PendingShuffle | None = None
         self.joined = False
@@ -362,7 +364,7 @@ class Membership:
         if self.bootstrap is not None:
             out.append(Send(self.bootstrap, Unregister()))
         self.active.clear()
-        self._per_group.clear()
+        self._groups.clear()
         self._own_links = 0
         self.pending.clear()
         self.own_asks.clear()
@@ -758,6 +760,8 @@ class Membership:
             del self.pending[peer]
             self.own_asks.pop(peer, None)
             self.passive.discard(peer)  # did not answer: probably gone
+        if expired and not self.own_asks:
+            self.own_asks = {}  # emptied: let its table go (see _forget_pending)
         if self.pending:
             self.expire_at = min(self.expire_at, *(d for _c, d in self.pending.values()))
         elif expired:
@@ -785,8 +789,7 @@ class Membership:
             self._uncount(replaced)  # replaced in place: the view keeps its order
         self.active[contact.id] = Neighbor(contact, now, own=own, since=now, extra=extra)
         self._own_links += own
-        group = address_group(contact.address.host)
-        self._per_group[group] = self._per_group.get(group, 0) + 1
+        self._groups.append(address_group(contact.address.host))
 
     def _unlink(self, peer: PeerId) -> Neighbor:
         neighbor = self.active.pop(peer)
@@ -795,12 +798,7 @@ class Membership:
 
     def _uncount(self, neighbor: Neighbor) -> None:
         self._own_links -= neighbor.own
-        group = address_group(neighbor.contact.address.host)
-        left = self._per_group[group] - 1
-        if left:
-            self._per_group[group] = left
-        else:
-            del self._per_group[group]
+        self._groups.remove(address_group(neighbor.contact.address.host))
 
     def _add(self, contact: Contact, now: float, out: list[Effect], *, own: bool = False,
              extra: bool = False) -> None:  # fmt: skip
@@ -898,8 +896,11 @@ class Membership:
 
     def _asked_for_own(self, peer: PeerId) -> bool:
         """Whether my pending request to ``peer`` was for an own slot (and forget it)."""
-        if peer in self.own_asks:
-            del self.own_asks[peer]
+        own_asks = self.own_asks
+        if peer in own_asks:
+            del own_asks[peer]
+            if not own_asks:
+                self.own_asks = {}  # emptied: let its table go (see _forget_pending)
             return True
         return False
 
@@ -918,6 +919,8 @@ class Membership:
             # their mark here: forget those, so the table stays within ``pending``.
             for peer in [p for p in self.own_asks if p not in self.pending]:
                 del self.own_asks[peer]
+            if not self.own_asks:
+                self.own_asks = {}  # emptied: let its table go (see _forget_pending)
         if (
             self.static
             or self.own_asks
@@ -1001,7 +1004,7 @@ class Membership:
         group = address_group(contact.address.host)
         if group == self._my_group:
             return None
-        same = self._per_group.get(group, 0)
+        same = self._groups.count(group)
         current = self.active.get(contact.id)
         if current is not None and address_group(current.contact.address.host) == group:
             same -= 1  # asking about a neighbor already counted: it does not count twice

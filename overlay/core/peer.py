@@ -16,7 +16,6 @@ random generator: a test enforces that (tests/test_layers.py).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +71,23 @@ Bound methods in a table of each peer's cost about 1.3 KB a peer (a tenth of a
 simulated peer).  PeerSample is not here: with the super layer, the peer hands it on."""
 
 
+_KINDS: list[type[Message]] = []
+"""Every message type a peer of this process has received, in the order first seen.
+Each peer counts what it received in a list indexed by this order: a dict of counts
+keyed by type cost about 350 bytes a simulated peer, the list about 180."""
+_SLOTS: dict[type[Message], int] = {}
+"""Each type's place in :data:`_KINDS`.  Bounded: message types are the code's own."""
+
+
+def _slot_of(kind: type[Message]) -> int:
+    """``kind``'s place in :data:`_KINDS`, given one on first sight."""
+    slot = _SLOTS.get(kind)
+    if slot is None:
+        slot = _SLOTS[kind] = len(_KINDS)
+        _KINDS.append(kind)
+    return slot
+
+
 # Compiled by mypyc, a class admits no Python subclass unless it says so; a hostile
 # peer for the benchmarks (benchmarks/hostile_peer.py) is one.
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -106,40 +122,67 @@ class Peer:
             bootstrap=bootstrap,
             join_via=join_via,
         )
-        self.received: dict[type[Message], int] = {}
+        self._received: list[int] = []
+        """How many messages of each type I received, by the type's place in
+        :data:`_KINDS` (see :attr:`received`)."""
         self._target_degree = config.membership.target_degree
-        self.dropped: dict[str, int] = {}
+        self._dropped: dict[str, int] | None = None
+        """Unexpected messages by type name, made on the first (see :attr:`dropped`)."""
         self.standing = Standing(config.standing)
         """What this peer has seen the others do, and whom it distrusts for it."""
-        self.search = Search(
-            self.contact,
-            rng,
-            self.membership,
-            config.search,
-            signer=signer,
-            verifier=verifier,
-        )
-        self._search_timers = self.search.ctx.timers
+        self._search: Search | None = None
+        """Made on first use (:attr:`search`): a peer that never searches, holds no item
+        and gets no query (every peer of a membership-only simulation) would otherwise
+        hold a dozen objects and nine empty tables for nothing, about 1.4 KB."""
         self._handlers: dict[type[Message], Handler] | None = None
         """The super-peer layer's handlers, when it runs (membership's and search's are in
         tables every peer shares: ``_MEMBERSHIP_HANDLERS``, :data:`search.component.HANDLERS`)."""
-        self.search.ctx.evidence = self.standing.record
         self.supers: SuperPeerLayer | None = None
         """The super-peer layer (attachments, index, roles), when ``config.supers`` enables it."""
         if config.supers.enabled:
+            search = self.search
             supers = self.supers = SuperPeerLayer(
                 self.contact,
                 config.supers,
                 rng,
                 self.membership,
-                store=self.search.store,
+                store=search.store,
                 capacity=config.capacity,
                 signer=signer,
                 verifier=verifier,
                 evidence=self.standing.record,
             )
             self._handlers = supers.handlers()
-            self.search.super_searching.layer = supers
+            search.super_searching.layer = supers
+
+    @property
+    def received(self) -> dict[type[Message], int]:
+        """Messages received so far, by type (the types received at least once)."""
+        return {_KINDS[slot]: count for slot, count in enumerate(self._received) if count}
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Unexpected messages dropped so far, by type name (a copy)."""
+        return dict(self._dropped) if self._dropped is not None else {}
+
+    @property
+    def search(self) -> Search:
+        """The search component (items, floods, walks, fetches), made on first use.
+
+        Making it draws nothing from the random source, so when it is made changes
+        nothing in what the peer does."""
+        search = self._search
+        if search is None:
+            search = self._search = Search(
+                self.contact,
+                self.rng,
+                self.membership,
+                self.config.search,
+                signer=self.signer,
+                verifier=self.verifier,
+            )
+            search.ctx.evidence = self.standing.record
+        return search
 
     @property
     def role(self) -> Role:
@@ -186,8 +229,13 @@ class Peer:
 
     def receive(self, message: Message, sender: Contact, now: float) -> list[Effect]:
         kind = type(message)
-        received = self.received
-        received[kind] = received.get(kind, 0) + 1
+        slot = _SLOTS.get(kind)
+        if slot is None:
+            slot = _slot_of(kind)
+        received = self._received
+        while len(received) <= slot:
+            received.append(0)
+        received[slot] += 1
         out: list[Effect] = []
         standing = self.standing
         standing.now = now
@@ -205,7 +253,10 @@ class Peer:
                 handler = handlers.get(kind) if handlers is not None else None
                 if handler is None:
                     name = kind.__name__
-                    self.dropped[name] = self.dropped.get(name, 0) + 1
+                    dropped = self._dropped
+                    if dropped is None:
+                        dropped = self._dropped = {}
+                    dropped[name] = dropped.get(name, 0) + 1
                     out.append(Notify("bad_input", sender.id, f"unexpected {name}"))
                     standing.record(sender.id, "unexpected")
                 else:
@@ -257,14 +308,12 @@ class Peer:
         # Called after every event a runtime delivers: read the fields directly rather
         # than through three layers of calls (a tenth of the simulator's time at 100k).
         m = self.membership
-        timers = self._search_timers
-        deadline = min(
-            m.tick_at,
-            m.shuffle_at,
-            m.register_at,
-            m.expire_at,
-            timers[0][0] if timers else math.inf,
-        )
+        deadline = min(m.tick_at, m.shuffle_at, m.register_at, m.expire_at)
+        search = self._search
+        if search is not None:
+            timers = search.ctx.timers
+            if timers and timers[0][0] < deadline:
+                deadline = timers[0][0]
         if self.supers is not None:
             deadline = min(deadline, self.supers.next_deadline())
         return deadline
@@ -273,7 +322,8 @@ class Peer:
         out: list[Effect] = []
         self.membership.handle_timer(now, out)
         self.standing.now = now
-        self.search.handle_timer(now, out)
+        if self._search is not None:
+            self._search.handle_timer(now, out)
         if self.standing.distrusted:
             self._replace_distrusted(now, out)
             self.membership.settle(now, out)
@@ -292,9 +342,11 @@ class Peer:
     def snapshot(self) -> PeerSnapshot:
         m = self.membership
         counters = {f"received.{k.__name__}": v for k, v in self.received.items()}
-        counters.update({f"dropped.{k}": v for k, v in self.dropped.items()})
+        if self._dropped is not None:
+            counters.update({f"dropped.{k}": v for k, v in self._dropped.items()})
         counters.update(m.counters)
-        counters.update(self.search.counters)
+        if self._search is not None:
+            counters.update(self._search.counters)
         counters.update(self.standing.counters)
         supers = self.supers
         if supers is not None:

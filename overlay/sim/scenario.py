@@ -252,7 +252,7 @@ def run(
     peak = tracemalloc.get_traced_memory()[1] if measure_memory else None
     if measure_memory:
         tracemalloc.stop()
-    summary = sim.summary()
+    summary = sim.summary(final=True)
     summary.update(
         {
             "seed": scenario.seed,

@@ -558,17 +558,50 @@ class Simulator:
     def snapshots(self) -> list[PeerSnapshot]:
         return [peer.snapshot() for peer in self.peers.values()]
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, *, final: bool = False) -> dict[str, Any]:
+        """The summary of the run so far (:func:`overlay.sim.topology.summarize`).
+
+        ``final``: the run is over, and the cores are let go (:meth:`release`) once
+        their snapshots are taken, so that the summary's graph is built in the memory
+        they held rather than beside it (at 100,000 peers the cores hold about 0.8 GiB,
+        the graph about 50 MiB).  The simulator runs nothing after that."""
+        dead = self.dead
+        shots = [for_summary(peer, dead) for peer in self.peers.values()]
+        if final:
+            self.release()
         return summarize(
-            [for_summary(peer) for peer in self.peers.values()],
+            shots,
             peers=self.started_peers,
-            dead=self.dead,
+            dead=dead,
             messages=self.sent,
             seed=self.seed,
         )
 
+    def release(self) -> None:
+        """Let go of every core, node and pending event: the run is over.  Counts
+        (started peers, sent, delivered, lost) and the dead stay."""
+        self.peers = {}
+        self.nodes = {}
+        self._buckets = {}
+        self._ticks = []
+        self._actions = []
+        self._owners = {}
+        self.outgoing = [[] for _ in range(self.shard.count)]
+        self.bootstrap = None
+        self.keyring = ModelKeyring()
+        # The scheduled actions' closures and the cores' parts may refer to each other:
+        # what refcounting cannot free, one collection does.
+        gc.collect()
 
-def for_summary(peer: Peer) -> PeerSnapshot:
+
+def for_summary(peer: Peer, dead: set[PeerId] | None = None) -> PeerSnapshot:
     """A peer's snapshot without its counters, which the summary does not read: at a
-    million peers they would be the biggest part of what the summary holds at once."""
-    return attrs.evolve(peer.snapshot(), counters={})
+    million peers they would be the biggest part of what the summary holds at once.
+
+    With ``dead`` (the peers known to have crashed or left), the passive view keeps
+    only the entries naming them: the summary reads it for nothing else (it counts
+    them, ``dangling_passive_entries``), and the whole view is 30 ids a peer."""
+    shot = peer.snapshot()
+    if dead is None:
+        return attrs.evolve(shot, counters={})
+    return attrs.evolve(shot, counters={}, passive=tuple(p for p in shot.passive if p in dead))

@@ -44,6 +44,47 @@ def graph_of(snapshots: Iterable[PeerSnapshot], alive: set[PeerId] | None = None
     return graph
 
 
+class _ThinGraph(nx.Graph):  # type: ignore[misc]  # (networkx is untyped)
+    """An undirected graph whose nodes and edges all share one empty attribute dict.
+
+    networkx's own recipe for a graph without attributes (the "ThinGraph" of
+    ``nx.Graph``'s documentation): a dict per node and per edge is a third of a large
+    graph's memory, and the summary reads none.  Read only: nothing may set an
+    attribute on it."""
+
+    _no_attributes: dict[str, Any] = {}
+
+    def _shared_attributes(self) -> dict[str, Any]:
+        return self._no_attributes
+
+    node_attr_dict_factory = _shared_attributes
+    edge_attr_dict_factory = _shared_attributes
+
+
+def member_graph(snapshots: list[PeerSnapshot]) -> nx.Graph:
+    """The graph :func:`graph_of` makes, lean: each joined peer is the number of its id
+    among them in sorted order, and nodes and edges have no attributes.
+
+    The summary's figures are the same on either: nodes and edges are added in the same
+    order (so components come out in the same order), and numbers sort as the ids do
+    (so the same nodes are sampled).  At 100,000 peers it takes about a third of the
+    memory: ints shared by every mention, no string ids, no attribute dicts."""
+    members = sorted({s.id for s in snapshots if s.joined})
+    number = {peer: index for index, peer in enumerate(members)}
+    del members
+    graph = _ThinGraph()
+    for shot in snapshots:
+        me = number.get(shot.id)
+        if me is None:
+            continue
+        graph.add_node(me)
+        for other in shot.neighbors:
+            them = number.get(other)
+            if them is not None:
+                graph.add_edge(me, them)
+    return graph
+
+
 def degree_stats(degrees: list[int]) -> dict[str, float]:
     if not degrees:
         return {"min": 0, "mean": 0.0, "max": 0}
@@ -117,7 +158,7 @@ def summarize(
     """
     rng = random.Random(seed)
     alive_ids = {s.id for s in snapshots}
-    graph = graph_of(snapshots)
+    graph = member_graph(snapshots)
     components = list(nx.connected_components(graph)) if graph.number_of_nodes() else []
     largest = max((len(c) for c in components), default=0)
     member_shots = [s for s in snapshots if s.joined]

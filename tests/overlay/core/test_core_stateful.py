@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -169,10 +169,10 @@ def bounds_of(peer: Peer, started: int = 0) -> Iterator[tuple[str, int, int]]:
     """
     m, config = peer.membership, peer.config.membership
     types = len(all_message_types())
-    yield "Peer.received", len(peer.received), types
-    yield "Peer.dropped", len(peer.dropped), types
+    yield "Peer._received", len(peer._received), types
+    yield "Peer._dropped", len(peer._dropped or {}), types
     yield "Membership.active", len(m.active), config.max_degree
-    yield "Membership._per_group", len(m._per_group), config.max_degree
+    yield "Membership._groups", len(m._groups), config.max_degree
     yield "Membership.passive", len(m.passive), config.passive_size
     yield "Membership.known_hosts", len(m.known_hosts), config.known_hosts_size
     # Requests come from repair (up to the target), a bootstrap sample (half the target,
@@ -264,7 +264,7 @@ def check_core(peer: Peer, started: int = 0) -> None:
         group = address_group(neighbor.contact.address.host)
         groups[group] = groups.get(group, 0) + 1
     # The counts the prefix cap reads are kept on every add and remove, not recounted.
-    assert m._per_group == groups
+    assert Counter(m._groups) == groups
     groups.pop(mine, None)
     assert all(count <= config.max_per_prefix for count in groups.values()), groups
 

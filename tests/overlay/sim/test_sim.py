@@ -158,3 +158,22 @@ def test_every_message_sent_is_delivered_or_counted_lost() -> None:
     sim.run_until(2)
     assert sim.delivered == 0 and sim.lost == 1
     assert sum(sim.sent.values()) == sim.delivered + sim.lost
+
+
+def test_the_final_summary_is_the_summary_and_lets_the_cores_go() -> None:
+    """``summary(final=True)`` (what a scenario's run ends with) gives the very summary
+    of ``summary()``, dead peers' passive entries included, then holds no core."""
+    sim = build(Scenario(peers=150, seed=4, duration=12, crash_fraction=0.2, crash_at=8))
+    sim.run_until(12)
+    before = sim.summary()
+    assert sim.dead and sim.peers
+    assert sim.summary(final=True) == before
+    assert not sim.peers and not sim.nodes and sim.next_event_tick() is None
+
+
+def test_a_peer_that_never_searches_holds_no_search_component() -> None:
+    sim = build(Scenario(peers=50, seed=2, duration=5))
+    sim.run_until(5)
+    peer = next(iter(sim.peers.values()))
+    assert peer._search is None
+    assert peer.search is peer.search  # made on first use, then kept

@@ -10,7 +10,14 @@ import networkx as nx
 
 from overlay.core.peer import PeerSnapshot
 from overlay.protocol.identity import Address
-from overlay.sim.topology import average_path_length, expected_path_length, graph_of, summarize
+from overlay.sim.topology import (
+    average_path_length,
+    clustering,
+    expected_path_length,
+    graph_of,
+    member_graph,
+    summarize,
+)
 
 
 def shots_of(graph: nx.Graph, joined: bool = True) -> list[PeerSnapshot]:
@@ -73,3 +80,31 @@ def test_sampled_path_length_is_close_to_exact_on_a_large_random_graph() -> None
     assert abs(average_path_length(graph, random.Random(2)) - exact) < 0.05
     expected = expected_path_length(2000, 6.0)
     assert expected is not None and abs(expected - exact) < 0.5
+
+
+def test_the_lean_graph_gives_the_figures_of_the_graph_with_ids() -> None:
+    """Numbers in the ids' sorted order, nodes and edges in the same order: the same
+    components, the same sampled nodes, the same floats, ties between components
+    included (two components of 120 nodes: the first one found is the largest)."""
+    rng = random.Random(5)
+    first = nx.random_regular_graph(4, 120, seed=1)
+    second = nx.relabel_nodes(nx.random_regular_graph(5, 120, seed=2), lambda n: n + 500)
+    graph = nx.union(first, second)
+    order = list(graph.nodes)
+    rng.shuffle(order)  # snapshots in an order that is not the ids' order
+    shots = {shot.id: shot for shot in shots_of(graph)}
+    snapshots = [shots[f"{node:032x}"] for node in order]
+    full, lean = graph_of(snapshots), member_graph(snapshots)
+    assert sorted(dict(full.degree).values()) == sorted(dict(lean.degree).values())
+    assert [len(c) for c in nx.connected_components(full)] == [
+        len(c) for c in nx.connected_components(lean)
+    ]
+    for sample in (50, 5_000):
+        assert clustering(full, random.Random(3), sample=sample) == clustering(
+            lean, random.Random(3), sample=sample
+        )
+    for sources in (10, 500):
+        assert average_path_length(full, random.Random(4), sources=sources) == (
+            average_path_length(lean, random.Random(4), sources=sources)
+        )
+    assert not any(lean.nodes[node] for node in lean)  # no attributes
