@@ -24,9 +24,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from overlay.collector import few_collections
 from overlay.compiled import BUILD
 from overlay.sim.scenario import Scenario, build
-from overlay.sim.simulator import few_collections
 
 PAGE = resource.getpagesize()
 MIB = 1024 * 1024

@@ -30,6 +30,7 @@ far cheaper than pushing on a heap; a tick's list is sorted once, when it runs.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import random
