@@ -57,6 +57,21 @@ def _version() -> str:
         return "unknown"
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: one line, as it is (argparse's own version action wraps its text
+    to the terminal's width, which split the pure-Python build's longer reason)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"overlay {_version()}, {BUILD.describe()}")
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with only ``command``'s module registered when it is a known command
     (see :data:`COMMANDS`), with every module's otherwise."""
@@ -67,8 +82,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument(
         "--version",
-        action="version",
-        version=f"overlay {_version()}, {BUILD.describe()}",
+        action=_PrintVersion,
+        nargs=0,
         help="print the version and which build runs (compiled or pure Python, and why)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -41,7 +41,10 @@ def test_the_walk_finds_the_commands_and_a_missing_help_would_show() -> None:
     assert undocumented == ["undocumented"]
 
 
-def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # One line whatever the terminal's width (argparse's version action wrapped it, and
+    # the pure-Python build's reason is long enough to be split).
+    monkeypatch.setenv("COLUMNS", "30")
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0
