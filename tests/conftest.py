@@ -9,12 +9,15 @@ Waiting is always on a condition, bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import gc
 import os
 import random
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -313,3 +316,22 @@ def _secure_clients_by_default() -> None:
     """Each test starts with this process's clients secure: a test (or a command run
     in-process) that chose ``--plaintext`` must not leave later tests speaking it."""
     set_client_security(None)
+
+
+@contextlib.contextmanager
+def cyclic_garbage() -> Iterator[collections.Counter[str]]:
+    """Count, by type name, the objects that became cyclic garbage inside the block
+    (found by the collector, which is run at both ends; filled in at exit).  A network
+    process runs the collector seldom (overlay.collector), so what a link leaves in
+    reference cycles stays in memory until then."""
+    found: collections.Counter[str] = collections.Counter()
+    gc.collect()
+    debug = gc.get_debug()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield found
+        gc.collect()
+        found.update(type(thing).__qualname__ for thing in gc.garbage)
+    finally:
+        gc.set_debug(debug)
+        gc.garbage.clear()

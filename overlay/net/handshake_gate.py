@@ -88,6 +88,16 @@ class Pool:
     def waiting(self) -> int:
         return len(self._waiters) + len(self._urgent)
 
+    @property
+    def full(self) -> bool:
+        """Whether :meth:`enter` would refuse a newcomer without a source now (no free
+        slot, and the queue at ``waiting``): a dial can then be refused before it costs
+        a connection, a task and an exception."""
+        waiting = self.waiting
+        if self.running < self.limits.slots and not waiting:
+            return False
+        return waiting >= self.limits.waiting
+
     def held_by(self, source: str) -> int:
         return self._sources.get(source, 0)
 
@@ -104,7 +114,7 @@ class Pool:
             self.running += 1
             self._add(source, 1)
             return False
-        if waiting >= limits.waiting:
+        if self.full:
             raise HandshakeBusy(f"{waiting} handshakes waiting already")
         if source is not None and self.held_by(source) >= limits.per_source:
             raise HandshakeBusy(

@@ -11,7 +11,9 @@ import trio.testing
 
 from overlay.net.handshake_gate import GateLimits, HandshakeBusy, HandshakeGate, Pool
 from overlay.net.node import NodeConfig
+from overlay.protocol.effects import Send
 from overlay.protocol.identity import Address
+from overlay.protocol.messages import NeighborRequest
 from tests.conftest import handshaken, start_peer
 
 
@@ -227,3 +229,41 @@ def test_nodes_of_one_process_can_share_a_gate() -> None:
     assert gate.pool(True) is gate.inbound and gate.pool(False) is gate.outbound
     assert gate.inbound is not gate.outbound  # dialled handshakes wait on accepted ones
     assert NodeConfig(handshake_slots=5).gate_limits().slots == 5
+
+
+async def test_a_pool_is_full_exactly_when_enter_would_refuse_a_newcomer() -> None:
+    pool = Pool(GateLimits(slots=1, waiting=1))
+    assert not pool.full  # a free slot
+    assert not await pool.enter(None)
+    assert not pool.full  # no free slot, but room in the queue
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pool.enter, None)
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.full
+        with pytest.raises(HandshakeBusy, match="waiting already"):
+            await pool.enter(None)
+        pool.leave(None)  # the waiter gets the slot: the queue is empty again
+        await trio.testing.wait_all_tasks_blocked()
+        assert not pool.full
+    pool.leave(None)
+    assert not pool.full
+
+
+async def test_a_dial_the_gate_would_refuse_costs_no_connection_and_is_not_a_lost_link() -> None:
+    """A worker's dial queue full (a join storm): the dial is refused before it makes a
+    connection, a task or an exception, and the core is not told the link was lost (it
+    would ask someone else at once, and be refused again)."""
+    config = NodeConfig(handshake_slots=1, handshake_waiting=0)
+    async with trio.open_nursery() as nursery:
+        _peer, node = await start_peer(nursery, bootstrap=None, node_config=config)
+        assert not await node.gate.outbound.enter(None)  # the one slot, held here
+        assert node.gate.outbound.full
+        to = Address("127.0.0.1", 9)
+        node.apply([Send(to, NeighborRequest(False))])
+        assert node.counters["dial.refused_busy"] == 1
+        assert node.counters["dropped.no_link.NeighborRequest"] == 1
+        # No connection, so no task to end it and tell the core the link was lost.
+        assert not node.links.get(to) and not node.connections and node.outbound == 0
+        assert node.counters.get("dial.started", 0) == 0
+        node.gate.outbound.leave(None)
+        node.stop()

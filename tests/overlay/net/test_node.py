@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import struct
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tests.conftest import (
     HANG_GUARD,
     RawClient,
     connect,
+    cyclic_garbage,
     finish,
     handshaken,
     neighbors,
@@ -414,3 +416,22 @@ async def test_a_message_for_a_link_being_ended_goes_on_a_fresh_connection(
     a_node.apply([Send(b.address, Heartbeat(1))])  # before its task has run
     assert a_node.counters.get("dropped.closing.Heartbeat", 0) == 0
     await wait_for(b_node, lambda: b.received.get(Heartbeat, 0) > heard)
+
+
+async def test_a_failed_connection_leaves_nothing_for_the_cyclic_collector(
+    nursery: trio.Nursery,
+) -> None:
+    """A connection's error is kept (its reason), but not its traceback: the traceback
+    holds the connection's task frame, which holds the connection.  A 1,000-peer swarm
+    that joined left 450,000 objects per worker every 10 s in such cycles."""
+    _peer, node = await start_peer(nursery, bootstrap=None)
+    with cyclic_garbage() as garbage:
+        for _ in range(3):  # a client that handshakes, then resets the connection
+            client, _ = await handshaken(node.contact.address)
+            await wait_for(node, lambda: len(node.connections) == 1)
+            client.stream.socket.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            await client.stream.aclose()
+            await wait_for(node, lambda: not node.connections)
+    assert not {"Connection", "TransportError", "traceback"} & set(garbage), garbage

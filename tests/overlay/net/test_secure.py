@@ -47,6 +47,7 @@ from overlay.tools.crawl import fetch_stats
 from tests.conftest import (
     RawClient,
     connect,
+    cyclic_garbage,
     handshaken,
     interrupt,
     neighbors,
@@ -464,3 +465,35 @@ async def test_a_peer_restarted_with_state_keeps_its_id_and_its_anchors(tmp_path
     finally:
         await interrupt(other.process)
         await interrupt(bootstrap.process)
+
+
+async def test_a_handshake_done_or_failed_leaves_nothing_for_the_cyclic_collector() -> None:
+    """noiseprotocol keeps a connection's next step as a bound method of itself; the
+    handshake breaks that cycle, or every link would leave its Noise state and two
+    ChaCha20-Poly1305 objects until the next collection."""
+    alice, bob, mallory = LinkIdentity.fresh(), LinkIdentity.fresh(), LinkIdentity.fresh()
+
+    async def pair(initiator: LinkIdentity, responder: LinkIdentity, lie: bool) -> None:
+        left_end, right_end = trio.testing.memory_stream_pair()
+        if lie:  # the initiator's proof is signed by another key: the responder refuses it
+            initiator.payload = msgpack.packb(
+                [mallory.key.public_key, msgpack.unpackb(initiator.payload)[1]]
+            )
+
+        async def side(me: LinkIdentity, stream: trio.abc.Stream, first: bool) -> None:
+            with contextlib.suppress(HandshakeFailed, trio.BrokenResourceError):
+                await handshake(
+                    me, initiator=first, send=stream.send_all,
+                    receive=partial(stream.receive_some, 65536),
+                )  # fmt: skip
+            await stream.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(side, initiator, left_end, True)
+            nursery.start_soon(side, responder, right_end, False)
+
+    with cyclic_garbage() as garbage:
+        await pair(alice, bob, lie=False)
+        await pair(LinkIdentity.fresh(), bob, lie=True)
+    noise = {"NoiseConnection", "NoiseProtocol", "CipherState", "ChaCha20Poly1305"}
+    assert not noise & set(garbage), garbage
