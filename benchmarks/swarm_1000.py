@@ -11,7 +11,8 @@ Records, in ``benchmarks/results/swarm_1000.json``:
   handshake at both ends per peer per poll and slowed the join it timed;
 * ``rss_per_peer_kib``: the worker processes' resident memory, summed, over the
   number of peers (interpreter and libraries included), read from ``/proc`` once the
-  swarm has converged and idled, before any flood; ``rss_per_peer_kib_after_floods``
+  swarm has converged and idled for ``--idle`` seconds, before this script's first
+  stats poll (1,000 client handshakes at once) and before any flood; ``rss_per_peer_kib_after_floods``
   the same at the end of the flood window; ``interpreter_rss_bytes`` a worker running
   no peer (what each worker costs before its first peer), and
   ``rss_per_peer_kib_beyond_interpreter`` the settled figure without it;
@@ -250,6 +251,14 @@ async def _measure(
     result["converged_seconds"] = time.monotonic() - launched
     result["swarm_converged_seconds"] = state["converged_seconds"]
     _progress(f"converged after {result['converged_seconds']:.1f} s")
+    # Settled memory first, after an idle window and before this script's own stats
+    # polls: a poll is a client connection to every peer (a Noise handshake at both
+    # ends on the secure runtime), 1,000 at once, and what they left in the workers'
+    # heaps was read as the peers' own (about 20 KiB a peer, 2026-12-07).
+    await trio.sleep(args.idle)
+    workers = _workers(swarm.process.pid)
+    result["worker_rss_settled"] = _rss_bytes(workers)
+    result["worker_pss_settled"] = _pss_bytes(workers)
     members = await _listing(bootstrap, [])
     addresses = [m.contact.address for m in members]
     replies = (await collect_stats(addresses, STATS_TIMEOUT))[0]
@@ -263,9 +272,6 @@ async def _measure(
     result["messages_per_second"] = (
         sum(sent_by_kind(replies).values()) - idle_before
     ) / idle_seconds
-    workers = _workers(swarm.process.pid)
-    result["worker_rss_settled"] = _rss_bytes(workers)
-    result["worker_pss_settled"] = _pss_bytes(workers)
 
     # Floods: keep `concurrency` in flight for `window` seconds.
     keys = [content_key(value) for value, _ in seeded_items(args.items, SEED)]
@@ -419,8 +425,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "Query messages forwarded per second while the script kept floods in flight. "
         "The machine is shared: the swarm's parent, this script's flood clients and other "
         "users' jobs ran on the same cores (see load_after). rss_per_peer_kib is "
-        "the workers' resident memory, summed, over the peers, read after the idle window "
-        "(joined and settled, before any flood); rss_per_peer_kib_after_floods the same "
+        "the workers' resident memory, summed, over the peers, read after an idle window "
+        "(joined and settled, before this script's stats polls and any flood); rss_per_peer_kib_after_floods the same "
         "at the end of the flood window (each peer then remembers the query ids of the "
         "last seen_seconds); interpreter_rss_bytes is a worker running no peer; "
         "pss_per_peer_kib is the settled figure with pages shared between the workers "
