@@ -12,9 +12,10 @@ Records, in ``benchmarks/results/swarm_1000.json``:
 * ``rss_per_peer_kib``: the worker processes' resident memory, summed, over the
   number of peers (interpreter and libraries included), read from ``/proc`` once the
   swarm has converged and idled for ``--idle`` seconds, before this script's first
-  stats poll (1,000 client handshakes at once) and before any flood; ``rss_per_peer_kib_after_floods``
-  the same at the end of the flood window; ``interpreter_rss_bytes`` a worker running
-  no peer (what each worker costs before its first peer), and
+  stats poll (1,000 client handshakes at once) and before any flood;
+  ``rss_per_peer_kib_after_floods`` the same at the end of the flood window;
+  ``interpreter_rss_bytes`` a worker running no peer (what each worker costs before
+  its first peer), and
   ``rss_per_peer_kib_beyond_interpreter`` the settled figure without it;
   ``pss_per_peer_kib`` the settled figure from the proportional set size (pages the
   workers share, such as the libraries, counted once rather than once per worker);
@@ -426,9 +427,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "The machine is shared: the swarm's parent, this script's flood clients and other "
         "users' jobs ran on the same cores (see load_after). rss_per_peer_kib is "
         "the workers' resident memory, summed, over the peers, read after an idle window "
-        "(joined and settled, before this script's stats polls and any flood); rss_per_peer_kib_after_floods the same "
-        "at the end of the flood window (each peer then remembers the query ids of the "
-        "last seen_seconds); interpreter_rss_bytes is a worker running no peer; "
+        "(joined and settled, before this script's stats polls and any flood); "
+        "rss_per_peer_kib_after_floods the same at the end of the flood window (each peer "
+        "then remembers the query ids of the last seen_seconds); interpreter_rss_bytes "
+        "is a worker running no peer; "
         "pss_per_peer_kib is the settled figure with pages shared between the workers "
         "(libraries) counted once.",
         "messages": summary.get("messages"),
