@@ -55,6 +55,13 @@ How the graph is built and kept:
   neighbors I had, nor take their places); a redirect counts once per neighbor per period;
   the passive view holds few entries per prefix; anchors (own links that lasted) are
   asked first after a restart.
+* **Pushing and pressure.**  A peer asks nobody again within ``push_window`` of that
+  peer refusing it or ending a link with it.  One that asks again that soon after I
+  turned it away at my open limit is *pushing*: refused, and I am *pressed* for
+  ``pressure_seconds``.  Pressed, every link I did not ask for is a headroom link (at
+  most ``request_headroom``, never made regular) and only the links I asked for count
+  toward my target, so a regular link lost is refilled from my own choice, never by
+  those who push.  What decides is only what I saw.
 """
 
 from __future__ import annotations
