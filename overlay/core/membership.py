@@ -110,14 +110,20 @@ heartbeat is immutable, and a degree is at most ``max_degree`` (at most 512), so
 table is bounded.  A table per peer cost about 360 bytes a simulated peer."""
 
 
+_NO_REFUSALS: dict[PeerId, float] = {}
+"""The empty refusal table every peer points to until it refuses or is refused (never
+written to: see ``Membership._turn_away``): two empty dicts of their own cost a
+simulated peer about 145 bytes, and most peers' tables are empty most of the time."""
+
+
 def _recent(table: dict[PeerId, float], horizon: float) -> dict[PeerId, float]:
-    """``table`` (times, oldest first) without the entries before ``horizon``; a new empty
-    dict once emptied, so that its table goes (a dict keeps it when emptied)."""
+    """``table`` (times, oldest first) without the entries before ``horizon``; the shared
+    empty table once emptied, so that its own goes (a dict keeps it when emptied)."""
     if not table or next(iter(table.values())) >= horizon:
         return table
     for peer in [p for p, when in table.items() if when < horizon]:
         del table[peer]
-    return table if table else {}
+    return table if table else _NO_REFUSALS
 
 
 @attrs.define(slots=True)
@@ -318,10 +324,10 @@ class Membership:
         """When each neighbor last redirected me (one honoured per ``redirect_period``)."""
         self.blacklist: dict[PeerId, float] = {}
         """Peers distrusted for their conduct, until when they are refused as neighbors."""
-        self.turned_away: dict[PeerId, float] = {}
+        self.turned_away = _NO_REFUSALS
         """When I last turned each peer away at my open limit (refused its request, or shed
         its headroom link): one that asks again within ``push_window`` is pushing."""
-        self.turned_me_away: dict[PeerId, float] = {}
+        self.turned_me_away = _NO_REFUSALS
         """When each peer last refused my request or ended our link: not asked again within
         ``push_window`` (that is what a peer pushing to be its neighbor would do)."""
         self.pressed_until = -_NEVER
@@ -550,7 +556,7 @@ class Membership:
         self._forget_pending(sender.id)
         # Not a candidate again for a while: it is full, and asking it again at once is
         # what peers pushing to be its neighbor do (it would refuse me for that).
-        self._note(self.turned_me_away, sender.id, now)
+        self._turned_down(sender.id, now)
         self._done_with(sender, out)
 
     def on_disconnect(
@@ -560,7 +566,7 @@ class Membership:
         if sender.id in self.active:
             # It ended our link (it sheds, or is full): not asked again within
             # ``push_window``, as after a refusal.
-            self._note(self.turned_me_away, sender.id, now)
+            self._turned_down(sender.id, now)
             self._remove(sender.id, "disconnected", out, keep_passive=True)
 
     def on_leave(self, _message: Leave, sender: Contact, now: float, out: list[Effect]) -> None:
@@ -991,7 +997,15 @@ class Membership:
 
     def _turn_away(self, peer: PeerId, now: float) -> None:
         """I turn ``peer`` away at my open limit: remember when."""
+        if self.turned_away is _NO_REFUSALS:
+            self.turned_away = {}
         self._note(self.turned_away, peer, now)
+
+    def _turned_down(self, peer: PeerId, now: float) -> None:
+        """``peer`` refused my request or ended our link: remember when."""
+        if self.turned_me_away is _NO_REFUSALS:
+            self.turned_me_away = {}
+        self._note(self.turned_me_away, peer, now)
 
     def _note(self, table: dict[PeerId, float], peer: PeerId, now: float) -> None:
         """Remember ``now`` for ``peer`` in a table of refusals (bounded: the oldest go)."""

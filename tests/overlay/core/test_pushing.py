@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from overlay.core.membership import address_group
+from overlay.core.membership import _NO_REFUSALS, address_group
 from overlay.core.peer import Peer
 from overlay.protocol.messages import (
     Heartbeat,
@@ -110,3 +110,18 @@ def test_a_peer_that_refused_me_is_not_asked_again_within_the_push_window() -> N
     assert asked(peer.receive(Heartbeat(1), contact(1), 5.0)) == []
     # After the window it is a candidate again.
     assert asked(peer.receive(Heartbeat(1), contact(1), 11.2)) == [contact(20).address.port]
+
+
+def test_the_shared_empty_refusal_table_is_never_written_and_tables_empty_again() -> None:
+    peer = full_peer()
+    m = peer.membership
+    assert m.turned_away is _NO_REFUSALS and m.turned_me_away is _NO_REFUSALS
+    peer.receive(NeighborRequest(), contact(5), 1.0)
+    peer.receive(NeighborReject(), contact(6), 1.0)
+    assert m.turned_away == {contact(5).id: 1.0}
+    assert m.turned_me_away == {contact(6).id: 1.0}
+    assert not _NO_REFUSALS
+    # Past the window, a tick forgets them, and the peer points at the shared table again.
+    m._tick(11.5, [])
+    assert m.turned_away is _NO_REFUSALS and m.turned_me_away is _NO_REFUSALS
+    assert not _NO_REFUSALS
