@@ -593,9 +593,12 @@ class HostileNeighbours(RuleBasedStateMachine):
         assert isinstance(grant.message, AttachAccept)
         lease_id = grant.message.lease_id
         sender = self._sender_for(grant.to) if not other else SENDERS[which % len(SENDERS)]
+        # Someone claiming to be the lease's owner (``_sender_for`` now and then) has no
+        # key of the senders': it signs with another's, as an impostor would.
+        key = KEY_OF.get(sender.id) or KEY_OF[SENDERS[which % len(SENDERS)].id]
         items = tuple(
             signed_entry(
-                KEY_OF[sender.id],
+                key,
                 sender.id,
                 random_key(self.rng),
                 f"song w{self.rng.randrange(50)}",
