@@ -72,6 +72,16 @@ class MembershipConfig:
     passive_per_prefix: int = attrs.field(default=2, validator=validate.integer(0, 4096))
     """Most passive-view entries from one address prefix (0: no cap): a shuffle full of
     one operator's contacts fills a few places, not the view."""
+    push_window: float = attrs.field(default=10.0, validator=validate.real(0.0, 86400))
+    """A peer I turned away at my open limit (its request refused, or its headroom link
+    shed) that asks again within this is *pushing*: refused, and I am *pressed* (see
+    ``pressure_seconds``).  An honest peer refused goes on to other candidates; attackers
+    that want my view ask again at once (0: nobody is ever taken for pushing)."""
+    pressure_seconds: float = attrs.field(default=60.0, validator=validate.real(0.0, 86400))
+    """How long after the last push I stay pressed: every link I did not ask for is then a
+    headroom link (at most ``request_headroom`` of them, never made regular), and only
+    the links I asked for count toward my target, so a regular link lost is refilled
+    from my own choice, never by whoever is pushing."""
     anchors_size: int = attrs.field(default=4, validator=validate.integer(0, 64))
     """Known good neighbors kept as anchors (the runtime keeps them in ``--state``) and
     asked first after a restart."""

@@ -55,6 +55,13 @@ How the graph is built and kept:
   neighbors I had, nor take their places); a redirect counts once per neighbor per period;
   the passive view holds few entries per prefix; anchors (own links that lasted) are
   asked first after a restart.
+* **Pushing and pressure.**  A peer asks nobody again within ``push_window`` of that
+  peer refusing it or ending a link with it.  One that asks again that soon after I
+  turned it away at my open limit is *pushing*: refused, and I am *pressed* for
+  ``pressure_seconds``.  Pressed, every link I did not ask for is a headroom link (at
+  most ``request_headroom``, never made regular) and only the links I asked for count
+  toward my target, so a regular link lost is refilled from my own choice, never by
+  those who push.  What decides is only what I saw.
 """
 
 from __future__ import annotations
@@ -101,6 +108,22 @@ _HEARTBEATS: dict[int, Heartbeat] = {}
 """The heartbeat for each degree, made once and sent by every peer of this process: a
 heartbeat is immutable, and a degree is at most ``max_degree`` (at most 512), so the
 table is bounded.  A table per peer cost about 360 bytes a simulated peer."""
+
+
+_NO_REFUSALS: dict[PeerId, float] = {}
+"""The empty refusal table every peer points to until it refuses or is refused (never
+written to: see ``Membership._turn_away``): two empty dicts of their own cost a
+simulated peer about 145 bytes, and most peers' tables are empty most of the time."""
+
+
+def _recent(table: dict[PeerId, float], horizon: float) -> dict[PeerId, float]:
+    """``table`` (times, oldest first) without the entries before ``horizon``; the shared
+    empty table once emptied, so that its own goes (a dict keeps it when emptied)."""
+    if not table or next(iter(table.values())) >= horizon:
+        return table
+    for peer in [p for p, when in table.items() if when < horizon]:
+        del table[peer]
+    return table if table else _NO_REFUSALS
 
 
 @attrs.define(slots=True)
@@ -301,6 +324,14 @@ class Membership:
         """When each neighbor last redirected me (one honoured per ``redirect_period``)."""
         self.blacklist: dict[PeerId, float] = {}
         """Peers distrusted for their conduct, until when they are refused as neighbors."""
+        self.turned_away = _NO_REFUSALS
+        """When I last turned each peer away at my open limit (refused its request, or shed
+        its headroom link): one that asks again within ``push_window`` is pushing."""
+        self.turned_me_away = _NO_REFUSALS
+        """When each peer last refused my request or ended our link: not asked again within
+        ``push_window`` (that is what a peer pushing to be its neighbor would do)."""
+        self.pressed_until = -_NEVER
+        """Until when I am pressed (see ``MembershipConfig.pressure_seconds``)."""
         self._my_group = address_group(me.address.host)
         self._groups: list[str] = []
         """The address group of each of ``active``, kept on every add and remove: the
@@ -311,6 +342,9 @@ class Membership:
         self._own_links = 0
         """How many of ``active`` are own links (kept on every link and unlink, as
         ``_groups`` is: the own-slot rules ask it at every link and shuffle)."""
+        self.extra_links = 0
+        """How many of ``active`` are headroom links (kept as ``_own_links`` is: whether
+        to repair is asked after every event)."""
         self.super_peers: dict[PeerId, Contact] = {}
         self.shuffle: PendingShuffle | None = None
         self.joined = False
@@ -366,6 +400,7 @@ class Membership:
         self.active.clear()
         self._groups.clear()
         self._own_links = 0
+        self.extra_links = 0
         self.pending.clear()
         self.own_asks.clear()
         self.shuffle = None
@@ -412,20 +447,23 @@ class Membership:
         if peer == self.me.id:
             return
         if peer in self.active:
-            out.append(Send(sender.address, NeighborAccept(self.reported_degree())))
+            out.append(Send(sender.address, NeighborAccept(self.reported_degree(now))))
             return
-        if not self._admits(sender, now):
+        if not self._admits(sender, now) or self._pushing(peer, now):
             out.append(Send(sender.address, NeighborReject()))
             return
+        pressed = now < self.pressed_until
         if len(self.active) >= self.config.target_degree:
             # Split a link u-v: v gets the newcomer instead of me.  Never a link I chose,
             # and the youngest of the rest: joins can churn one slot, not take the view.
-            self._displace(peer, Redirect(sender), "split for a newcomer", out)
-        if len(self.active) >= self._open_limit():
+            # Pressed, only a headroom link is split: the newcomer takes its place.
+            self._displace(peer, Redirect(sender), "split for a newcomer", out, headroom=pressed)
+        if len(self.active) >= self._open_limit() or self._headroom_full(now):
+            self._turn_away(peer, now)
             out.append(Send(sender.address, NeighborReject()))
             return
-        self._add(sender, now, out, extra=self._at_target(peer))
-        out.append(Send(sender.address, NeighborAccept(self.reported_degree())))
+        self._add(sender, now, out, extra=self._at_target(peer, now))
+        out.append(Send(sender.address, NeighborAccept(self.reported_degree(now))))
 
     def on_redirect(
         self, message: Redirect, sender: Contact, now: float, out: list[Effect]
@@ -446,10 +484,12 @@ class Membership:
             or newcomer.id in self.active
             or self._tombstoned(newcomer.id, now)
             or not self._admits(newcomer, now)
+            or self._headroom_full(now)
         ):
             return  # our degree drops by one; repair will refill it
-        self._add(newcomer, now, out)
-        out.append(Send(newcomer.address, NeighborAccept(self.reported_degree())))
+        # Pressed, the newcomer is not my choice: a headroom link.
+        self._add(newcomer, now, out, extra=now < self.pressed_until)
+        out.append(Send(newcomer.address, NeighborAccept(self.reported_degree(now))))
 
     def on_neighbor_request(
         self, message: NeighborRequest, sender: Contact, now: float, out: list[Effect]
@@ -458,21 +498,29 @@ class Membership:
         if peer == self.me.id:
             return
         if peer in self.active:
-            out.append(Send(sender.address, NeighborAccept(self.reported_degree())))
+            out.append(Send(sender.address, NeighborAccept(self.reported_degree(now))))
             return
-        if not self._admits(sender, now):
+        # An urgent request is never taken for pushing: a peer with no neighbor at all
+        # may ask again at once (it has nobody else), and pressed, it can displace only
+        # a headroom link.
+        if not self._admits(sender, now) or (not message.urgent and self._pushing(peer, now)):
             out.append(Send(sender.address, NeighborReject()))
             return
         # Past the open limit only an urgent request gets in, in the place of the youngest
-        # link I did not choose (HyParView's rule, and no way to push out my own links).
-        if len(self.active) >= self._open_limit() and not (
+        # link I did not choose (HyParView's rule, and no way to push out my own links);
+        # pressed, with my headroom full, in the place of the youngest headroom link.
+        pressed = now < self.pressed_until
+        if (len(self.active) >= self._open_limit() or self._headroom_full(now)) and not (
             message.urgent
-            and self._displace(peer, Disconnect("evicted"), "evicted for an isolated peer", out)
+            and self._displace(
+                peer, Disconnect("evicted"), "evicted for an isolated peer", out, headroom=pressed
+            )
         ):
+            self._turn_away(peer, now)
             out.append(Send(sender.address, NeighborReject()))
             return
-        self._add(sender, now, out, extra=self._at_target(peer))
-        out.append(Send(sender.address, NeighborAccept(self.reported_degree())))
+        self._add(sender, now, out, extra=self._at_target(peer, now))
+        out.append(Send(sender.address, NeighborAccept(self.reported_degree(now))))
 
     def on_neighbor_accept(
         self, message: NeighborAccept, sender: Contact, now: float, out: list[Effect]
@@ -494,21 +542,31 @@ class Membership:
             self._forget_pending(peer)
             out.append(Send(sender.address, Disconnect("full")))
             return
-        extra = not asked and self._at_target(peer)
+        extra = not asked and self._at_target(peer, now)
+        if extra and self._headroom_full(now):
+            self._forget_pending(peer)
+            out.append(Send(sender.address, Disconnect("full")))
+            return
         self._add(sender, now, out, own=self._asked_for_own(peer), extra=extra)
         self.active[peer].degree = message.degree
 
     def on_neighbor_reject(
-        self, _message: NeighborReject, sender: Contact, _now: float, out: list[Effect]
+        self, _message: NeighborReject, sender: Contact, now: float, out: list[Effect]
     ) -> None:
         self._forget_pending(sender.id)
+        # Not a candidate again for a while: it is full, and asking it again at once is
+        # what peers pushing to be its neighbor do (it would refuse me for that).
+        self._turned_down(sender.id, now)
         self._done_with(sender, out)
 
     def on_disconnect(
-        self, _message: Disconnect, sender: Contact, _now: float, out: list[Effect]
+        self, _message: Disconnect, sender: Contact, now: float, out: list[Effect]
     ) -> None:
         self._forget_pending(sender.id)
         if sender.id in self.active:
+            # It ended our link (it sheds, or is full): not asked again within
+            # ``push_window``, as after a refusal.
+            self._turned_down(sender.id, now)
             self._remove(sender.id, "disconnected", out, keep_passive=True)
 
     def on_leave(self, _message: Leave, sender: Contact, now: float, out: list[Effect]) -> None:
@@ -585,12 +643,13 @@ class Membership:
     def _tick(self, now: float, out: list[Effect], *, grace: float = 0.0) -> None:
         config = self.config
         extras = self._extras()
-        if extras and len(self.active) <= config.target_degree:
-            # Within my target, a headroom link is one of my links like the others.
+        if extras and len(self.active) <= config.target_degree and now >= self.pressed_until:
+            # Within my target, a headroom link is one of my links like the others
+            # (unless I am pressed: then those who push would take my places this way).
             for neighbor in self.active.values():
                 neighbor.extra = False
-            extras = 0
-        degree = len(self.active) - extras
+            extras = self.extra_links = 0
+        degree = self.reported_degree(now)
         heartbeat = _HEARTBEATS.get(degree)
         if heartbeat is None:
             heartbeat = _HEARTBEATS[degree] = Heartbeat(degree)
@@ -612,18 +671,24 @@ class Membership:
         if shuffle is not None and shuffle.deadline <= now:
             self.shuffle = None  # the partner did not answer; it was not put back
         if len(self.active) > config.target_degree:
-            self._shed(out)
+            self._shed(now, out)
         self._repair(now, out)
+        if now < self.pressed_until:
+            # Pressed, a missing own slot is asked for every period, not every shuffle:
+            # my own choices are what keeps those who push out.
+            self._keep_own_slots(now, out)
         if len(self.tombstones) > 0:
             for peer in [p for p, until in self.tombstones.items() if until <= now]:
                 del self.tombstones[peer]
         if self.blacklist:
             for peer in [p for p, until in self.blacklist.items() if until <= now]:
                 del self.blacklist[peer]
+        if self.turned_away or self.turned_me_away:
+            self._forget_refusals(now)
 
     def _repair(self, now: float, out: list[Effect]) -> None:
         config = self.config
-        missing = config.target_degree - len(self.active) - len(self.pending)
+        missing = config.target_degree - self._counted(now) - len(self.pending)
         if missing <= 0:
             return
         urgent = not self.active
@@ -670,14 +735,14 @@ class Membership:
         target degree for up to a heartbeat period.
         """
         if (
-            len(self.active) + len(self.pending) < self.config.target_degree
+            self._counted(now) + len(self.pending) < self.config.target_degree
             and self.ever_joined
             and not self.static
             and self.tick_at != _NEVER
         ):
             self._repair(now, out)
 
-    def _shed(self, out: list[Effect]) -> None:
+    def _shed(self, now: float, out: list[Effect]) -> None:
         target = self.config.target_degree
         extras = [nb for nb in self.active.values() if nb.extra]
         if extras and len(self.active) >= self._open_limit():
@@ -686,6 +751,7 @@ class Membership:
             # ask churn my headroom and never the links I had.
             youngest = max(extras, key=lambda nb: nb.since)
             self._count("shed_extra")
+            self._turn_away(youngest.contact.id, now)
             out.append(Send(youngest.contact.address, Disconnect("shed")))
             self._remove(youngest.contact.id, "shed", out, keep_passive=True)
             return
@@ -695,7 +761,12 @@ class Membership:
         # before the others: a crowded neighbor I had before is kept.
         if self.rng.random() < 0.5:
             return
-        others = extras or [nb for nb in self.active.values() if not nb.own]
+        if extras and now < self.pressed_until and len(self.active) - len(extras) > target:
+            # Pressed, my headroom is not what makes me crowded (it is not reported, and
+            # never made regular): my regular links above the target are.
+            others = [nb for nb in self.active.values() if not nb.own and not nb.extra]
+        else:
+            others = extras or [nb for nb in self.active.values() if not nb.own]
         if not others:
             return
         top = max(nb.degree for nb in others)
@@ -789,6 +860,7 @@ class Membership:
             self._uncount(replaced)  # replaced in place: the view keeps its order
         self.active[contact.id] = Neighbor(contact, now, own=own, since=now, extra=extra)
         self._own_links += own
+        self.extra_links += extra
         self._groups.append(address_group(contact.address.host))
 
     def _unlink(self, peer: PeerId) -> Neighbor:
@@ -798,6 +870,7 @@ class Membership:
 
     def _uncount(self, neighbor: Neighbor) -> None:
         self._own_links -= neighbor.own
+        self.extra_links -= neighbor.extra
         self._groups.remove(address_group(neighbor.contact.address.host))
 
     def _add(self, contact: Contact, now: float, out: list[Effect], *, own: bool = False,
@@ -839,10 +912,17 @@ class Membership:
             out.append(Close(sender.address))
 
     def _displace(
-        self, keep: PeerId, farewell: Redirect | Disconnect, why: str, out: list[Effect]
+        self,
+        keep: PeerId,
+        farewell: Redirect | Disconnect,
+        why: str,
+        out: list[Effect],
+        *,
+        headroom: bool = False,
     ) -> bool:
         """Make room: drop the youngest neighbor I did not choose (other than ``keep``),
         telling it why first.  False if every link is one I chose: those stay.
+        ``headroom``: only a headroom link may go.
 
         The youngest, not a random one: a stranger's join or urgent request then churns
         the slot the last stranger took, and links that have lasted keep their place.
@@ -850,7 +930,12 @@ class Membership:
         victim: PeerId | None = None
         newest = -_NEVER
         for peer, neighbor in self.active.items():
-            if not neighbor.own and peer != keep and neighbor.since >= newest:
+            if (
+                not neighbor.own
+                and (neighbor.extra or not headroom)
+                and peer != keep
+                and neighbor.since >= newest
+            ):
                 victim, newest = peer, neighbor.since
         if victim is None:
             self._count("refused.own_slots_kept")
@@ -874,21 +959,88 @@ class Membership:
         config = self.config
         return min(config.max_degree, config.target_degree + config.request_headroom)
 
-    def _at_target(self, peer: PeerId) -> bool:
+    def _at_target(self, peer: PeerId, now: float) -> bool:
         """Whether my links and my requests in flight (other than to ``peer``) already
-        make my target degree: a link ``peer`` asks for now is a headroom link."""
+        make my target degree: a link ``peer`` asks for now is a headroom link.  Pressed,
+        any link another peer asks for is one."""
+        if now < self.pressed_until:
+            return True  # pressed: only the links I ask for count
         pending = len(self.pending) - (peer in self.pending)
         return len(self.active) + pending >= self.config.target_degree
 
+    def _counted(self, now: float) -> int:
+        """The links that count toward my target degree: all of them, or, while I am
+        pressed, all but my headroom links.  A pressed peer that counted its headroom
+        (full of peers that keep asking) never repaired when an honest neighbor left,
+        the next asker took the vacancy, and once the peer fell to its target its
+        headroom links became regular ones: honest links replaced one by one."""
+        if now < self.pressed_until:
+            return len(self.active) - self.extra_links
+        return len(self.active)
+
+    def pressed(self, now: float) -> bool:
+        """Whether peers pushing to be my neighbors were seen within ``pressure_seconds``."""
+        return now < self.pressed_until
+
+    def _pushing(self, peer: PeerId, now: float) -> bool:
+        """``peer`` asks to be my neighbor: is it asking again right after I turned it
+        away at my open limit?  If so it is refused (and remembered as turned away again),
+        and I am pressed.  What decides is only what I saw: when I turned it away."""
+        config = self.config
+        last = self.turned_away.get(peer)
+        if last is None or now - last > config.push_window:
+            return False
+        self._count("refused.pushing")
+        self._turn_away(peer, now)
+        self.pressed_until = now + config.pressure_seconds
+        return True
+
+    def _turn_away(self, peer: PeerId, now: float) -> None:
+        """I turn ``peer`` away at my open limit: remember when."""
+        if self.turned_away is _NO_REFUSALS:
+            self.turned_away = {}
+        self._note(self.turned_away, peer, now)
+
+    def _turned_down(self, peer: PeerId, now: float) -> None:
+        """``peer`` refused my request or ended our link: remember when."""
+        if self.turned_me_away is _NO_REFUSALS:
+            self.turned_me_away = {}
+        self._note(self.turned_me_away, peer, now)
+
+    def _note(self, table: dict[PeerId, float], peer: PeerId, now: float) -> None:
+        """Remember ``now`` for ``peer`` in a table of refusals (bounded: the oldest go)."""
+        table.pop(peer, None)
+        table[peer] = now
+        if len(table) > 4 * self.config.max_degree:
+            del table[next(iter(table))]
+
+    def _forget_refusals(self, now: float) -> None:
+        """Forget refusals older than ``push_window`` (they decide nothing any more): a
+        simulated peer's tables stay empty most of the time."""
+        horizon = now - self.config.push_window
+        self.turned_away = _recent(self.turned_away, horizon)
+        self.turned_me_away = _recent(self.turned_me_away, horizon)
+
+    def _headroom_full(self, now: float) -> bool:
+        """Pressed, with ``request_headroom`` headroom links already: no stranger gets in
+        (past the open limit an urgent request still displaces a headroom link)."""
+        return now < self.pressed_until and self.extra_links >= self.config.request_headroom
+
     def _extras(self) -> int:
         """How many of my links are headroom links (a view holds a dozen at most)."""
-        return sum(1 for neighbor in self.active.values() if neighbor.extra)
+        return self.extra_links
 
-    def reported_degree(self) -> int:
+    def reported_degree(self, now: float) -> int:
         """The degree I tell my neighbors: my links but the headroom ones, so that
         strangers who fill my headroom do not make me look crowded to the neighbors
-        I had (who would shed me, and leave their slots to the strangers)."""
-        return len(self.active) - self._extras()
+        I had (who would shed me, and leave their slots to the strangers).  Pressed, at
+        most my target: my regular links are then all links I asked for, which the far
+        ends often hold in their headroom and shed if I look crowded; I shed my own
+        surplus (see ``_shed``)."""
+        degree = len(self.active) - self.extra_links
+        if now < self.pressed_until:
+            return min(degree, self.config.target_degree)
+        return degree
 
     def own_count(self) -> int:
         """Links I chose myself (at most ``own_slots``)."""
@@ -1011,7 +1163,17 @@ class Membership:
         return "prefix_full" if same >= cap else None
 
     def _admissible(self, contact: Contact, now: float) -> bool:
-        """Worth asking (no counter: choosing whom to ask refuses nobody)."""
+        """Worth asking (no counter: choosing whom to ask refuses nobody).  Not a peer that
+        refused me, or that I turned away, within ``push_window``: asking again so soon is
+        what peers pushing to be a neighbor do (and one of those would accept at once)."""
+        peer = contact.id
+        window = self.config.push_window
+        when = self.turned_me_away.get(peer)
+        if when is not None and now - when <= window:
+            return False
+        when = self.turned_away.get(peer)
+        if when is not None and now - when <= window:
+            return False
         return self._refusal(contact, now) is None
 
     def _admits(self, contact: Contact, now: float) -> bool:

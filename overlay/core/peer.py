@@ -264,7 +264,7 @@ class Peer:
         if standing.distrusted:
             self._replace_distrusted(now, out)
         m = self.membership
-        if len(m.active) + len(m.pending) < self._target_degree:
+        if len(m.active) - m.extra_links + len(m.pending) < self._target_degree:
             m.settle(now, out)
         if self.supers is not None:
             self._keep_shared_links(out)

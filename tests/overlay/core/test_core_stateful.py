@@ -183,6 +183,8 @@ def bounds_of(peer: Peer, started: int = 0) -> Iterator[tuple[str, int, int]]:
     yield "Membership.own_asks", len(m.own_asks), config.target_degree + explorations + 1
     yield "Membership.anchors", len(m.anchors), config.anchors_size
     yield "Membership.redirects", len(m.redirects), 4 * config.max_degree + 1
+    yield "Membership.turned_away", len(m.turned_away), 4 * config.max_degree
+    yield "Membership.turned_me_away", len(m.turned_me_away), 4 * config.max_degree
     yield "Membership.tombstones", len(m.tombstones), config.tombstones_size
     yield "Membership.blacklist", len(m.blacklist), config.blacklist_size
     yield "Membership.super_peers", len(m.super_peers), MAX_SAMPLE
@@ -591,9 +593,12 @@ class HostileNeighbours(RuleBasedStateMachine):
         assert isinstance(grant.message, AttachAccept)
         lease_id = grant.message.lease_id
         sender = self._sender_for(grant.to) if not other else SENDERS[which % len(SENDERS)]
+        # Someone claiming to be the lease's owner (``_sender_for`` now and then) has no
+        # key of the senders': it signs with another's, as an impostor would.
+        key = KEY_OF.get(sender.id) or KEY_OF[SENDERS[which % len(SENDERS)].id]
         items = tuple(
             signed_entry(
-                KEY_OF[sender.id],
+                key,
                 sender.id,
                 random_key(self.rng),
                 f"song w{self.rng.randrange(50)}",
