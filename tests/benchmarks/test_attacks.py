@@ -48,10 +48,16 @@ def test_on_the_plaintext_runtime_the_same_leave_removes_the_victim() -> None:
     if result["degree_before"] < 2:
         pytest.fail(f"the victim had too few neighbors to attack: {result}")
     assert result["claims_refused"] == 0
-    # Neighbors drop it on the forged Leave (the victim asks them, or others, back within
-    # a second or two, so its degree may recover): more of its old neighbors stop listing
-    # it than the one the secure runtime's test allows for.
-    assert result["old_neighbors_still_listing_victim"] < result["degree_before"] - 1, result
+    # Neighbors drop it on the forged Leave: its degree falls by more than the one link
+    # the secure runtime's test allows for, or more of its old neighbors stop listing
+    # it.  Either may recover by the end: the victim asks for links again within a
+    # second or two, and in a swarm of 10 most of its new neighbors are old ones (one
+    # run ended with 6 of its 7 old neighbors listing it again, after a degree of 0).
+    dropped = (
+        result["degree_min"] is not None and result["degree_min"] < result["degree_before"] - 1
+    )
+    forgotten = result["old_neighbors_still_listing_victim"] < result["degree_before"] - 1
+    assert dropped or forgotten, result
 
 
 def test_the_impersonator_keeps_a_link_alive_and_forwards_nothing() -> None:
