@@ -452,7 +452,7 @@ class Membership:
         if not self._admits(sender, now) or self._pushing(peer, now):
             out.append(Send(sender.address, NeighborReject()))
             return
-        pressed = now < self.pressed_until
+        pressed = self.pressed(now)
         if len(self.active) >= self.config.target_degree:
             # Split a link u-v: v gets the newcomer instead of me.  Never a link I chose,
             # and the youngest of the rest: joins can churn one slot, not take the view.
@@ -488,7 +488,7 @@ class Membership:
         ):
             return  # our degree drops by one; repair will refill it
         # Pressed, the newcomer is not my choice: a headroom link.
-        self._add(newcomer, now, out, extra=now < self.pressed_until)
+        self._add(newcomer, now, out, extra=self.pressed(now))
         out.append(Send(newcomer.address, NeighborAccept(self.reported_degree(now))))
 
     def on_neighbor_request(
@@ -509,7 +509,7 @@ class Membership:
         # Past the open limit only an urgent request gets in, in the place of the youngest
         # link I did not choose (HyParView's rule, and no way to push out my own links);
         # pressed, with my headroom full, in the place of the youngest headroom link.
-        pressed = now < self.pressed_until
+        pressed = self.pressed(now)
         if (len(self.active) >= self._open_limit() or self._headroom_full(now)) and not (
             message.urgent
             and self._displace(
@@ -642,8 +642,8 @@ class Membership:
 
     def _tick(self, now: float, out: list[Effect], *, grace: float = 0.0) -> None:
         config = self.config
-        extras = self._extras()
-        if extras and len(self.active) <= config.target_degree and now >= self.pressed_until:
+        extras = self.extra_links
+        if extras and len(self.active) <= config.target_degree and not self.pressed(now):
             # Within my target, a headroom link is one of my links like the others
             # (unless I am pressed: then those who push would take my places this way).
             for neighbor in self.active.values():
@@ -673,7 +673,7 @@ class Membership:
         if len(self.active) > config.target_degree:
             self._shed(now, out)
         self._repair(now, out)
-        if now < self.pressed_until:
+        if self.pressed(now):
             # Pressed, a missing own slot is asked for every period, not every shuffle:
             # my own choices are what keeps those who push out.
             self._keep_own_slots(now, out)
@@ -761,7 +761,7 @@ class Membership:
         # before the others: a crowded neighbor I had before is kept.
         if self.rng.random() < 0.5:
             return
-        if extras and now < self.pressed_until and len(self.active) - len(extras) > target:
+        if extras and self.pressed(now) and len(self.active) - len(extras) > target:
             # Pressed, my headroom is not what makes me crowded (it is not reported, and
             # never made regular): my regular links above the target are.
             others = [nb for nb in self.active.values() if not nb.own and not nb.extra]
@@ -963,7 +963,7 @@ class Membership:
         """Whether my links and my requests in flight (other than to ``peer``) already
         make my target degree: a link ``peer`` asks for now is a headroom link.  Pressed,
         any link another peer asks for is one."""
-        if now < self.pressed_until:
+        if self.pressed(now):
             return True  # pressed: only the links I ask for count
         pending = len(self.pending) - (peer in self.pending)
         return len(self.active) + pending >= self.config.target_degree
@@ -974,7 +974,7 @@ class Membership:
         (full of peers that keep asking) never repaired when an honest neighbor left,
         the next asker took the vacancy, and once the peer fell to its target its
         headroom links became regular ones: honest links replaced one by one."""
-        if now < self.pressed_until:
+        if self.pressed(now):
             return len(self.active) - self.extra_links
         return len(self.active)
 
@@ -987,8 +987,7 @@ class Membership:
         away at my open limit?  If so it is refused (and remembered as turned away again),
         and I am pressed.  What decides is only what I saw: when I turned it away."""
         config = self.config
-        last = self.turned_away.get(peer)
-        if last is None or now - last > config.push_window:
+        if not self._within_window(self.turned_away, peer, now):
             return False
         self._count("refused.pushing")
         self._turn_away(peer, now)
@@ -1007,6 +1006,11 @@ class Membership:
             self.turned_me_away = {}
         self._note(self.turned_me_away, peer, now)
 
+    def _within_window(self, table: dict[PeerId, float], peer: PeerId, now: float) -> bool:
+        """Whether ``table`` (a table of refusals) has ``peer`` within ``push_window``."""
+        when = table.get(peer)
+        return when is not None and now - when <= self.config.push_window
+
     def _note(self, table: dict[PeerId, float], peer: PeerId, now: float) -> None:
         """Remember ``now`` for ``peer`` in a table of refusals (bounded: the oldest go)."""
         table.pop(peer, None)
@@ -1024,11 +1028,7 @@ class Membership:
     def _headroom_full(self, now: float) -> bool:
         """Pressed, with ``request_headroom`` headroom links already: no stranger gets in
         (past the open limit an urgent request still displaces a headroom link)."""
-        return now < self.pressed_until and self.extra_links >= self.config.request_headroom
-
-    def _extras(self) -> int:
-        """How many of my links are headroom links (a view holds a dozen at most)."""
-        return self.extra_links
+        return self.pressed(now) and self.extra_links >= self.config.request_headroom
 
     def reported_degree(self, now: float) -> int:
         """The degree I tell my neighbors: my links but the headroom ones, so that
@@ -1038,7 +1038,7 @@ class Membership:
         ends often hold in their headroom and shed if I look crowded; I shed my own
         surplus (see ``_shed``)."""
         degree = len(self.active) - self.extra_links
-        if now < self.pressed_until:
+        if self.pressed(now):
             return min(degree, self.config.target_degree)
         return degree
 
@@ -1167,12 +1167,9 @@ class Membership:
         refused me, or that I turned away, within ``push_window``: asking again so soon is
         what peers pushing to be a neighbor do (and one of those would accept at once)."""
         peer = contact.id
-        window = self.config.push_window
-        when = self.turned_me_away.get(peer)
-        if when is not None and now - when <= window:
-            return False
-        when = self.turned_away.get(peer)
-        if when is not None and now - when <= window:
+        if self._within_window(self.turned_me_away, peer, now) or self._within_window(
+            self.turned_away, peer, now
+        ):
             return False
         return self._refusal(contact, now) is None
 
