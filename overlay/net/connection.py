@@ -68,7 +68,7 @@ class Connection:
         self.counted = True
         """Still counted against the connection limit."""
         self.error: Exception | None = None
-        """Why the connection was ended from outside its reader (a write, the sweeper)."""
+        """Why the connection was ended from outside the node's reader (a write, the sweeper)."""
         self.decoder: FrameDecoder | None = None
         self.last_heard = trio.current_time()
         self.writing_since = -1.0
@@ -89,11 +89,10 @@ class Connection:
         descriptor's number is soon another connection's."""
         self.scope: trio.CancelScope | None = trio.CancelScope()
         """Cancels the dial and the handshake; None once the connection is open.  An open
-        connection is ended from outside by waking its reader instead (see
-        :meth:`Node.end_connection`): a cancel scope per connection held for its whole
-        life cost a peer about 7 KiB of its memory."""
+        connection is ended from outside by :meth:`Node._abort` instead: a cancel scope
+        per connection held for its whole life cost a peer about 7 KiB of its memory."""
         self.aborted = False
-        """Ended from outside its task: the reader stops at its next wake-up."""
+        """Ended: nothing more is read or queued on it; it is closed soon after."""
         self.session: Session | None = None
         """The Noise session once the handshake is done (None: plaintext)."""
         self.sealed = 0

@@ -43,11 +43,13 @@ How a link works here:
 * **Timers**: one task sleeps until ``core.next_deadline()`` (or the next sweep of
   the connections for idle and stuck ones); its cancel scope's deadline is moved
   after every event, so an earlier deadline wakes it early.
-* **Tasks**: a node runs one task per connection and two of its own (accepting, and
-  timers with the sweep).  A connection's task holds no cancel scope once the
-  handshake is done, and parks on ``wait_readable`` straight from its own frame:
-  a parked task keeps its whole await chain and every scope alive, and with six or
-  seven connections per peer that was a fifth of a swarm peer's memory.
+* **Tasks**: a node runs three tasks of its own (accepting; timers with the sweep;
+  reading every open connection) and one per connection only while it dials and
+  handshakes.  Open connections are read by the node's one reader
+  (:mod:`overlay.net.readers`): a task per open connection, parked on
+  ``wait_readable``, kept its await chain and trio's wait records alive for the
+  connection's whole life, and with seven connections per peer that was about a
+  fifth of a swarm peer's memory.  No open connection holds a cancel scope either.
 
 Limits, all from :class:`NodeConfig`: at most ``max_connections`` accepted and
 as many dialled connections; a new connection at the limit evicts the oldest one
@@ -95,6 +97,7 @@ from overlay.net.connection import (
 )
 from overlay.net.faults import FaultInjector
 from overlay.net.handshake_gate import GateLimits, HandshakeBusy, HandshakeGate, Pool
+from overlay.net.readers import Readers
 from overlay.net.secure import LinkIdentity, Security, Session, handshake
 from overlay.protocol import validate
 from overlay.protocol.effects import Close, Core, Effect, Notify, Send
@@ -306,6 +309,8 @@ class Node:
         """Who listened where, oldest first (a plain dict keeps insertion order at half
         an OrderedDict's size, and there is one per peer)."""
         self._nursery: trio.Nursery | None = None
+        self._readers: Readers | None = None
+        """The open connections, read by :meth:`_read_all` (while serving)."""
         self._scope: trio.CancelScope | None = None
         self._accepting: trio.CancelScope = trio.CancelScope()
         self._timer_scope: trio.CancelScope | None = None
@@ -332,10 +337,12 @@ class Node:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Accept connections and run the core until cancelled, :meth:`stop` or :meth:`leave`."""
+        readers = self._readers = Readers()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._scope = nursery.cancel_scope
+                nursery.start_soon(self._read_all, readers)
                 nursery.start_soon(self._accept_all, list(listeners))
                 self.apply(self.core.start(trio.current_time()))
                 nursery.start_soon(self._timer_loop)
@@ -346,6 +353,7 @@ class Node:
             self.stopping = True
             for listener in listeners:
                 listener.socket.close()  # synchronous: no port is left listening
+            readers.close()  # its task has ended, and closed what it read
             self.stopped.set()
 
     def stop(self) -> None:
@@ -514,7 +522,7 @@ class Node:
             return
         fd = socket.fileno()
         if fd < 0:
-            return  # closed by its reader, which forgets the connection next
+            return  # closed: the connection is over and forgotten
         if connection.outbox:
             try:
                 write_some(connection, fd)
@@ -541,10 +549,10 @@ class Node:
                 await trio.lowlevel.wait_writable(socket.fileno())
                 fd = socket.fileno()
                 if fd < 0:
-                    return  # closed meanwhile: the reader has ended it
+                    return  # closed meanwhile: the connection has ended
                 write_some(connection, fd)
         except trio.ClosedResourceError:
-            return  # the reader closed the socket: the connection is over already
+            return  # closed (by _close): the connection is over already
         except (OSError, trio.BusyResourceError) as exc:
             connection.outbox.clear()
             self.end_connection(connection, transport_error(exc))
@@ -755,22 +763,11 @@ class Node:
     async def _run(
         self, connection: Connection, stream: trio.SocketStream | None, urgent: bool = False
     ) -> None:
-        """A connection's one task: dial it (``stream`` None; it goes to
+        """A connection's task until it is open: dial it (``stream`` None; it goes to
         ``connection.key``; ``urgent``: ahead of others at the gate) or take the accepted
-        ``stream``, handshake, then read and deliver until it ends.
-
-        Reads go straight to the socket's descriptor (it is non-blocking: trio made it
-        so): the same steps as ``SocketStream.receive_some`` without its layers, which
-        cost a fifth of a busy peer's time.  A read that fills less than ``read_size``
-        has emptied the socket, so the next step is to wait for input rather than try a
-        read that fails (each failure costs an exception, and the first one a frame
-        object kept as long as the task).  A full read is followed by a checkpoint, so
-        a busy connection cannot starve the others.  The reading loop is in this
-        coroutine rather than in one it awaits because a task parked on a read keeps
-        every coroutine of its await chain alive: one fewer per connection is about
-        2 KiB per peer.  No cancel scope is held while reading (see
-        :meth:`end_connection`).
-        """
+        ``stream``, handshake, deliver what came behind the handshake, then hand the
+        socket to the node's reader (:meth:`_read_all`) and end.  A connection that
+        never opens is closed and forgotten here."""
         socket = None if stream is None else stream.socket
         try:
             early: list[Message] | None = None
@@ -796,51 +793,106 @@ class Node:
             if early is None or socket is None:
                 return  # the dial failed or the handshake was cut short: reason recorded
             connection.socket = socket
+            connection.decoder = decoder
             self._flush(connection)  # what was queued during the handshake
             self._deliver_batch(connection, early, trio.current_time())
-            del early
-            connection.decoder = decoder
-            session = connection.session
-            fd = socket.fileno()  # this task alone closes it, after this loop
-            size = self.config.read_size
-            read = os.read
-            wait_readable = trio.lowlevel.wait_readable
-            checkpoint = trio.lowlevel.checkpoint
-            drained = False
-            while not connection.aborted:
-                if drained:
-                    try:
-                        await wait_readable(fd)
-                    except trio.ClosedResourceError:
-                        break  # woken by _abort: the connection is over
-                    if connection.aborted:
-                        break
-                try:
-                    data = read(fd, size)
-                except BlockingIOError:
-                    drained = True  # woken with nothing to read (rare)
-                    continue
-                except OSError as exc:
-                    raise transport_error(exc) from None
-                now = connection.last_heard = trio.current_time()
-                if not data:
-                    if decoder.buffered or (session is not None and session.buffered):
-                        raise TransportError("closed in the middle of a frame")
-                    break
-                drained = len(data) < size
-                if session is not None:
-                    data = session.open(data)
-                self._deliver_batch(connection, decoder.feed(data), now)
-                del data  # not kept while parked
-                if not drained:
-                    await checkpoint()
+            if self._watch(connection, socket.fileno()):
+                socket = None  # the reader's now: it closes and forgets it
         except Exception as exc:
             self._end(connection, exc)  # logged before the socket closes
         finally:
             connection.scope = None
             if socket is not None:
                 socket.close()
-            self._forget(connection)
+            if socket is not None or connection.socket is None:
+                self._forget(connection)
+
+    def _watch(self, connection: Connection, fd: int) -> bool:
+        """Hand an open connection to the reader; False when it cannot take it (the
+        connection was ended meanwhile, or the node is stopping)."""
+        readers = self._readers
+        if connection.aborted or fd < 0 or readers is None or self.stopping:
+            return False
+        readers.watch(connection, fd)
+        return True
+
+    async def _read_all(self, readers: Readers) -> None:
+        """Read every open connection: wait until one has input, read each that has.
+
+        Reads go straight to the socket's descriptor (it is non-blocking: trio made it
+        so).  A read that fills ``read_size`` may have left more behind: such a
+        connection is read again in the next round, after a checkpoint, so a busy
+        connection cannot starve the others (the selector is level-triggered and
+        reports it again); the reader waits only when every read emptied its socket."""
+        wait_readable = trio.lowlevel.wait_readable
+        checkpoint = trio.lowlevel.checkpoint
+        fd = readers.fileno()
+        try:
+            while True:
+                await wait_readable(fd)
+                while True:
+                    full = False
+                    for connection, connection_fd in readers.ready():
+                        if not connection.aborted and self._read(connection, connection_fd):
+                            full = True
+                    if not full:
+                        break
+                    await checkpoint()
+        finally:
+            self._readers = None  # nothing is handed over any more
+            for connection in readers.watched():
+                self._close(connection)
+
+    def _read(self, connection: Connection, fd: int) -> bool:
+        """One read of an open connection, delivered; whether it filled ``read_size``
+        (so that more may be waiting).  An end or an error closes the connection."""
+        size = self.config.read_size
+        try:
+            data = os.read(fd, size)
+        except BlockingIOError:
+            return False  # reported ready with nothing to read (rare)
+        except OSError as exc:
+            self._end(connection, transport_error(exc))
+            self._close(connection)
+            return False
+        now = connection.last_heard = trio.current_time()
+        session = connection.session
+        decoder = connection.decoder
+        assert decoder is not None
+        try:
+            if not data:
+                if decoder.buffered or (session is not None and session.buffered):
+                    raise TransportError("closed in the middle of a frame")
+                self._close(connection)
+                return False
+            full = len(data) == size
+            if session is not None:
+                data = session.open(data)
+            self._deliver_batch(connection, decoder.feed(data), now)
+        except Exception as exc:
+            self._end(connection, exc)  # logged before the socket closes
+            self._close(connection)
+            return False
+        return full and not connection.aborted
+
+    def _close(self, connection: Connection) -> None:
+        """Close an open connection and forget it, once: stop reading it first, and wake
+        a task waiting to write to it."""
+        socket = connection.socket
+        if socket is None:
+            return
+        fd = socket.fileno()
+        if fd < 0:
+            return  # closed and forgotten already
+        readers = self._readers
+        if readers is not None:
+            readers.unwatch(connection, fd)
+        trio.lowlevel.notify_closing(fd)
+        socket.close()
+        self._forget(connection)
+
+    async def _close_soon(self, connection: Connection) -> None:
+        self._close(connection)
 
     def _dial_from(self) -> str | None:
         """The source address of my outgoing connections: the host I listen on.
@@ -1037,14 +1089,16 @@ class Node:
         self._abort(connection)
 
     def _abort(self, connection: Connection) -> None:
-        """Make the connection's task end it soon (its reason, if any, is recorded).
+        """End the connection soon (its reason, if any, is recorded): nothing is queued
+        or read on it any more.
 
-        While it dials or handshakes, its cancel scope is cancelled.  Once open, the
-        reader is woken instead (``notify_closing``: a reader waiting for input gets
-        ClosedResourceError, as does a drain task waiting to write); the ``aborted``
-        flag stops a reader that was not waiting at its next wake-up, and nothing is
-        queued any more.  The reader closes the socket itself, so no other task ever
-        reads or writes a descriptor number that may already be another socket's."""
+        While it dials or handshakes, its cancel scope is cancelled, and its task closes
+        it.  Once open, it is no longer read, a drain task waiting to write to it is
+        woken (``notify_closing``), and it is closed and forgotten in a task of its
+        own: it may be ending in the middle of a batch of effects, or of its own
+        input, and forgetting it tells the core the link was lost, which is not for
+        the middle of either.  Until that task runs, the descriptor stays open, so its
+        number cannot become another socket's meanwhile."""
         if connection.aborted:
             return
         connection.aborted = True
@@ -1054,10 +1108,17 @@ class Node:
             scope.cancel()
             return
         socket = connection.socket
-        if socket is not None:
-            fd = socket.fileno()
-            if fd >= 0:
-                trio.lowlevel.notify_closing(fd)
+        if socket is None:
+            return
+        fd = socket.fileno()
+        if fd < 0:
+            return
+        trio.lowlevel.notify_closing(fd)
+        readers = self._readers
+        if readers is not None and readers.unwatch(connection, fd):
+            assert self._nursery is not None
+            self._nursery.start_soon(self._close_soon, connection)
+        # Otherwise its own task has not handed it over yet, and closes it.
 
     def _log_end(self, connection: Connection, exc: BaseException) -> None:
         """Exactly one line per connection that ends badly; quiet for ordinary ends."""

@@ -435,3 +435,59 @@ async def test_a_failed_connection_leaves_nothing_for_the_cyclic_collector(
             await client.stream.aclose()
             await wait_for(node, lambda: not node.connections)
     assert not {"Connection", "TransportError", "traceback"} & set(garbage), garbage
+
+
+async def test_open_connections_are_read_by_one_task_not_one_each(
+    nursery: trio.Nursery,
+) -> None:
+    """Once its handshake is done a connection has no task of its own: the node's one
+    reader serves them all (a parked task per connection was about a fifth of a swarm
+    peer's memory).  Every client is answered, and one that resets ends only its own
+    connection."""
+    roomy = attrs.evolve(FAST_NODE, idle_timeout=60.0)
+    _peer, node = await start_peer(nursery, bootstrap=None, node_config=roomy)
+    assert node._nursery is not None
+    tasks_before = len(node._nursery.child_tasks)
+    clients = [(await handshaken(node.contact.address))[0] for _ in range(16)]
+    await wait_for(node, lambda: len(node.connections) == len(clients))
+    for client in clients:
+        await client.send(encode_frame(StatsRequest()))
+    with trio.fail_after(HANG_GUARD):
+        replies = [await client.receive() for client in clients]
+    assert all(type(reply) is StatsReply for reply in replies)
+    assert len(node._nursery.child_tasks) == tasks_before  # not one more per connection
+    gone = clients.pop()
+    gone.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await gone.stream.aclose()
+    await wait_for(node, lambda: len(node.connections) == len(clients))
+    await clients[0].send(encode_frame(StatsRequest()))
+    with trio.fail_after(HANG_GUARD):
+        assert type(await clients[0].receive()) is StatsReply
+
+
+async def test_a_connection_that_never_stops_sending_does_not_starve_the_others(
+    nursery: trio.Nursery,
+) -> None:
+    """A connection whose socket always has more to read is read once per round, like
+    every other ready one: a client sending without pause does not keep the node from
+    answering a second client."""
+    roomy = attrs.evolve(FAST_NODE, idle_timeout=60.0, send_queue=100_000)
+    _peer, node = await start_peer(nursery, bootstrap=None, node_config=roomy)
+    flooder, _ = await handshaken(node.contact.address)
+    other, _ = await handshaken(node.contact.address)
+    burst = encode_frame(Heartbeat(1)) * 4096  # heartbeats from a client: read and ignored
+    sent = 0
+
+    async def flood() -> None:
+        nonlocal sent
+        while True:
+            await flooder.send(burst)
+            sent += 1
+
+    with trio.fail_after(HANG_GUARD):
+        async with trio.open_nursery() as flooding:
+            flooding.start_soon(flood)
+            await wait_for(node, lambda: sent >= 4)  # the node is reading the flood
+            await other.send(encode_frame(StatsRequest()))
+            assert type(await other.receive()) is StatsReply
+            flooding.cancel_scope.cancel()
