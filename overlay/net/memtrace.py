@@ -16,12 +16,14 @@ import ctypes
 import gc
 import os
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
+
+if TYPE_CHECKING:
+    import tracemalloc
 
 ENV_DIR: Final = "OVERLAY_TRACEMALLOC"
 ENV_PERIOD: Final = "OVERLAY_TRACEMALLOC_PERIOD"
@@ -92,6 +94,8 @@ def requested() -> Path | None:
 
 
 def start() -> None:
+    import tracemalloc  # noqa: PLC0415  (lazy, worker memory: with pickle ~450 KiB)
+
     # One frame by default: deeper tracebacks slow a busy worker down several times.
     tracemalloc.start(int(os.environ.get(ENV_FRAMES, "1")))
 
@@ -111,6 +115,8 @@ def _type_counts(limit: int) -> list[tuple[str, int]]:
 
 def dump(path: Path, first: tracemalloc.Snapshot | None, began: float, extra: str = "") -> None:
     """Write one report to ``path`` (replacing it)."""
+    import tracemalloc  # noqa: PLC0415  (lazy: worker memory, see start())
+
     snapshot = tracemalloc.take_snapshot().filter_traces(
         (tracemalloc.Filter(False, tracemalloc.__file__),)
     )
@@ -143,6 +149,8 @@ def dump(path: Path, first: tracemalloc.Snapshot | None, began: float, extra: st
 
 async def dump_periodically(directory: Path, describe: Callable[[], str]) -> None:
     """Dump every period until cancelled; the first dump is the baseline of the diffs."""
+    import tracemalloc  # noqa: PLC0415  (lazy: worker memory, see start())
+
     directory.mkdir(parents=True, exist_ok=True)
     period = float(os.environ.get(ENV_PERIOD, "30"))
     path = directory / f"worker-{os.getpid()}.txt"

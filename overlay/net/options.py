@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from bootstrap.hostcache import HostCacheConfig
 from overlay.core.config import MembershipConfig, PeerConfig, SuperConfig
 from search.config import SearchConfig
 
 if TYPE_CHECKING:
+    from bootstrap.hostcache import HostCacheConfig
     from overlay.net.faults import FaultInjector, FaultPlan, PartitionSource
     from overlay.net.node import NodeConfig
 
@@ -141,6 +141,8 @@ def add_limit_arguments(parser: argparse.ArgumentParser, *, swarm: bool = False)
 
 
 def add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
+    from bootstrap.hostcache import HostCacheConfig  # noqa: PLC0415  (lazy: worker memory)
+
     _add(parser.add_argument_group("bootstrap limits"), HostCacheConfig, BOOTSTRAP_FLAGS)
 
 
@@ -225,6 +227,8 @@ def peer_config_of(args: argparse.Namespace, base: PeerConfig) -> PeerConfig:
 
 
 def host_cache_config_of(args: argparse.Namespace) -> HostCacheConfig:
+    from bootstrap.hostcache import HostCacheConfig  # noqa: PLC0415  (lazy: worker memory)
+
     return HostCacheConfig(**_given(args, BOOTSTRAP_FLAGS))
 
 

@@ -13,6 +13,8 @@ runtime options).  What only the parent uses (networkx for the summary, rich for
 status line and the view, the simulator) stays out of it: every worker would pay for
 those imports in resident memory, about 19 MB each (an idle worker: 51 MB with them,
 32.5 MB without), for nothing (``tests/overlay/net/swarm/test_worker.py`` checks it).
+For the same reason the modules it imports load some standard modules only when they
+are used (:mod:`tracemalloc` in :mod:`overlay.net.memtrace`, for instance).
 """
 
 from __future__ import annotations
