@@ -112,7 +112,7 @@ table is bounded.  A table per peer cost about 360 bytes a simulated peer."""
 
 _NO_REFUSALS: dict[PeerId, float] = {}
 """The empty refusal table every peer points to until it refuses or is refused (never
-written to: see ``Membership._turn_away``): two empty dicts of their own cost a
+written to: see ``Membership._noted``): two empty dicts of their own cost a
 simulated peer about 145 bytes, and most peers' tables are empty most of the time."""
 
 
@@ -996,27 +996,27 @@ class Membership:
 
     def _turn_away(self, peer: PeerId, now: float) -> None:
         """I turn ``peer`` away at my open limit: remember when."""
-        if self.turned_away is _NO_REFUSALS:
-            self.turned_away = {}
-        self._note(self.turned_away, peer, now)
+        self.turned_away = self._noted(self.turned_away, peer, now)
 
     def _turned_down(self, peer: PeerId, now: float) -> None:
         """``peer`` refused my request or ended our link: remember when."""
-        if self.turned_me_away is _NO_REFUSALS:
-            self.turned_me_away = {}
-        self._note(self.turned_me_away, peer, now)
+        self.turned_me_away = self._noted(self.turned_me_away, peer, now)
 
     def _within_window(self, table: dict[PeerId, float], peer: PeerId, now: float) -> bool:
         """Whether ``table`` (a table of refusals) has ``peer`` within ``push_window``."""
         when = table.get(peer)
         return when is not None and now - when <= self.config.push_window
 
-    def _note(self, table: dict[PeerId, float], peer: PeerId, now: float) -> None:
-        """Remember ``now`` for ``peer`` in a table of refusals (bounded: the oldest go)."""
+    def _noted(self, table: dict[PeerId, float], peer: PeerId, now: float) -> dict[PeerId, float]:
+        """``table`` (a table of refusals) with ``now`` for ``peer`` (bounded: the oldest
+        go); a table of its own in place of the shared empty one, which is never written."""
+        if table is _NO_REFUSALS:
+            table = {}
         table.pop(peer, None)
         table[peer] = now
         if len(table) > 4 * self.config.max_degree:
             del table[next(iter(table))]
+        return table
 
     def _forget_refusals(self, now: float) -> None:
         """Forget refusals older than ``push_window`` (they decide nothing any more): a
